@@ -1,0 +1,17 @@
+# Per-target warning and sanitizer settings; no global flag edits.
+function(prpc_enable_warnings target)
+  target_compile_options(${target} PRIVATE
+    -Wall -Wextra -Wpedantic -Wshadow -Wnon-virtual-dtor -Wold-style-cast -Wcast-align
+    -Woverloaded-virtual -Wconversion -Wsign-conversion -Wdouble-promotion
+    -Wformat=2 -Wimplicit-fallthrough)
+  if(PRPC_WARNINGS_AS_ERRORS)
+    target_compile_options(${target} PRIVATE -Werror)
+  endif()
+endfunction()
+
+# Sanitizers apply to everything the project builds, so they are added once here as a
+# directory-level option when requested (a preset switches them on).
+if(PRPC_SANITIZE)
+  add_compile_options(-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined)
+  add_link_options(-fsanitize=address,undefined)
+endif()

@@ -1,0 +1,60 @@
+// The client engine: publish a request, wait for the pushed reply (one reply listener per
+// client, no polling), enforce a per-call timeout.
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "prpc/broker.hpp"
+#include "prpc/codec.hpp"
+#include "prpc/message.hpp"
+#include "prpc/status.hpp"
+
+namespace prpc {
+
+struct ClientOptions {
+  std::string queue = "task_prpc";
+  Flavour flavour = Flavour::kPython;
+};
+
+class Client {
+ public:
+  using ReplyCallback = std::function<void(Result<Message>)>;
+
+  Client(ClientOptions options, std::shared_ptr<Broker> broker, std::shared_ptr<Codec> codec);
+  ~Client();
+  Client(const Client&) = delete;
+  Client& operator=(const Client&) = delete;
+
+  // Connects and opens the reply listener.
+  Status start();
+
+  // Sends `request` (message_id, date_create_message and reply_to are filled in when empty) and
+  // calls `done` exactly once: with the reply (which may carry a remote failure in
+  // exception_info), or with kTimeout when `timeout` (> 0) passes first, or with the error that
+  // kept the request from being sent. Returns the message_id.
+  std::string call(Message request, std::chrono::milliseconds timeout, ReplyCallback done);
+  Result<Message> call_sync(Message request, std::chrono::milliseconds timeout);
+
+  // Forgets a pending call; its callback gets kCancelled. False when it is not pending.
+  bool cancel(std::string_view message_id);
+
+  // Reads a stored result (the broker's string key), for a reply this client did not receive.
+  void fetch(std::string_view message_id,
+             std::function<void(Result<std::optional<Message>>)> done);
+
+  std::size_t pending() const;
+  const std::string& reply_to() const;
+  const Codec& codec() const;
+  const ClientOptions& options() const;
+
+ private:
+  class Impl;
+  std::shared_ptr<Impl> impl_;
+};
+
+}  // namespace prpc

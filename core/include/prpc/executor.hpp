@@ -1,0 +1,72 @@
+// Executors run function calls; the invoker says how one call runs in this process.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <string_view>
+
+#include "prpc/message.hpp"
+#include "prpc/status.hpp"
+
+namespace prpc {
+
+struct Invocation {
+  std::uint64_t call_id = 0;
+  std::string_view func_name;
+  std::string_view args = "[]";
+  std::string_view kwargs = "{}";
+  std::string_view dialect = "json";
+  std::string_view message_id;
+  std::chrono::milliseconds timeout{0};  // 0: no limit
+};
+
+// What a call produced: a JSON result, or an error with the remote type name, message and
+// traceback.
+struct Outcome {
+  Status status;  // OK, kFunction (the function raised), kTimeout, kCancelled, ...
+  std::string result = "null";
+  std::string error_type;
+  std::string error_message;
+  std::string traceback;
+
+  static Outcome success(std::string json) {
+    Outcome o;
+    o.result = std::move(json);
+    return o;
+  }
+  static Outcome failure(StatusCode code, std::string_view type, std::string message,
+                         std::string traceback = {}) {
+    Outcome o;
+    o.status = Status(code, message);
+    o.error_type = std::string(type);
+    o.error_message = std::move(message);
+    o.traceback = std::move(traceback);
+    return o;
+  }
+  bool ok() const noexcept { return status.is_ok(); }
+};
+
+using OutcomeCallback = std::function<void(Outcome)>;
+
+// Runs one call in the current process. invoke() may call `done` before returning or later from
+// any thread, exactly once.
+class Invoker {
+ public:
+  virtual ~Invoker() = default;
+  virtual void invoke(const Invocation& call, OutcomeCallback done) = 0;
+  virtual void cancel(std::uint64_t /*call_id*/) {}
+};
+
+class Executor {
+ public:
+  virtual ~Executor() = default;
+  // `done` is called exactly once: with the outcome, a timeout past the call's limit, or
+  // kCancelled when the executor shuts down first.
+  virtual void submit(const Invocation& call, OutcomeCallback done) = 0;
+  virtual void shutdown(std::chrono::milliseconds grace) = 0;
+  virtual std::uint32_t workers() const = 0;
+};
+
+}  // namespace prpc

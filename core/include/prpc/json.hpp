@@ -1,0 +1,51 @@
+// JSON helpers shared by the core, the codecs and native function plugins: escaping, bounded
+// validation, and a scanner that reads the members of a top-level object and hands back the
+// exact text of each value (so numbers and nested documents pass through byte for byte).
+#pragma once
+
+#include <cstddef>
+#include <functional>
+#include <string>
+#include <string_view>
+
+#include "prpc/status.hpp"
+
+namespace prpc::json {
+
+struct Limits {
+  std::size_t max_depth = 512;
+  std::size_t max_bytes = std::size_t{16} << 20;
+};
+
+enum class Type { kNull, kBool, kNumber, kString, kArray, kObject };
+
+std::string_view type_name(Type t) noexcept;
+
+// Appends `text` (valid UTF-8) as a JSON string literal, quotes included. Non-ASCII stays UTF-8.
+void append_quoted(std::string& out, std::string_view text);
+std::string quote(std::string_view text);
+
+// One member of a top-level object. `raw` is the member value's exact text; `text` is the
+// decoded value when it is a string.
+struct Member {
+  std::string_view key;
+  Type type = Type::kNull;
+  std::string_view raw;
+  std::string_view text;
+  bool boolean = false;
+};
+
+// Parses `input` as one JSON object (UTF-8 validated; NaN/Infinity accepted as Python writes
+// them) within `limits`, calling on_member for each top-level member in order. Errors name the
+// byte offset: "invalid JSON at offset 17: Missing a comma or '}' after an object member."
+// An error returned by on_member stops the scan and is returned as is.
+Status scan_object(std::string_view input, const Limits& limits,
+                   const std::function<Status(const Member&)>& on_member);
+
+// Checks that `input` is exactly one JSON value within `limits`.
+Status validate(std::string_view input, const Limits& limits);
+
+// Type of the JSON value whose text starts at input (after leading whitespace).
+Type peek_type(std::string_view input) noexcept;
+
+}  // namespace prpc::json

@@ -1,0 +1,64 @@
+// The message model of PROTOCOL.md section 2, free of any broker, codec or language.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "prpc/plugin_abi.h"
+
+namespace prpc {
+
+// Which request stream a message travels on: prpc_{q} (Python values, jsonpickle) or
+// prpc_raw_{q} (plain JSON for any language).
+enum class Flavour : std::int32_t { kPython = PRPC_FLAVOUR_PYTHON, kRaw = PRPC_FLAVOUR_RAW };
+
+inline std::string_view flavour_name(Flavour f) noexcept {
+  return f == Flavour::kRaw ? "raw" : "python";
+}
+
+// One request or reply. func_args, func_kwargs and result hold JSON text in the dialect of the
+// codec that produced them ("json" or "jsonpickle"); each is a self-contained document.
+struct Message {
+  std::string func_name;
+  std::string func_args = "[]";
+  std::string func_kwargs = "{}";
+  std::string message_id;
+  std::string result = "null";
+  std::optional<std::string> exception_info;  // set on failure, never empty then
+  std::string date_create_message;            // ISO 8601 with offset; empty when absent
+  std::string date_done_message;
+  // Extensions (PROTOCOL.md section 2, "Suggested").
+  std::string reply_to;  // where the client listens for the pushed reply
+  std::string deadline;  // absolute ISO 8601; a request that expires while queued is not run
+  std::uint32_t attempt = 0;
+  std::string exception_type;
+  std::string traceback;
+  std::string traceparent;
+
+  bool failed() const noexcept { return exception_info.has_value(); }
+};
+
+// Error type names used in replies that the runtime (not a function) produces.
+namespace error_types {
+inline constexpr std::string_view kUnknownFunction = "UnknownFunctionError";
+inline constexpr std::string_view kTimeout = "TimeoutError";
+inline constexpr std::string_view kDecode = "DecodeError";
+inline constexpr std::string_view kEncode = "EncodeError";
+inline constexpr std::string_view kDeadLetter = "DeadLetterError";
+inline constexpr std::string_view kCancelled = "CancelledError";
+inline constexpr std::string_view kInternal = "InternalError";
+inline constexpr std::string_view kWorkerLost = "WorkerLostError";
+inline constexpr std::string_view kArguments = "TypeError";
+}  // namespace error_types
+
+// "ValueError: bad input", or "ValueError: " for an empty message: never empty (PROTOCOL.md 3).
+inline std::string format_exception_info(std::string_view type, std::string_view message) {
+  std::string out(type.empty() ? std::string_view("Exception") : type);
+  out += ": ";
+  out += message;
+  return out;
+}
+
+}  // namespace prpc

@@ -1,0 +1,77 @@
+// The server engine: consume -> decode -> run on the function's executor -> encode -> reply ->
+// ack, with a bounded number of calls in flight and a graceful drain on stop.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+
+#include "prpc/broker.hpp"
+#include "prpc/codec.hpp"
+#include "prpc/executor.hpp"
+#include "prpc/functions.hpp"
+#include "prpc/status.hpp"
+
+namespace prpc {
+
+struct ServerOptions {
+  std::string queue = "task_prpc";
+  std::string group = "prpc_group_consumers";
+  std::string consumer;  // unique per server; default: host-pid-random
+  std::uint32_t max_in_flight = 64;
+  std::uint32_t batch_size = 64;
+  std::uint32_t max_deliveries = 3;  // a request delivered more often is dead-lettered
+  std::chrono::milliseconds visibility_timeout{30'000};
+  std::chrono::milliseconds call_timeout{0};  // server-side limit of one call; 0: none
+  std::chrono::milliseconds drain_grace{30'000};
+  std::size_t max_message_bytes = std::size_t{16} << 20;
+  std::size_t max_json_depth = 512;
+  std::string default_worker = "thread";
+};
+
+struct ServerStats {
+  std::uint64_t received = 0;
+  std::uint64_t succeeded = 0;      // replied with a result
+  std::uint64_t failed = 0;         // replied with an error
+  std::uint64_t dead_lettered = 0;
+  std::uint64_t deduplicated = 0;   // redeliveries answered from the stored result
+  std::uint64_t in_flight = 0;
+};
+
+using ExecutorMap = std::map<std::string, std::shared_ptr<Executor>, std::less<>>;
+
+class Server {
+ public:
+  // A codec may be null: that flavour's stream is then not consumed.
+  Server(ServerOptions options, std::shared_ptr<Broker> broker,
+         std::shared_ptr<Codec> python_codec, std::shared_ptr<Codec> raw_codec,
+         std::shared_ptr<FunctionTable> functions, ExecutorMap executors);
+  ~Server();
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  // Connects and starts consuming.
+  Status start();
+  // Stops consuming and waits up to `grace` for calls in flight. Calls still running after that
+  // are left unacknowledged, for another server to claim; their late results are dropped.
+  void stop(std::chrono::milliseconds grace);
+  // start(), then serve until SIGINT/SIGTERM or request_stop(), then stop(drain_grace).
+  Status run();
+  // Makes run() return (after draining). Safe from any thread.
+  void request_stop() noexcept;
+
+  ServerStats stats() const;
+  const ServerOptions& options() const;
+
+ private:
+  class Impl;
+  std::shared_ptr<Impl> impl_;
+};
+
+// The JSON manifest the reserved function get_function_server answers with.
+std::string function_manifest(const std::string& queue, const std::vector<FunctionInfo>& functions,
+                              const std::string& default_worker);
+
+}  // namespace prpc

@@ -1,0 +1,233 @@
+#include "prpc/json.hpp"
+
+#include <rapidjson/error/en.h>
+#include <rapidjson/memorystream.h>
+#include <rapidjson/reader.h>
+
+#include <array>
+#include <string>
+
+namespace prpc::json {
+namespace {
+
+constexpr unsigned kParseFlags = rapidjson::kParseIterativeFlag |
+                                 rapidjson::kParseValidateEncodingFlag |
+                                 rapidjson::kParseNanAndInfFlag;
+
+bool is_ws(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
+
+std::string parse_error_text(const rapidjson::Reader& reader) {
+  std::string msg = "invalid JSON at offset ";
+  msg += std::to_string(reader.GetErrorOffset());
+  msg += ": ";
+  msg += rapidjson::GetParseError_En(reader.GetParseErrorCode());
+  return msg;
+}
+
+// SAX handler that enforces the depth limit and, when `scan` is set, reports the members of the
+// top-level object. With kParseIterativeFlag RapidJSON calls Start*/End* before consuming the
+// bracket, so a container ends at Tell() + 1.
+class Handler : public rapidjson::BaseReaderHandler<rapidjson::UTF8<>, Handler> {
+ public:
+  Handler(std::string_view input, const rapidjson::MemoryStream& stream, const Limits& limits,
+          const std::function<Status(const Member&)>* scan)
+      : input_(input), stream_(stream), limits_(limits), scan_(scan) {}
+
+  bool Null() { return scalar(Type::kNull); }
+  bool Bool(bool b) {
+    member_.boolean = b;
+    return scalar(Type::kBool);
+  }
+  bool Int(int) { return scalar(Type::kNumber); }
+  bool Uint(unsigned) { return scalar(Type::kNumber); }
+  bool Int64(std::int64_t) { return scalar(Type::kNumber); }
+  bool Uint64(std::uint64_t) { return scalar(Type::kNumber); }
+  bool Double(double) { return scalar(Type::kNumber); }
+  bool String(const char* s, rapidjson::SizeType n, bool) {
+    member_.text = std::string_view(s, n);
+    return scalar(Type::kString);
+  }
+  bool Key(const char* s, rapidjson::SizeType n, bool) {
+    if (depth_ == 1 && scan_ != nullptr) {
+      key_.assign(s, n);
+      key_end_ = stream_.Tell();
+    }
+    return true;
+  }
+  bool StartObject() { return open(Type::kObject); }
+  bool EndObject(rapidjson::SizeType) { return close(); }
+  bool StartArray() { return open(Type::kArray); }
+  bool EndArray(rapidjson::SizeType) { return close(); }
+
+  const Status& error() const { return error_; }
+
+ private:
+  std::size_t value_start() const {
+    std::size_t p = key_end_;
+    while (p < input_.size() && (is_ws(input_[p]) || input_[p] == ':')) ++p;
+    return p;
+  }
+
+  bool scalar(Type t) {
+    if (depth_ == 0 && scan_ != nullptr) return fail_not_object(t);
+    if (depth_ == 1 && scan_ != nullptr) {
+      std::size_t start = value_start();
+      member_.key = key_;
+      member_.type = t;
+      member_.raw = input_.substr(start, stream_.Tell() - start);
+      return emit();
+    }
+    return true;
+  }
+
+  bool open(Type t) {
+    if (depth_ == 0 && scan_ != nullptr && t != Type::kObject) return fail_not_object(t);
+    if (depth_ == 1 && scan_ != nullptr) {
+      container_start_ = value_start();
+      container_type_ = t;
+    }
+    ++depth_;
+    if (depth_ > limits_.max_depth) {
+      error_ = Status(StatusCode::kResourceExhausted,
+                      "JSON nesting deeper than " + std::to_string(limits_.max_depth) +
+                          " levels at offset " + std::to_string(stream_.Tell()));
+      return false;
+    }
+    return true;
+  }
+
+  bool close() {
+    --depth_;
+    if (depth_ == 1 && scan_ != nullptr) {
+      member_.key = key_;
+      member_.type = container_type_;
+      member_.raw = input_.substr(container_start_, stream_.Tell() + 1 - container_start_);
+      return emit();
+    }
+    return true;
+  }
+
+  bool emit() {
+    Status s = (*scan_)(member_);
+    member_ = Member{};
+    if (!s.is_ok()) {
+      error_ = std::move(s);
+      return false;
+    }
+    return true;
+  }
+
+  bool fail_not_object(Type t) {
+    error_ = Status(StatusCode::kDecode,
+                    std::string("expected a JSON object, got ") + std::string(type_name(t)));
+    return false;
+  }
+
+  std::string_view input_;
+  const rapidjson::MemoryStream& stream_;
+  const Limits& limits_;
+  const std::function<Status(const Member&)>* scan_;
+  std::size_t depth_ = 0;
+  std::string key_;
+  std::size_t key_end_ = 0;
+  std::size_t container_start_ = 0;
+  Type container_type_ = Type::kNull;
+  Member member_;
+  Status error_;
+};
+
+Status parse(std::string_view input, const Limits& limits,
+             const std::function<Status(const Member&)>* scan) {
+  if (input.size() > limits.max_bytes) {
+    return Status(StatusCode::kResourceExhausted,
+                  "JSON text of " + std::to_string(input.size()) + " bytes exceeds the limit of " +
+                      std::to_string(limits.max_bytes) + " bytes");
+  }
+  // The reader treats NUL as the end of input; a raw NUL byte is never valid JSON (inside strings
+  // it must be escaped), so refuse it up front with its offset.
+  if (std::size_t nul = input.find('\0'); nul != std::string_view::npos) {
+    return Status(StatusCode::kDecode,
+                  "invalid JSON at offset " + std::to_string(nul) + ": NUL byte");
+  }
+  rapidjson::MemoryStream stream(input.data(), input.size());
+  Handler handler(input, stream, limits, scan);
+  rapidjson::Reader reader;
+  reader.Parse<kParseFlags>(stream, handler);
+  if (!handler.error().is_ok()) return handler.error();
+  if (reader.HasParseError()) return Status(StatusCode::kDecode, parse_error_text(reader));
+  return Status::ok();
+}
+
+}  // namespace
+
+std::string_view type_name(Type t) noexcept {
+  switch (t) {
+    case Type::kNull: return "null";
+    case Type::kBool: return "boolean";
+    case Type::kNumber: return "number";
+    case Type::kString: return "string";
+    case Type::kArray: return "array";
+    case Type::kObject: return "object";
+  }
+  return "value";
+}
+
+void append_quoted(std::string& out, std::string_view text) {
+  static constexpr std::array<char, 16> kHex = {'0', '1', '2', '3', '4', '5', '6', '7',
+                                                '8', '9', 'a', 'b', 'c', 'd', 'e', 'f'};
+  out.reserve(out.size() + text.size() + 2);
+  out.push_back('"');
+  for (char c : text) {
+    auto u = static_cast<unsigned char>(c);
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\b': out += "\\b"; break;
+      case '\f': out += "\\f"; break;
+      case '\n': out += "\\n"; break;
+      case '\r': out += "\\r"; break;
+      case '\t': out += "\\t"; break;
+      default:
+        if (u < 0x20) {
+          out += "\\u00";
+          out.push_back(kHex[u >> 4]);
+          out.push_back(kHex[u & 0xF]);
+        } else {
+          out.push_back(c);
+        }
+    }
+  }
+  out.push_back('"');
+}
+
+std::string quote(std::string_view text) {
+  std::string out;
+  append_quoted(out, text);
+  return out;
+}
+
+Status scan_object(std::string_view input, const Limits& limits,
+                   const std::function<Status(const Member&)>& on_member) {
+  return parse(input, limits, &on_member);
+}
+
+Status validate(std::string_view input, const Limits& limits) {
+  return parse(input, limits, nullptr);
+}
+
+Type peek_type(std::string_view input) noexcept {
+  std::size_t i = 0;
+  while (i < input.size() && is_ws(input[i])) ++i;
+  if (i == input.size()) return Type::kNull;
+  switch (input[i]) {
+    case '{': return Type::kObject;
+    case '[': return Type::kArray;
+    case '"': return Type::kString;
+    case 't':
+    case 'f': return Type::kBool;
+    case 'n': return Type::kNull;
+    default: return Type::kNumber;
+  }
+}
+
+}  // namespace prpc::json

@@ -1,0 +1,441 @@
+#include "plugin_objects.hpp"
+
+#include <array>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "prpc/log.hpp"
+#include "prpc/sdk/abi_views.hpp"
+#include "prpc/sdk/plugin.hpp"
+
+namespace prpc::details {
+namespace {
+
+using sdk::details::delivery_from;
+using sdk::details::delivery_view;
+
+constexpr std::size_t kErrorCapacity = 1024;
+
+struct ErrorBuffer {
+  std::array<char, kErrorCapacity> buf{};
+  prpc_error err{buf.data(), buf.size()};
+  Status status(prpc_status code, std::string_view context) const {
+    std::string msg(context);
+    if (buf[0] != '\0') {
+      msg += ": ";
+      msg += buf.data();
+    }
+    return Status(status_code_from_abi(code), std::move(msg));
+  }
+};
+
+Status unimplemented(std::string_view what) {
+  return Status(StatusCode::kUnimplemented, "the plugin does not implement " + std::string(what));
+}
+
+template <typename Callback>
+Callback* heap(Callback cb) {
+  return new Callback(std::move(cb));
+}
+
+void done_thunk(void* ud, prpc_status code, prpc_str message) noexcept {
+  std::unique_ptr<DoneCallback> cb(static_cast<DoneCallback*>(ud));
+  abi::barrier_void([&] {
+    if (code == PRPC_OK) {
+      (*cb)(Status::ok());
+    } else {
+      (*cb)(Status(status_code_from_abi(code), std::string(abi::view(message))));
+    }
+  });
+}
+
+void lookup_thunk(void* ud, prpc_status code, const prpc_bytes* payload,
+                  prpc_str message) noexcept {
+  std::unique_ptr<LookupCallback> cb(static_cast<LookupCallback*>(ud));
+  abi::barrier_void([&] {
+    if (code != PRPC_OK) {
+      (*cb)(Status(status_code_from_abi(code), std::string(abi::view(message))));
+    } else if (payload == nullptr) {
+      (*cb)(std::optional<std::string>());
+    } else {
+      (*cb)(std::optional<std::string>(std::string(abi::view(*payload))));
+    }
+  });
+}
+
+void string_sink(void* ud, prpc_bytes value) noexcept {
+  abi::barrier_void([&] { static_cast<std::string*>(ud)->assign(abi::view(value)); });
+}
+
+class PluginBroker final : public Broker {
+ public:
+  PluginBroker(LibraryHandle lib, const prpc_broker_vtable& vt, void* self)
+      : lib_(std::move(lib)), vt_(vt), self_(self) {}
+  ~PluginBroker() override { vt_.destroy(self_); }
+
+  Status connect() override {
+    if (vt_.connect == nullptr) return Status::ok();
+    ErrorBuffer e;
+    prpc_status code = vt_.connect(self_, &e.err);
+    return code == PRPC_OK ? Status::ok() : e.status(code, "connect");
+  }
+
+  Status subscribe(const SubscribeOptions& options, DeliveryHandler handler) override {
+    if (vt_.subscribe == nullptr) return unimplemented("subscribe");
+    {
+      std::lock_guard lock(mutex_);
+      handler_ = std::make_unique<DeliveryHandler>(std::move(handler));
+    }
+    auto o = abi::make_sized<prpc_subscribe_options>();
+    o.queue = abi::str(options.queue);
+    o.group = abi::str(options.group);
+    o.consumer = abi::str(options.consumer);
+    o.flavours = (options.python ? PRPC_SUBSCRIBE_PYTHON : 0u) | (options.raw ? PRPC_SUBSCRIBE_RAW : 0u);
+    o.max_outstanding = options.max_outstanding;
+    o.batch_size = options.batch_size;
+    o.visibility_timeout_ms = options.visibility_timeout.count();
+    ErrorBuffer e;
+    prpc_status code = vt_.subscribe(self_, &o, &deliver_thunk, handler_.get(), &e.err);
+    return code == PRPC_OK ? Status::ok() : e.status(code, "subscribe");
+  }
+
+  void unsubscribe() override {
+    if (vt_.unsubscribe != nullptr) vt_.unsubscribe(self_);
+  }
+
+  void finish(const DeliveryView& delivery, const FinishRequest& what,
+              DoneCallback done) override {
+    if (vt_.finish == nullptr) {
+      done(unimplemented("finish"));
+      return;
+    }
+    prpc_delivery d = delivery_view(delivery);
+    auto f = abi::make_sized<prpc_finish>();
+    auto r = abi::make_sized<prpc_reply>();
+    if (what.reply != nullptr) {
+      r.flavour = static_cast<std::int32_t>(what.reply->flavour);
+      r.queue = abi::str(what.reply->queue);
+      r.message_id = abi::str(what.reply->message_id);
+      r.reply_to = abi::str(what.reply->reply_to);
+      r.payload = abi::bytes(what.reply->payload);
+      r.flags = what.reply->push_only ? PRPC_REPLY_PUSH_ONLY : 0u;
+      f.reply = &r;
+    }
+    f.dead_letter_reason = abi::str(what.dead_letter_reason);
+    vt_.finish(self_, &d, &f, &done_thunk, heap(std::move(done)));
+  }
+
+  void touch(const DeliveryView& delivery) override {
+    if (vt_.touch == nullptr) return;
+    prpc_delivery d = delivery_view(delivery);
+    vt_.touch(self_, &d);
+  }
+
+  void lookup_result(Flavour flavour, std::string_view queue, std::string_view message_id,
+                     LookupCallback done) override {
+    if (vt_.lookup_result == nullptr) {
+      done(unimplemented("lookup_result"));
+      return;
+    }
+    vt_.lookup_result(self_, static_cast<std::int32_t>(flavour), abi::str(queue),
+                      abi::str(message_id), &lookup_thunk, heap(std::move(done)));
+  }
+
+  void publish(const PublishView& message, DoneCallback done) override {
+    if (vt_.publish == nullptr) {
+      done(unimplemented("publish"));
+      return;
+    }
+    auto p = abi::make_sized<prpc_publish>();
+    p.flavour = static_cast<std::int32_t>(message.flavour);
+    p.queue = abi::str(message.queue);
+    p.message_id = abi::str(message.message_id);
+    p.payload = abi::bytes(message.payload);
+    vt_.publish(self_, &p, &done_thunk, heap(std::move(done)));
+  }
+
+  Result<std::string> open_replies(ReplyHandler on_reply) override {
+    if (vt_.open_replies == nullptr) return unimplemented("open_replies");
+    {
+      std::lock_guard lock(mutex_);
+      reply_handler_ = std::make_unique<ReplyHandler>(std::move(on_reply));
+    }
+    std::string reply_to;
+    ErrorBuffer e;
+    prpc_status code = vt_.open_replies(self_, &reply_thunk, reply_handler_.get(), &string_sink,
+                                        &reply_to, &e.err);
+    if (code != PRPC_OK) return e.status(code, "open_replies");
+    return reply_to;
+  }
+
+  Result<QueueStats> queue_stats(std::string_view queue) override {
+    if (vt_.queue_stats == nullptr) return unimplemented("queue_stats");
+    auto out = abi::make_sized<prpc_queue_stats>();
+    ErrorBuffer e;
+    prpc_status code = vt_.queue_stats(self_, abi::str(queue), &out, &e.err);
+    if (code != PRPC_OK) return e.status(code, "queue_stats");
+    return QueueStats{out.length, out.pending, out.consumers, out.dead_letters};
+  }
+
+  Result<std::vector<DeadLetter>> dead_letters(std::string_view queue,
+                                               std::size_t max_count) override {
+    if (vt_.dead_letters == nullptr) return unimplemented("dead_letters");
+    std::vector<DeadLetter> out;
+    ErrorBuffer e;
+    prpc_status code = vt_.dead_letters(self_, abi::str(queue), max_count, &dead_letter_sink,
+                                        &out, &e.err);
+    if (code != PRPC_OK) return e.status(code, "dead_letters");
+    return out;
+  }
+
+ private:
+  static void deliver_thunk(void* ud, const prpc_delivery* const* items,
+                            std::size_t count) noexcept {
+    abi::barrier_void([&] {
+      std::vector<DeliveryView> views;
+      views.reserve(count);
+      for (std::size_t i = 0; i < count; ++i) views.push_back(delivery_from(items[i]));
+      (*static_cast<DeliveryHandler*>(ud))(views);
+    });
+  }
+  static void reply_thunk(void* ud, prpc_str message_id, prpc_bytes payload) noexcept {
+    abi::barrier_void([&] {
+      (*static_cast<ReplyHandler*>(ud))(abi::view(message_id), abi::view(payload));
+    });
+  }
+  static void dead_letter_sink(void* ud, const prpc_dead_letter* raw) noexcept {
+    abi::barrier_void([&] {
+      prpc_dead_letter v = abi::copy_sized(raw);
+      static_cast<std::vector<DeadLetter>*>(ud)->push_back(
+          DeadLetter{std::string(abi::view(v.id)), static_cast<Flavour>(v.flavour),
+                     std::string(abi::view(v.reason)), std::string(abi::view(v.payload))});
+    });
+  }
+
+  LibraryHandle lib_;
+  prpc_broker_vtable vt_;
+  void* self_;
+  std::mutex mutex_;
+  std::unique_ptr<DeliveryHandler> handler_;
+  std::unique_ptr<ReplyHandler> reply_handler_;
+};
+
+struct DecodeSink {
+  Result<Message> result = Status(StatusCode::kInternal, "the codec produced no message");
+  Message* salvaged = nullptr;
+};
+
+void decode_thunk(void* ud, prpc_status code, const prpc_message* msg, prpc_str error) noexcept {
+  abi::barrier_void([&] {
+    auto* sink = static_cast<DecodeSink*>(ud);
+    if (code == PRPC_OK) {
+      sink->result = abi::message_from(msg);
+    } else {
+      sink->result = Status(status_code_from_abi(code), std::string(abi::view(error)));
+      if (sink->salvaged != nullptr && msg != nullptr) *sink->salvaged = abi::message_from(msg);
+    }
+  });
+}
+
+class PluginCodec final : public Codec {
+ public:
+  PluginCodec(LibraryHandle lib, const prpc_codec_vtable& vt, void* self)
+      : lib_(std::move(lib)), vt_(vt), self_(self) {
+    const char* d = vt_.dialect != nullptr ? vt_.dialect(self_) : nullptr;
+    dialect_ = d != nullptr ? d : "json";
+  }
+  ~PluginCodec() override { vt_.destroy(self_); }
+
+  std::string_view dialect() const override { return dialect_; }
+
+  Result<Message> decode(std::string_view bytes, Message* salvaged) const override {
+    if (vt_.decode == nullptr) return unimplemented("decode");
+    DecodeSink sink;
+    sink.salvaged = salvaged;
+    vt_.decode(self_, abi::bytes(bytes), &decode_thunk, &sink);
+    return std::move(sink.result);
+  }
+
+  Result<std::string> encode(const Message& message) const override {
+    if (vt_.encode == nullptr) return unimplemented("encode");
+    prpc_message v = abi::message_view(message);
+    std::string out;
+    ErrorBuffer e;
+    prpc_status code = vt_.encode(self_, &v, &string_sink, &out, &e.err);
+    if (code != PRPC_OK) {
+      return Status(status_code_from_abi(code), std::string(e.buf.data()));
+    }
+    return out;
+  }
+
+ private:
+  LibraryHandle lib_;
+  prpc_codec_vtable vt_;
+  void* self_;
+  std::string dialect_;
+};
+
+void invoker_invoke(void* ud, const prpc_invocation* inv, prpc_outcome_fn done,
+                    void* done_ud) noexcept {
+  try {
+    static_cast<Invoker*>(ud)->invoke(sdk::details::invocation_from(inv),
+                                      sdk::details::outcome_to_c(done, done_ud));
+  } catch (const std::exception& e) {
+    Outcome o = Outcome::failure(StatusCode::kInternal, error_types::kInternal, e.what());
+    prpc_outcome v = sdk::details::outcome_view(o);
+    done(done_ud, &v);
+  }
+}
+
+void invoker_cancel(void* ud, std::uint64_t call_id) noexcept {
+  abi::barrier_void([&] { static_cast<Invoker*>(ud)->cancel(call_id); });
+}
+
+class PluginExecutor final : public Executor {
+ public:
+  PluginExecutor(LibraryHandle lib, const prpc_executor_vtable& vt,
+                 std::shared_ptr<Invoker> invoker)
+      : lib_(std::move(lib)), vt_(vt), invoker_(std::move(invoker)) {
+    raw_invoker_ = abi::make_sized<prpc_invoker>();
+    raw_invoker_.ud = invoker_.get();
+    raw_invoker_.invoke = &invoker_invoke;
+    raw_invoker_.cancel = &invoker_cancel;
+  }
+  ~PluginExecutor() override {
+    if (self_ != nullptr) vt_.destroy(self_);
+  }
+
+  Status create(const prpc_config* config) {
+    ErrorBuffer e;
+    prpc_status code = vt_.create(log::host_services(), config, &raw_invoker_, &self_, &e.err);
+    if (code != PRPC_OK) {
+      self_ = nullptr;
+      return e.status(code, "create");
+    }
+    return Status::ok();
+  }
+
+  void submit(const Invocation& call, OutcomeCallback done) override {
+    if (vt_.submit == nullptr) {
+      done(Outcome::failure(StatusCode::kUnimplemented, error_types::kInternal,
+                            "the executor plugin does not implement submit"));
+      return;
+    }
+    prpc_invocation v = sdk::details::invocation_view(call);
+    vt_.submit(self_, &v, &sdk::details::outcome_thunk, heap(std::move(done)));
+  }
+
+  void shutdown(std::chrono::milliseconds grace) override {
+    if (vt_.shutdown != nullptr) vt_.shutdown(self_, grace.count());
+  }
+
+  std::uint32_t workers() const override {
+    return vt_.workers != nullptr ? vt_.workers(self_) : 0;
+  }
+
+ private:
+  LibraryHandle lib_;
+  prpc_executor_vtable vt_;
+  std::shared_ptr<Invoker> invoker_;
+  prpc_invoker raw_invoker_{};
+  void* self_ = nullptr;
+};
+
+void function_info_sink(void* ud, const prpc_function_info* raw) noexcept {
+  abi::barrier_void([&] {
+    prpc_function_info v = abi::copy_sized(raw);
+    FunctionInfo f;
+    f.name = abi::view(v.name);
+    f.worker = abi::view(v.worker);
+    f.spec_json = v.spec_json.data ? std::string(abi::view(v.spec_json)) : std::string("{}");
+    f.doc = abi::view(v.doc);
+    static_cast<std::vector<FunctionInfo>*>(ud)->push_back(std::move(f));
+  });
+}
+
+class PluginFunctions final : public FunctionTable {
+ public:
+  PluginFunctions(LibraryHandle lib, const prpc_functions_vtable& vt, void* self)
+      : lib_(std::move(lib)), vt_(vt), self_(self) {}
+  ~PluginFunctions() override { vt_.destroy(self_); }
+
+  std::vector<FunctionInfo> list() const override {
+    std::vector<FunctionInfo> out;
+    if (vt_.list != nullptr) vt_.list(self_, &function_info_sink, &out);
+    return out;
+  }
+
+  void invoke(const Invocation& call, OutcomeCallback done) override {
+    if (vt_.invoke == nullptr) {
+      done(Outcome::failure(StatusCode::kUnimplemented, error_types::kInternal,
+                            "the functions plugin does not implement invoke"));
+      return;
+    }
+    prpc_invocation v = sdk::details::invocation_view(call);
+    vt_.invoke(self_, &v, &sdk::details::outcome_thunk, heap(std::move(done)));
+  }
+
+  void cancel(std::uint64_t call_id) override {
+    if (vt_.cancel != nullptr) vt_.cancel(self_, call_id);
+  }
+
+ private:
+  LibraryHandle lib_;
+  prpc_functions_vtable vt_;
+  void* self_;
+};
+
+template <typename Vtable>
+Status create_instance(const Vtable& vt, const prpc_config* config, void** self) {
+  if (vt.create == nullptr || vt.destroy == nullptr) {
+    return Status(StatusCode::kFailedPrecondition, "the plugin's vtable has no create/destroy");
+  }
+  ErrorBuffer e;
+  prpc_status code = vt.create(log::host_services(), config, self, &e.err);
+  if (code != PRPC_OK) return e.status(code, "create");
+  return Status::ok();
+}
+
+}  // namespace
+
+Result<std::shared_ptr<Broker>> make_plugin_broker(LibraryHandle lib, const prpc_broker_vtable* raw,
+                                                   const prpc_config* config) {
+  prpc_broker_vtable vt = abi::copy_sized(raw);
+  void* self = nullptr;
+  PRPC_RETURN_IF_ERROR(create_instance(vt, config, &self));
+  return std::shared_ptr<Broker>(std::make_shared<PluginBroker>(std::move(lib), vt, self));
+}
+
+Result<std::shared_ptr<Codec>> make_plugin_codec(LibraryHandle lib, const prpc_codec_vtable* raw,
+                                                 const prpc_config* config) {
+  prpc_codec_vtable vt = abi::copy_sized(raw);
+  void* self = nullptr;
+  PRPC_RETURN_IF_ERROR(create_instance(vt, config, &self));
+  return std::shared_ptr<Codec>(std::make_shared<PluginCodec>(std::move(lib), vt, self));
+}
+
+Result<std::shared_ptr<Executor>> make_plugin_executor(LibraryHandle lib,
+                                                       const prpc_executor_vtable* raw,
+                                                       const prpc_config* config,
+                                                       std::shared_ptr<Invoker> invoker) {
+  prpc_executor_vtable vt = abi::copy_sized(raw);
+  if (vt.create == nullptr || vt.destroy == nullptr) {
+    return Status(StatusCode::kFailedPrecondition, "the plugin's vtable has no create/destroy");
+  }
+  auto executor = std::make_shared<PluginExecutor>(std::move(lib), vt, std::move(invoker));
+  PRPC_RETURN_IF_ERROR(executor->create(config));
+  return std::shared_ptr<Executor>(std::move(executor));
+}
+
+Result<std::shared_ptr<FunctionTable>> make_plugin_functions(LibraryHandle lib,
+                                                             const prpc_functions_vtable* raw,
+                                                             const prpc_config* config) {
+  prpc_functions_vtable vt = abi::copy_sized(raw);
+  void* self = nullptr;
+  PRPC_RETURN_IF_ERROR(create_instance(vt, config, &self));
+  return std::shared_ptr<FunctionTable>(
+      std::make_shared<PluginFunctions>(std::move(lib), vt, self));
+}
+
+}  // namespace prpc::details

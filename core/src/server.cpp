@@ -1,0 +1,528 @@
+#include "prpc/server.hpp"
+
+#include <unistd.h>
+
+#include <atomic>
+#include <boost/asio/post.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <condition_variable>
+#include <csignal>
+#include <future>
+#include <mutex>
+#include <thread>
+#include <unordered_map>
+
+#include "event_loop.hpp"
+#include "prpc/iso_time.hpp"
+#include "prpc/json.hpp"
+#include "prpc/log.hpp"
+#include "prpc/uuid.hpp"
+#include "prpc/version.h"
+
+namespace prpc {
+namespace asio = boost::asio;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+constexpr std::string_view kLog = "server";
+constexpr std::string_view kPing = "ping";
+constexpr std::string_view kManifest = "get_function_server";
+
+std::string default_consumer_name() {
+  char host[256] = {};
+  if (gethostname(host, sizeof(host) - 1) != 0) host[0] = '\0';
+  return std::string(host[0] != '\0' ? host : "prpc") + "-" + std::to_string(getpid()) + "-" +
+         new_uuid().substr(0, 8);
+}
+
+}  // namespace
+
+std::string function_manifest(const std::string& queue, const std::vector<FunctionInfo>& functions,
+                              const std::string& default_worker) {
+  std::string out = "{\"queue\": ";
+  json::append_quoted(out, queue);
+  out += ", \"server\": {\"name\": \"prpc\", \"version\": \"" PRPC_VERSION_STRING "\"}";
+  out += ", \"functions\": [";
+  bool first = true;
+  for (const FunctionInfo& f : functions) {
+    if (!first) out += ", ";
+    first = false;
+    out += "{\"name\": ";
+    json::append_quoted(out, f.name);
+    out += ", \"worker\": ";
+    json::append_quoted(out, f.worker.empty() ? default_worker : f.worker);
+    out += ", \"doc\": ";
+    json::append_quoted(out, f.doc);
+    out += ", \"spec\": ";
+    out += f.spec_json.empty() ? std::string("{}") : f.spec_json;
+    out += "}";
+  }
+  out += "]}";
+  return out;
+}
+
+// One request from delivery to acknowledgement.
+struct Call {
+  std::uint64_t id = 0;
+  Delivery delivery;
+  Message request;
+  const Codec* codec = nullptr;
+  std::string received_at;
+  Clock::time_point started = Clock::now();
+};
+using CallPtr = std::shared_ptr<Call>;
+
+class Server::Impl : public std::enable_shared_from_this<Server::Impl> {
+ public:
+  Impl(ServerOptions options, std::shared_ptr<Broker> broker, std::shared_ptr<Codec> python_codec,
+       std::shared_ptr<Codec> raw_codec, std::shared_ptr<FunctionTable> functions,
+       ExecutorMap executors)
+      : options_(std::move(options)),
+        broker_(std::move(broker)),
+        python_codec_(std::move(python_codec)),
+        raw_codec_(std::move(raw_codec)),
+        functions_(std::move(functions)),
+        executors_(std::move(executors)),
+        sweeper_(loop_.io()) {
+    if (options_.consumer.empty()) options_.consumer = default_consumer_name();
+    limits_.max_depth = options_.max_json_depth;
+    limits_.max_bytes = options_.max_message_bytes;
+  }
+
+  Status start() {
+    std::lock_guard lock(state_mutex_);
+    if (running_) return Status(StatusCode::kFailedPrecondition, "the server is already running");
+    if (!python_codec_ && !raw_codec_) {
+      return Status(StatusCode::kInvalidArgument, "the server has no codec to decode requests");
+    }
+    if (!functions_) return Status(StatusCode::kInvalidArgument, "the server has no functions");
+    for (const FunctionInfo& f : functions_->list()) {
+      const std::string& worker = f.worker.empty() ? options_.default_worker : f.worker;
+      if (executors_.find(worker) == executors_.end()) {
+        return Status(StatusCode::kInvalidArgument,
+                      "function '" + f.name + "' runs on worker type '" + worker +
+                          "', which this server has no executor for");
+      }
+      function_workers_[f.name] = worker;
+    }
+    PRPC_RETURN_IF_ERROR(broker_->connect());
+
+    SubscribeOptions sub;
+    sub.queue = options_.queue;
+    sub.group = options_.group;
+    sub.consumer = options_.consumer;
+    sub.python = python_codec_ != nullptr;
+    sub.raw = raw_codec_ != nullptr;
+    sub.max_outstanding = options_.max_in_flight;
+    sub.batch_size = options_.batch_size;
+    sub.visibility_timeout = options_.visibility_timeout;
+    std::weak_ptr<Impl> weak = weak_from_this();
+    PRPC_RETURN_IF_ERROR(broker_->subscribe(sub, [weak](std::span<const DeliveryView> items) {
+      if (auto self = weak.lock()) self->on_deliveries(items);
+    }));
+    running_ = true;
+    abandoning_ = false;
+    stop_requested_ = false;
+    schedule_sweep();
+    log::info(kLog, "serving queue '" + options_.queue + "' as consumer '" + options_.consumer +
+                        "' (" + std::to_string(function_workers_.size()) + " functions)");
+    return Status::ok();
+  }
+
+  void stop(std::chrono::milliseconds grace) {
+    {
+      std::lock_guard lock(state_mutex_);
+      if (!running_) return;
+      running_ = false;
+    }
+    broker_->unsubscribe();
+    std::unique_lock lock(calls_mutex_);
+    bool drained = calls_cv_.wait_for(lock, grace, [this] { return calls_.empty(); });
+    if (!drained) {
+      abandoning_ = true;
+      log::warn(kLog, std::to_string(calls_.size()) +
+                          " calls still running after the drain grace period; their requests "
+                          "stay unacknowledged for another server");
+    }
+    lock.unlock();
+    asio::post(loop_.io(), [this] { sweeper_.cancel(); });
+  }
+
+  Status run() {
+    PRPC_RETURN_IF_ERROR(start());
+    asio::signal_set signals(loop_.io(), SIGINT, SIGTERM);
+    std::weak_ptr<Impl> weak = weak_from_this();
+    signals.async_wait([weak](const boost::system::error_code& ec, int signo) {
+      if (ec) return;
+      if (auto self = weak.lock()) {
+        log::info(kLog, std::string("received ") + (signo == SIGINT ? "SIGINT" : "SIGTERM") +
+                            ", draining");
+        self->request_stop();
+      }
+    });
+    {
+      std::unique_lock lock(state_mutex_);
+      stop_cv_.wait(lock, [this] { return stop_requested_; });
+    }
+    stop(options_.drain_grace);
+    std::promise<void> cancelled;
+    asio::post(loop_.io(), [&] {
+      boost::system::error_code ignored;
+      signals.cancel(ignored);
+      cancelled.set_value();
+    });
+    cancelled.get_future().wait();
+    return Status::ok();
+  }
+
+  void request_stop() noexcept {
+    {
+      std::lock_guard lock(state_mutex_);
+      stop_requested_ = true;
+    }
+    stop_cv_.notify_all();
+  }
+
+  ServerStats stats() const {
+    ServerStats s;
+    s.received = received_.load();
+    s.succeeded = succeeded_.load();
+    s.failed = failed_.load();
+    s.dead_lettered = dead_lettered_.load();
+    s.deduplicated = deduplicated_.load();
+    std::lock_guard lock(calls_mutex_);
+    s.in_flight = calls_.size();
+    return s;
+  }
+
+  const ServerOptions& options() const { return options_; }
+
+ private:
+  const Codec* codec_for(Flavour f) const {
+    return f == Flavour::kRaw ? raw_codec_.get() : python_codec_.get();
+  }
+
+  void on_deliveries(std::span<const DeliveryView> items) {
+    for (const DeliveryView& d : items) {
+      auto call = std::make_shared<Call>();
+      call->id = next_call_id_.fetch_add(1) + 1;
+      call->delivery = Delivery(d);
+      call->received_at = now_iso8601();
+      {
+        std::lock_guard lock(calls_mutex_);
+        calls_.emplace(call->id, call);
+      }
+      received_.fetch_add(1);
+      begin(call);
+    }
+  }
+
+  void begin(const CallPtr& call) {
+    call->codec = codec_for(call->delivery.flavour);
+    if (call->codec == nullptr) {
+      reject(call, "no codec serves the " +
+                       std::string(flavour_name(call->delivery.flavour)) + " flavour");
+      return;
+    }
+    const std::string& payload = call->delivery.payload;
+    Message salvaged;
+    if (payload.size() > options_.max_message_bytes) {
+      (void)call->codec->decode(payload, &salvaged);
+      call->request = std::move(salvaged);
+      reject(call, "message of " + std::to_string(payload.size()) +
+                       " bytes exceeds the limit of " +
+                       std::to_string(options_.max_message_bytes) + " bytes");
+      return;
+    }
+    auto decoded = call->codec->decode(payload, &salvaged);
+    if (!decoded.is_ok()) {
+      call->request = std::move(salvaged);
+      reject(call, decoded.status().message());
+      return;
+    }
+    call->request = std::move(*decoded);
+    if (call->delivery.delivery_count > options_.max_deliveries) {
+      std::string reason = "delivered " + std::to_string(call->delivery.delivery_count) +
+                           " times without finishing (limit " +
+                           std::to_string(options_.max_deliveries) + ")";
+      reply_error(call, StatusCode::kResourceExhausted, error_types::kDeadLetter, reason, {},
+                  reason);
+      return;
+    }
+    if (call->delivery.delivery_count > 1) {
+      // A redelivery: the call may have finished before its ack was lost. Do not run it twice.
+      auto self = shared_from_this();
+      broker_->lookup_result(call->delivery.flavour, call->delivery.queue,
+                             call->request.message_id,
+                             [self, call](Result<std::optional<std::string>> found) {
+                               if (found.is_ok() && found->has_value()) {
+                                 self->deduplicated_.fetch_add(1);
+                                 self->finish(call, **found, /*push_only=*/true, {});
+                               } else {
+                                 self->dispatch(call);
+                               }
+                             });
+      return;
+    }
+    dispatch(call);
+  }
+
+  void dispatch(const CallPtr& call) {
+    const Message& req = call->request;
+    if (!req.deadline.empty()) {
+      auto deadline = parse_iso8601(req.deadline);
+      if (deadline && *deadline < std::chrono::system_clock::now()) {
+        reply_error(call, StatusCode::kTimeout, error_types::kTimeout,
+                    "the deadline " + req.deadline + " passed before the call started");
+        return;
+      }
+    }
+    if (req.func_name == kPing) {
+      reply_success(call, "\"pong\"");
+      return;
+    }
+    if (req.func_name == kManifest) {
+      reply_success(call, function_manifest(options_.queue, functions_->list(),
+                                            options_.default_worker));
+      return;
+    }
+    std::string worker;
+    if (auto it = function_workers_.find(req.func_name); it != function_workers_.end()) {
+      worker = it->second;
+    } else {
+      // The table may have grown since start (functions registered late): the slow path.
+      for (const FunctionInfo& f : functions_->list()) {
+        if (f.name == req.func_name) worker = f.worker.empty() ? options_.default_worker : f.worker;
+      }
+    }
+    if (worker.empty()) {
+      reply_error(call, StatusCode::kNotFound, error_types::kUnknownFunction,
+                  "function '" + req.func_name + "' is not registered on queue '" +
+                      options_.queue + "'");
+      return;
+    }
+    auto executor = executors_.find(worker);
+    if (executor == executors_.end()) {
+      reply_error(call, StatusCode::kFailedPrecondition, error_types::kInternal,
+                  "no executor for worker type '" + worker + "'");
+      return;
+    }
+    Invocation inv;
+    inv.call_id = call->id;
+    inv.func_name = req.func_name;
+    inv.args = req.func_args;
+    inv.kwargs = req.func_kwargs;
+    inv.dialect = call->codec->dialect();
+    inv.message_id = req.message_id;
+    inv.timeout = options_.call_timeout;
+    auto self = shared_from_this();
+    executor->second->submit(inv, [self, call](Outcome outcome) {
+      self->complete(call, std::move(outcome));
+    });
+  }
+
+  void complete(const CallPtr& call, Outcome outcome) {
+    if (abandoning_.load()) {
+      forget(call);  // left unacknowledged for another server
+      return;
+    }
+    if (outcome.ok()) {
+      Status valid = json::validate(outcome.result, limits_);
+      if (!valid.is_ok()) {
+        reply_error(call, StatusCode::kEncode, error_types::kEncode,
+                    "the function's result is not valid JSON: " + valid.message());
+        return;
+      }
+      reply_success(call, std::move(outcome.result));
+      return;
+    }
+    std::string type = outcome.error_type.empty()
+                           ? std::string(status_code_name(outcome.status.code()))
+                           : outcome.error_type;
+    std::string message =
+        outcome.error_message.empty() ? outcome.status.message() : outcome.error_message;
+    reply_error(call, outcome.status.code(), type, message, outcome.traceback);
+  }
+
+  Message base_reply(const CallPtr& call) const {
+    Message reply = call->request;
+    if (reply.date_create_message.empty()) reply.date_create_message = call->received_at;
+    reply.reply_to.clear();
+    reply.date_done_message = now_iso8601();
+    return reply;
+  }
+
+  void reply_success(const CallPtr& call, std::string result) {
+    Message reply = base_reply(call);
+    reply.result = std::move(result);
+    reply.exception_info.reset();
+    auto encoded = call->codec->encode(reply);
+    if (!encoded.is_ok()) {
+      reply_error(call, StatusCode::kEncode, error_types::kEncode,
+                  "the result cannot be encoded: " + encoded.status().message());
+      return;
+    }
+    succeeded_.fetch_add(1);
+    finish(call, *encoded, false, {});
+  }
+
+  void reply_error(const CallPtr& call, StatusCode code, std::string_view type,
+                   const std::string& message, const std::string& traceback = {},
+                   const std::string& dead_letter_reason = {}) {
+    (void)code;
+    Message reply = base_reply(call);
+    reply.result = "null";
+    reply.exception_info = format_exception_info(type, message);
+    reply.exception_type = std::string(type);
+    reply.traceback = traceback;
+    auto encoded = call->codec->encode(reply);
+    if (!encoded.is_ok()) {
+      reject(call, "the error reply cannot be encoded: " + encoded.status().message());
+      return;
+    }
+    if (dead_letter_reason.empty()) {
+      failed_.fetch_add(1);
+    } else {
+      dead_lettered_.fetch_add(1);
+      log::warn(kLog, "dead-lettered request " + call->request.message_id + ": " +
+                          dead_letter_reason);
+    }
+    finish(call, *encoded, false, dead_letter_reason);
+  }
+
+  // Bad input: dead-letter it with the reason and answer the sender when its id is known.
+  void reject(const CallPtr& call, const std::string& reason) {
+    dead_lettered_.fetch_add(1);
+    log::warn(kLog, "dead-lettered a malformed " +
+                        std::string(flavour_name(call->delivery.flavour)) + " request (" +
+                        call->delivery.token + "): " + reason);
+    std::string payload;
+    if (call->codec != nullptr && !call->request.message_id.empty()) {
+      Message reply = base_reply(call);
+      reply.result = "null";
+      reply.exception_info = format_exception_info(error_types::kDecode, reason);
+      reply.exception_type = std::string(error_types::kDecode);
+      auto encoded = call->codec->encode(reply);
+      if (encoded.is_ok()) payload = std::move(*encoded);
+    }
+    if (payload.empty()) {
+      finish_raw(call, nullptr, reason);
+      return;
+    }
+    ReplyView view;
+    view.flavour = call->delivery.flavour;
+    view.queue = call->delivery.queue;
+    view.message_id = call->request.message_id;
+    view.reply_to = call->request.reply_to;
+    view.payload = payload;
+    finish_raw(call, &view, reason);
+  }
+
+  void finish(const CallPtr& call, const std::string& payload, bool push_only,
+              const std::string& dead_letter_reason) {
+    ReplyView view;
+    view.flavour = call->delivery.flavour;
+    view.queue = call->delivery.queue;
+    view.message_id = call->request.message_id;
+    view.reply_to = call->request.reply_to;
+    view.payload = payload;
+    view.push_only = push_only;
+    finish_raw(call, &view, dead_letter_reason);
+  }
+
+  void finish_raw(const CallPtr& call, const ReplyView* reply, const std::string& reason) {
+    FinishRequest req;
+    req.reply = reply;
+    req.dead_letter_reason = reason;
+    auto self = shared_from_this();
+    broker_->finish(call->delivery.view(), req, [self, call](const Status& s) {
+      if (!s.is_ok()) {
+        log::warn(kLog, "could not finish request " + call->request.message_id + " (" +
+                            call->delivery.token + "), left for redelivery: " + s.to_string());
+      }
+      self->forget(call);
+    });
+  }
+
+  void forget(const CallPtr& call) {
+    std::lock_guard lock(calls_mutex_);
+    calls_.erase(call->id);
+    if (calls_.empty()) calls_cv_.notify_all();
+  }
+
+  // Keeps long calls' deliveries from being claimed by another consumer.
+  void schedule_sweep() {
+    auto period = std::max(options_.visibility_timeout / 3, std::chrono::milliseconds(20));
+    sweeper_.expires_after(period);
+    std::weak_ptr<Impl> weak = weak_from_this();
+    sweeper_.async_wait([weak, period](const boost::system::error_code& ec) {
+      if (ec) return;
+      auto self = weak.lock();
+      if (!self) return;
+      std::vector<CallPtr> old;
+      {
+        std::lock_guard lock(self->calls_mutex_);
+        auto now = Clock::now();
+        for (const auto& [id, call] : self->calls_) {
+          if (now - call->started >= period) old.push_back(call);
+        }
+      }
+      for (const CallPtr& call : old) self->broker_->touch(call->delivery.view());
+      bool again = false;
+      {
+        std::lock_guard lock(self->state_mutex_);
+        again = self->running_;
+      }
+      if (again) self->schedule_sweep();
+    });
+  }
+
+  ServerOptions options_;
+  std::shared_ptr<Broker> broker_;
+  std::shared_ptr<Codec> python_codec_;
+  std::shared_ptr<Codec> raw_codec_;
+  std::shared_ptr<FunctionTable> functions_;
+  ExecutorMap executors_;
+  json::Limits limits_;
+  std::map<std::string, std::string, std::less<>> function_workers_;
+
+  details::EventLoop loop_;
+  asio::steady_timer sweeper_;
+
+  mutable std::mutex state_mutex_;
+  std::condition_variable stop_cv_;
+  bool running_ = false;
+  bool stop_requested_ = false;
+  std::atomic<bool> abandoning_{false};
+
+  mutable std::mutex calls_mutex_;
+  std::condition_variable calls_cv_;
+  std::unordered_map<std::uint64_t, CallPtr> calls_;
+
+  std::atomic<std::uint64_t> next_call_id_{0};
+  std::atomic<std::uint64_t> received_{0};
+  std::atomic<std::uint64_t> succeeded_{0};
+  std::atomic<std::uint64_t> failed_{0};
+  std::atomic<std::uint64_t> dead_lettered_{0};
+  std::atomic<std::uint64_t> deduplicated_{0};
+};
+
+Server::Server(ServerOptions options, std::shared_ptr<Broker> broker,
+               std::shared_ptr<Codec> python_codec, std::shared_ptr<Codec> raw_codec,
+               std::shared_ptr<FunctionTable> functions, ExecutorMap executors)
+    : impl_(std::make_shared<Impl>(std::move(options), std::move(broker), std::move(python_codec),
+                                   std::move(raw_codec), std::move(functions),
+                                   std::move(executors))) {}
+
+Server::~Server() { impl_->stop(std::chrono::milliseconds(0)); }
+
+Status Server::start() { return impl_->start(); }
+void Server::stop(std::chrono::milliseconds grace) { impl_->stop(grace); }
+Status Server::run() { return impl_->run(); }
+void Server::request_stop() noexcept { impl_->request_stop(); }
+ServerStats Server::stats() const { return impl_->stats(); }
+const ServerOptions& Server::options() const { return impl_->options(); }
+
+}  // namespace prpc
