@@ -35,7 +35,7 @@ class Client::Impl : public std::enable_shared_from_this<Client::Impl> {
     if (started_) return Status::ok();
     PRPC_RETURN_IF_ERROR(broker_->connect());
     std::weak_ptr<Impl> weak = weak_from_this();
-    auto reply_to = broker_->open_replies([weak](std::string_view id, std::string_view payload) {
+    auto reply_to = broker_->open_replies(options_.queue, [weak](std::string_view id, std::string_view payload) {
       if (auto self = weak.lock()) self->on_reply(id, payload);
     });
     if (!reply_to.is_ok()) return reply_to.status();

@@ -155,16 +155,18 @@ class PluginBroker final : public Broker {
     vt_.publish(self_, &p, &done_thunk, heap(std::move(done)));
   }
 
-  Result<std::string> open_replies(ReplyHandler on_reply) override {
+  Result<std::string> open_replies(std::string_view queue, ReplyHandler on_reply) override {
     if (vt_.open_replies == nullptr) return unimplemented("open_replies");
+    ReplyHandler* handler = nullptr;
     {
       std::lock_guard lock(mutex_);
-      reply_handler_ = std::make_unique<ReplyHandler>(std::move(on_reply));
+      reply_handlers_.push_back(std::make_unique<ReplyHandler>(std::move(on_reply)));
+      handler = reply_handlers_.back().get();
     }
     std::string reply_to;
     ErrorBuffer e;
-    prpc_status code = vt_.open_replies(self_, &reply_thunk, reply_handler_.get(), &string_sink,
-                                        &reply_to, &e.err);
+    prpc_status code = vt_.open_replies(self_, abi::str(queue), &reply_thunk, handler,
+                                        &string_sink, &reply_to, &e.err);
     if (code != PRPC_OK) return e.status(code, "open_replies");
     return reply_to;
   }
@@ -218,7 +220,7 @@ class PluginBroker final : public Broker {
   void* self_;
   std::mutex mutex_;
   std::unique_ptr<DeliveryHandler> handler_;
-  std::unique_ptr<ReplyHandler> reply_handler_;
+  std::vector<std::unique_ptr<ReplyHandler>> reply_handlers_;  // live until destroy
 };
 
 struct DecodeSink {

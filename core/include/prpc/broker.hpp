@@ -114,8 +114,9 @@ class Broker {
 
   // Client side.
   virtual void publish(const PublishView& message, DoneCallback done) = 0;
-  // Starts the reply listener (once per instance) and returns the reply_to address.
-  virtual Result<std::string> open_replies(ReplyHandler on_reply) = 0;
+  // Starts the reply listener for `queue` (once per queue and instance) and returns the
+  // reply_to address that requests to that queue carry.
+  virtual Result<std::string> open_replies(std::string_view queue, ReplyHandler on_reply) = 0;
 
   // Operations.
   virtual Result<QueueStats> queue_stats(std::string_view queue) = 0;

@@ -313,11 +313,13 @@ typedef struct prpc_broker_vtable {
   void (*lookup_result)(void* self, int32_t flavour, prpc_str queue, prpc_str message_id,
                         prpc_lookup_fn done, void* done_ud);
 
-  /* Client side. open_replies() starts this instance's reply listener once and writes the
-   * reply_to address that requests must carry through `reply_to_sink`. */
+  /* Client side. open_replies() starts this instance's reply listener for queue q (once per
+   * queue) and writes the reply_to address that requests to q must carry through
+   * `reply_to_sink`. on_reply may be called from the broker's thread until destroy(). */
   void (*publish)(void* self, const prpc_publish* message, prpc_done_fn done, void* done_ud);
-  prpc_status (*open_replies)(void* self, prpc_reply_fn on_reply, void* on_reply_ud,
-                              prpc_bytes_sink_fn reply_to_sink, void* sink_ud, prpc_error* err);
+  prpc_status (*open_replies)(void* self, prpc_str queue, prpc_reply_fn on_reply,
+                              void* on_reply_ud, prpc_bytes_sink_fn reply_to_sink, void* sink_ud,
+                              prpc_error* err);
 
   /* Operations. */
   prpc_status (*queue_stats)(void* self, prpc_str queue, prpc_queue_stats* out, prpc_error* err);

@@ -361,11 +361,12 @@ struct BrokerThunks {
       if (done != nullptr) done(ud, PRPC_ERR_INTERNAL, abi::str("unknown exception"));
     }
   }
-  static prpc_status open_replies(void* self, prpc_reply_fn on_reply, void* on_reply_ud,
-                                  prpc_bytes_sink_fn reply_to_sink, void* sink_ud,
-                                  prpc_error* err) noexcept {
+  static prpc_status open_replies(void* self, prpc_str queue, prpc_reply_fn on_reply,
+                                  void* on_reply_ud, prpc_bytes_sink_fn reply_to_sink,
+                                  void* sink_ud, prpc_error* err) noexcept {
     return abi::barrier(err, [&]() -> Status {
       auto r = as<T>(self)->open_replies(
+          abi::view(queue),
           [on_reply, on_reply_ud](std::string_view id, std::string_view payload) {
             on_reply(on_reply_ud, abi::str(id), abi::bytes(payload));
           });
