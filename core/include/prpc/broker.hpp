@@ -115,7 +115,8 @@ class Broker {
   // Client side.
   virtual void publish(const PublishView& message, DoneCallback done) = 0;
   // Starts the reply listener for `queue` (once per queue and instance) and returns the
-  // reply_to address that requests to that queue carry.
+  // reply_to address that requests to that queue carry. A second call for the same queue returns
+  // the same address, and replies then go to the newest handler.
   virtual Result<std::string> open_replies(std::string_view queue, ReplyHandler on_reply) = 0;
 
   // Operations.
