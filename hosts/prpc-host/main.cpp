@@ -1,11 +1,14 @@
 // prpc-host: serves the functions a configuration names, through the broker, codecs and
 // executors it names, until SIGINT or SIGTERM (then it drains calls in flight).
 #include <cstring>
+#include <filesystem>
 #include <iostream>
+#include <set>
 #include <string>
 #include <vector>
 
 #include "host_common.hpp"
+#include "prpc/json.hpp"
 #include "prpc/log.hpp"
 #include "prpc/plugin_loader.hpp"
 #include "prpc/runtime.hpp"
@@ -102,9 +105,46 @@ int list_plugins(PluginRegistry& registry) {
   return kExitOk;
 }
 
+// A process executor without a worker_command runs the prpc-worker next to this program with the
+// same configuration, so its workers serve the functions this host was told to serve.
+void default_worker_commands(Config& config, const Args& args) {
+  std::set<std::string> workers;
+  for (const auto& [key, value] : config.subtree("executors")) {
+    workers.insert(key.substr(0, key.find('.')));
+  }
+  for (const std::string& worker : workers) {
+    std::string prefix = "executors." + worker + ".";
+    if (config.get_or(prefix + "plugin", worker) != "process") continue;
+    if (config.has(prefix + "worker_command")) continue;
+    std::error_code ec;
+    std::filesystem::path self = std::filesystem::read_symlink("/proc/self/exe", ec);
+    std::vector<std::string> command{
+        ec ? std::string("prpc-worker") : (self.parent_path() / "prpc-worker").string()};
+    if (!args.config.empty()) {
+      command.emplace_back("--config");
+      command.push_back(std::filesystem::absolute(args.config, ec).string());
+    }
+    for (const std::string& s : args.sets) {
+      command.emplace_back("--set");
+      command.push_back(s);
+    }
+    if (!args.log_level.empty()) {
+      command.emplace_back("--log-level");
+      command.push_back(args.log_level);
+    }
+    std::string text = "[";
+    for (const std::string& part : command) {
+      if (text.size() > 1) text += ", ";
+      json::append_quoted(text, part);
+    }
+    config.set(prefix + "worker_command", text + "]");
+  }
+}
+
 int run(const Args& args) {
   auto config = load_config(args.config, args.sets);
   if (!config.is_ok()) return fail(kProgram, kExitConfig, config.status());
+  default_worker_commands(*config, args);
   std::string level = args.log_level.empty() ? config->get_or("log.level", "info") : args.log_level;
   auto parsed_level = log::parse_level(level);
   if (!parsed_level) return fail(kProgram, kExitConfig, "log.level: unknown level '" + level + "'");
