@@ -116,7 +116,7 @@ Invocation call(std::uint64_t id, std::string_view func = "f",
   Invocation c;
   c.call_id = id;
   c.func_name = func;
-  c.message_id = "m" + std::to_string(id);
+  c.message_id = "a-message-id";
   c.timeout = timeout;
   return c;
 }

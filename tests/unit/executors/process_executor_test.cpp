@@ -84,7 +84,8 @@ class ProcessExecutorTest : public ::testing::Test {
     c.call_id = id;
     c.func_name = func;
     c.args = *keep_.back();
-    c.message_id = "m" + std::to_string(id);
+    keep_.push_back(std::make_unique<std::string>("m" + std::to_string(id)));
+    c.message_id = *keep_.back();
     c.timeout = timeout;
     ex.submit(c, results_.add(id));
     EXPECT_TRUE(wait_until([&] { return results_.has(id); }, wait)) << func << " never answered";
