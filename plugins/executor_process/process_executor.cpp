@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <condition_variable>
 #include <cstring>
@@ -280,7 +281,8 @@ class ProcessExecutor::Supervisor : public std::enable_shared_from_this<Supervis
                                  "the executor is shutting down"));
       return;
     }
-    wake();
+    // One wake-up serves every call submitted before the loop looks at the queue again.
+    if (!wake_pending_.exchange(true)) wake();
   }
 
   void shutdown(milliseconds grace) {
@@ -372,6 +374,9 @@ class ProcessExecutor::Supervisor : public std::enable_shared_from_this<Supervis
         std::uint64_t n = 0;
         while (::read(wake_fd_, &n, sizeof(n)) > 0) {
         }
+        // Cleared after draining: a submit that still sees it set has queued its call before
+        // this point, and the next iteration's dispatch() takes it.
+        wake_pending_.store(false);
       } else if (owner[k] >= 0) {
         on_ready(static_cast<std::size_t>(owner[k]), fds[k].revents);
       }
@@ -792,8 +797,10 @@ class ProcessExecutor::Supervisor : public std::enable_shared_from_this<Supervis
     }
   }
 
+  // Copies the workers' state for snapshot(), when it changed since the last copy.
   void publish() {
-    std::vector<WorkerSnapshot> snap;
+    std::size_t n = 0;
+    bool changed = false;
     for (const Slot& s : slots_) {
       if (!s.worker) continue;
       WorkerSnapshot ws;
@@ -802,10 +809,27 @@ class ProcessExecutor::Supervisor : public std::enable_shared_from_this<Supervis
       ws.busy = s.worker->phase == Phase::kBusy;
       ws.call_id = s.worker->job ? s.worker->job->call.call_id : 0;
       ws.calls = s.worker->calls;
-      snap.push_back(ws);
+      if (n == published_.size()) {
+        published_.push_back(ws);
+        changed = true;
+      } else if (!same(published_[n], ws)) {
+        published_[n] = ws;
+        changed = true;
+      }
+      ++n;
     }
+    if (n != published_.size()) {
+      published_.resize(n);
+      changed = true;
+    }
+    if (!changed) return;
     std::lock_guard lock(mutex_);
-    snapshot_ = std::move(snap);
+    snapshot_ = published_;
+  }
+
+  static bool same(const WorkerSnapshot& a, const WorkerSnapshot& b) {
+    return a.pid == b.pid && a.ready == b.ready && a.busy == b.busy && a.call_id == b.call_id &&
+           a.calls == b.calls;
   }
 
   // ---- stopping --------------------------------------------------------------------------
@@ -863,6 +887,7 @@ class ProcessExecutor::Supervisor : public std::enable_shared_from_this<Supervis
   const ProcessOptions opts_;
   sdk::Logger log_;
   int wake_fd_ = -1;
+  std::atomic<bool> wake_pending_{false};
   std::thread thread_;
   std::thread::id loop_id_;
   std::mutex join_mutex_;
@@ -883,6 +908,7 @@ class ProcessExecutor::Supervisor : public std::enable_shared_from_this<Supervis
   std::vector<Dying> dying_;
   std::vector<std::pair<JobPtr, Outcome>> answers_;
   std::string last_start_error_;
+  std::vector<WorkerSnapshot> published_;
 };
 
 std::vector<sdk::OptionSpec> ProcessExecutor::options() {

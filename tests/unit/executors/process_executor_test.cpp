@@ -5,7 +5,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <condition_variable>
 #include <filesystem>
+#include <thread>
 #include <map>
 #include <mutex>
 #include <set>
@@ -230,6 +233,43 @@ TEST_F(ProcessExecutorTest, WorkersRunCallsInParallel) {
   std::set<std::string> pids;
   for (std::uint64_t id : ids) pids.insert(results_.get(id).result);
   EXPECT_EQ(pids.size(), static_cast<std::size_t>(kWorkers));
+}
+
+TEST_F(ProcessExecutorTest, BurstsOfCallsFromManySubmitters) {
+  // Bursts that race with the supervisor's wake-ups, each on a pool gone idle: a lost wake-up
+  // would leave a burst waiting in the queue forever.
+  auto ex = start(options(1));
+  constexpr int kRounds = 200;
+  constexpr int kThreads = 2;
+  constexpr int kCalls = 32;
+  std::mutex mutex;
+  std::condition_variable cv;
+  int ok = 0;
+  int finished = 0;
+  std::atomic<std::uint64_t> next{0};
+  for (int round = 1; round <= kRounds; ++round) {
+    std::vector<std::thread> submitters;
+    for (int t = 0; t < kThreads; ++t) {
+      submitters.emplace_back([&] {
+        for (int i = 0; i < kCalls; ++i) {
+          Invocation c;
+          c.call_id = ++next;
+          c.func_name = "pid";
+          ex->submit(c, [&](Outcome o) {
+            std::lock_guard lock(mutex);
+            ok += o.ok() ? 1 : 0;
+            ++finished;
+            cv.notify_all();
+          });
+        }
+      });
+    }
+    for (auto& s : submitters) s.join();
+    std::unique_lock lock(mutex);
+    ASSERT_TRUE(cv.wait_for(lock, 10s, [&] { return finished == round * kThreads * kCalls; }))
+        << "round " << round << ": " << finished << " answered";
+  }
+  EXPECT_EQ(ok, kRounds * kThreads * kCalls);
 }
 
 TEST_F(ProcessExecutorTest, ACallPastItsLimitKillsAndReplacesItsWorker) {
