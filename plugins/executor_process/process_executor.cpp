@@ -499,8 +499,10 @@ class ProcessExecutor::Supervisor : public std::enable_shared_from_this<Supervis
   }
 
   void kill_group(Dying& d, int sig, Clock::time_point now) {
-    // The group id is the worker's pid until it is reaped, and it is not reaped yet.
+    // The group id is the worker's pid until it is reaped, and it is not reaped yet. The worker
+    // itself is signalled too, in case it moved to a group of its own.
     ::kill(-d.pid, sig);
+    ::kill(d.pid, sig);
     if (sig == SIGKILL) {
       d.killed = true;
       d.killed_at = now;
@@ -852,7 +854,7 @@ class ProcessExecutor::Supervisor : public std::enable_shared_from_this<Supervis
       // An idle worker exits on end of stream; the others are told to stop.
       Dying& d = retire(slot, Exit::kRetired, now);
       d.kill_at = now + opts_.stop_timeout;
-      if (phase != Phase::kIdle) ::kill(-d.pid, SIGTERM);
+      if (phase != Phase::kIdle) kill_group(d, SIGTERM, now);
       if (job) {
         answer(std::move(job), Outcome::failure(StatusCode::kCancelled, error_types::kCancelled,
                                                 "the executor shut down before the call "
