@@ -241,10 +241,10 @@ class Decoder {
     if (!d) return nullptr;
     track(d.get());
     for (std::uint32_t c = doc_[n].first_child; c != kNoNode; c = doc_[c].next_sibling) {
-      Ref key(details::str_from_wtf8(doc_[c].key));
-      if (!key) return nullptr;
+      PyObject* key = key_object(doc_[c].key);
+      if (key == nullptr) return nullptr;
       Ref v(restore(c));
-      if (!v || PyDict_SetItem(d.get(), key.get(), v.get()) < 0) return nullptr;
+      if (!v || PyDict_SetItem(d.get(), key, v.get()) < 0) return nullptr;
     }
     return d.release();
   }
@@ -738,9 +738,19 @@ class Decoder {
     return instance.release();
   }
 
+  // Keys repeat (lists of records): one str per distinct key, as json's own decoder memoizes.
+  PyObject* key_object(std::string_view key) {
+    auto it = keys_.find(key);
+    if (it != keys_.end()) return it->second.get();
+    PyObject* k = details::str_from_wtf8(key);
+    if (k == nullptr) return nullptr;
+    return keys_.emplace(key, Ref(k)).first->second.get();
+  }
+
   const Document& doc_;
   const Limits& limits_;
   const Known* k_;
+  std::unordered_map<std::string_view, Ref> keys_;
   std::vector<PyObject*> objs_;
   std::unordered_map<std::string, Ref> enums_;
   Entry scratch_;

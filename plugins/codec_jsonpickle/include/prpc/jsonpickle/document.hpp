@@ -10,7 +10,7 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <deque>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -35,6 +35,8 @@ struct Node {
   std::uint32_t first_child = kNoNode;
   std::uint32_t next_sibling = kNoNode;
   std::uint32_t size = 0;             // children of an array or object
+  std::uint32_t begin = 0;            // the value's byte range in the input
+  std::uint32_t end = 0;
   std::string_view key;               // member name (decoded) when the parent is an object
   std::string_view text;              // decoded string, or the number's exact text
 };
@@ -55,9 +57,20 @@ class Document {
   // The i-th child of an array or object, or kNoNode.
   std::uint32_t child(std::uint32_t node, std::uint32_t index) const noexcept;
 
+  // The exact input text of a node.
+  std::string_view source(std::uint32_t n) const noexcept {
+    return source_.substr(nodes_[n].begin, nodes_[n].end - nodes_[n].begin);
+  }
+  // True when the input is already in json.dumps' default layout (separators, ensure_ascii
+  // escapes), so any node's source equals what write_node would produce for it.
+  bool canonical() const noexcept { return canonical_; }
+
  private:
+  std::string_view source_;
+  bool canonical_ = true;
   std::vector<Node> nodes_;
-  std::deque<std::string> unescaped_;  // stable storage for strings that had escapes
+  // Stable storage for strings that had escapes (a deque would allocate even when unused).
+  std::vector<std::unique_ptr<std::string>> unescaped_;
   friend class Parser;
 };
 
