@@ -126,6 +126,15 @@ from hypothesis import HealthCheck, assume, given, settings, strategies as st  #
 import sample  # noqa: E402
 import strategies  # noqa: E402
 
+@pytest.fixture(scope="module", autouse=True)
+def registered(codec):
+    for cls in (sample.Plain, sample.DC, sample.Point):
+        codec.register(cls)
+    yield
+    for cls in (sample.Plain, sample.DC, sample.Point):
+        codec.unregister(cls)
+
+
 _aware = st.builds(lambda dt, tz: dt.replace(tzinfo=tz), st.datetimes(
     min_value=datetime.datetime(1, 1, 2), max_value=datetime.datetime(9999, 12, 30)),
     st.one_of(st.just(UTC), strategies.offsets))
@@ -141,8 +150,6 @@ _text = st.text(max_size=20)
        reply_to=st.one_of(st.none(), _text), attempt=st.integers(min_value=0, max_value=9))
 def test_generated_envelopes(codec, message_class, name, args, kwargs, result, error, created,
                              done, reply_to, attempt):
-    for cls in (sample.Plain, sample.DC, sample.Point):
-        codec.register(cls)
     # Each field gets its own objects (decoding makes fresh ones): Python shares an object
     # between fields only when the application does, and then writes a reference we cannot
     # know of from separate fragments. Enum members are singletons, so a member used in two
