@@ -2,7 +2,6 @@
 
 #include <charconv>
 #include <chrono>
-#include <cstdio>
 #include <vector>
 
 #include "prpc/jsonpickle/references.hpp"
@@ -49,10 +48,16 @@ bool valid_date(int y, int m, int d) {
              .ok();
 }
 
+// Zero-padded decimal of a non-negative value.
 void append_uint(std::string& out, std::int64_t v, int width) {
   char buf[24];
-  int n = std::snprintf(buf, sizeof(buf), "%0*lld", width, static_cast<long long>(v));
-  out.append(buf, static_cast<std::size_t>(n));
+  int n = 0;
+  do {
+    buf[n++] = static_cast<char>('0' + v % 10);
+    v /= 10;
+  } while (v > 0 && n < 20);
+  while (n < width) buf[n++] = '0';
+  while (n > 0) out += buf[--n];
 }
 
 std::string describe(const Document& doc, std::uint32_t n) {

@@ -83,6 +83,10 @@ class Parser {
       if (have_key) {
         doc_.nodes_[idx].key = pending_key;
         have_key = false;
+        if (pending_key.size() > 3 && pending_key[0] == 'p' && pending_key[1] == 'y' &&
+            pending_key[2] == '/') {
+          doc_.nodes_[stack.back().node].py_keys |= py_key_bit(pending_key);
+        }
       }
       if (!stack.empty()) {
         Open& top = stack.back();
@@ -389,6 +393,43 @@ class Parser {
   Document& doc_;
   std::size_t pos_ = 0;
 };
+
+std::uint16_t py_key_bit(std::string_view key) noexcept {
+  if (key.size() < 4 || key.substr(0, 3) != "py/") return 0;
+  std::string_view t = key.substr(3);
+  switch (t[0]) {
+    case 't':
+      if (t == "tuple") return kPyTuple;
+      if (t == "type") return kPyType;
+      break;
+    case 's':
+      if (t == "set") return kPySet;
+      break;
+    case 'b':
+      if (t == "b64") return kPyB64;
+      if (t == "b85") return kPyB85;
+      break;
+    case 'i':
+      if (t == "id") return kPyId;
+      if (t == "iterator") return kPyIterator;
+      break;
+    case 'o':
+      if (t == "object") return kPyObject;
+      break;
+    case 'r':
+      if (t == "reduce") return kPyReduce;
+      if (t == "repr") return kPyRepr;
+      break;
+    case 'f':
+      if (t == "function") return kPyFunction;
+      break;
+    case 'm':
+      if (t == "mod") return kPyMod;
+      break;
+    default: break;
+  }
+  return kPyOther;
+}
 
 Result<Document> Document::parse(std::string_view input, const Limits& limits) {
   Document doc;

@@ -740,17 +740,25 @@ class Decoder {
 
   // Keys repeat (lists of records): one str per distinct key, as json's own decoder memoizes.
   PyObject* key_object(std::string_view key) {
-    auto it = keys_.find(key);
-    if (it != keys_.end()) return it->second.get();
+    // A short linear memo: documents have few distinct keys, and hashing costs more.
+    for (auto& [text, obj] : keys_) {
+      if (text == key) return obj.get();
+    }
     PyObject* k = details::str_from_wtf8(key);
     if (k == nullptr) return nullptr;
-    return keys_.emplace(key, Ref(k)).first->second.get();
+    if (keys_.size() >= 64) {
+      spare_keys_.emplace_back(k);
+      return k;
+    }
+    keys_.emplace_back(key, Ref(k));
+    return k;
   }
 
   const Document& doc_;
   const Limits& limits_;
   const Known* k_;
-  std::unordered_map<std::string_view, Ref> keys_;
+  std::vector<std::pair<std::string_view, Ref>> keys_;
+  std::vector<Ref> spare_keys_;
   std::vector<PyObject*> objs_;
   std::unordered_map<std::string, Ref> enums_;
   Entry scratch_;

@@ -29,9 +29,29 @@ enum class Kind : std::uint8_t { kNull, kFalse, kTrue, kNumber, kString, kArray,
 
 inline constexpr std::uint32_t kNoNode = 0xffffffffu;
 
+// Which "py/..." keys an object node has, noted while parsing so that telling jsonpickle tags
+// apart needs no key comparisons.
+enum PyKey : std::uint16_t {
+  kPyTuple = 1u << 0,
+  kPySet = 1u << 1,
+  kPyB64 = 1u << 2,
+  kPyB85 = 1u << 3,
+  kPyId = 1u << 4,
+  kPyIterator = 1u << 5,
+  kPyObject = 1u << 6,
+  kPyType = 1u << 7,
+  kPyReduce = 1u << 8,
+  kPyFunction = 1u << 9,
+  kPyMod = 1u << 10,
+  kPyRepr = 1u << 11,
+  kPyOther = 1u << 12,  // any other key starting with "py/"
+};
+std::uint16_t py_key_bit(std::string_view key) noexcept;
+
 struct Node {
   Kind kind = Kind::kNull;
   bool integral = false;              // a number written without fraction or exponent
+  std::uint16_t py_keys = 0;          // PyKey bits of an object's member names
   std::uint32_t first_child = kNoNode;
   std::uint32_t next_sibling = kNoNode;
   std::uint32_t size = 0;             // children of an array or object
