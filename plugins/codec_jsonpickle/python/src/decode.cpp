@@ -771,12 +771,13 @@ class Decoder {
 PyObject* jsonpickle_decode(std::string_view text, const Limits& limits) {
   const Known* k = details::known();
   if (k == nullptr || !load_defaults(k)) return nullptr;
-  auto doc = Document::parse(text, limits);
+  const Limits safe = details::stack_safe(limits);
+  auto doc = Document::parse(text, safe);
   if (!doc.is_ok()) {
     fail_decode(doc.status().message());
     return nullptr;
   }
-  Decoder d(*doc, limits, k);
+  Decoder d(*doc, safe, k);
   return d.restore(doc->root());
 }
 

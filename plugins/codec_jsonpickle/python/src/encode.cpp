@@ -138,10 +138,10 @@ class Encoder {
     if (!it) return false;
     bool first = true;
     while (PyObject* raw = PyIter_Next(it.get())) {
-      Ref item(raw);
+      keep(raw);  // an iterator may yield temporaries; ids are addresses
       if (!first) out_ += ", ";
       first = false;
-      if (!flatten(item.get())) return false;
+      if (!flatten(raw)) return false;
     }
     return !PyErr_Occurred();
   }
@@ -734,7 +734,8 @@ bool jsonpickle_encode(PyObject* value, std::string& out, const Limits& limits) 
     if (PyDateTimeAPI == nullptr) return false;
   }
   out.clear();
-  Encoder e(out, limits, k);
+  const Limits safe = details::stack_safe(limits);
+  Encoder e(out, safe, k);
   if (!e.flatten(value)) return false;
   if (out.size() > limits.max_bytes) {
     return details::fail_encode("encoded value of " + std::to_string(out.size()) +
