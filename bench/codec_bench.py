@@ -45,8 +45,8 @@ def typical_message():
         "placed_at": datetime.datetime(2024, 11, 6, 9, 0, 5, 123456, tzinfo=UTC),
         "note": "leave at the door, ring twice",
     }
-    return PRPCMessage(
-        "process_order", [order, True], {"currency": "EUR", "total": decimal.Decimal("45.48"),
+    return message_helper.make(
+        PRPCMessage, "process_order", [order, True], {"currency": "EUR", "total": decimal.Decimal("45.48"),
                                          "retries": 3, "flags": {"gift": False, "express": True}},
         uuid.UUID("1b4e28ba-2fa1-41d2-883f-0016d3cca427"),
         {"status": "accepted", "warehouse": "DE-3", "eta_days": [2, 3], "total": decimal.Decimal("45.48")},

@@ -6,6 +6,8 @@ import uuid
 import jsonpickle
 import pytest
 
+from message_helper import make
+
 UTC = datetime.timezone.utc
 
 
@@ -36,11 +38,11 @@ def cases(PRPCMessage):
     return [
         PRPCMessage("ping", [], {}, mid, None, None, created, None),
         PRPCMessage("summ", [1, 2.5], {"z": 0.5}, mid, 4.0, None, created, done),
-        PRPCMessage("hello_world", [], {}, mid, "hello_world", None, created, done,
-                    reply_to="prpc_reply_abc", attempt=2, traceparent="00-abc-def-01"),
-        PRPCMessage("fail", [[1, [2]], {"k": (1, 2)}], {"d": decimal.Decimal("1.10")}, mid, None,
-                    "ValueError: bad", created, done, exception_type="ValueError",
-                    traceback="Traceback ...\n  line 1"),
+        make(PRPCMessage, "hello_world", [], {}, mid, "hello_world", None, created, done,
+             reply_to="prpc_reply_abc", attempt=2, traceparent="00-abc-def-01"),
+        make(PRPCMessage, "fail", [[1, [2]], {"k": (1, 2)}], {"d": decimal.Decimal("1.10")}, mid,
+             None, "ValueError: bad", created, done, exception_type="ValueError",
+             traceback="Traceback ...\n  line 1"),
         # timezone.utc inside the arguments: later timezones are references to it.
         PRPCMessage("dates", [datetime.datetime(2024, 1, 2, tzinfo=UTC), {1, 2}],
                     {"when": datetime.datetime(2020, 5, 5, 5, 5, 5, tzinfo=plus3)}, mid,
@@ -159,8 +161,8 @@ def test_generated_envelopes(codec, message_class, name, args, kwargs, result, e
                   if any(e in jsonpickle.encode(v) for e in ("sample.Color", "sample.Level",
                                                              "sample.Perm"))]
     assume(len(with_enums) <= 1)
-    msg = message_class(name, args, kwargs, uuid.uuid4(), result, error, created, done,
-                        reply_to=reply_to, attempt=attempt)
+    msg = make(message_class, name, args, kwargs, uuid.uuid4(), result, error, created, done,
+               reply_to=reply_to, attempt=attempt)
     ours = codec.envelope_encode(fields_of(codec, msg))
     assert ours.decode() == jsonpickle.encode(msg)
     fields = codec.envelope_decode(ours)
