@@ -67,6 +67,7 @@ class Parser {
     struct Open {
       std::uint32_t node;
       std::uint32_t last_child;
+      bool is_object;
     };
     std::vector<Open> stack;
     stack.reserve(16);
@@ -109,7 +110,7 @@ class Parser {
         }
         doc_.nodes_[idx].kind = c == '{' ? Kind::kObject : Kind::kArray;
         ++pos_;
-        stack.push_back({idx, kNoNode});
+        stack.push_back({idx, kNoNode, c == '{'});
         ws(0);
         char close = c == '{' ? '}' : ']';
         if (pos_ < in_.size() && in_[pos_] == close) {
@@ -132,7 +133,7 @@ class Parser {
 
       if (opened) {
         // First member or element of a new container.
-        if (doc_.nodes_[stack.back().node].kind == Kind::kObject) {
+        if (stack.back().is_object) {
           PRPC_RETURN_IF_ERROR(parse_key(pending_key));
           have_key = true;
         }
@@ -145,7 +146,7 @@ class Parser {
           if (pos_ != in_.size()) return fail("extra data after the document");
           return Status::ok();
         }
-        bool is_object = doc_.nodes_[stack.back().node].kind == Kind::kObject;
+        bool is_object = stack.back().is_object;
         if (pos_ >= in_.size()) return fail("unexpected end of input inside a container");
         char d = in_[pos_];
         if (d == ',') {
@@ -182,6 +183,13 @@ class Parser {
   // Skips whitespace, noting whether it is exactly what json.dumps puts there: nothing, or one
   // space after a separator.
   void ws(std::size_t expected) noexcept {
+    // Fast path: json.dumps layout.
+    if (expected == 0) {
+      if (pos_ >= in_.size() || !is_ws(in_[pos_])) return;
+    } else if (pos_ + 1 < in_.size() && in_[pos_] == ' ' && !is_ws(in_[pos_ + 1])) {
+      ++pos_;
+      return;
+    }
     std::size_t start = pos_;
     skip_ws();
     std::size_t n = pos_ - start;

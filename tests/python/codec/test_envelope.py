@@ -170,3 +170,13 @@ def test_generated_envelopes(codec, message_class, name, args, kwargs, result, e
         assert strategies.deep_equal(codec.decode(fields[field]),
                                      jsonpickle.decode(jsonpickle.encode(getattr(msg, field))))
     assert fields["date_create_message"] == created.isoformat()
+
+
+def test_converter_handles_a_whole_prpcmessage(codec, message_class):
+    """The converter alone also writes and reads PRPCMessage (allowed once imported)."""
+    for msg in cases(message_class):
+        text = codec.encode(msg)
+        assert text == jsonpickle.encode(msg)
+        back = codec.decode(text)
+        assert type(back) is message_class
+        assert jsonpickle.encode(back) == text
