@@ -130,10 +130,10 @@ import strategies  # noqa: E402
 
 @pytest.fixture(scope="module", autouse=True)
 def registered(codec):
-    for cls in (sample.Plain, sample.DC, sample.Point):
+    for cls in strategies.APP_CLASSES:
         codec.register(cls)
     yield
-    for cls in (sample.Plain, sample.DC, sample.Point):
+    for cls in strategies.APP_CLASSES:
         codec.unregister(cls)
 
 
