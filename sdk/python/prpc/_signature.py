@@ -10,11 +10,17 @@ __all__ = ["spec_of", "spec_json"]
 
 
 def _annotation_text(annotation: Any) -> str:
+    """Annotation source text with module prefixes kept (typing.Optional[int], datetime.date),
+    so a generated stub can import what its annotations name."""
     if isinstance(annotation, str):
         return annotation
-    if isinstance(annotation, type) and annotation.__module__ == "builtins":
-        return annotation.__qualname__
-    return inspect.formatannotation(annotation)
+    if annotation is None or annotation is type(None):
+        return "None"
+    if isinstance(annotation, type) and not hasattr(annotation, "__origin__"):
+        if annotation.__module__ == "builtins":
+            return annotation.__qualname__
+        return f"{annotation.__module__}.{annotation.__qualname__}"
+    return repr(annotation).replace("NoneType", "None")
 
 
 def spec_of(fn: Callable[..., Any]) -> dict[str, Any]:
