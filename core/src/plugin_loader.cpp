@@ -61,6 +61,12 @@ Result<LibraryPtr> open_library(const fs::path& path) {
   } catch (const std::exception& e) {
     return Status(StatusCode::kNotFound, "cannot load " + where + ": " + load_error_text(e));
   }
+  // Never unmapped: a thread abandoned by a call timeout may still be running inside a plugin's
+  // code when every object made by the plugin is gone. (RTLD_NOLOAD only upgrades the flags of
+  // the mapping Boost.DLL just made.)
+  if (void* pinned = dlopen(path.c_str(), RTLD_NOW | RTLD_NOLOAD | RTLD_NODELETE)) {
+    dlclose(pinned);
+  }
   if (!lib->dll.has(PRPC_PLUGIN_ENTRY_SYMBOL)) {
     return Status(StatusCode::kFailedPrecondition,
                   where + " is not a PRPC plugin: it exports no " PRPC_PLUGIN_ENTRY_SYMBOL

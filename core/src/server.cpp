@@ -229,8 +229,9 @@ class Server::Impl : public std::enable_shared_from_this<Server::Impl> {
     const std::string& payload = call->delivery.payload;
     Message salvaged;
     if (payload.size() > options_.max_message_bytes) {
-      (void)call->codec->decode(payload, &salvaged);
-      call->request = std::move(salvaged);
+      // Decoded only to learn whom to answer.
+      auto decoded = call->codec->decode(payload, &salvaged);
+      call->request = decoded.is_ok() ? std::move(*decoded) : std::move(salvaged);
       reject(call, "message of " + std::to_string(payload.size()) +
                        " bytes exceeds the limit of " +
                        std::to_string(options_.max_message_bytes) + " bytes");
@@ -243,6 +244,10 @@ class Server::Impl : public std::enable_shared_from_this<Server::Impl> {
       return;
     }
     call->request = std::move(*decoded);
+    if (call->request.func_name.empty()) {
+      reject(call, "func_name: must not be empty");
+      return;
+    }
     if (call->delivery.delivery_count > options_.max_deliveries) {
       std::string reason = "delivered " + std::to_string(call->delivery.delivery_count) +
                            " times without finishing (limit " +
