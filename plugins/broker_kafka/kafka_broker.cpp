@@ -222,6 +222,15 @@ class KafkaBroker::Impl : public std::enable_shared_from_this<KafkaBroker::Impl>
     return conf;
   }
 
+  // A consumer that only reads assigned partitions: librdkafka 2.0 wants a group.id for
+  // rd_kafka_assign, so it gets a private one that never joins nor commits.
+  std::map<std::string, std::string> standalone() const {
+    return {{"group.id", "prpc-standalone-" + settings_.client_id},
+            {"enable.partition.eof", "false"},
+            {"enable.auto.commit", "false"},
+            {"enable.auto.offset.store", "false"}};
+  }
+
   Result<KafkaPtr> make_consumer(const std::map<std::string, std::string>& fixed,
                                  void (*rebalance)(rd_kafka_t*, rd_kafka_resp_err_t,
                                                    rd_kafka_topic_partition_list_t*, void*) =
@@ -358,8 +367,15 @@ class KafkaBroker::Impl : public std::enable_shared_from_this<KafkaBroker::Impl>
     return Status::ok();
   }
 
-  Status create_topics(const std::vector<std::string>& names) {
+  Status create_topics(const std::vector<std::string>& wanted) {
     rd_kafka_t* rk = producer_.get();
+    // Usually every topic is there already: one metadata answer says so.
+    std::vector<std::string> names;
+    for (const std::string& n : wanted) {
+      auto count = partition_count(rk, n);
+      if (!count.is_ok() || *count == 0) names.push_back(n);
+    }
+    if (names.empty()) return Status::ok();
     char err[512];
     std::vector<rd_kafka_NewTopic_t*> topics;
     for (const std::string& n : names) {
@@ -485,9 +501,7 @@ class KafkaBroker::Impl : public std::enable_shared_from_this<KafkaBroker::Impl>
 
     auto listener = std::make_unique<ReplyListener>();
     PRPC_ASSIGN_OR_RETURN(listener->consumer,
-                          make_consumer({{"enable.partition.eof", "false"},
-                                         {"enable.auto.commit", "false"},
-                                         {"enable.auto.offset.store", "false"}}));
+                          make_consumer(standalone()));
     // Read from the end as it is now, not as it is when the first fetch starts: a reply produced
     // in between would otherwise be skipped.
     std::int64_t low = 0;
@@ -523,13 +537,14 @@ class KafkaBroker::Impl : public std::enable_shared_from_this<KafkaBroker::Impl>
 
   // ---- server side ----
   struct Subscription {
+    // The handle goes first: its callbacks point into the members below.
+    ~Subscription() { consumer.reset(); }
     Impl* impl = nullptr;
     HandleContext context;
     std::uint64_t id = 0;
     SubscribeOptions options;
     DeliveryHandler handler;
     KafkaPtr consumer;
-    QueuePtr queue;  // the consumer queue, to wake a blocked poll
     std::thread thread;
     std::atomic<bool> stop{false};      // leave now
     std::atomic<bool> draining{false};  // no more hand-overs; leave when nothing is outstanding
@@ -581,7 +596,6 @@ class KafkaBroker::Impl : public std::enable_shared_from_this<KafkaBroker::Impl>
     sub->context.subscription = sub.get();
     PRPC_ASSIGN_OR_RETURN(sub->consumer,
                           make_consumer(fixed, &Impl::on_rebalance, &sub->context));
-    sub->queue.reset(rd_kafka_queue_get_consumer(sub->consumer.get()));
     PartitionListPtr topics(rd_kafka_topic_partition_list_new(2));
     if (options.python) {
       rd_kafka_topic_partition_list_add(topics.get(), sub->python_topic.c_str(),
@@ -614,7 +628,6 @@ class KafkaBroker::Impl : public std::enable_shared_from_this<KafkaBroker::Impl>
       std::lock_guard lock(sub->handler_mutex);  // waits for a hand-over in progress
       sub->draining = true;
     }
-    rd_kafka_queue_yield(sub->queue.get());
   }
 
   void close_subscription() {
@@ -629,7 +642,6 @@ class KafkaBroker::Impl : public std::enable_shared_from_this<KafkaBroker::Impl>
       sub->draining = true;
     }
     sub->stop = true;
-    rd_kafka_queue_yield(sub->queue.get());
     if (sub->thread.joinable()) sub->thread.join();
   }
 
@@ -802,11 +814,14 @@ class KafkaBroker::Impl : public std::enable_shared_from_this<KafkaBroker::Impl>
         }
         sub->paused = want_pause;
       }
-      // Fetch a batch: wait for the first record, then take what is already there.
+      // Fetch a batch: wait for the first record, then take what is already there. While calls
+      // are what we wait for (paused, or records held back), wake often to hand over: finishes
+      // do not interrupt the poll (a yield would also cut short a consumer close).
       std::size_t room = full ? 0 : opt.max_outstanding - outstanding;
       std::size_t limit = std::max<std::size_t>(1, std::min<std::size_t>(opt.batch_size, room));
+      int wait_ms = want_pause ? 2 : 100;
       for (std::size_t n = 0; n < limit; ++n) {
-        MessagePtr m(rd_kafka_consumer_poll(rk, n == 0 ? 100 : 0));
+        MessagePtr m(rd_kafka_consumer_poll(rk, n == 0 ? wait_ms : 0));
         if (!m) break;
         if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
           if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
@@ -928,13 +943,15 @@ class KafkaBroker::Impl : public std::enable_shared_from_this<KafkaBroker::Impl>
 
   // The end of one finish(): all its records were produced (or not).
   struct FinishJob {
-    std::shared_ptr<Impl> impl;
+    Impl* impl = nullptr;  // shutdown() runs every pending delivery report before Impl goes
     std::shared_ptr<Subscription> sub;
     Token token;
     Flavour flavour = Flavour::kPython;
     std::string queue;
     std::string key;
     std::string payload;  // the request, for a local redelivery if this finish fails
+    std::string cache_key;  // where the result goes in the cache once it is stored
+    std::string result;
     DoneCallback done;
     std::mutex mutex;
     int remaining = 0;
@@ -943,7 +960,7 @@ class KafkaBroker::Impl : public std::enable_shared_from_this<KafkaBroker::Impl>
 
   void finish(const DeliveryView& d, const FinishRequest& what, DoneCallback done) {
     auto job = std::make_shared<FinishJob>();
-    job->impl = shared_from_this();
+    job->impl = this;
     job->flavour = d.flavour;
     job->queue = std::string(d.queue);
     job->done = std::move(done);
@@ -958,11 +975,22 @@ class KafkaBroker::Impl : public std::enable_shared_from_this<KafkaBroker::Impl>
       return;
     }
     const ReplyView* reply = what.reply;
-    bool send_reply = reply != nullptr && !reply->push_only;
+    std::string_view reply_queue;
+    std::optional<std::int32_t> push_partition;
+    if (reply != nullptr) {
+      reply_queue = reply->queue.empty() ? d.queue : reply->queue;
+      push_partition = reply_partition(reply->reply_to, reply_topic(reply_queue, Flavour::kPython));
+    }
+    // The result is stored on the flavour's feedback topic; a caller that listens on a partition
+    // of prpc_feedback_{q} (reply_to) gets it pushed there. For the Python flavour both are one
+    // record; a raw reply to such a caller is written twice.
+    bool store = reply != nullptr && !reply->push_only;
+    bool push = reply != nullptr && push_partition.has_value() &&
+                (reply->flavour == Flavour::kRaw || reply->push_only);
     bool send_dead = !what.dead_letter_reason.empty();
     if (reply != nullptr) job->key = std::string(reply->message_id);
-    if (send_reply || send_dead) job->payload = std::string(d.payload);
-    job->remaining = (send_reply ? 1 : 0) + (send_dead ? 1 : 0);
+    if (store || push || send_dead) job->payload = std::string(d.payload);
+    job->remaining = (store ? 1 : 0) + (push ? 1 : 0) + (send_dead ? 1 : 0);
     if (job->remaining == 0) {
       // The result is in the feedback topic already (a deduplicated redelivery): only commit.
       complete(job, RD_KAFKA_RESP_ERR_NO_ERROR, true);
@@ -998,21 +1026,23 @@ class KafkaBroker::Impl : public std::enable_shared_from_this<KafkaBroker::Impl>
           {kHeaderCount, std::to_string(d.delivery_count)}};
       produce(dead_topic(d.queue), RD_KAFKA_PARTITION_UA, job->key, d.payload, headers, on_report);
     }
-    if (send_reply) {
-      std::string topic = reply_topic(reply->queue.empty() ? d.queue : reply->queue, reply->flavour);
+    if (store) {
       std::int32_t partition = RD_KAFKA_PARTITION_UA;
-      if (reply->flavour == Flavour::kPython) {
-        partition = reply_partition(reply->reply_to, topic).value_or(RD_KAFKA_PARTITION_UA);
-      }
-      cache_.put(cache_key(reply->flavour, reply->queue.empty() ? d.queue : reply->queue,
-                           reply->message_id),
-                 std::string(reply->payload));
-      produce(topic, partition, reply->message_id, reply->payload, {}, on_report);
+      if (reply->flavour == Flavour::kPython && push_partition) partition = *push_partition;
+      job->cache_key = cache_key(reply->flavour, reply_queue, reply->message_id);
+      job->result = std::string(reply->payload);
+      produce(reply_topic(reply_queue, reply->flavour), partition, reply->message_id,
+              reply->payload, {}, on_report);
+    }
+    if (push) {
+      produce(reply_topic(reply_queue, Flavour::kPython), *push_partition, reply->message_id,
+              reply->payload, {}, on_report);
     }
   }
 
   void complete(const std::shared_ptr<FinishJob>& job, rd_kafka_resp_err_t err, bool commit_now) {
     Status status = kafka_status(err, "kafka: producing the reply");
+    if (status.is_ok() && !job->cache_key.empty()) cache_.put(job->cache_key, std::move(job->result));
     Subscription* sub = job->sub.get();
     if (sub != nullptr) {
       StatePtr state;
@@ -1043,7 +1073,6 @@ class KafkaBroker::Impl : public std::enable_shared_from_this<KafkaBroker::Impl>
         sub->stamps.erase(job->key);
       }
       sub->outstanding.fetch_sub(1);
-      rd_kafka_queue_yield(sub->queue.get());
     }
     if (job->done) job->done(status);
     if (commit_now && status.is_ok()) flush_commits();
@@ -1085,6 +1114,24 @@ class KafkaBroker::Impl : public std::enable_shared_from_this<KafkaBroker::Impl>
     lookup_cv_.notify_one();
   }
 
+  bool lookup_stopped() {
+    std::lock_guard lock(lookup_mutex_);
+    return lookup_stop_;
+  }
+
+  // Whether the caller runs on one of this broker's threads (a callback that dropped the last
+  // reference to the broker): such a thread cannot join itself.
+  bool on_own_thread() {
+    auto me = std::this_thread::get_id();
+    if (me == producer_thread_.get_id() || me == lookup_thread_.get_id()) return true;
+    if (auto sub = subscription(); sub && me == sub->thread.get_id()) return true;
+    std::lock_guard lock(replies_mutex_);
+    for (const auto& [q, l] : listeners_) {
+      if (me == l->thread.get_id()) return true;
+    }
+    return false;
+  }
+
   void lookup_loop() {
     for (;;) {
       LookupJob job;
@@ -1094,6 +1141,10 @@ class KafkaBroker::Impl : public std::enable_shared_from_this<KafkaBroker::Impl>
         if (lookups_.empty()) return;
         job = std::move(lookups_.front());
         lookups_.pop_front();
+      }
+      if (lookup_stopped()) {
+        job.done(Status(StatusCode::kCancelled, "kafka: the broker is shutting down"));
+        continue;
       }
       if (auto hit = cache_.get(cache_key(job.flavour, job.queue, job.id))) {
         job.done(std::optional<std::string>(std::move(*hit)));
@@ -1120,10 +1171,9 @@ class KafkaBroker::Impl : public std::enable_shared_from_this<KafkaBroker::Impl>
               const std::function<bool(const rd_kafka_message_t*)>& visit) {
     std::lock_guard lock(scan_mutex_);
     PRPC_RETURN_IF_ERROR(require_connected());
+    if (!settings_.lookup_by_timestamp) from_ms = -1;
     if (!scanner_) {
-      PRPC_ASSIGN_OR_RETURN(scanner_, make_consumer({{"enable.partition.eof", "false"},
-                                                     {"enable.auto.commit", "false"},
-                                                     {"enable.auto.offset.store", "false"}}));
+      PRPC_ASSIGN_OR_RETURN(scanner_, make_consumer(standalone()));
     }
     rd_kafka_t* rk = scanner_.get();
     PRPC_ASSIGN_OR_RETURN(std::int32_t count, partition_count(rk, topic));
@@ -1156,6 +1206,8 @@ class KafkaBroker::Impl : public std::enable_shared_from_this<KafkaBroker::Impl>
       ends[p.partition] = high;
       rd_kafka_topic_partition_list_add(assign.get(), topic.c_str(), p.partition)->offset = start;
     }
+    log_.debug("scanning " + topic + " (" + std::to_string(ends.size()) + " of " +
+               std::to_string(count) + " partitions)");
     if (ends.empty()) return Status::ok();
     rd_kafka_resp_err_t e = rd_kafka_assign(rk, assign.get());
     if (e != RD_KAFKA_RESP_ERR_NO_ERROR) return kafka_status(e, "kafka: assigning " + topic);
@@ -1337,7 +1389,17 @@ KafkaBroker::KafkaBroker(const sdk::Context& ctx)
 KafkaBroker::KafkaBroker(Settings settings, sdk::Logger log)
     : impl_(std::make_shared<Impl>(std::move(settings), std::move(log))) {}
 
-KafkaBroker::~KafkaBroker() { impl_->shutdown(); }
+KafkaBroker::~KafkaBroker() {
+  if (impl_->on_own_thread()) {
+    // Released from inside one of our callbacks: finish on a thread of its own.
+    std::thread([impl = std::move(impl_)]() mutable {
+      impl->shutdown();
+      impl.reset();
+    }).detach();
+    return;
+  }
+  impl_->shutdown();
+}
 
 Status KafkaBroker::connect() { return impl_->connect(); }
 Status KafkaBroker::subscribe(const SubscribeOptions& options, DeliveryHandler handler) {

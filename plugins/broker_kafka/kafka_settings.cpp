@@ -7,7 +7,7 @@ namespace prpc::kafka {
 namespace {
 
 // Keys this plugin interprets itself; everything else goes to librdkafka.
-constexpr std::array<std::string_view, 12> kOwnKeys = {
+constexpr std::array<std::string_view, 13> kOwnKeys = {"lookup_by_timestamp",
     "url",           "partitions",     "replication_factor", "linger_ms",
     "client_id",     "connect_timeout", "admin_timeout",     "lookup_timeout",
     "lookup_window", "lookup_skew",     "result_cache_entries", "ledger_bytes"};
@@ -42,6 +42,10 @@ std::vector<sdk::OptionSpec> option_specs() {
        0},
       {"lookup_skew", PRPC_OPT_DURATION_MS, "60000",
        "clock skew tolerated between the request's and the reply's record timestamps", 0},
+      {"lookup_by_timestamp", PRPC_OPT_BOOL, "true",
+       "start result scans at the request's time (ListOffsets by timestamp); false scans the "
+       "whole retained topic, for clusters without timestamp lookups (librdkafka's mock)",
+       0},
       {"result_cache_entries", PRPC_OPT_INT, "10000",
        "results this process produced that it keeps for redelivery lookups", 0},
       {"ledger_bytes", PRPC_OPT_INT, "3000",
@@ -75,6 +79,7 @@ Result<Settings> read_settings(const sdk::Options& options) {
   s.lookup_timeout = options.get_duration("lookup_timeout", s.lookup_timeout);
   s.lookup_window = options.get_duration("lookup_window", s.lookup_window);
   s.lookup_skew = options.get_duration("lookup_skew", s.lookup_skew);
+  s.lookup_by_timestamp = options.get_bool("lookup_by_timestamp", s.lookup_by_timestamp);
   auto cache = options.get_int("result_cache_entries",
                                static_cast<std::int64_t>(s.result_cache_entries));
   s.result_cache_entries = cache < 0 ? 0 : static_cast<std::size_t>(cache);

@@ -25,6 +25,7 @@ struct Settings {
   std::chrono::milliseconds lookup_timeout{10'000};
   std::chrono::milliseconds lookup_window{6LL * 3600 * 1000};  // Client::fetch scans this far back
   std::chrono::milliseconds lookup_skew{60'000};  // clock skew allowed between producers
+  bool lookup_by_timestamp = true;  // false: scans start at the beginning of the topic
   std::size_t result_cache_entries = 10'000;
   std::size_t ledger_bytes = 3'000;  // commit metadata budget (brokers allow 4096 by default)
   // Pass-through librdkafka properties: common to every handle, producer-only, consumer-only.
