@@ -462,6 +462,24 @@ class KafkaBroker::Impl : public std::enable_shared_from_this<KafkaBroker::Impl>
     return std::int32_t{0};
   }
 
+  // Watermarks of one partition. A topic created a moment ago answers "not leader" for a short
+  // while, so transient errors are retried within the admin timeout.
+  rd_kafka_resp_err_t watermarks(rd_kafka_t* rk, const char* topic, std::int32_t partition,
+                                 std::int64_t* low, std::int64_t* high) {
+    auto deadline = Clock::now() + settings_.admin_timeout;
+    for (;;) {
+      rd_kafka_resp_err_t e = rd_kafka_query_watermark_offsets(
+          rk, topic, partition, low, high, timeout_ms(settings_.admin_timeout));
+      bool transient = e == RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION ||
+                       e == RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE ||
+                       e == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART ||
+                       e == RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION ||
+                       e == RD_KAFKA_RESP_ERR__TRANSPORT;
+      if (!transient || Clock::now() >= deadline) return e;
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));  // a bounded retry
+    }
+  }
+
   // ---- client side ----
   void publish(const PublishView& m, DoneCallback done) {
     Status s = ensure_topics(m.queue);
@@ -506,9 +524,7 @@ class KafkaBroker::Impl : public std::enable_shared_from_this<KafkaBroker::Impl>
     // in between would otherwise be skipped.
     std::int64_t low = 0;
     std::int64_t high = 0;
-    rd_kafka_resp_err_t e = rd_kafka_query_watermark_offsets(
-        listener->consumer.get(), topic.c_str(), partition, &low, &high,
-        timeout_ms(settings_.admin_timeout));
+    rd_kafka_resp_err_t e = watermarks(listener->consumer.get(), topic.c_str(), partition, &low, &high);
     if (e != RD_KAFKA_RESP_ERR_NO_ERROR) return kafka_status(e, "kafka: end offset of " + topic);
     PartitionListPtr list(rd_kafka_topic_partition_list_new(1));
     rd_kafka_topic_partition_list_add(list.get(), topic.c_str(), partition)->offset = high;
@@ -702,8 +718,7 @@ class KafkaBroker::Impl : public std::enable_shared_from_this<KafkaBroker::Impl>
       // them down; they are written to the ledger before they are handed over.
       std::int64_t low = 0;
       std::int64_t high = INT64_MAX;
-      if (rd_kafka_query_watermark_offsets(rk, p.topic, p.partition, &low, &high,
-                                           timeout_ms(settings_.admin_timeout)) !=
+      if (watermarks(rk, p.topic, p.partition, &low, &high) !=
           RD_KAFKA_RESP_ERR_NO_ERROR) {
         high = INT64_MAX;
       }
@@ -1195,8 +1210,7 @@ class KafkaBroker::Impl : public std::enable_shared_from_this<KafkaBroker::Impl>
       const rd_kafka_topic_partition_t& p = list->elems[i];
       std::int64_t low = 0;
       std::int64_t high = 0;
-      rd_kafka_resp_err_t e = rd_kafka_query_watermark_offsets(
-          rk, topic.c_str(), p.partition, &low, &high, timeout_ms(settings_.lookup_timeout));
+      rd_kafka_resp_err_t e = watermarks(rk, topic.c_str(), p.partition, &low, &high);
       if (e != RD_KAFKA_RESP_ERR_NO_ERROR) return kafka_status(e, "kafka: end offset of " + topic);
       std::int64_t start = p.offset;
       if (p.err != RD_KAFKA_RESP_ERR_NO_ERROR) start = RD_KAFKA_OFFSET_BEGINNING;
@@ -1259,8 +1273,7 @@ class KafkaBroker::Impl : public std::enable_shared_from_this<KafkaBroker::Impl>
       for (std::int32_t p = 0; p < count; ++p) {
         std::int64_t low = 0;
         std::int64_t high = 0;
-        rd_kafka_resp_err_t e = rd_kafka_query_watermark_offsets(
-            rk.get(), topic.c_str(), p, &low, &high, timeout_ms(settings_.admin_timeout));
+        rd_kafka_resp_err_t e = watermarks(rk.get(), topic.c_str(), p, &low, &high);
         if (e != RD_KAFKA_RESP_ERR_NO_ERROR) return kafka_status(e, "kafka: offsets of " + topic);
         std::int64_t from = low;
         if (have_committed && list->elems[p].offset >= 0) from = std::max(low, list->elems[p].offset);
@@ -1278,8 +1291,7 @@ class KafkaBroker::Impl : public std::enable_shared_from_this<KafkaBroker::Impl>
     for (std::int32_t p = 0; p < dead_count; ++p) {
       std::int64_t low = 0;
       std::int64_t high = 0;
-      if (rd_kafka_query_watermark_offsets(rk.get(), dead.c_str(), p, &low, &high,
-                                           timeout_ms(settings_.admin_timeout)) ==
+      if (watermarks(rk.get(), dead.c_str(), p, &low, &high) ==
           RD_KAFKA_RESP_ERR_NO_ERROR) {
         out.dead_letters += high - low;
       }
