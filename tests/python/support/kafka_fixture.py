@@ -26,7 +26,7 @@ import subprocess
 import tempfile
 import time
 import uuid
-from typing import Iterator, Optional
+from typing import Callable, Iterator, Optional
 
 import pytest
 
@@ -46,25 +46,18 @@ def queue_topics(queue: str) -> list[str]:
 
 
 def wait_for_kafka(bootstrap: str, timeout: float = 60.0,
-                   alive: Optional[callable] = None) -> bool:
-    """Polls the cluster's metadata (kafka-python) until a broker answers."""
-    from kafka import KafkaAdminClient  # kafka-python
-    from kafka.errors import KafkaError
-
+                   alive: Optional[Callable[[], bool]] = None) -> bool:
+    """Polls the cluster's metadata (``kcat -L``, librdkafka like the broker plugin) until a
+    broker answers."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if alive is not None and not alive():
             return False
-        try:
-            admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=2000,
-                                     api_version_auto_timeout_ms=2000)
-            try:
-                admin.list_topics()
-                return True
-            finally:
-                admin.close()
-        except (KafkaError, OSError, ValueError):
-            time.sleep(0.1)  # a bounded poll interval, not a readiness guess
+        probe = subprocess.run(["kcat", "-L", "-b", bootstrap, "-m", "2"],
+                               capture_output=True, text=True)
+        if probe.returncode == 0 and "broker" in probe.stdout:
+            return True
+        time.sleep(0.1)  # a bounded poll interval, not a readiness guess
     return False
 
 
@@ -94,6 +87,9 @@ class KafkaMockCluster:
             self.close()
             raise RuntimeError(f"prpc-kafka-mock did not start: {line!r}")
         self.bootstrap = line.split(" ", 1)[1]
+        if not wait_for_kafka(self.bootstrap, 20, alive=lambda: self._proc.poll() is None):
+            self.close()
+            raise RuntimeError(f"the mock cluster at {self.bootstrap} does not answer")
 
     def command(self, line: str) -> str:
         self._proc.stdin.write(line + "\n")
