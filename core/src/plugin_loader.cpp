@@ -337,7 +337,15 @@ std::vector<fs::path> PluginRegistry::default_search_path() {
   fs::path exe = boost::dll::program_location(ec);
   if (!ec) out.push_back(exe.parent_path().parent_path() / PRPC_INSTALL_PLUGIN_SUBDIR);
   if (std::string_view(PRPC_BUILD_PLUGIN_DIR).size() > 0) out.emplace_back(PRPC_BUILD_PLUGIN_DIR);
-  return out;
+  // A program run from the build tree finds the same directory twice.
+  std::vector<fs::path> unique;
+  std::set<fs::path> seen;
+  for (const fs::path& dir : out) {
+    std::error_code canon_ec;
+    fs::path key = fs::weakly_canonical(dir, canon_ec);
+    if (seen.insert(canon_ec ? dir : key).second) unique.push_back(dir);
+  }
+  return unique;
 }
 
 void PluginRegistry::add_search_dir(fs::path dir, bool front) {

@@ -192,8 +192,7 @@ class Server::Impl : public std::enable_shared_from_this<Server::Impl> {
     s.failed = failed_.load();
     s.dead_lettered = dead_lettered_.load();
     s.deduplicated = deduplicated_.load();
-    std::lock_guard lock(calls_mutex_);
-    s.in_flight = calls_.size();
+    s.in_flight = executing_.load();
     return s;
   }
 
@@ -215,6 +214,7 @@ class Server::Impl : public std::enable_shared_from_this<Server::Impl> {
         calls_.emplace(call->id, call);
       }
       received_.fetch_add(1);
+      executing_.fetch_add(1);
       begin(call);
     }
   }
@@ -330,6 +330,7 @@ class Server::Impl : public std::enable_shared_from_this<Server::Impl> {
 
   void complete(const CallPtr& call, Outcome outcome) {
     if (abandoning_.load()) {
+      executing_.fetch_sub(1);
       forget(call);  // left unacknowledged for another server
       return;
     }
@@ -438,6 +439,7 @@ class Server::Impl : public std::enable_shared_from_this<Server::Impl> {
   }
 
   void finish_raw(const CallPtr& call, const ReplyView* reply, const std::string& reason) {
+    executing_.fetch_sub(1);  // done running; the broker's slot is freed by finish itself
     FinishRequest req;
     req.reply = reply;
     req.dead_letter_reason = reason;
@@ -512,6 +514,7 @@ class Server::Impl : public std::enable_shared_from_this<Server::Impl> {
   std::atomic<std::uint64_t> failed_{0};
   std::atomic<std::uint64_t> dead_lettered_{0};
   std::atomic<std::uint64_t> deduplicated_{0};
+  std::atomic<std::uint64_t> executing_{0};  // delivered and not yet handed back to the broker
 };
 
 Server::Server(ServerOptions options, std::shared_ptr<Broker> broker,

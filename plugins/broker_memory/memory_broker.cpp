@@ -67,15 +67,15 @@ class Bus {
     Clock::time_point expires;
   };
 
+  // A bus lives as long as the process, like a broker server outlives its clients: a request
+  // published by a client that then went away is still there for the next server.
   static std::shared_ptr<Bus> named(const std::string& name) {
     static std::mutex registry_mutex;
-    static std::map<std::string, std::weak_ptr<Bus>> registry;
+    static auto* registry = new std::map<std::string, std::shared_ptr<Bus>>();
     std::lock_guard lock(registry_mutex);
-    std::weak_ptr<Bus>& slot = registry[name];
-    if (auto bus = slot.lock()) return bus;
-    auto bus = std::make_shared<Bus>();
-    slot = bus;
-    return bus;
+    std::shared_ptr<Bus>& slot = (*registry)[name];
+    if (!slot) slot = std::make_shared<Bus>();
+    return slot;
   }
 
   Stream& stream(Flavour f, std::string_view queue) {

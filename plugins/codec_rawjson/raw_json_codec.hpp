@@ -29,7 +29,7 @@ class RawJsonCodec final : public Codec {
   explicit RawJsonCodec(const sdk::Context& ctx);
 
   std::string_view dialect() const override { return "json"; }
-  Result<Message> decode(std::string_view bytes, Message* salvaged) const override;
+  Result<Message> decode(std::string_view bytes, Message* salvaged = nullptr) const override;
   Result<std::string> encode(const Message& message) const override;
 
  private:
