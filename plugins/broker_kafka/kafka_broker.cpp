@@ -816,7 +816,12 @@ class KafkaBroker::Impl : public std::enable_shared_from_this<KafkaBroker::Impl>
       }
       std::uint32_t outstanding = sub->outstanding.load();
       bool full = outstanding >= opt.max_outstanding;
-      bool want_pause = draining || full || !sub->held.empty();
+      // Records beyond the limit wait here; fetching pauses only when a whole batch waits, and
+      // resumes when half of it went, so a server at its limit does not pause and resume (and
+      // refetch) for every call that ends.
+      std::size_t bound = std::max<std::size_t>(opt.max_outstanding, opt.batch_size);
+      bool want_pause = draining || sub->held.size() >= bound ||
+                        (sub->paused && sub->held.size() > bound / 2);
       if (want_pause != sub->paused) {
         rd_kafka_topic_partition_list_t* assigned = nullptr;
         if (rd_kafka_assignment(rk, &assigned) == RD_KAFKA_RESP_ERR_NO_ERROR && assigned) {
@@ -832,9 +837,9 @@ class KafkaBroker::Impl : public std::enable_shared_from_this<KafkaBroker::Impl>
       // Fetch a batch: wait for the first record, then take what is already there. While calls
       // are what we wait for (paused, or records held back), wake often to hand over: finishes
       // do not interrupt the poll (a yield would also cut short a consumer close).
-      std::size_t room = full ? 0 : opt.max_outstanding - outstanding;
+      std::size_t room = bound > sub->held.size() ? bound - sub->held.size() : 0;
       std::size_t limit = std::max<std::size_t>(1, std::min<std::size_t>(opt.batch_size, room));
-      int wait_ms = want_pause ? 2 : 100;
+      int wait_ms = (want_pause || !sub->held.empty() || full) ? 2 : 100;
       for (std::size_t n = 0; n < limit; ++n) {
         MessagePtr m(rd_kafka_consumer_poll(rk, n == 0 ? wait_ms : 0));
         if (!m) break;
