@@ -476,3 +476,57 @@ TEST_F(KafkaTest, CallsSentWhileTheBrokerIsDownCompleteAfterItReturns) {
 }
 
 }  // namespace prpc::kafka_tests
+
+namespace prpc::kafka_tests {
+
+// prpc-host, configured as an operator would, serving the example functions over Kafka; two of
+// them in one group, one SIGKILLed while calls are in flight.
+TEST_F(KafkaTest, PrpcHostProcessesServeAndSurviveASigkill) {
+  prepare(4);
+  std::ofstream(dir_.path() / "prpc.toml")
+      << "[broker]\ntype = \"kafka\"\nurl = \"" << cluster_->bootstrap() << "\"\n"
+      << "[broker.options]\npartitions = \"4\"\nreplication_factor = \"1\"\n"
+      << "lookup_by_timestamp = \"" << (cluster_->is_mock() ? "false" : "true") << "\"\n"
+      << "\"consumer.session.timeout.ms\" = \"6000\"\n"
+      << "\"consumer.heartbeat.interval.ms\" = \"500\"\n"
+      << "[codec]\npython = \"rawjson\"\nraw = \"rawjson\"\n"
+      << "[queue]\nname = \"" << queue_ << "\"\n"
+      << "[functions]\nplugins = [\"example\"]\n"
+      << "[executors.thread]\nworkers = 4\n";
+  auto host = [&](const std::string& log) {
+    return testing::ChildProcess::start(
+        {PRPC_HOST_BIN, "--config", (dir_.path() / "prpc.toml").string()}, dir_.path() / log,
+        {{"PRPC_PLUGIN_PATH", PRPC_TEST_PLUGIN_DIR}});
+  };
+  auto first = host("host1.log");
+  auto second = host("host2.log");
+  Client& c = client();
+  ASSERT_TRUE(wait_until(
+      [&] {
+        auto r = c.call_sync(request("ping"), 2s);
+        return r.is_ok() && !r->failed();
+      },
+      60s, 10ms))
+      << first.output() << second.output();
+  auto summ = c.call_sync(request("summ", "[1, 2]"), 30s);
+  ASSERT_TRUE(summ.is_ok()) << summ.status().to_string();
+  EXPECT_EQ(summ->result, "3.5");
+
+  constexpr int kCalls = 40;
+  std::atomic<int> ok{0};
+  std::atomic<int> done{0};
+  for (int i = 0; i < kCalls; ++i) {
+    c.call(request("slow", "[0.2]"), 120s, [&](Result<Message> r) {
+      if (r.is_ok() && !r->failed()) ok.fetch_add(1);
+      done.fetch_add(1);
+    });
+  }
+  ASSERT_TRUE(wait_until([&] { return done.load() >= 4; }, 60s));  // both hosts are busy now
+  first.kill_now();
+  ASSERT_TRUE(wait_until([&] { return done.load() == kCalls; }, 120s))
+      << done.load() << "\n" << second.output();
+  EXPECT_EQ(ok.load(), kCalls);
+  EXPECT_EQ(second.stop(std::chrono::seconds(20)), 0) << second.output();
+}
+
+}  // namespace prpc::kafka_tests
