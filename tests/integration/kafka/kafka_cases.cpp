@@ -205,6 +205,8 @@ TEST_F(KafkaTest, NeverHandsOverMoreThanMaxOutstanding) {
   sub.python = false;
   sub.max_outstanding = 3;
   ASSERT_TRUE(server->subscribe(sub, inbox.handler()).is_ok());
+  // With nothing finished, the room fills up and stops there.
+  ASSERT_TRUE(wait_until([&] { return inbox.size() == 3; }, 60s)) << inbox.size();
   std::size_t finished = 0;
   while (finished < kCount) {
     ASSERT_TRUE(wait_until([&] { return inbox.size() > finished; }, 60s)) << finished;
@@ -215,8 +217,7 @@ TEST_F(KafkaTest, NeverHandsOverMoreThanMaxOutstanding) {
     ++finished;
   }
   EXPECT_EQ(inbox.size(), static_cast<std::size_t>(kCount));
-  EXPECT_LE(inbox.peak.load(), 3);
-  EXPECT_EQ(inbox.peak.load(), 3);  // and it did use the room it had
+  EXPECT_EQ(inbox.peak.load(), 3);
 }
 
 TEST_F(KafkaTest, DeadLettersKeepTheRecordAndTheReason) {
