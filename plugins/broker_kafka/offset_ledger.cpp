@@ -97,7 +97,11 @@ std::string OffsetLedger::metadata(std::size_t max_bytes) const {
     if (offset >= base) all[offset] = e.count;
   }
   for (const auto& [offset, count] : all) {
-    std::string item = " " + std::to_string(offset - base) + ":" + std::to_string(count);
+    // Appended piecewise: GCC 12 at -O3 warns (-Wrestrict) on "literal" + std::string.
+    std::string item(1, ' ');
+    item += std::to_string(offset - base);
+    item += ':';
+    item += std::to_string(count);
     if (out.size() + item.size() > max_bytes) break;  // later records undercount; never fail
     out += item;
   }
