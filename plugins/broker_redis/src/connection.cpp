@@ -376,7 +376,8 @@ void Link::fail(const Status& why) {
   if (log_ != nullptr && !down_logged_) {
     down_logged_ = true;
     std::string msg = (was_ready ? "lost the connection to " : "cannot connect to ") + describe() +
-                      ": " + why.message() + "; retrying with backoff";
+                      ": " + why.message();
+    if (was_ready_) msg += "; reconnecting with backoff";
     if (why.code() == StatusCode::kFailedPrecondition) {
       log_->error(msg);
     } else {

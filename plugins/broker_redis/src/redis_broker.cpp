@@ -236,11 +236,11 @@ class RedisBroker::Impl {
     sub->handler = std::move(handler);
     if (options.python) {
       sub->streams.push_back({names::request_stream(Flavour::kPython, options.queue),
-                              Flavour::kPython, "0-0"});
+                              Flavour::kPython, "-"});
     }
     if (options.raw) {
       sub->streams.push_back(
-          {names::request_stream(Flavour::kRaw, options.queue), Flavour::kRaw, "0-0"});
+          {names::request_stream(Flavour::kRaw, options.queue), Flavour::kRaw, "-"});
     }
     sub->claim_interval = settings_.claim_interval.count() > 0
                               ? settings_.claim_interval
@@ -571,7 +571,7 @@ class RedisBroker::Impl {
   struct StreamState {
     std::string name;
     Flavour flavour;
-    std::string cursor;  // XAUTOCLAIM's position
+    std::string cursor;  // where the next claim scan of the pending list starts
   };
 
   struct Subscription {
@@ -989,8 +989,18 @@ class RedisBroker::Impl {
     std::weak_ptr<Subscription> weak = sub_;
     for (std::size_t i = 0; i < sub_->streams.size(); ++i) {
       const StreamState& s = sub_->streams[i];
-      read_->send(Command::make({"EVAL", scripts::kClaim, "1", s.name, sub_->options.group,
-                                 sub_->options.consumer, min_idle, s.cursor, count}),
+      std::vector<std::string_view> args{"EVAL",   scripts::kClaim,        "1",
+                                         s.name,   sub_->options.group,    sub_->options.consumer,
+                                         min_idle, s.cursor,               count};
+      // The ids this consumer holds (handed over or parked) are not to be claimed back.
+      char prefix = s.flavour == Flavour::kRaw ? 'r' : 'p';
+      for (const std::string& key : handed_) {
+        if (key[0] == prefix) args.push_back(std::string_view(key).substr(1));
+      }
+      for (const Parked& pk : parked_) {
+        if (pk.flavour == s.flavour) args.push_back(pk.id);
+      }
+      read_->send(Command::make(args),
                   [this, weak, i, left, replies, count](const Status& st, ReplyPtr r) {
                     if (st.is_ok()) (*replies)[i] = std::move(r);
                     if (--*left == 0) on_claimed(weak, *replies, std::stoul(count));
@@ -1019,11 +1029,11 @@ class RedisBroker::Impl {
       }
       if (!is_array(r) || r->elements < 3) continue;
       st.cursor = std::string(text(r->element[0]));
-      if (st.cursor.empty()) st.cursor = "0-0";
+      if (st.cursor.empty()) st.cursor = "-";
       const redisReply* entries = r->element[1];
       std::size_t before = items.size();
       collect_entries(&st, entries, r->element[2], items);
-      if (items.size() - before >= count || st.cursor != "0-0") more = true;
+      if (items.size() - before >= count || st.cursor != "-") more = true;
     }
     if (!items.empty()) {
       log_.info("claimed " + std::to_string(items.size()) +

@@ -4,18 +4,38 @@
 
 namespace prpc::redis::details::scripts {
 
-// Claims entries idle past the visibility timeout and reports how often each was delivered:
-// XAUTOCLAIM increments the counter but does not return it.
-// KEYS[1] stream; ARGV group, consumer, min-idle-ms, cursor, count.
-// Returns {next_cursor, {{id, fields}...}, {delivery_count...}}.
+// Claims entries idle past the visibility timeout and reports how often each was delivered
+// (XCLAIM increments the counter but does not return it). Entries this consumer is still working
+// on are skipped: claiming them back would only inflate their delivery count. Its own entries
+// that it is not working on (read just before a connection dropped) are claimed like any other.
+// KEYS[1] stream; ARGV group, consumer, min-idle-ms, start ('-' or '(' id), count, then the ids
+// to skip. Returns {next_start, {{id, fields}...}, {delivery_count...}}.
 inline constexpr const char* kClaim = R"lua(
-local r = redis.call('XAUTOCLAIM', KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4], 'COUNT', ARGV[5])
-local counts = {}
-for i, e in ipairs(r[2]) do
-  local p = redis.call('XPENDING', KEYS[1], ARGV[1], e[1], e[1], 1)
-  if p[1] then counts[i] = p[1][4] else counts[i] = 1 end
+local skip = {}
+for i = 6, #ARGV do skip[ARGV[i]] = true end
+local want = tonumber(ARGV[5])
+local page = want + #ARGV - 5
+local p = redis.call('XPENDING', KEYS[1], ARGV[1], 'IDLE', ARGV[3], ARGV[4], '+', page)
+local ids, counts, last = {}, {}, nil
+for _, e in ipairs(p) do
+  if #ids >= want then break end
+  last = e[1]
+  if not (e[2] == ARGV[2] and skip[e[1]]) then
+    ids[#ids + 1] = e[1]
+    counts[e[1]] = e[4] + 1
+  end
 end
-return {r[1], r[2], counts}
+local nxt = '-'
+if last ~= nil and (#ids >= want or #p >= page) then nxt = '(' .. last end
+local claimed = {}
+if #ids > 0 then
+  claimed = redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], ARGV[3], unpack(ids))
+end
+local out = {}
+for i, e in ipairs(claimed) do
+  if e then out[i] = counts[e[1]] or 1 else out[i] = 1 end
+end
+return {nxt, claimed, out}
 )lua";
 
 // Resets a pending entry's idle time, but only while this consumer still owns it: a plain

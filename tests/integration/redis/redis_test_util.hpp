@@ -5,12 +5,16 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <atomic>
 #include <condition_variable>
+#include <deque>
 #include <future>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "prpc/broker_redis/names.hpp"
@@ -166,6 +170,137 @@ class LogCapture {
  private:
   std::mutex mutex_;
   std::vector<std::string> lines_;
+};
+
+// A minimal server on the broker API alone: every delivery is finished from a worker thread with
+// a reply whose message_id is the request payload and whose payload is "echo:" + payload.
+class EchoServer {
+ public:
+  EchoServer(const std::string& url, const std::string& queue, const std::string& consumer,
+             std::string reply_to, std::chrono::milliseconds visibility = 30s,
+             OptionMap options = {})
+      : broker_(make_broker(url, std::move(options))),
+        queue_(queue),
+        reply_to_(std::move(reply_to)) {
+    worker_ = std::thread([this] { work(); });
+    Status s = broker_->subscribe(sub_options(queue, consumer, visibility), [this](auto items) {
+      std::lock_guard lock(mutex_);
+      for (const DeliveryView& d : items) todo_.emplace_back(d);
+      cv_.notify_all();
+    });
+    if (!s.is_ok()) {
+      stop();
+      throw std::runtime_error("subscribe failed: " + s.to_string());
+    }
+  }
+  ~EchoServer() { stop(); }
+
+  Broker& broker() { return *broker_; }
+  std::size_t handled() {
+    std::lock_guard lock(mutex_);
+    return handled_.size();
+  }
+  // How often each payload was handled.
+  std::map<std::string, int> counts() {
+    std::lock_guard lock(mutex_);
+    std::map<std::string, int> out;
+    for (const auto& p : handled_) ++out[p];
+    return out;
+  }
+  std::size_t failed_finishes() { return failed_finishes_.load(); }
+
+  void stop() {
+    if (stopped_.exchange(true)) return;
+    broker_->unsubscribe();
+    {
+      std::lock_guard lock(mutex_);
+      quit_ = true;
+    }
+    cv_.notify_all();
+    if (worker_.joinable()) worker_.join();
+  }
+
+ private:
+  void work() {
+    while (true) {
+      Delivery d;
+      {
+        std::unique_lock lock(mutex_);
+        cv_.wait(lock, [&] { return quit_ || !todo_.empty(); });
+        if (todo_.empty()) return;
+        d = std::move(todo_.front());
+        todo_.pop_front();
+        handled_.push_back(d.payload);
+      }
+      std::string payload = "echo:" + d.payload;
+      ReplyView reply{d.flavour, queue_, d.payload, reply_to_, payload, false};
+      FinishRequest req;
+      req.reply = &reply;
+      auto done = std::make_shared<std::promise<Status>>();
+      auto fut = done->get_future();
+      broker_->finish(d.view(), req, [done](const Status& s) { done->set_value(s); });
+      if (fut.wait_for(60s) != std::future_status::ready || !fut.get().is_ok()) {
+        ++failed_finishes_;
+      }
+    }
+  }
+
+  std::unique_ptr<RedisBroker> broker_;
+  std::string queue_;
+  std::string reply_to_;
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  std::deque<Delivery> todo_;
+  std::vector<std::string> handled_;
+  bool quit_ = false;
+  std::atomic<bool> stopped_{false};
+  std::atomic<std::size_t> failed_finishes_{0};
+  std::thread worker_;
+};
+
+// Replies pushed to one client, counted per message_id.
+class ReplyLog {
+ public:
+  ReplyHandler handler() {
+    return [this](std::string_view id, std::string_view payload) {
+      std::lock_guard lock(mutex_);
+      ++counts_[std::string(id)];
+      last_payload_[std::string(id)] = std::string(payload);
+      cv_.notify_all();
+    };
+  }
+  bool wait_for_ids(const std::vector<std::string>& ids, std::chrono::milliseconds timeout) {
+    std::unique_lock lock(mutex_);
+    return cv_.wait_for(lock, timeout, [&] {
+      for (const auto& id : ids) {
+        if (counts_.count(id) == 0) return false;
+      }
+      return true;
+    });
+  }
+  bool has(const std::string& id) {
+    std::lock_guard lock(mutex_);
+    return counts_.count(id) != 0;
+  }
+  int count(const std::string& id) {
+    std::lock_guard lock(mutex_);
+    auto it = counts_.find(id);
+    return it == counts_.end() ? 0 : it->second;
+  }
+  std::string payload(const std::string& id) {
+    std::lock_guard lock(mutex_);
+    return last_payload_[id];
+  }
+  std::size_t distinct() {
+    std::lock_guard lock(mutex_);
+    return counts_.size();
+  }
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  std::map<std::string, int> counts_;
+  std::map<std::string, std::string> last_payload_;
 };
 
 }  // namespace prpc::redis::testing
