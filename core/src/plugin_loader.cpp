@@ -61,6 +61,12 @@ Result<LibraryPtr> open_library(const fs::path& path) {
   } catch (const std::exception& e) {
     return Status(StatusCode::kNotFound, "cannot load " + where + ": " + load_error_text(e));
   }
+  // Never unmapped: a thread abandoned by a call timeout may still be running inside a plugin's
+  // code when every object made by the plugin is gone. (RTLD_NOLOAD only upgrades the flags of
+  // the mapping Boost.DLL just made.)
+  if (void* pinned = dlopen(path.c_str(), RTLD_NOW | RTLD_NOLOAD | RTLD_NODELETE)) {
+    dlclose(pinned);
+  }
   if (!lib->dll.has(PRPC_PLUGIN_ENTRY_SYMBOL)) {
     return Status(StatusCode::kFailedPrecondition,
                   where + " is not a PRPC plugin: it exports no " PRPC_PLUGIN_ENTRY_SYMBOL
@@ -331,7 +337,15 @@ std::vector<fs::path> PluginRegistry::default_search_path() {
   fs::path exe = boost::dll::program_location(ec);
   if (!ec) out.push_back(exe.parent_path().parent_path() / PRPC_INSTALL_PLUGIN_SUBDIR);
   if (std::string_view(PRPC_BUILD_PLUGIN_DIR).size() > 0) out.emplace_back(PRPC_BUILD_PLUGIN_DIR);
-  return out;
+  // A program run from the build tree finds the same directory twice.
+  std::vector<fs::path> unique;
+  std::set<fs::path> seen;
+  for (const fs::path& dir : out) {
+    std::error_code canon_ec;
+    fs::path key = fs::weakly_canonical(dir, canon_ec);
+    if (seen.insert(canon_ec ? dir : key).second) unique.push_back(dir);
+  }
+  return unique;
 }
 
 void PluginRegistry::add_search_dir(fs::path dir, bool front) {

@@ -1,6 +1,8 @@
 #include "plugin_objects.hpp"
 
+#include <algorithm>
 #include <array>
+#include <thread>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -34,34 +36,83 @@ Status unimplemented(std::string_view what) {
   return Status(StatusCode::kUnimplemented, "the plugin does not implement " + std::string(what));
 }
 
-template <typename Callback>
-Callback* heap(Callback cb) {
-  return new Callback(std::move(cb));
+// A plugin may call back into the host on its own threads, and the callback may drop the last
+// reference to the very object whose plugin is calling (a client closed from a reply handler).
+// Destroying a plugin object there would make it join its own thread, so every callback marks
+// the thread as running on behalf of its object, and a wrapper destroyed inside such a scope
+// hands the plugin's destroy() to a short-lived thread instead.
+thread_local std::vector<const void*> t_callback_owners;
+
+class CallbackScope {
+ public:
+  explicit CallbackScope(const void* owner) { t_callback_owners.push_back(owner); }
+  ~CallbackScope() { t_callback_owners.pop_back(); }
+  CallbackScope(const CallbackScope&) = delete;
+  CallbackScope& operator=(const CallbackScope&) = delete;
+};
+
+bool in_callback_of(const void* owner) {
+  return std::find(t_callback_owners.begin(), t_callback_owners.end(), owner) !=
+         t_callback_owners.end();
+}
+
+// Runs `destroy` now, or on a fresh thread when this thread is inside a callback of `owner`.
+template <typename Destroy>
+void destroy_safely(const void* owner, Destroy destroy) {
+  if (in_callback_of(owner)) {
+    std::thread(std::move(destroy)).detach();
+  } else {
+    destroy();
+  }
+}
+
+// A callback handed through a C `void* ud`, tagged with the wrapper whose plugin calls it.
+template <typename Fn>
+struct Tagged {
+  const void* owner;
+  Fn fn;
+};
+
+template <typename Fn>
+Tagged<Fn>* tagged(const void* owner, Fn fn) {
+  return new Tagged<Fn>{owner, std::move(fn)};
+}
+
+// Takes a one-shot tagged callback and runs `use` on it inside its owner's scope; the callback
+// (and whatever it holds) is released inside the scope too.
+template <typename Fn, typename Use>
+void run_once(void* ud, Use&& use) noexcept {
+  auto* raw = static_cast<Tagged<Fn>*>(ud);
+  CallbackScope scope(raw->owner);
+  std::unique_ptr<Tagged<Fn>> cb(raw);
+  abi::barrier_void([&] { use(cb->fn); });
 }
 
 void done_thunk(void* ud, prpc_status code, prpc_str message) noexcept {
-  std::unique_ptr<DoneCallback> cb(static_cast<DoneCallback*>(ud));
-  abi::barrier_void([&] {
+  run_once<DoneCallback>(ud, [&](DoneCallback& fn) {
     if (code == PRPC_OK) {
-      (*cb)(Status::ok());
+      fn(Status::ok());
     } else {
-      (*cb)(Status(status_code_from_abi(code), std::string(abi::view(message))));
+      fn(Status(status_code_from_abi(code), std::string(abi::view(message))));
     }
   });
 }
 
 void lookup_thunk(void* ud, prpc_status code, const prpc_bytes* payload,
                   prpc_str message) noexcept {
-  std::unique_ptr<LookupCallback> cb(static_cast<LookupCallback*>(ud));
-  abi::barrier_void([&] {
+  run_once<LookupCallback>(ud, [&](LookupCallback& fn) {
     if (code != PRPC_OK) {
-      (*cb)(Status(status_code_from_abi(code), std::string(abi::view(message))));
+      fn(Status(status_code_from_abi(code), std::string(abi::view(message))));
     } else if (payload == nullptr) {
-      (*cb)(std::optional<std::string>());
+      fn(std::optional<std::string>());
     } else {
-      (*cb)(std::optional<std::string>(std::string(abi::view(*payload))));
+      fn(std::optional<std::string>(std::string(abi::view(*payload))));
     }
   });
+}
+
+void outcome_thunk(void* ud, const prpc_outcome* raw) noexcept {
+  run_once<OutcomeCallback>(ud, [&](OutcomeCallback& fn) { fn(sdk::details::outcome_from(raw)); });
 }
 
 void string_sink(void* ud, prpc_bytes value) noexcept {
@@ -72,7 +123,10 @@ class PluginBroker final : public Broker {
  public:
   PluginBroker(LibraryHandle lib, const prpc_broker_vtable& vt, void* self)
       : lib_(std::move(lib)), vt_(vt), self_(self) {}
-  ~PluginBroker() override { vt_.destroy(self_); }
+  ~PluginBroker() override {
+    destroy_safely(this, [vt = vt_, self = self_, lib = lib_, handler = std::move(handler_),
+                          replies = std::move(reply_handlers_)] { vt.destroy(self); });
+  }
 
   Status connect() override {
     if (vt_.connect == nullptr) return Status::ok();
@@ -85,7 +139,7 @@ class PluginBroker final : public Broker {
     if (vt_.subscribe == nullptr) return unimplemented("subscribe");
     {
       std::lock_guard lock(mutex_);
-      handler_ = std::make_unique<DeliveryHandler>(std::move(handler));
+      handler_.reset(tagged<DeliveryHandler>(this, std::move(handler)));
     }
     auto o = abi::make_sized<prpc_subscribe_options>();
     o.queue = abi::str(options.queue);
@@ -123,7 +177,7 @@ class PluginBroker final : public Broker {
       f.reply = &r;
     }
     f.dead_letter_reason = abi::str(what.dead_letter_reason);
-    vt_.finish(self_, &d, &f, &done_thunk, heap(std::move(done)));
+    vt_.finish(self_, &d, &f, &done_thunk, tagged(this, std::move(done)));
   }
 
   void touch(const DeliveryView& delivery) override {
@@ -139,7 +193,7 @@ class PluginBroker final : public Broker {
       return;
     }
     vt_.lookup_result(self_, static_cast<std::int32_t>(flavour), abi::str(queue),
-                      abi::str(message_id), &lookup_thunk, heap(std::move(done)));
+                      abi::str(message_id), &lookup_thunk, tagged(this, std::move(done)));
   }
 
   void publish(const PublishView& message, DoneCallback done) override {
@@ -152,15 +206,15 @@ class PluginBroker final : public Broker {
     p.queue = abi::str(message.queue);
     p.message_id = abi::str(message.message_id);
     p.payload = abi::bytes(message.payload);
-    vt_.publish(self_, &p, &done_thunk, heap(std::move(done)));
+    vt_.publish(self_, &p, &done_thunk, tagged(this, std::move(done)));
   }
 
   Result<std::string> open_replies(std::string_view queue, ReplyHandler on_reply) override {
     if (vt_.open_replies == nullptr) return unimplemented("open_replies");
-    ReplyHandler* handler = nullptr;
+    Tagged<ReplyHandler>* handler = nullptr;
     {
       std::lock_guard lock(mutex_);
-      reply_handlers_.push_back(std::make_unique<ReplyHandler>(std::move(on_reply)));
+      reply_handlers_.emplace_back(tagged<ReplyHandler>(this, std::move(on_reply)));
       handler = reply_handlers_.back().get();
     }
     std::string reply_to;
@@ -194,17 +248,19 @@ class PluginBroker final : public Broker {
  private:
   static void deliver_thunk(void* ud, const prpc_delivery* const* items,
                             std::size_t count) noexcept {
+    auto* handler = static_cast<Tagged<DeliveryHandler>*>(ud);
+    CallbackScope scope(handler->owner);
     abi::barrier_void([&] {
       std::vector<DeliveryView> views;
       views.reserve(count);
       for (std::size_t i = 0; i < count; ++i) views.push_back(delivery_from(items[i]));
-      (*static_cast<DeliveryHandler*>(ud))(views);
+      handler->fn(views);
     });
   }
   static void reply_thunk(void* ud, prpc_str message_id, prpc_bytes payload) noexcept {
-    abi::barrier_void([&] {
-      (*static_cast<ReplyHandler*>(ud))(abi::view(message_id), abi::view(payload));
-    });
+    auto* handler = static_cast<Tagged<ReplyHandler>*>(ud);
+    CallbackScope scope(handler->owner);
+    abi::barrier_void([&] { handler->fn(abi::view(message_id), abi::view(payload)); });
   }
   static void dead_letter_sink(void* ud, const prpc_dead_letter* raw) noexcept {
     abi::barrier_void([&] {
@@ -219,8 +275,8 @@ class PluginBroker final : public Broker {
   prpc_broker_vtable vt_;
   void* self_;
   std::mutex mutex_;
-  std::unique_ptr<DeliveryHandler> handler_;
-  std::vector<std::unique_ptr<ReplyHandler>> reply_handlers_;  // live until destroy
+  std::unique_ptr<Tagged<DeliveryHandler>> handler_;
+  std::vector<std::unique_ptr<Tagged<ReplyHandler>>> reply_handlers_;  // live until destroy
 };
 
 struct DecodeSink {
@@ -305,7 +361,10 @@ class PluginExecutor final : public Executor {
     raw_invoker_.cancel = &invoker_cancel;
   }
   ~PluginExecutor() override {
-    if (self_ != nullptr) vt_.destroy(self_);
+    if (self_ == nullptr) return;
+    destroy_safely(this, [vt = vt_, self = self_, lib = lib_, invoker = invoker_] {
+      vt.destroy(self);
+    });
   }
 
   Status create(const prpc_config* config) {
@@ -325,7 +384,7 @@ class PluginExecutor final : public Executor {
       return;
     }
     prpc_invocation v = sdk::details::invocation_view(call);
-    vt_.submit(self_, &v, &sdk::details::outcome_thunk, heap(std::move(done)));
+    vt_.submit(self_, &v, &outcome_thunk, tagged(this, std::move(done)));
   }
 
   void shutdown(std::chrono::milliseconds grace) override {
@@ -360,7 +419,9 @@ class PluginFunctions final : public FunctionTable {
  public:
   PluginFunctions(LibraryHandle lib, const prpc_functions_vtable& vt, void* self)
       : lib_(std::move(lib)), vt_(vt), self_(self) {}
-  ~PluginFunctions() override { vt_.destroy(self_); }
+  ~PluginFunctions() override {
+    destroy_safely(this, [vt = vt_, self = self_, lib = lib_] { vt.destroy(self); });
+  }
 
   std::vector<FunctionInfo> list() const override {
     std::vector<FunctionInfo> out;
@@ -375,7 +436,7 @@ class PluginFunctions final : public FunctionTable {
       return;
     }
     prpc_invocation v = sdk::details::invocation_view(call);
-    vt_.invoke(self_, &v, &sdk::details::outcome_thunk, heap(std::move(done)));
+    vt_.invoke(self_, &v, &outcome_thunk, tagged(this, std::move(done)));
   }
 
   void cancel(std::uint64_t call_id) override {

@@ -192,8 +192,7 @@ class Server::Impl : public std::enable_shared_from_this<Server::Impl> {
     s.failed = failed_.load();
     s.dead_lettered = dead_lettered_.load();
     s.deduplicated = deduplicated_.load();
-    std::lock_guard lock(calls_mutex_);
-    s.in_flight = calls_.size();
+    s.in_flight = executing_.load();
     return s;
   }
 
@@ -215,6 +214,7 @@ class Server::Impl : public std::enable_shared_from_this<Server::Impl> {
         calls_.emplace(call->id, call);
       }
       received_.fetch_add(1);
+      executing_.fetch_add(1);
       begin(call);
     }
   }
@@ -229,8 +229,9 @@ class Server::Impl : public std::enable_shared_from_this<Server::Impl> {
     const std::string& payload = call->delivery.payload;
     Message salvaged;
     if (payload.size() > options_.max_message_bytes) {
-      (void)call->codec->decode(payload, &salvaged);
-      call->request = std::move(salvaged);
+      // Decoded only to learn whom to answer.
+      auto decoded = call->codec->decode(payload, &salvaged);
+      call->request = decoded.is_ok() ? std::move(*decoded) : std::move(salvaged);
       reject(call, "message of " + std::to_string(payload.size()) +
                        " bytes exceeds the limit of " +
                        std::to_string(options_.max_message_bytes) + " bytes");
@@ -243,6 +244,10 @@ class Server::Impl : public std::enable_shared_from_this<Server::Impl> {
       return;
     }
     call->request = std::move(*decoded);
+    if (call->request.func_name.empty()) {
+      reject(call, "func_name: must not be empty");
+      return;
+    }
     if (call->delivery.delivery_count > options_.max_deliveries) {
       std::string reason = "delivered " + std::to_string(call->delivery.delivery_count) +
                            " times without finishing (limit " +
@@ -325,6 +330,7 @@ class Server::Impl : public std::enable_shared_from_this<Server::Impl> {
 
   void complete(const CallPtr& call, Outcome outcome) {
     if (abandoning_.load()) {
+      executing_.fetch_sub(1);
       forget(call);  // left unacknowledged for another server
       return;
     }
@@ -433,6 +439,7 @@ class Server::Impl : public std::enable_shared_from_this<Server::Impl> {
   }
 
   void finish_raw(const CallPtr& call, const ReplyView* reply, const std::string& reason) {
+    executing_.fetch_sub(1);  // done running; the broker's slot is freed by finish itself
     FinishRequest req;
     req.reply = reply;
     req.dead_letter_reason = reason;
@@ -507,6 +514,7 @@ class Server::Impl : public std::enable_shared_from_this<Server::Impl> {
   std::atomic<std::uint64_t> failed_{0};
   std::atomic<std::uint64_t> dead_lettered_{0};
   std::atomic<std::uint64_t> deduplicated_{0};
+  std::atomic<std::uint64_t> executing_{0};  // delivered and not yet handed back to the broker
 };
 
 Server::Server(ServerOptions options, std::shared_ptr<Broker> broker,

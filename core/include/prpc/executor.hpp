@@ -22,6 +22,30 @@ struct Invocation {
   std::chrono::milliseconds timeout{0};  // 0: no limit
 };
 
+// An owned copy of an Invocation, for executors that keep calls past submit().
+struct OwnedInvocation {
+  std::uint64_t call_id = 0;
+  std::string func_name;
+  std::string args;
+  std::string kwargs;
+  std::string dialect;
+  std::string message_id;
+  std::chrono::milliseconds timeout{0};
+
+  OwnedInvocation() = default;
+  explicit OwnedInvocation(const Invocation& c)
+      : call_id(c.call_id),
+        func_name(c.func_name),
+        args(c.args),
+        kwargs(c.kwargs),
+        dialect(c.dialect),
+        message_id(c.message_id),
+        timeout(c.timeout) {}
+  Invocation view() const {
+    return Invocation{call_id, func_name, args, kwargs, dialect, message_id, timeout};
+  }
+};
+
 // What a call produced: a JSON result, or an error with the remote type name, message and
 // traceback.
 struct Outcome {

@@ -1,0 +1,222 @@
+// prpc-host: serves the functions a configuration names, through the broker, codecs and
+// executors it names, until SIGINT or SIGTERM (then it drains calls in flight).
+#include <cstring>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "host_common.hpp"
+#include "prpc/log.hpp"
+#include "prpc/plugin_loader.hpp"
+#include "prpc/runtime.hpp"
+#include "prpc/server.hpp"
+#include "prpc/version.h"
+
+namespace {
+
+using namespace prpc;
+using namespace prpc::host;
+
+constexpr std::string_view kProgram = "prpc-host";
+
+constexpr const char* kUsage = R"(usage: prpc-host [--config FILE] [--set KEY=VALUE]... [--log-level LEVEL]
+       prpc-host --check [--config FILE] [--set KEY=VALUE]...
+       prpc-host --list-plugins [--config FILE]
+       prpc-host --version | --help
+
+Serves the functions named by the configuration (functions.plugins) on queue.name through
+broker.type at broker.url, until SIGINT or SIGTERM; calls in flight then get server.drain_grace
+to finish. Every key can also be set with a PRPC_* environment variable or --set.
+
+  --config FILE      TOML configuration (default: $PRPC_CONFIG, else none)
+  --set KEY=VALUE    override one key, e.g. --set queue.name=orders
+  --log-level LEVEL  trace, debug, info, warn, error or off
+  --check            validate the configuration and print each selected plugin's options
+  --list-plugins     list the plugins on the plugin path with their ABI versions
+
+Exit codes: 0 ok, 1 failure, 2 usage, 3 configuration, 4 plugin, 5 broker unreachable.
+)";
+
+struct Args {
+  std::string config;
+  std::vector<std::string> sets;
+  std::string log_level;
+  bool check = false;
+  bool list = false;
+};
+
+const char* option_type_name(std::int32_t t) {
+  switch (t) {
+    case PRPC_OPT_INT: return "int";
+    case PRPC_OPT_BOOL: return "bool";
+    case PRPC_OPT_DOUBLE: return "number";
+    case PRPC_OPT_DURATION_MS: return "duration";
+    default: return "string";
+  }
+}
+
+void print_factory(const PluginRegistry& registry, PluginKind kind, const std::string& name,
+                   const OptionValues& given, std::string_view role = {}) {
+  const FactoryInfo* f = registry.find(kind, name);
+  if (f == nullptr) return;
+  std::string file;
+  for (const PluginInfo& p : registry.loaded()) {
+    for (const FactoryInfo& pf : p.factories) {
+      if (pf.kind == kind && pf.name == name) file = p.path.string() + " (" + p.version + ")";
+    }
+  }
+  std::cout << plugin_kind_name(kind) << " '" << name << "'"
+            << (role.empty() ? std::string() : " (" + std::string(role) + ")") << ": "
+            << f->description << "\n  from " << file << "\n";
+  for (const OptionInfo& o : f->options) {
+    auto it = given.find(o.key);
+    std::string value = it != given.end() ? it->second : o.default_value.value_or("(unset)");
+    if (o.secret && it != given.end()) value = "********";
+    std::cout << "  " << o.key << " = " << value << "  [" << option_type_name(o.type)
+              << (o.default_value ? ", default " + *o.default_value : std::string())
+              << (o.required ? ", required" : "") << "]  " << o.help << "\n";
+  }
+  for (const auto& [k, v] : given) {
+    bool known = false;
+    for (const OptionInfo& o : f->options) known = known || o.key == k;
+    if (!known) std::cout << "  " << k << " = " << v << "  [passed through]\n";
+  }
+}
+
+int list_plugins(PluginRegistry& registry) {
+  std::cout << "plugin path:\n";
+  for (const auto& dir : registry.search_path()) std::cout << "  " << dir.string() << "\n";
+  for (const auto& entry : registry.scan()) {
+    if (!entry.info) {
+      std::cout << entry.path.string() << "\n  refused: " << entry.error.message() << "\n";
+      continue;
+    }
+    const PluginInfo& p = *entry.info;
+    std::cout << p.name << " " << p.version << "  (ABI " << p.abi_major << "." << p.abi_minor
+              << ")  " << entry.path.string() << "\n";
+    for (const FactoryInfo& f : p.factories) {
+      std::cout << "  " << plugin_kind_name(f.kind) << " '" << f.name << "': " << f.description
+                << "\n";
+    }
+  }
+  return kExitOk;
+}
+
+int run(const Args& args) {
+  auto config = load_config(args.config, args.sets);
+  if (!config.is_ok()) return fail(kProgram, kExitConfig, config.status());
+  std::string level = args.log_level.empty() ? config->get_or("log.level", "info") : args.log_level;
+  auto parsed_level = log::parse_level(level);
+  if (!parsed_level) return fail(kProgram, kExitConfig, "log.level: unknown level '" + level + "'");
+  log::set_level(*parsed_level);
+
+  PluginRegistry registry;
+  if (Status s = configure_plugins(registry, *config); !s.is_ok()) {
+    return fail(kProgram, kExitPlugin, s);
+  }
+  if (args.list) return list_plugins(registry);
+
+  auto server_options = configured_server_options(*config);
+  if (!server_options.is_ok()) return fail(kProgram, kExitConfig, server_options.status());
+  auto functions = make_configured_functions(registry, *config);
+  if (!functions.is_ok()) return fail(kProgram, setup_exit_code(functions.status()), functions.status());
+  if ((*functions)->list().empty()) {
+    return fail(kProgram, kExitConfig,
+                "nothing to serve: name at least one functions plugin in functions.plugins");
+  }
+  auto broker = make_configured_broker(registry, *config);
+  if (!broker.is_ok()) return fail(kProgram, setup_exit_code(broker.status()), broker.status());
+  auto codecs = make_configured_codecs(registry, *config);
+  if (!codecs.is_ok()) return fail(kProgram, setup_exit_code(codecs.status()), codecs.status());
+  auto executors = make_configured_executors(registry, *config, *functions);
+  if (!executors.is_ok()) {
+    return fail(kProgram, setup_exit_code(executors.status()), executors.status());
+  }
+
+  if (args.check) {
+    OptionValues broker_options = options_under(*config, "broker.options");
+    if (auto url = config->get("broker.url")) broker_options["url"] = *url;
+    print_factory(registry, PluginKind::kBroker, config->get_or("broker.type", "redis"),
+                  broker_options);
+    for (const char* flavour : {"python", "raw"}) {
+      std::string name =
+          config->get_or(std::string("codec.") + flavour, flavour == std::string("python")
+                                                              ? "jsonpickle"
+                                                              : "rawjson");
+      if (name != "none") {
+        print_factory(registry, PluginKind::kCodec, name,
+                      options_under(*config, "codec.options." + name),
+                      std::string(flavour) + " flavour");
+      }
+    }
+    for (const auto& [worker, executor] : *executors) {
+      OptionValues o = options_under(*config, "executors." + worker);
+      std::string plugin = o.count("plugin") != 0 ? o["plugin"] : worker;
+      o.erase("plugin");
+      print_factory(registry, PluginKind::kExecutor, plugin, o, "worker type '" + worker + "'");
+    }
+    for (const std::string& name : config->get_list("functions.plugins")) {
+      print_factory(registry, PluginKind::kFunctions, name,
+                    options_under(*config, "functions." + name));
+    }
+    std::cout << "functions:";
+    for (const FunctionInfo& f : (*functions)->list()) std::cout << " " << f.name;
+    std::cout << "\nthe configuration is valid\n";
+    return kExitOk;
+  }
+
+  Server server(*server_options, *broker, codecs->python, codecs->raw, *functions, *executors);
+  Status ran = server.run();
+  for (auto& [name, executor] : *executors) executor->shutdown(std::chrono::seconds(1));
+  if (!ran.is_ok()) {
+    return fail(kProgram, ran.code() == StatusCode::kUnavailable ? kExitUnreachable : kExitFailure,
+                ran);
+  }
+  ServerStats st = server.stats();
+  log::info("host", "stopped after " + std::to_string(st.received) + " requests (" +
+                        std::to_string(st.succeeded) + " ok, " + std::to_string(st.failed) +
+                        " failed, " + std::to_string(st.dead_lettered) + " dead-lettered)");
+  return kExitOk;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Args args;
+  for (int i = 1; i < argc; ++i) {
+    std::string_view a = argv[i];
+    auto value = [&](std::string& out) -> bool {
+      if (i + 1 >= argc) return false;
+      out = argv[++i];
+      return true;
+    };
+    if (a == "--help" || a == "-h") {
+      std::cout << kUsage;
+      return kExitOk;
+    } else if (a == "--version") {
+      std::cout << "prpc-host " PRPC_VERSION_STRING " (plugin ABI " << PRPC_ABI_MAJOR << "."
+                << PRPC_ABI_MINOR << ")\n";
+      return kExitOk;
+    } else if (a == "--config" || a == "-c") {
+      if (!value(args.config)) return fail(kProgram, kExitUsage, "--config needs a file");
+    } else if (a == "--set") {
+      std::string s;
+      if (!value(s)) return fail(kProgram, kExitUsage, "--set needs KEY=VALUE");
+      args.sets.push_back(s);
+    } else if (a == "--log-level") {
+      if (!value(args.log_level)) return fail(kProgram, kExitUsage, "--log-level needs a level");
+    } else if (a == "--check") {
+      args.check = true;
+    } else if (a == "--list-plugins") {
+      args.list = true;
+    } else {
+      return fail(kProgram, kExitUsage,
+                  "unknown argument '" + std::string(a) + "' (see prpc-host --help)");
+    }
+  }
+  try {
+    return run(args);
+  } catch (const std::exception& e) {
+    return fail(kProgram, kExitFailure, std::string("unexpected error: ") + e.what());
+  }
+}

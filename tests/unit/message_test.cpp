@@ -1,0 +1,97 @@
+#include <gtest/gtest.h>
+
+#include "prpc/iso_time.hpp"
+#include "prpc/message.hpp"
+#include "prpc/status.hpp"
+#include "prpc/uuid.hpp"
+
+namespace prpc {
+namespace {
+
+TEST(Message, DefaultsMatchTheProtocol) {
+  Message m;
+  EXPECT_EQ(m.func_args, "[]");
+  EXPECT_EQ(m.func_kwargs, "{}");
+  EXPECT_EQ(m.result, "null");
+  EXPECT_FALSE(m.failed());
+}
+
+TEST(Message, ExceptionInfoIsNeverEmpty) {
+  EXPECT_EQ(format_exception_info("ValueError", ""), "ValueError: ");
+  EXPECT_EQ(format_exception_info("KeyError", "x"), "KeyError: x");
+  EXPECT_EQ(format_exception_info("", "odd"), "Exception: odd");
+}
+
+TEST(Uuid, NewIdsAreCanonicalVersion4AndDistinct) {
+  std::string a = new_uuid();
+  std::string b = new_uuid();
+  EXPECT_NE(a, b);
+  ASSERT_EQ(a.size(), 36u);
+  EXPECT_EQ(a[14], '4');
+  EXPECT_TRUE(a[19] == '8' || a[19] == '9' || a[19] == 'a' || a[19] == 'b');
+  EXPECT_EQ(canonical_uuid(a), a);
+}
+
+TEST(Uuid, CanonicalForms) {
+  const std::string canon = "12345678-1234-5678-1234-567812345678";
+  EXPECT_EQ(canonical_uuid("12345678123456781234567812345678"), canon);
+  EXPECT_EQ(canonical_uuid("12345678-1234-5678-1234-567812345678"), canon);
+  EXPECT_EQ(canonical_uuid("{12345678-1234-5678-1234-567812345678}"), canon);
+  EXPECT_EQ(canonical_uuid("urn:uuid:12345678-1234-5678-1234-567812345678"), canon);
+  EXPECT_EQ(canonical_uuid("ABCDEF00-1234-5678-1234-567812345678"),
+            "abcdef00-1234-5678-1234-567812345678");
+  EXPECT_FALSE(canonical_uuid(""));
+  EXPECT_FALSE(canonical_uuid("uuid4"));
+  EXPECT_FALSE(canonical_uuid("12345678-1234-5678-1234-56781234567g"));
+  EXPECT_FALSE(canonical_uuid("1234567-81234-5678-1234-567812345678"));
+  EXPECT_FALSE(canonical_uuid("123456781234567812345678123456789"));
+}
+
+TEST(IsoTime, FormatsAsPythonIsoformat) {
+  using namespace std::chrono;
+  SysMicros t = sys_days{year{2024} / 11 / 6} + hours{9} + minutes{0} + seconds{5} +
+                microseconds{123456};
+  EXPECT_EQ(format_iso8601(t), "2024-11-06T09:00:05.123456+00:00");
+  EXPECT_EQ(parse_iso8601(format_iso8601(t)), t);
+}
+
+TEST(IsoTime, ParsesOffsetsAndPrecisions) {
+  using namespace std::chrono;
+  SysMicros noon_utc = sys_days{year{2024} / 11 / 6} + hours{12};
+  EXPECT_EQ(parse_iso8601("2024-11-06T12:00:00+00:00"), noon_utc);
+  EXPECT_EQ(parse_iso8601("2024-11-06T12:00:00Z"), noon_utc);
+  EXPECT_EQ(parse_iso8601("2024-11-06T15:00:00.0+03:00"), noon_utc);  // the seed's example
+  EXPECT_EQ(parse_iso8601("2024-11-06T07:00:00-0500"), noon_utc);
+  EXPECT_EQ(parse_iso8601("2024-11-06 12:00:00"), noon_utc);
+  EXPECT_EQ(parse_iso8601("2024-11-06T12:00:00.5Z"), noon_utc + milliseconds{500});
+  EXPECT_EQ(parse_iso8601("2024-11-06T12:00:00.1234567Z"), noon_utc + microseconds{123456});
+}
+
+TEST(IsoTime, RejectsWhatIsNotADate) {
+  for (const char* bad : {"", "2024", "2024-13-01T00:00:00", "2024-02-30T00:00:00",
+                          "2024-11-06T25:00:00", "2024-11-06T12:00:00+", "2024-11-06T12:00:00.Z",
+                          "2024-11-06T12:00:00 junk", "yesterday"}) {
+    EXPECT_FALSE(parse_iso8601(bad)) << bad;
+  }
+}
+
+TEST(Status, CarriesCodeMessageAndContext) {
+  Status ok;
+  EXPECT_TRUE(ok.is_ok());
+  EXPECT_EQ(ok.to_string(), "OK");
+  Status e(StatusCode::kUnavailable, "connection refused");
+  EXPECT_TRUE(e.retriable());
+  EXPECT_EQ(e.to_string(), "Unavailable: connection refused");
+  EXPECT_EQ(e.with_context("redis").message(), "redis: connection refused");
+  Result<int> r = 5;
+  EXPECT_EQ(*r, 5);
+  Result<int> bad = Status(StatusCode::kNotFound, "x");
+  EXPECT_FALSE(bad.is_ok());
+  EXPECT_EQ(bad.status().code(), StatusCode::kNotFound);
+  Result<int> misuse = Status::ok();  // an OK status is not a value
+  EXPECT_FALSE(misuse.is_ok());
+  EXPECT_EQ(status_code_from_abi(999), StatusCode::kInternal);
+}
+
+}  // namespace
+}  // namespace prpc
