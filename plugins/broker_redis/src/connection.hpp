@@ -1,19 +1,22 @@
 // One Redis connection driven by an Asio io_context: connect (TCP or unix socket) with a timeout,
-// log in (AUTH, SELECT), pipeline commands, match replies to callbacks in order, and reconnect
-// with backoff when the connection drops.
+// log in (AUTH, SELECT, SCRIPT LOAD), pipeline commands, match replies to callbacks in order, and
+// reconnect with backoff when the connection drops.
 //
 // Why not hiredis' async API: Asio owns the socket here, so connect and DNS are asynchronous with
 // our own timeouts, writes use send(MSG_NOSIGNAL) (hiredis' write() would raise SIGPIPE in the
-// host process when Redis goes away), and a large payload is written from one buffer instead of
-// being shifted down after every partial write. hiredis still does the protocol work: commands
-// are formatted from argv (binary-safe, never a printf format) and replies are parsed by its
-// redisReader.
+// host process when Redis goes away), a large payload is written from one buffer instead of being
+// shifted down after every partial write, and a command can be written straight from the calling
+// thread when the connection is idle (no hop to the io thread on the hot path). hiredis still
+// does the protocol work: commands are formatted from argv (binary-safe, never a printf format)
+// and replies are parsed by its redisReader.
 //
-// Everything except construction runs on the io_context's single thread.
+// send() may be called from any thread. Everything else, and every callback, runs on the
+// io_context's single thread.
 #pragma once
 
 #include <hiredis/hiredis.h>
 
+#include <atomic>
 #include <boost/asio/generic/stream_protocol.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -24,6 +27,7 @@
 #include <functional>
 #include <initializer_list>
 #include <memory>
+#include <mutex>
 #include <random>
 #include <string>
 #include <string_view>
@@ -66,9 +70,15 @@ class Command {
   std::size_t size_ = 0;
 };
 
-// Called exactly once per command. status is OK when Redis answered (the reply may still be an
-// error reply); otherwise reply is null and status says why no answer came.
+// Called exactly once per command, on the io thread. status is OK when Redis answered (the reply
+// may still be an error reply); otherwise reply is null and status says why no answer came.
 using ReplyFn = std::function<void(const Status& status, ReplyPtr reply)>;
+
+struct Request {
+  Command command;
+  ReplyFn done;
+  milliseconds extra{0};  // extends the reply deadline, for blocking commands
+};
 
 struct LinkSettings {
   RedisUrl url;
@@ -79,6 +89,9 @@ struct LinkSettings {
   milliseconds reconnect_max{5000};
   // How long a command issued while the link is down waits for it to come back.
   milliseconds hold{5000};
+  // Lua scripts loaded (SCRIPT LOAD) during every login, before any other command, so that
+  // EVALSHA works after a Redis restart too.
+  std::vector<std::string> scripts;
 };
 
 class Link : public std::enable_shared_from_this<Link> {
@@ -88,26 +101,30 @@ class Link : public std::enable_shared_from_this<Link> {
   Link(const Link&) = delete;
   Link& operator=(const Link&) = delete;
 
-  // Starts connecting; reconnects by itself until close().
+  // Starts connecting; reconnects by itself until stop() or close().
   void start();
+  // Back to idle: fails every command not yet answered with `why`; start() again later.
+  void stop(const Status& why);
   // Fails every command not yet answered with kCancelled and stops for good.
   void close();
   // Drops the current connection (as if it failed) and reconnects.
   void reset(const Status& why);
 
-  // `extra` extends the reply deadline, for blocking commands.
+  // Any thread. Commands of one batch leave in one write, in order.
   void send(Command command, ReplyFn done, milliseconds extra = milliseconds(0));
+  void send_batch(std::vector<Request> batch);
 
-  bool ready() const noexcept { return state_ == State::kReady; }
-  bool closed() const noexcept { return state_ == State::kClosed; }
+  bool ready() const noexcept { return state_.load() == State::kReady; }
+  bool idle() const noexcept { return state_.load() == State::kIdle; }
+  bool closed() const noexcept { return state_.load() == State::kClosed; }
   // CLIENT ID of the current connection, or -1 (unknown or not connected).
-  std::int64_t client_id() const noexcept { return client_id_; }
+  std::int64_t client_id() const noexcept { return client_id_.load(); }
+  // The reason of the last failure (io thread).
   const Status& last_error() const noexcept { return last_error_; }
-  std::size_t in_flight() const noexcept { return inflight_.size(); }
 
-  // Called after every successful login (the first and each reconnect).
+  // Called on the io thread after every successful login (the first and each reconnect).
   void on_ready(std::function<void()> fn) { on_ready_ = std::move(fn); }
-  // Called when a connection attempt or an established connection fails.
+  // Called on the io thread when a connection attempt or an established connection fails.
   void on_down(std::function<void(const Status&)> fn) { on_down_ = std::move(fn); }
 
  private:
@@ -117,9 +134,7 @@ class Link : public std::enable_shared_from_this<Link> {
     Clock::time_point deadline;
   };
   struct Held {
-    Command command;
-    ReplyFn done;
-    milliseconds extra;
+    Request request;
     Clock::time_point deadline;
   };
 
@@ -129,42 +144,48 @@ class Link : public std::enable_shared_from_this<Link> {
   void connected();
   void handshake_reply(const Status& s, ReplyPtr reply, bool required, std::string_view step);
   void become_ready();
-  void enqueue(Command command, ReplyFn done, milliseconds extra);
-  void schedule_flush();
-  void flush();
+  // The *_locked helpers expect mutex_ held.
+  void enqueue_locked(Request request, Clock::time_point now);
+  void schedule_flush_locked();
+  void flush_locked();
   void read();
   void on_read(std::size_t n);
   void fail(const Status& why);
+  void drop(State next, const Status& why, const Status& held_status, const Status& cause);
   void schedule_reconnect();
   void watchdog();
   void fail_held(bool expired_only);
+  void fail_later(ReplyFn done, const Status& why, bool on_io_thread);
   std::string describe() const;
+  Status unavailable_locked() const;
 
   asio::io_context& io_;
-  LinkSettings settings_;
+  const LinkSettings settings_;
   const sdk::Logger* log_;
-  std::string role_;
+  const std::string role_;
 
-  State state_ = State::kIdle;
+  // Guards the write side, the queues and the state, which send() touches from any thread.
+  std::mutex mutex_;
+  std::atomic<State> state_{State::kIdle};
   std::uint64_t generation_ = 0;  // bumped on every disconnect; stale handlers compare it
   asio::generic::stream_protocol::socket socket_;
+  std::string out_;  // bytes waiting for the write in progress to finish
+  bool writing_ = false;
+  bool flush_scheduled_ = false;
+  std::deque<Pending> inflight_;
+  std::deque<Held> held_;
+  Status last_error_;
+
+  // The io thread's own.
   asio::ip::tcp::resolver resolver_;
   asio::steady_timer connect_timer_;
   asio::steady_timer retry_timer_;
   asio::steady_timer watchdog_timer_;
   redisReader* reader_ = nullptr;
   std::vector<char> read_buffer_;
-
-  std::string out_;  // commands waiting for the write in progress to finish
-  bool writing_ = false;
-  bool flush_scheduled_ = false;
-  std::deque<Pending> inflight_;
-  std::deque<Held> held_;
-
   int handshake_left_ = 0;
   Status handshake_error_;
-  std::int64_t client_id_ = -1;
-  Status last_error_;
+  std::atomic<std::int64_t> client_id_{-1};
   milliseconds backoff_{0};
   bool was_ready_ = false;     // connected at least once
   bool down_logged_ = false;   // one warning per outage, not one per retry

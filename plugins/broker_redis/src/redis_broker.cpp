@@ -161,6 +161,21 @@ class RedisBroker::Impl {
         tick_timer_(io_),
         retry_timer_(io_),
         listen_retry_timer_(io_) {
+    cmd_ = make_link("commands");
+    cmd_->on_ready([this] {
+      cmd_ready_once_ = true;
+      connect_timer_.cancel();
+      auto waiters = std::move(connect_waiters_);
+      connect_waiters_.clear();
+      for (auto& w : waiters) w(true);
+    });
+    cmd_->on_down([this](const Status& why) {
+      // Wrong credentials or database will not heal: report them to connect() at once.
+      if (!cmd_ready_once_ && (why.code() == StatusCode::kFailedPrecondition ||
+                               why.code() == StatusCode::kInvalidArgument)) {
+        give_up_connecting(why.with_context("connecting to " + settings_.url.redacted()));
+      }
+    });
     thread_ = std::thread([this] {
       io_.run();
       // Destroyed from its own thread (see release()): the last handler has returned now.
@@ -204,7 +219,7 @@ class RedisBroker::Impl {
             connect_timer_.expires_after(settings_.connect_timeout);
             connect_timer_.async_wait([this](const boost::system::error_code& ec) {
               if (ec || cmd_ready_once_) return;
-              Status last = cmd_ ? cmd_->last_error() : Status::ok();
+              Status last = cmd_->last_error();
               give_up_connecting(Status(
                   StatusCode::kUnavailable,
                   "cannot reach Redis at " + settings_.url.redacted() + " within " +
@@ -294,69 +309,86 @@ class RedisBroker::Impl {
   void finish(const DeliveryView& d, const FinishRequest& what, DoneCallback done) {
     auto op = std::make_shared<FinishOp>();
     op->key = delivery_key(d.flavour, d.token);
-    op->stream = names::request_stream(d.flavour, d.queue);
-    op->id = std::string(d.token);
     op->done = std::move(done);
+    std::string group;
+    {
+      std::lock_guard lock(names_mutex_);
+      group = group_;
+    }
+    std::string note = take_note(op->key);
+    if (closed_ || group.empty()) {
+      Status why = closed_ ? Status(StatusCode::kCancelled, "the broker is closed")
+                           : Status(StatusCode::kFailedPrecondition,
+                                    "finish() on a broker instance that never subscribed");
+      asio::post(io_, [this, op, why] { complete(op, why); });
+      return;
+    }
+    std::string stream = names::request_stream(d.flavour, d.queue);
+    std::string result_key, reply_stream, dead_stream;
+    std::string_view payload;
+    bool store = false, push = false, dead = !what.dead_letter_reason.empty();
     if (what.reply != nullptr && !what.reply->message_id.empty()) {
       const ReplyView& r = *what.reply;
       op->message_id = std::string(r.message_id);
+      payload = r.payload;
       if (!r.push_only) {
-        std::string key = names::result_key(r.flavour, r.queue, r.message_id);
-        op->store = Command::make({"SET", key, r.payload, "PX", ms_arg(settings_.result_ttl)});
+        store = true;
+        result_key = names::result_key(r.flavour, r.queue, r.message_id);
       }
       if (!r.reply_to.empty()) {
         if (names::is_reply_stream(r.reply_to, d.queue)) {
-          std::string max_len = std::to_string(settings_.reply_max_len);
-          if (settings_.reply_max_len > 0) {
-            op->push = Command::make({"XADD", r.reply_to, "MAXLEN", "~", max_len, "*",
-                                      names::kMessageIdField, r.message_id, names::kMessageField,
-                                      r.payload});
-          } else {
-            op->push = Command::make({"XADD", r.reply_to, "*", names::kMessageIdField,
-                                      r.message_id, names::kMessageField, r.payload});
-          }
-          op->expire = Command::make({"PEXPIRE", r.reply_to, ms_arg(settings_.reply_ttl)});
+          push = true;
+          reply_stream = std::string(r.reply_to);
         } else {
           log_.debug("not pushing to reply_to '" + std::string(r.reply_to.substr(0, 80)) +
                      "': not a reply stream of queue '" + std::string(d.queue) + "'");
         }
       }
     }
-    std::string note = take_note(op->key);
-    if (!what.dead_letter_reason.empty()) {
-      std::string reason(what.dead_letter_reason);
+    std::string result_ttl = ms_arg(settings_.result_ttl);
+    if (!dead) {
+      finish_in_transaction(op, stream, group, d.token, store ? result_key : std::string(),
+                            push ? reply_stream : std::string(), payload, result_ttl);
+      return;
+    }
+    dead_stream = names::dead_letter_stream(d.queue);
+    std::string reply_ttl = ms_arg(settings_.reply_ttl);
+    std::string reply_cap = std::to_string(settings_.reply_max_len);
+    std::string dead_cap = std::to_string(settings_.dead_letter_max_len);
+    std::vector<std::string_view> args{
+        "EVALSHA",    scripts::shas().finish, "4",         stream,       result_key,
+        reply_stream, dead_stream,            group,       d.token,      store ? "1" : "0",
+        push ? "1" : "0", dead ? "1" : "0",   payload,     result_ttl,   op->message_id,
+        reply_ttl,    reply_cap,              dead_cap};
+    // The dead letter: the reason, flavour and the original payload (capped), and where it came
+    // from.
+    std::string reason, count, size;
+    if (dead) {
+      reason = std::string(what.dead_letter_reason);
       if (!note.empty()) reason += " (" + note + ")";
-      std::string_view payload = d.payload;
+      std::string_view original = d.payload;
       bool truncated = false;
       if (settings_.dead_letter_max_payload > 0 &&
-          payload.size() > static_cast<std::size_t>(settings_.dead_letter_max_payload)) {
-        payload = payload.substr(0, static_cast<std::size_t>(settings_.dead_letter_max_payload));
+          original.size() > static_cast<std::size_t>(settings_.dead_letter_max_payload)) {
+        original = original.substr(0, static_cast<std::size_t>(settings_.dead_letter_max_payload));
         truncated = true;
       }
-      std::string dead_stream = names::dead_letter_stream(d.queue);
-      std::string max_len = std::to_string(settings_.dead_letter_max_len);
-      std::string count = std::to_string(d.delivery_count);
-      std::string size = std::to_string(d.payload.size());
-      std::vector<std::string_view> args{"XADD", dead_stream};
-      args.reserve(32);
-      if (settings_.dead_letter_max_len > 0) {
-        for (std::string_view a : {"MAXLEN", "~"}) args.push_back(a);
-        args.push_back(max_len);
-      }
+      count = std::to_string(d.delivery_count);
+      size = std::to_string(d.payload.size());
       for (std::string_view a :
-           {std::string_view("*"), std::string_view("reason"), std::string_view(reason),
-            std::string_view("flavour"), flavour_name(d.flavour), std::string_view("stream"),
-            std::string_view(op->stream), std::string_view("id"), d.token,
-            std::string_view("message_id"), std::string_view(op->message_id),
-            std::string_view("delivery_count"), std::string_view(count),
-            std::string_view("payload_bytes"), std::string_view(size),
+           {std::string_view("reason"), std::string_view(reason), std::string_view("flavour"),
+            flavour_name(d.flavour), std::string_view("stream"), std::string_view(stream),
+            std::string_view("id"), d.token, std::string_view("message_id"),
+            std::string_view(op->message_id), std::string_view("delivery_count"),
+            std::string_view(count), std::string_view("payload_bytes"), std::string_view(size),
             std::string_view("truncated"), std::string_view(truncated ? "1" : "0"),
-            std::string_view("payload"), payload}) {
+            std::string_view("payload"), original}) {
         args.push_back(a);
       }
-      op->dead = Command::make(args);
     }
-    asio::post(io_, [this, op] { run_finish(op); });
+    send_now(Command::make(args), [this, op](const Status& s, ReplyPtr r) {
+      on_finished(op, s, r.get());
+    });
   }
 
   void touch(const DeliveryView& d) {
@@ -375,20 +407,18 @@ class RedisBroker::Impl {
 
   void lookup_result(Flavour flavour, std::string_view queue, std::string_view message_id,
                      LookupCallback done) {
-    Command get = Command::make({"GET", names::result_key(flavour, queue, message_id)});
-    asio::post(io_, [this, get = std::move(get), done = std::move(done)]() mutable {
-      command_link()->send(std::move(get), [done](const Status& s, ReplyPtr r) {
-        if (!s.is_ok()) {
-          done(s.with_context("reading the stored result"));
-        } else if (is_error(r.get())) {
-          done(error_status(r.get(), "reading the stored result"));
-        } else if (is_nil(r.get())) {
-          done(std::optional<std::string>());
-        } else {
-          done(std::optional<std::string>(std::string(text(r.get()))));
-        }
-      });
-    });
+    send_now(Command::make({"GET", names::result_key(flavour, queue, message_id)}),
+             [done = std::move(done)](const Status& s, ReplyPtr r) {
+               if (!s.is_ok()) {
+                 done(s.with_context("reading the stored result"));
+               } else if (is_error(r.get())) {
+                 done(error_status(r.get(), "reading the stored result"));
+               } else if (is_nil(r.get())) {
+                 done(std::optional<std::string>());
+               } else {
+                 done(std::optional<std::string>(std::string(text(r.get()))));
+               }
+             });
   }
 
   // ---- client side ---------------------------------------------------------------------------
@@ -403,18 +433,16 @@ class RedisBroker::Impl {
     } else {
       xadd = Command::make({"XADD", stream, "*", names::kMessageField, m.payload});
     }
-    asio::post(io_, [this, xadd = std::move(xadd), done = std::move(done)]() mutable {
-      command_link()->send(std::move(xadd), [done](const Status& s, ReplyPtr r) {
-        if (!s.is_ok()) {
-          // Nobody can tell whether a request lost in a broken connection was queued.
-          done(Status(s.code() == StatusCode::kCancelled ? s.code() : StatusCode::kUnavailable,
-                      "the request may not have reached Redis: " + s.message()));
-        } else if (is_error(r.get())) {
-          done(error_status(r.get(), "Redis refused the request"));
-        } else {
-          done(Status::ok());
-        }
-      });
+    send_now(std::move(xadd), [done = std::move(done)](const Status& s, ReplyPtr r) {
+      if (!s.is_ok()) {
+        // Nobody can tell whether a request lost in a broken connection was queued.
+        done(Status(s.code() == StatusCode::kCancelled ? s.code() : StatusCode::kUnavailable,
+                    "the request may not have reached Redis: " + s.message()));
+      } else if (is_error(r.get())) {
+        done(error_status(r.get(), "Redis refused the request"));
+      } else {
+        done(Status::ok());
+      }
     });
   }
 
@@ -609,13 +637,9 @@ class RedisBroker::Impl {
 
   struct FinishOp {
     std::string key;
-    std::string stream;
-    std::string id;
     std::string message_id;
-    Command store, push, expire, dead;
     DoneCallback done;
-    int musts = 0;
-    Status failed;
+    Status refused;  // the first command of a transaction Redis would not queue
   };
 
   struct ReplyStream {
@@ -658,6 +682,7 @@ class RedisBroker::Impl {
     ls.reconnect_min = settings_.reconnect_min;
     ls.reconnect_max = settings_.reconnect_max;
     ls.hold = settings_.hold;
+    ls.scripts = scripts::all();
     return ls;
   }
 
@@ -665,43 +690,32 @@ class RedisBroker::Impl {
     return std::make_shared<Link>(io_, link_settings(), &log_, std::move(role));
   }
 
-  // The pipelined command connection, created on first use.
+  // The pipelined command connection; started on first use (and again after a failed
+  // connect()). io thread.
   const std::shared_ptr<Link>& command_link() {
-    if (!cmd_) {
-      cmd_ = make_link("commands");
-      cmd_->on_ready([this] {
-        cmd_ready_once_ = true;
-        connect_timer_.cancel();
-        auto waiters = std::move(connect_waiters_);
-        connect_waiters_.clear();
-        for (auto& w : waiters) w(true);
-      });
-      cmd_->on_down([this](const Status& why) {
-        // Wrong credentials or database will not heal: report them to connect() at once.
-        if (!cmd_ready_once_ && (why.code() == StatusCode::kFailedPrecondition ||
-                                 why.code() == StatusCode::kInvalidArgument)) {
-          give_up_connecting(why.with_context("connecting to " + settings_.url.redacted()));
-        }
-      });
-      if (closed_) {
-        cmd_->close();
-      } else {
-        cmd_->start();
-      }
-    }
+    if (cmd_->idle() && !closed_) cmd_->start();
     return cmd_;
+  }
+
+  // Sends from the calling thread when the command connection is up (no hop to the io thread);
+  // otherwise lets the io thread start it and queue the command until it is.
+  void send_now(Command command, ReplyFn done) {
+    if (cmd_->ready() || in_io_thread()) {
+      if (in_io_thread()) command_link();
+      cmd_->send(std::move(command), std::move(done));
+      return;
+    }
+    asio::post(io_, [this, command = std::move(command), done = std::move(done)]() mutable {
+      command_link()->send(std::move(command), std::move(done));
+    });
   }
 
   void give_up_connecting(const Status& why) {
     connect_timer_.cancel();
     auto waiters = std::move(connect_waiters_);
     connect_waiters_.clear();
-    // Stop retrying: the next connect() starts over with a fresh connection.
-    if (cmd_ && !cmd_ready_once_) {
-      auto link = std::move(cmd_);
-      cmd_.reset();
-      link->close();
-    }
+    // Stop retrying: the next connect() starts over.
+    if (!cmd_ready_once_) cmd_->stop(why);
     for (auto& w : waiters) w(why);
   }
 
@@ -730,8 +744,11 @@ class RedisBroker::Impl {
 
   void start_subscription(const std::shared_ptr<Subscription>& sub) {
     sub_ = sub;
-    group_ = sub->options.group;
-    consumer_ = sub->options.consumer;
+    {
+      std::lock_guard lock(names_mutex_);
+      group_ = sub->options.group;
+      consumer_ = sub->options.consumer;
+    }
     max_outstanding_ = sub->options.max_outstanding;
     visibility_ = sub->options.visibility_timeout;
     auto now = Clock::now();
@@ -989,7 +1006,7 @@ class RedisBroker::Impl {
     std::weak_ptr<Subscription> weak = sub_;
     for (std::size_t i = 0; i < sub_->streams.size(); ++i) {
       const StreamState& s = sub_->streams[i];
-      std::vector<std::string_view> args{"EVAL",   scripts::kClaim,        "1",
+      std::vector<std::string_view> args{"EVALSHA", scripts::shas().claim, "1",
                                          s.name,   sub_->options.group,    sub_->options.consumer,
                                          min_idle, s.cursor,               count};
       // The ids this consumer holds (handed over or parked) are not to be claimed back.
@@ -1022,6 +1039,8 @@ class RedisBroker::Impl {
       if (is_error(r)) {
         if (starts_with(r, "NOGROUP")) {
           create_groups(read_, sub, nullptr);
+        } else if (starts_with(r, "NOSCRIPT")) {
+          reload_scripts(read_);
         } else {
           log_.warn(error_status(r, "claiming idle requests on " + st.name).message());
         }
@@ -1047,8 +1066,9 @@ class RedisBroker::Impl {
 
   void send_touch(const std::string& stream, const std::string& id, std::function<void(bool)> done) {
     command_link()->send(
-        Command::make({"EVAL", scripts::kTouch, "1", stream, group_, consumer_, id}),
-        [done = std::move(done)](const Status& s, ReplyPtr r) {
+        Command::make({"EVALSHA", scripts::shas().touch, "1", stream, group_, consumer_, id}),
+        [this, done = std::move(done)](const Status& s, ReplyPtr r) {
+          if (starts_with(r.get(), "NOSCRIPT")) reload_scripts(cmd_);
           // Errors (connection lost) say nothing about ownership.
           if (s.is_ok() && r && r->type == REDIS_REPLY_INTEGER && done) done(r->integer == 1);
         });
@@ -1056,66 +1076,95 @@ class RedisBroker::Impl {
 
   // ---- finish ----------------------------------------------------------------------------------
 
-  void run_finish(const std::shared_ptr<FinishOp>& op) {
-    if (closed_) {
-      complete(op, Status(StatusCode::kCancelled, "the broker is closed"));
-      return;
-    }
-    if (group_.empty()) {
-      complete(op, Status(StatusCode::kFailedPrecondition,
-                          "finish() on a broker instance that never subscribed"));
-      return;
-    }
-    auto link = command_link();
-    auto must = [this, op](std::string_view what) {
-      ++op->musts;
-      return [this, op, what](const Status& s, ReplyPtr r) {
-        Status e = expect_ok(s, r.get(), what);
-        if (!e.is_ok() && op->failed.is_ok()) op->failed = e;
-        if (--op->musts > 0) return;
-        if (!op->failed.is_ok()) {
-          complete(op, op->failed);  // not acknowledged: it comes back for another try
-        } else {
-          queue_ack(op);
-        }
-      };
+  // The common finish, without a dead letter, as one MULTI/EXEC (cheaper for Redis than a
+  // script): SET, push, XACK. A command Redis refuses to queue (NOPERM, OOM, READONLY) aborts the
+  // whole transaction, so the ack never runs without the store; SET has no other way to fail.
+  // Only the push may fail inside EXEC (a foreign key of another type under the reply address).
+  void finish_in_transaction(const std::shared_ptr<FinishOp>& op, const std::string& stream,
+                             const std::string& group, std::string_view id,
+                             const std::string& result_key, const std::string& reply_stream,
+                             std::string_view payload, const std::string& result_ttl) {
+    std::vector<Request> batch;
+    // Each command's own answer is QUEUED, or why it was refused; keep the first refusal, which
+    // says more than EXEC's EXECABORT.
+    auto ignore = [op](const Status& s, ReplyPtr r) {
+      if (s.is_ok() && is_error(r.get()) && op->refused.is_ok()) {
+        op->refused = error_status(r.get(), "finishing the request");
+      }
     };
-    // Pipelined in this order on one connection, so Redis runs them in this order too. The ack
-    // waits for the replies of the commands it depends on: a failed SET must not be acked.
-    if (!op->store.empty()) link->send(std::move(op->store), must("storing the result"));
-    if (!op->push.empty()) {
-      link->send(std::move(op->push), [this, op](const Status& s, ReplyPtr r) {
-        if (s.is_ok() && is_error(r.get())) {
-          log_.warn(error_status(r.get(), "pushing the reply of " + op->message_id).message());
-        }
-      });
-      link->send(std::move(op->expire), [](const Status&, ReplyPtr) {});
+    batch.push_back(Request{Command::make({"MULTI"}), ignore, {}});
+    int store_at = -1, push_at = -1, index = 0;
+    if (!result_key.empty()) {
+      batch.push_back(
+          Request{Command::make({"SET", result_key, payload, "PX", result_ttl}), ignore, {}});
+      store_at = index++;
     }
-    if (!op->dead.empty()) link->send(std::move(op->dead), must("dead-lettering the request"));
-    if (op->musts == 0) queue_ack(op);
+    if (!reply_stream.empty()) {
+      std::string cap = std::to_string(settings_.reply_max_len);
+      Command xadd = settings_.reply_max_len > 0
+                         ? Command::make({"XADD", reply_stream, "MAXLEN", "~", cap, "*",
+                                          names::kMessageIdField, op->message_id,
+                                          names::kMessageField, payload})
+                         : Command::make({"XADD", reply_stream, "*", names::kMessageIdField,
+                                          op->message_id, names::kMessageField, payload});
+      batch.push_back(Request{std::move(xadd), ignore, {}});
+      push_at = index++;
+      batch.push_back(Request{
+          Command::make({"PEXPIRE", reply_stream, ms_arg(settings_.reply_ttl)}), ignore, {}});
+      ++index;
+    }
+    batch.push_back(Request{Command::make({"XACK", stream, group, id}), ignore, {}});
+    batch.push_back(Request{Command::make({"EXEC"}),
+                            [this, op, store_at, push_at](const Status& s, ReplyPtr r) {
+                              on_transaction(op, s, r.get(), store_at, push_at);
+                            },
+                            {}});
+    if (cmd_->ready() || in_io_thread()) {
+      if (in_io_thread()) command_link();
+      cmd_->send_batch(std::move(batch));
+      return;
+    }
+    auto shared = std::make_shared<std::vector<Request>>(std::move(batch));
+    asio::post(io_, [this, shared] { command_link()->send_batch(std::move(*shared)); });
   }
 
-  void queue_ack(const std::shared_ptr<FinishOp>& op) {
-    acks_[op->stream].push_back(op);
-    if (ack_flush_scheduled_) return;
-    ack_flush_scheduled_ = true;
-    // Deferred: every ack that becomes due while this batch of replies is handled goes out in
-    // one XACK per stream.
-    asio::post(io_, [this] { flush_acks(); });
+  void on_transaction(const std::shared_ptr<FinishOp>& op, const Status& s, const redisReply* r,
+                      int store_at, int push_at) {
+    Status e = expect_ok(s, r, "finishing the request");
+    if (!e.is_ok() && !op->refused.is_ok()) e = op->refused;
+    if (e.is_ok() && !is_array(r)) {
+      e = Status(StatusCode::kInternal, "finishing the request: the transaction did not run");
+    }
+    if (e.is_ok()) {
+      auto at = [&](int i) -> const redisReply* {
+        return i >= 0 && static_cast<std::size_t>(i) < r->elements ? r->element[i] : nullptr;
+      };
+      if (is_error(at(store_at))) e = error_status(at(store_at), "storing the result");
+      if (is_error(at(push_at))) {
+        log_.warn(error_status(at(push_at), "pushing the reply of " + op->message_id).message());
+      }
+    }
+    complete(op, e);
   }
 
-  void flush_acks() {
-    ack_flush_scheduled_ = false;
-    auto acks = std::move(acks_);
-    acks_.clear();
-    for (auto& [stream, ops] : acks) {
-      std::vector<std::string_view> args{"XACK", stream, group_};
-      for (const auto& op : ops) args.push_back(op->id);
-      auto batch = std::make_shared<std::vector<std::shared_ptr<FinishOp>>>(std::move(ops));
-      command_link()->send(Command::make(args), [this, batch](const Status& s, ReplyPtr r) {
-        Status e = expect_ok(s, r.get(), "acknowledging");
-        for (const auto& op : *batch) complete(op, e);
-      });
+  // io thread: the finish script answered (or the connection failed under it).
+  void on_finished(const std::shared_ptr<FinishOp>& op, const Status& s, const redisReply* r) {
+    Status e = expect_ok(s, r, "finishing the request");
+    if (starts_with(r, "NOSCRIPT")) reload_scripts(cmd_);
+    if (e.is_ok() && is_array(r) && r->elements >= 2 && r->element[1]->type != REDIS_REPLY_INTEGER) {
+      log_.warn("pushing the reply of " + op->message_id + " failed: " +
+                std::string(text(r->element[1])));
+    }
+    // Not acknowledged on failure: the request comes back for another try.
+    complete(op, e);
+  }
+
+  // Someone ran SCRIPT FLUSH: load the scripts again on this connection. Commands already on
+  // their way fail once and are retried by redelivery.
+  void reload_scripts(const std::shared_ptr<Link>& link) {
+    log_.warn("Redis forgot the broker's scripts (SCRIPT FLUSH?); loading them again");
+    for (const std::string& body : scripts::all()) {
+      link->send(Command::make({"SCRIPT", "LOAD", body}), [](const Status&, ReplyPtr) {});
     }
   }
 
@@ -1228,8 +1277,9 @@ class RedisBroker::Impl {
     if (sub_ && settings_.trim_interval.count() > 0 && now >= sub_->next_trim) {
       sub_->next_trim = now + settings_.trim_interval;
       for (const StreamState& s : sub_->streams) {
-        command_link()->send(Command::make({"EVAL", scripts::kTrim, "1", s.name}),
+        command_link()->send(Command::make({"EVALSHA", scripts::shas().trim, "1", s.name}),
                              [this, name = s.name](const Status& st, ReplyPtr r) {
+                               if (starts_with(r.get(), "NOSCRIPT")) reload_scripts(cmd_);
                                if (st.is_ok() && is_error(r.get())) {
                                  log_.warn(error_status(r.get(), "trimming " + name).message());
                                }
@@ -1264,14 +1314,7 @@ class RedisBroker::Impl {
     connect_waiters_.clear();
     if (read_) read_->close();
     if (listen_) listen_->close();
-    if (cmd_) cmd_->close();
-    auto acks = std::move(acks_);
-    acks_.clear();
-    for (auto& [stream, ops] : acks) {
-      for (const auto& op : ops) {
-        complete(op, Status(StatusCode::kCancelled, "the broker was closed before the ack"));
-      }
-    }
+    cmd_->close();
   }
 
   sdk::Logger log_;
@@ -1284,7 +1327,7 @@ class RedisBroker::Impl {
   std::atomic<bool> orphaned_{false};
 
   // Everything below belongs to the broker's thread.
-  bool closed_ = false;
+  std::atomic<bool> closed_{false};  // read by finish() and publish() on any thread
   std::shared_ptr<Link> cmd_;
   std::shared_ptr<Link> read_;
   std::shared_ptr<Link> listen_;
@@ -1297,14 +1340,14 @@ class RedisBroker::Impl {
   bool tick_scheduled_ = false;
 
   std::shared_ptr<Subscription> sub_;
+  // Written once by subscribe, read by finish() on the engine's threads.
+  mutable std::mutex names_mutex_;
   std::string group_;     // kept after unsubscribe: late finishes still ack
   std::string consumer_;
   std::uint32_t max_outstanding_ = 1;
   milliseconds visibility_{30000};
   std::unordered_set<std::string> handed_;  // handed over, finish not completed
   std::deque<Parked> parked_;
-  std::map<std::string, std::vector<std::shared_ptr<FinishOp>>> acks_;
-  bool ack_flush_scheduled_ = false;
 
   std::vector<ReplyStream> replies_;
   bool listening_ = false;

@@ -1,8 +1,54 @@
-// Lua scripts the broker runs with EVAL. Each one does in a single atomic step what would
-// otherwise race with other servers between two round trips.
+// Lua scripts the broker runs with EVALSHA (every connection loads them when it logs in). Each
+// does in one atomic step what would otherwise race with other servers, or cost a round trip,
+// between two commands.
 #pragma once
 
+#include <string>
+#include <string_view>
+#include <vector>
+
 namespace prpc::redis::details::scripts {
+
+// finish(): store the result -> push the reply -> dead-letter -> acknowledge, in this order and
+// all or nothing up to the ack: a failed SET or dead-letter XADD raises, so the request is not
+// acknowledged and comes back. Only the push may fail (a foreign key of another type under the
+// reply address); the result key is the source of truth for that client.
+// KEYS[1] request stream, KEYS[2] result key, KEYS[3] reply stream, KEYS[4] dead-letter stream.
+// ARGV[1] group, ARGV[2] entry id, ARGV[3..5] '1' to store / push / dead-letter, ARGV[6] reply
+// payload, ARGV[7] result TTL ms, ARGV[8] message_id, ARGV[9] reply stream TTL ms, ARGV[10] reply
+// stream cap (0: none), ARGV[11] dead-letter stream cap (0: none), ARGV[12...] dead-letter fields.
+// Returns {acked (0/1), pushed (1, 0, or the push's error text)}.
+inline constexpr const char* kFinish = R"lua(
+if ARGV[3] == '1' then
+  redis.call('SET', KEYS[2], ARGV[6], 'PX', ARGV[7])
+end
+local pushed = 0
+if ARGV[4] == '1' then
+  local r
+  if ARGV[10] ~= '0' then
+    r = redis.pcall('XADD', KEYS[3], 'MAXLEN', '~', ARGV[10], '*', 'message_id', ARGV[8],
+                    'message', ARGV[6])
+  else
+    r = redis.pcall('XADD', KEYS[3], '*', 'message_id', ARGV[8], 'message', ARGV[6])
+  end
+  if type(r) == 'table' and r.err then
+    pushed = r.err
+  else
+    redis.call('PEXPIRE', KEYS[3], ARGV[9])
+    pushed = 1
+  end
+end
+if ARGV[5] == '1' then
+  local fields = {}
+  for i = 12, #ARGV do fields[#fields + 1] = ARGV[i] end
+  if ARGV[11] ~= '0' then
+    redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[11], '*', unpack(fields))
+  else
+    redis.call('XADD', KEYS[4], '*', unpack(fields))
+  end
+end
+return {redis.call('XACK', KEYS[1], ARGV[1], ARGV[2]), pushed}
+)lua";
 
 // Claims entries idle past the visibility timeout and reports how often each was delivered
 // (XCLAIM increments the counter but does not return it). Entries this consumer is still working
@@ -83,5 +129,15 @@ end
 if bound == '0-0' then return 0 end
 return redis.call('XTRIM', KEYS[1], 'MINID', '~', bound)
 )lua";
+
+// The SHA-1 (hex) EVALSHA names a script by.
+std::string sha1_hex(std::string_view body);
+
+struct Shas {
+  std::string finish, claim, touch, trim;
+};
+const Shas& shas();
+// Every script body, for SCRIPT LOAD at login.
+std::vector<std::string> all();
 
 }  // namespace prpc::redis::details::scripts
