@@ -68,8 +68,8 @@ class FloorServer {
  private:
   void serve(redisContext* c) {
     while (!stop_) {
-      append(c, {"XREADGROUP", "GROUP", "floor", "server", "COUNT", "128", "BLOCK", "100",
-                 "NOACK", "STREAMS", stream_, ">"});
+      append(c, {"XREADGROUP", "GROUP", "floor", "server", "COUNT", "128", "BLOCK", "100", "NOACK",
+                 "STREAMS", stream_, ">"});
       ReplyPtr r = next_reply(c);
       if (r->type != REDIS_REPLY_ARRAY) continue;  // timeout: nil
       std::size_t answers = 0;
@@ -96,7 +96,9 @@ class FloorServer {
 class FloorCaller {
  public:
   FloorCaller(const FloorOptions& o, std::string stream, std::string list)
-      : c_(connect(o)), stream_(std::move(stream)), list_(std::move(list)),
+      : c_(connect(o)),
+        stream_(std::move(stream)),
+        list_(std::move(list)),
         pipelined_(o.pipelined) {}
 
   void call(const std::string& payload) {
@@ -135,8 +137,8 @@ LatencyStats summarise(std::vector<double> samples) {
   };
   s.p50_us = at(0.50);
   s.p99_us = at(0.99);
-  s.mean_us = std::accumulate(samples.begin(), samples.end(), 0.0) /
-              static_cast<double>(samples.size());
+  s.mean_us =
+      std::accumulate(samples.begin(), samples.end(), 0.0) / static_cast<double>(samples.size());
   return s;
 }
 

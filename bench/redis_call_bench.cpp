@@ -11,15 +11,15 @@
 //                    [--callers C] [--workers W] [--port REDIS_PORT] [--skip-floor]
 //                    [--timeout-ms T (0: calls without a client-side timeout)] [--log-level L]
 #include <algorithm>
+#include <condition_variable>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
-#include <condition_variable>
 #include <functional>
-#include <mutex>
 #include <future>
+#include <mutex>
 #include <thread>
 
 #include "floor_hiredis.hpp"
@@ -59,16 +59,26 @@ Args parse(int argc, char** argv) {
       }
       return argv[++i];
     };
-    if (k == "--function") a.function = value();
-    else if (k == "--calls") a.calls = std::atoi(value().c_str());
-    else if (k == "--rounds") a.rounds = std::max(1, std::atoi(value().c_str()));
-    else if (k == "--duration-ms") a.duration_ms = std::atoi(value().c_str());
-    else if (k == "--callers") a.callers = std::atoi(value().c_str());
-    else if (k == "--workers") a.workers = std::atoi(value().c_str());
-    else if (k == "--port") a.port = std::atoi(value().c_str());
-    else if (k == "--timeout-ms") a.timeout_ms = std::atoi(value().c_str());
-    else if (k == "--skip-floor") a.skip_floor = true;
-    else if (k == "--log-level") a.log_level = value();
+    if (k == "--function")
+      a.function = value();
+    else if (k == "--calls")
+      a.calls = std::atoi(value().c_str());
+    else if (k == "--rounds")
+      a.rounds = std::max(1, std::atoi(value().c_str()));
+    else if (k == "--duration-ms")
+      a.duration_ms = std::atoi(value().c_str());
+    else if (k == "--callers")
+      a.callers = std::atoi(value().c_str());
+    else if (k == "--workers")
+      a.workers = std::atoi(value().c_str());
+    else if (k == "--port")
+      a.port = std::atoi(value().c_str());
+    else if (k == "--timeout-ms")
+      a.timeout_ms = std::atoi(value().c_str());
+    else if (k == "--skip-floor")
+      a.skip_floor = true;
+    else if (k == "--log-level")
+      a.log_level = value();
     else {
       std::fprintf(stderr, "unknown argument %s\n", k.c_str());
       std::exit(2);
@@ -137,8 +147,8 @@ int main(int argc, char** argv) {
   }
   std::string url = "redis://127.0.0.1:" + std::to_string(port) + "/0";
   std::printf("Redis %s, %u cores, %d rounds of %d sequential calls and %d ms with %d callers\n",
-              url.c_str(), std::thread::hardware_concurrency(), a.rounds, a.calls,
-              a.duration_ms, a.callers);
+              url.c_str(), std::thread::hardware_concurrency(), a.rounds, a.calls, a.duration_ms,
+              a.callers);
 
   std::unique_ptr<prpc::bench::Floor> floor, floor_piped;
   if (!a.skip_floor) {
@@ -198,13 +208,13 @@ int main(int argc, char** argv) {
       }
       client.call(request(), std::chrono::milliseconds(a.timeout_ms),
                   [&](const prpc::Result<prpc::Message>& r) {
-        if (!r.is_ok() || r->failed()) {
-          ++errors;
-        } else {
-          ++done;
-        }
-        issue();
-      });
+                    if (!r.is_ok() || r->failed()) {
+                      ++errors;
+                    } else {
+                      ++done;
+                    }
+                    issue();
+                  });
     };
     auto start = Clock::now();
     for (int i = 0; i < a.callers; ++i) issue();
@@ -237,14 +247,16 @@ int main(int argc, char** argv) {
   so.consumer = "bench";
   so.python = false;
   prpc::Broker* sb = server_broker.get();
-  if (prpc::Status s = sb->subscribe(so, [&, sb](std::span<const prpc::DeliveryView> items) {
-        for (const auto& d : items) {
-          prpc::ReplyView reply{d.flavour, d.queue, d.payload, reply_to, d.payload, false};
-          prpc::FinishRequest fr;
-          fr.reply = &reply;
-          sb->finish(d, fr, [](const prpc::Status&) {});
-        }
-      });
+  if (prpc::Status s = sb->subscribe(so,
+                                     [&, sb](std::span<const prpc::DeliveryView> items) {
+                                       for (const auto& d : items) {
+                                         prpc::ReplyView reply{d.flavour, d.queue,   d.payload,
+                                                               reply_to,  d.payload, false};
+                                         prpc::FinishRequest fr;
+                                         fr.reply = &reply;
+                                         sb->finish(d, fr, [](const prpc::Status&) {});
+                                       }
+                                     });
       !s.is_ok()) {
     std::fprintf(stderr, "subscribe: %s\n", s.to_string().c_str());
     return 1;
@@ -287,8 +299,7 @@ int main(int argc, char** argv) {
 
   std::printf("\n%-36s %10s %10s %14s\n", "(median of rounds)", "p50 us", "p99 us", "calls/s");
   auto row = [](const char* name, const Series& s) {
-    std::printf("%-36s %10.1f %10.1f %14.0f\n", name, median(s.p50), median(s.p99),
-                median(s.rate));
+    std::printf("%-36s %10.1f %10.1f %14.0f\n", name, median(s.p50), median(s.p99), median(s.rate));
   };
   if (floor) {
     row("hiredis floor (XADD, then BLPOP)", f);
@@ -301,8 +312,8 @@ int main(int argc, char** argv) {
   if (errors.load() != 0) std::printf("errors during the concurrent runs: %zu\n", errors.load());
   std::printf("p50 per round, us [floor / pipelined floor / broker alone / PRPC]:");
   for (std::size_t i = 0; i < p.p50.size(); ++i) {
-    std::printf("  [%.0f / %.0f / %.0f / %.0f]", floor ? f.p50[i] : 0.0,
-                floor ? fp.p50[i] : 0.0, b.p50[i], p.p50[i]);
+    std::printf("  [%.0f / %.0f / %.0f / %.0f]", floor ? f.p50[i] : 0.0, floor ? fp.p50[i] : 0.0,
+                b.p50[i], p.p50[i]);
   }
   std::printf("\n");
   if (floor) {
@@ -311,8 +322,8 @@ int main(int argc, char** argv) {
       double lat = median(p.p50) / median(s->p50);
       double thr = median(p.rate) / median(s->rate);
       std::printf(
-          "vs %-16s p50 %.2fx (target <= 1.5x: %s), throughput %.0f%% (target >= 60%%: %s)\n",
-          name, lat, lat <= 1.5 ? "met" : "MISSED", 100 * thr, thr >= 0.6 ? "met" : "MISSED");
+          "vs %-16s p50 %.2fx (target <= 1.5x: %s), throughput %.0f%% (target >= 60%%: %s)\n", name,
+          lat, lat <= 1.5 ? "met" : "MISSED", 100 * thr, thr >= 0.6 ? "met" : "MISSED");
     }
   }
   return 0;

@@ -29,7 +29,8 @@ timeval to_timeval(std::chrono::milliseconds d) {
 
 RedisClient RedisClient::tcp(const std::string& host, int port, const std::string& user,
                              const std::string& password) {
-  redisContext* c = redisConnectWithTimeout(host.c_str(), port, to_timeval(std::chrono::seconds(5)));
+  redisContext* c =
+      redisConnectWithTimeout(host.c_str(), port, to_timeval(std::chrono::seconds(5)));
   if (c == nullptr || c->err != 0) {
     std::string why = c != nullptr ? c->errstr : "out of memory";
     if (c != nullptr) redisFree(c);
@@ -178,16 +179,16 @@ void RedisServer::launch() {
 
 bool RedisServer::wait_ready(std::chrono::milliseconds timeout) {
   return wait_until(
-      [&] {
-        if (!process_.running()) return true;  // exited: the caller looks at the log
-        try {
-          auto c = client();
-          return c.text({"PING"}) == "PONG";
-        } catch (const std::exception&) {
-          return false;
-        }
-      },
-      timeout) &&
+             [&] {
+               if (!process_.running()) return true;  // exited: the caller looks at the log
+               try {
+                 auto c = client();
+                 return c.text({"PING"}) == "PONG";
+               } catch (const std::exception&) {
+                 return false;
+               }
+             },
+             timeout) &&
          process_.running();
 }
 

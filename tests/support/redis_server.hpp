@@ -54,7 +54,7 @@ class RedisClient {
 };
 
 struct RedisServerOptions {
-  bool unix_socket = false;              // also listen on <dir>/redis.sock
+  bool unix_socket = false;               // also listen on <dir>/redis.sock
   std::vector<std::string> extra_config;  // more redis.conf lines
 };
 

@@ -118,8 +118,8 @@ void Link::connect() {
     if (ec || gen != self->generation_) return;
     State s = self->state_;
     if (s == State::kConnecting || s == State::kHandshake) {
-      self->fail(Status(StatusCode::kTimeout, "no connection within " +
-                                                  ms_text(self->settings_.connect_timeout)));
+      self->fail(Status(StatusCode::kTimeout,
+                        "no connection within " + ms_text(self->settings_.connect_timeout)));
     }
   });
 
@@ -378,21 +378,20 @@ void Link::flush_locked() {
   auto buffer = std::make_shared<std::string>();
   buffer->swap(out_);
   std::uint64_t gen = generation_;
-  asio::async_write(socket_, asio::buffer(*buffer),
-                    [self = shared_from_this(), gen, buffer](const boost::system::error_code& ec,
-                                                             std::size_t) {
-                      {
-                        std::lock_guard lock(self->mutex_);
-                        if (gen != self->generation_) return;
-                        self->writing_ = false;
-                        if (!ec) {
-                          self->flush_locked();
-                          return;
-                        }
-                      }
-                      self->fail(Status(StatusCode::kUnavailable,
-                                        "writing to Redis failed: " + ec.message()));
-                    });
+  asio::async_write(
+      socket_, asio::buffer(*buffer),
+      [self = shared_from_this(), gen, buffer](const boost::system::error_code& ec, std::size_t) {
+        {
+          std::lock_guard lock(self->mutex_);
+          if (gen != self->generation_) return;
+          self->writing_ = false;
+          if (!ec) {
+            self->flush_locked();
+            return;
+          }
+        }
+        self->fail(Status(StatusCode::kUnavailable, "writing to Redis failed: " + ec.message()));
+      });
 }
 
 void Link::read() {
@@ -420,8 +419,7 @@ void Link::on_read(std::size_t n) {
   while (true) {
     void* raw = nullptr;
     if (redisReaderGetReply(reader_, &raw) != REDIS_OK) {
-      fail(Status(StatusCode::kInternal,
-                  std::string("Redis protocol error: ") + reader_->errstr));
+      fail(Status(StatusCode::kInternal, std::string("Redis protocol error: ") + reader_->errstr));
       return;
     }
     if (raw == nullptr) break;
@@ -472,8 +470,7 @@ void Link::fail(const Status& why) {
 
 // Leaves the connection: commands in flight get `why`; held ones get `held_status` unless it is
 // OK (then they keep waiting for the next connection).
-void Link::drop(State next, const Status& why, const Status& held_status,
-                const Status& cause) {
+void Link::drop(State next, const Status& why, const Status& held_status, const Status& cause) {
   std::deque<Pending> inflight;
   std::deque<Held> held;
   {
@@ -567,8 +564,8 @@ void Link::watchdog() {
               self->inflight_.front().deadline <= Clock::now();
     }
     if (stuck) {
-      self->fail(Status(StatusCode::kTimeout, "Redis did not answer within " +
-                                                  ms_text(self->settings_.command_timeout)));
+      self->fail(Status(StatusCode::kTimeout,
+                        "Redis did not answer within " + ms_text(self->settings_.command_timeout)));
     }
     self->fail_held(true);
     if (!self->closed() && !self->idle()) self->watchdog();

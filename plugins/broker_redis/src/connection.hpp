@@ -187,8 +187,8 @@ class Link : public std::enable_shared_from_this<Link> {
   Status handshake_error_;
   std::atomic<std::int64_t> client_id_{-1};
   milliseconds backoff_{0};
-  bool was_ready_ = false;     // connected at least once
-  bool down_logged_ = false;   // one warning per outage, not one per retry
+  bool was_ready_ = false;    // connected at least once
+  bool down_logged_ = false;  // one warning per outage, not one per retry
   std::minstd_rand jitter_;
 
   std::function<void()> on_ready_;

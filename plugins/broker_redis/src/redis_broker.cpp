@@ -89,8 +89,7 @@ Settings read_settings(const sdk::Options& o) {
   s.stream_max_len = non_negative(o, "stream_max_len", s.stream_max_len);
   s.dead_letter_max_len = non_negative(o, "dead_letter_max_len", s.dead_letter_max_len);
   s.reply_max_len = non_negative(o, "reply_max_len", s.reply_max_len);
-  s.dead_letter_max_payload =
-      non_negative(o, "dead_letter_max_payload", s.dead_letter_max_payload);
+  s.dead_letter_max_payload = non_negative(o, "dead_letter_max_payload", s.dead_letter_max_payload);
   s.group = o.get("group", kDefaultGroup);
   if (s.group.empty()) throw std::invalid_argument("option 'group' must not be empty");
   return s;
@@ -220,11 +219,11 @@ class RedisBroker::Impl {
             connect_timer_.async_wait([this](const boost::system::error_code& ec) {
               if (ec || cmd_ready_once_) return;
               Status last = cmd_->last_error();
-              give_up_connecting(Status(
-                  StatusCode::kUnavailable,
-                  "cannot reach Redis at " + settings_.url.redacted() + " within " +
-                      ms_arg(settings_.connect_timeout) + " ms" +
-                      (last.is_ok() ? std::string() : ": " + last.message())));
+              give_up_connecting(
+                  Status(StatusCode::kUnavailable,
+                         "cannot reach Redis at " + settings_.url.redacted() + " within " +
+                             ms_arg(settings_.connect_timeout) + " ms" +
+                             (last.is_ok() ? std::string() : ": " + last.message())));
             });
           }
         },
@@ -250,8 +249,8 @@ class RedisBroker::Impl {
     if (sub->options.visibility_timeout.count() <= 0) sub->options.visibility_timeout = 30s;
     sub->handler = std::move(handler);
     if (options.python) {
-      sub->streams.push_back({names::request_stream(Flavour::kPython, options.queue),
-                              Flavour::kPython, "-"});
+      sub->streams.push_back(
+          {names::request_stream(Flavour::kPython, options.queue), Flavour::kPython, "-"});
     }
     if (options.raw) {
       sub->streams.push_back(
@@ -268,9 +267,9 @@ class RedisBroker::Impl {
             return;
           }
           if (sub_) {
-            complete(Status(StatusCode::kAlreadyExists,
-                            "this broker instance already serves queue '" +
-                                sub_->options.queue + "'"));
+            complete(
+                Status(StatusCode::kAlreadyExists,
+                       "this broker instance already serves queue '" + sub_->options.queue + "'"));
             return;
           }
           create_groups(command_link(), sub, [this, sub, complete](const Status& s) {
@@ -355,11 +354,24 @@ class RedisBroker::Impl {
     std::string reply_ttl = ms_arg(settings_.reply_ttl);
     std::string reply_cap = std::to_string(settings_.reply_max_len);
     std::string dead_cap = std::to_string(settings_.dead_letter_max_len);
-    std::vector<std::string_view> args{
-        "EVALSHA",    scripts::shas().finish, "4",         stream,       result_key,
-        reply_stream, dead_stream,            group,       d.token,      store ? "1" : "0",
-        push ? "1" : "0", dead ? "1" : "0",   payload,     result_ttl,   op->message_id,
-        reply_ttl,    reply_cap,              dead_cap};
+    std::vector<std::string_view> args{"EVALSHA",
+                                       scripts::shas().finish,
+                                       "4",
+                                       stream,
+                                       result_key,
+                                       reply_stream,
+                                       dead_stream,
+                                       group,
+                                       d.token,
+                                       store ? "1" : "0",
+                                       push ? "1" : "0",
+                                       dead ? "1" : "0",
+                                       payload,
+                                       result_ttl,
+                                       op->message_id,
+                                       reply_ttl,
+                                       reply_cap,
+                                       dead_cap};
     // The dead letter: the reason, flavour and the original payload (capped), and where it came
     // from.
     std::string reason, count, size;
@@ -386,9 +398,8 @@ class RedisBroker::Impl {
         args.push_back(a);
       }
     }
-    send_now(Command::make(args), [this, op](const Status& s, ReplyPtr r) {
-      on_finished(op, s, r.get());
-    });
+    send_now(Command::make(args),
+             [this, op](const Status& s, ReplyPtr r) { on_finished(op, s, r.get()); });
   }
 
   void touch(const DeliveryView& d) {
@@ -398,7 +409,8 @@ class RedisBroker::Impl {
       if (closed_ || group_.empty()) return;
       send_touch(stream, id, [this, id](bool owned) {
         if (!owned) {
-          log_.warn("request " + id + " was claimed by another consumer while it ran here; it "
+          log_.warn("request " + id +
+                    " was claimed by another consumer while it ran here; it "
                     "may run twice");
         }
       });
@@ -428,8 +440,8 @@ class RedisBroker::Impl {
     Command xadd;
     if (settings_.stream_max_len > 0) {
       std::string max_len = std::to_string(settings_.stream_max_len);
-      xadd = Command::make({"XADD", stream, "MAXLEN", "~", max_len, "*", names::kMessageField,
-                            m.payload});
+      xadd = Command::make(
+          {"XADD", stream, "MAXLEN", "~", max_len, "*", names::kMessageField, m.payload});
     } else {
       xadd = Command::make({"XADD", stream, "*", names::kMessageField, m.payload});
     }
@@ -563,31 +575,31 @@ class RedisBroker::Impl {
     std::string count = std::to_string(std::max<std::size_t>(1, max_count));
     return run_sync<std::vector<DeadLetter>>(
         [this, stream, count](Complete<std::vector<DeadLetter>> complete) {
-          command_link()->send(
-              Command::make({"XRANGE", stream, "-", "+", "COUNT", count}),
-              [complete](const Status& s, ReplyPtr r) {
-                Status e = expect_ok(s, r.get(), "reading dead letters");
-                if (!e.is_ok()) {
-                  complete(e);
-                  return;
-                }
-                std::vector<DeadLetter> out;
-                if (is_array(r.get())) {
-                  for (std::size_t i = 0; i < r->elements; ++i) {
-                    const redisReply* entry = r->element[i];
-                    if (!is_array(entry) || entry->elements < 2) continue;
-                    const redisReply* fields = entry->element[1];
-                    DeadLetter d;
-                    d.id = std::string(text(entry->element[0]));
-                    d.flavour = text(entry_field(fields, "flavour")) == "raw" ? Flavour::kRaw
-                                                                              : Flavour::kPython;
-                    d.reason = std::string(text(entry_field(fields, "reason")));
-                    d.payload = std::string(text(entry_field(fields, "payload")));
-                    out.push_back(std::move(d));
-                  }
-                }
-                complete(std::move(out));
-              });
+          command_link()->send(Command::make({"XRANGE", stream, "-", "+", "COUNT", count}),
+                               [complete](const Status& s, ReplyPtr r) {
+                                 Status e = expect_ok(s, r.get(), "reading dead letters");
+                                 if (!e.is_ok()) {
+                                   complete(e);
+                                   return;
+                                 }
+                                 std::vector<DeadLetter> out;
+                                 if (is_array(r.get())) {
+                                   for (std::size_t i = 0; i < r->elements; ++i) {
+                                     const redisReply* entry = r->element[i];
+                                     if (!is_array(entry) || entry->elements < 2) continue;
+                                     const redisReply* fields = entry->element[1];
+                                     DeadLetter d;
+                                     d.id = std::string(text(entry->element[0]));
+                                     d.flavour = text(entry_field(fields, "flavour")) == "raw"
+                                                     ? Flavour::kRaw
+                                                     : Flavour::kPython;
+                                     d.reason = std::string(text(entry_field(fields, "reason")));
+                                     d.payload = std::string(text(entry_field(fields, "payload")));
+                                     out.push_back(std::move(d));
+                                   }
+                                 }
+                                 complete(std::move(out));
+                               });
         },
         settings_.command_timeout + 1s);
   }
@@ -650,7 +662,7 @@ class RedisBroker::Impl {
     ReplyHandler handler;
   };
 
-  bool in_io_thread() const { return std::this_thread::get_id() == thread_.get_id(); }
+  bool in_io_thread() { return io_.get_executor().running_in_this_thread(); }
 
   // Runs `op` on the broker's thread and waits for it to complete its Complete<T>.
   template <typename T, typename Op>
@@ -667,8 +679,7 @@ class RedisBroker::Impl {
     };
     asio::post(io_, [op = std::move(op), complete]() mutable { op(complete); });
     if (future.wait_for(timeout) != std::future_status::ready) {
-      return Status(StatusCode::kTimeout, "Redis did not answer within " + ms_arg(timeout) +
-                                              " ms");
+      return Status(StatusCode::kTimeout, "Redis did not answer within " + ms_arg(timeout) + " ms");
     }
     return future.get();
   }
@@ -834,16 +845,22 @@ class RedisBroker::Impl {
     milliseconds block = std::max(1ms, std::min(settings_.block, until_claim + 1ms));
     std::string count = per_stream_count(room);
     std::string block_ms = ms_arg(block);
-    std::vector<std::string_view> args{"XREADGROUP", "GROUP",  sub_->options.group,
-                                       sub_->options.consumer, "COUNT", count,
-                                       "BLOCK",     block_ms,  "STREAMS"};
+    std::vector<std::string_view> args{"XREADGROUP",
+                                       "GROUP",
+                                       sub_->options.group,
+                                       sub_->options.consumer,
+                                       "COUNT",
+                                       count,
+                                       "BLOCK",
+                                       block_ms,
+                                       "STREAMS"};
     for (const StreamState& s : sub_->streams) args.push_back(s.name);
     for (std::size_t i = 0; i < sub_->streams.size(); ++i) args.push_back(">");
     sub_->reading = true;
     std::weak_ptr<Subscription> weak = sub_;
-    read_->send(Command::make(args),
-                [this, weak](const Status& s, ReplyPtr r) { on_read(weak, s, std::move(r)); },
-                block);
+    read_->send(
+        Command::make(args),
+        [this, weak](const Status& s, ReplyPtr r) { on_read(weak, s, std::move(r)); }, block);
   }
 
   void on_read(const std::weak_ptr<Subscription>& weak, const Status& s, ReplyPtr r) {
@@ -856,8 +873,9 @@ class RedisBroker::Impl {
     }
     if (is_error(r.get())) {
       if (starts_with(r.get(), "NOGROUP")) {
-        log_.warn("the consumer group is gone (was Redis restarted without its data?); "
-                  "creating it again");
+        log_.warn(
+            "the consumer group is gone (was Redis restarted without its data?); "
+            "creating it again");
         create_groups(read_, sub, nullptr);
         pump();
       } else {
@@ -924,7 +942,8 @@ class RedisBroker::Impl {
       item.stream = &st->name;
       item.id = id;
       if (is_array(counts) && j < counts->elements) {
-        item.count = static_cast<std::uint32_t>(std::max<long long>(1, counts->element[j]->integer));
+        item.count =
+            static_cast<std::uint32_t>(std::max<long long>(1, counts->element[j]->integer));
       }
       const redisReply* message = entry_field(fields, names::kMessageField);
       if (message != nullptr) {
@@ -939,7 +958,8 @@ class RedisBroker::Impl {
 
   void ack_orphan(const std::string& stream, std::string_view id) {
     log_.debug("acknowledging deleted entry " + std::string(id) + " of " + stream);
-    command_link()->send(Command::make({"XACK", stream, group_, id}), [](const Status&, ReplyPtr) {});
+    command_link()->send(Command::make({"XACK", stream, group_, id}),
+                         [](const Status&, ReplyPtr) {});
   }
 
   bool is_parked(const std::string& key) const {
@@ -1006,9 +1026,15 @@ class RedisBroker::Impl {
     std::weak_ptr<Subscription> weak = sub_;
     for (std::size_t i = 0; i < sub_->streams.size(); ++i) {
       const StreamState& s = sub_->streams[i];
-      std::vector<std::string_view> args{"EVALSHA", scripts::shas().claim, "1",
-                                         s.name,   sub_->options.group,    sub_->options.consumer,
-                                         min_idle, s.cursor,               count};
+      std::vector<std::string_view> args{"EVALSHA",
+                                         scripts::shas().claim,
+                                         "1",
+                                         s.name,
+                                         sub_->options.group,
+                                         sub_->options.consumer,
+                                         min_idle,
+                                         s.cursor,
+                                         count};
       // The ids this consumer holds (handed over or parked) are not to be claimed back.
       char prefix = s.flavour == Flavour::kRaw ? 'r' : 'p';
       for (const std::string& key : handed_) {
@@ -1064,13 +1090,16 @@ class RedisBroker::Impl {
     pump();
   }
 
-  void send_touch(const std::string& stream, const std::string& id, std::function<void(bool)> done) {
+  void send_touch(const std::string& stream, const std::string& id,
+                  std::function<void(bool)> done) {
     command_link()->send(
         Command::make({"EVALSHA", scripts::shas().touch, "1", stream, group_, consumer_, id}),
         [this, done = std::move(done)](const Status& s, ReplyPtr r) {
           if (starts_with(r.get(), "NOSCRIPT")) reload_scripts(cmd_);
-          // Errors (connection lost) say nothing about ownership.
-          if (s.is_ok() && r && r->type == REDIS_REPLY_INTEGER && done) done(r->integer == 1);
+          // Errors (connection lost) and "acknowledged meanwhile" say nothing about ownership.
+          if (s.is_ok() && r && r->type == REDIS_REPLY_INTEGER && r->integer != 0 && done) {
+            done(r->integer == 1);
+          }
         });
   }
 
@@ -1151,9 +1180,10 @@ class RedisBroker::Impl {
   void on_finished(const std::shared_ptr<FinishOp>& op, const Status& s, const redisReply* r) {
     Status e = expect_ok(s, r, "finishing the request");
     if (starts_with(r, "NOSCRIPT")) reload_scripts(cmd_);
-    if (e.is_ok() && is_array(r) && r->elements >= 2 && r->element[1]->type != REDIS_REPLY_INTEGER) {
-      log_.warn("pushing the reply of " + op->message_id + " failed: " +
-                std::string(text(r->element[1])));
+    if (e.is_ok() && is_array(r) && r->elements >= 2 &&
+        r->element[1]->type != REDIS_REPLY_INTEGER) {
+      log_.warn("pushing the reply of " + op->message_id +
+                " failed: " + std::string(text(r->element[1])));
     }
     // Not acknowledged on failure: the request comes back for another try.
     complete(op, e);
@@ -1200,9 +1230,9 @@ class RedisBroker::Impl {
     for (const ReplyStream& r : replies_) args.push_back(r.key);
     for (const ReplyStream& r : replies_) args.push_back(r.last_id);
     listening_ = true;
-    listen_->send(Command::make(args),
-                  [this](const Status& s, ReplyPtr r) { on_replies(s, std::move(r)); },
-                  settings_.block);
+    listen_->send(
+        Command::make(args), [this](const Status& s, ReplyPtr r) { on_replies(s, std::move(r)); },
+        settings_.block);
   }
 
   void on_replies(const Status& s, ReplyPtr r) {
@@ -1342,7 +1372,7 @@ class RedisBroker::Impl {
   std::shared_ptr<Subscription> sub_;
   // Written once by subscribe, read by finish() on the engine's threads.
   mutable std::mutex names_mutex_;
-  std::string group_;     // kept after unsubscribe: late finishes still ack
+  std::string group_;  // kept after unsubscribe: late finishes still ack
   std::string consumer_;
   std::uint32_t max_outstanding_ = 1;
   milliseconds visibility_{30000};

@@ -86,14 +86,14 @@ return {nxt, claimed, out}
 
 // Resets a pending entry's idle time, but only while this consumer still owns it: a plain
 // XCLAIM would take it back from a server that has legitimately claimed it.
-// KEYS[1] stream; ARGV group, consumer, id. Returns 1 when refreshed, 0 when no longer ours.
+// KEYS[1] stream; ARGV group, consumer, id. Returns 1 when refreshed, 0 when it is no longer
+// pending (acknowledged), -1 when another consumer has it now.
 inline constexpr const char* kTouch = R"lua(
 local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1)
-if p[1] and p[1][2] == ARGV[2] then
-  redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[3], 'JUSTID')
-  return 1
-end
-return 0
+if not p[1] then return 0 end
+if p[1][2] ~= ARGV[2] then return -1 end
+redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[3], 'JUSTID')
+return 1
 )lua";
 
 // Trims a request stream below the oldest entry some group still needs: everything older than

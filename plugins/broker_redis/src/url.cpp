@@ -65,8 +65,8 @@ Status apply_query(std::string_view query, RedisUrl* url) {
     if (pair.empty()) continue;
     auto eq = pair.find('=');
     std::string_view key = pair.substr(0, eq);
-    auto value = percent_decode(eq == std::string_view::npos ? std::string_view()
-                                                             : pair.substr(eq + 1));
+    auto value =
+        percent_decode(eq == std::string_view::npos ? std::string_view() : pair.substr(eq + 1));
     if (!value.is_ok()) return value.status();
     if (key == "db") {
       auto db = parse_db(*value);

@@ -126,8 +126,7 @@ TEST_F(RedisBrokerTest, TheAckGoesOutOnlyAfterTheResultIsStoredAndPushed) {
       }
     });
     ReplyView reply{Flavour::kPython, q, id, *reply_to, "result", false};
-    ASSERT_TRUE(
-        finish_sync(*srv, got[0], &reply, dead_letter ? "also dead-lettered" : "").is_ok());
+    ASSERT_TRUE(finish_sync(*srv, got[0], &reply, dead_letter ? "also dead-lettered" : "").is_ok());
     watcher.join();
     auto index_of = [&](std::string_view needle) {
       for (std::size_t i = 0; i < lines.size(); ++i) {
@@ -155,8 +154,8 @@ TEST_F(RedisBrokerTest, TheAckGoesOutOnlyAfterTheResultIsStoredAndPushed) {
 TEST_F(RedisBrokerTest, AResultThatCannotBeStoredIsNotAcknowledged) {
   // This user may do everything but SET: the store fails, so the request must stay pending.
   server().set_acl_user("nostore", "pw-nostore", {"~*", "&*", "+@all", "-set"});
-  std::string url = "redis://nostore:pw-nostore@127.0.0.1:" + std::to_string(server().port()) +
-                    "/0";
+  std::string url =
+      "redis://nostore:pw-nostore@127.0.0.1:" + std::to_string(server().port()) + "/0";
   auto srv = make_broker(url);
   Collector col;
   ASSERT_TRUE(srv->subscribe(sub_options(q_, "s1"), col.handler()).is_ok());
@@ -203,9 +202,8 @@ TEST_F(RedisBrokerTest, PushOnlyDoesNotRewriteTheStoredResult) {
   ASSERT_TRUE(srv->subscribe(sub_options(q_, "s1"), col.handler()).is_ok());
   auto cli = make_broker(url());
   std::promise<std::string> pushed;
-  auto reply_to = cli->open_replies(q_, [&](std::string_view, std::string_view p) {
-    pushed.set_value(std::string(p));
-  });
+  auto reply_to = cli->open_replies(
+      q_, [&](std::string_view, std::string_view p) { pushed.set_value(std::string(p)); });
   ASSERT_TRUE(reply_to.is_ok());
   std::string id = new_uuid();
   RedisClient c = server().client();
@@ -416,7 +414,11 @@ TEST_F(RedisBrokerTest, ServedRequestsAreTrimmedAndUnservedOnesAreKept) {
   RedisClient c = server().client();
   std::string stream = names::request_stream(Flavour::kPython, q_);
   // MINID ~ drops whole stream nodes (100 entries each by default).
-  EXPECT_TRUE(wait_until([&] { return c.integer({"XLEN", stream}) <= 100; }, 10s))
+  EXPECT_TRUE(wait_until(
+      [&] {
+        return c.integer({"XLEN", stream}) <= 100;
+      },
+      10s))
       << c.integer({"XLEN", stream});
 
   // A queue whose requests are delivered but not finished keeps every one of them.

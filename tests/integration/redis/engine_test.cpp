@@ -35,8 +35,8 @@ class RedisEngineTest : public ::testing::Test {
 
   std::unique_ptr<Server> start_server(ServerOptions options = {}, int workers = 4) {
     options.queue = q_;
-    auto executor = make(registry_.make_executor(
-        "thread", {{"workers", std::to_string(workers)}}, functions_));
+    auto executor =
+        make(registry_.make_executor("thread", {{"workers", std::to_string(workers)}}, functions_));
     executors_.push_back(executor);
     auto server = std::make_unique<Server>(options, broker(), codec_, codec_, functions_,
                                            ExecutorMap{{"thread", executor}});
@@ -177,8 +177,8 @@ TEST_F(RedisEngineTest, MalformedEntriesAreDeadLetteredAnsweredAndServingGoesOn)
   std::string wrong_type = new_uuid();
   std::string bad_utf8 = new_uuid();
   std::string large = new_uuid();
-  xadd({"colour", "blue"});                                                     // no `message`
-  xadd_message("this is not json");                                             // invalid JSON
+  xadd({"colour", "blue"});                                                    // no `message`
+  xadd_message("this is not json");                                            // invalid JSON
   xadd_message(R"({"func_name": 5, "message_id": ")" + wrong_type + R"("})");  // wrong type
   xadd_message("{\"message_id\": \"" + bad_utf8 +
                "\", \"func_name\": \"echo\", \"func_args\": [\"\xff\xfe\"]}");  // bad UTF-8
@@ -186,8 +186,7 @@ TEST_F(RedisEngineTest, MalformedEntriesAreDeadLetteredAnsweredAndServingGoesOn)
                std::string(2u << 20, 'x') + R"("]})");  // over the server's limit
   xadd_message(R"({"message_id": ")" + new_uuid() + R"(", "func_name": "echo", "func_args": [")" +
                std::string(64u << 20, 'x') + R"("]})");  // 64 MB: over every limit
-  ASSERT_TRUE(wait_until([&] { return stats().dead_letters == 6; }, 60s))
-      << stats().dead_letters;
+  ASSERT_TRUE(wait_until([&] { return stats().dead_letters == 6; }, 60s)) << stats().dead_letters;
 
   // Answered wherever the message_id can be read.
   auto typed = stored(wrong_type);

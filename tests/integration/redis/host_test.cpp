@@ -34,8 +34,7 @@ class RedisHostTest : public ::testing::Test {
         {std::string(PRPC_TEST_BINARY_DIR) + "/bin/prpc-host", "--config", config.string()},
         dir_.path() / (name + ".log"));
     bool up = wait_until(
-        [&] { return !p.running() || p.output().find("serving queue") != std::string::npos; },
-        20s);
+        [&] { return !p.running() || p.output().find("serving queue") != std::string::npos; }, 20s);
     if (!up || !p.running()) {
       throw std::runtime_error("prpc-host " + name + " did not start:\n" + p.output());
     }
@@ -142,8 +141,8 @@ TEST_F(RedisHostTest, TwoHostsShareAQueueUnderLoadEachCallRunsOnce) {
   ASSERT_NE(at, std::string::npos) << info;
   EXPECT_EQ(std::stol(info.substr(at + 18)), kCalls) << info;
   EXPECT_EQ(pending_count(c, names::request_stream(Flavour::kRaw, q_)), 0);
-  auto consumers = c.command({"XINFO", "CONSUMERS", names::request_stream(Flavour::kRaw, q_),
-                              "prpc_group_consumers"});
+  auto consumers = c.command(
+      {"XINFO", "CONSUMERS", names::request_stream(Flavour::kRaw, q_), "prpc_group_consumers"});
   EXPECT_EQ(consumers->elements, 2u);
   EXPECT_TRUE(a.running());
   EXPECT_TRUE(b.running());
@@ -153,7 +152,8 @@ TEST_F(RedisHostTest, TheRawProtocolWithRedisCliOnly) {
   ChildProcess host = start_host("raw");
   std::string id = new_uuid();
   std::string message = R"({"func_name": "hello_world", "func_args": [], "func_kwargs": {}, )"
-                        R"("message_id": ")" + id + R"("})";
+                        R"("message_id": ")" +
+                        id + R"("})";
   std::string entry = cli({"XADD", "prpc_raw_" + q_, "*", "message", message});
   EXPECT_NE(entry.find('-'), std::string::npos) << entry;
   std::string reply;

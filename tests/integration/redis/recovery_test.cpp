@@ -95,8 +95,7 @@ TEST_F(RedisRecoveryTest, DeliveryCountsGrowWithEveryRedelivery) {
   for (std::uint32_t attempt = 1; attempt <= 4; ++attempt) {
     auto srv = make_broker(server_.url());
     Collector col;
-    ASSERT_TRUE(srv->subscribe(sub_options(q_, "c" + std::to_string(attempt), 200ms),
-                               col.handler())
+    ASSERT_TRUE(srv->subscribe(sub_options(q_, "c" + std::to_string(attempt), 200ms), col.handler())
                     .is_ok());
     auto got = col.wait_for(1, 10s);
     ASSERT_EQ(got.size(), 1u) << "attempt " << attempt;
@@ -156,8 +155,8 @@ TEST_F(RedisRecoveryTest, AParkedEntryStaysOursUntilASlotFrees) {
   auto end = std::chrono::steady_clock::now() + 4 * kVisibility;
   while (std::chrono::steady_clock::now() < end) {
     srv->touch(first[0].view());
-    EXPECT_FALSE(wait_until([&] { return col.size() > 1 || col_other.size() > 0; },
-                            kVisibility / 3));
+    EXPECT_FALSE(
+        wait_until([&] { return col.size() > 1 || col_other.size() > 0; }, kVisibility / 3));
   }
   ASSERT_TRUE(finish_sync(*srv, first[0], nullptr).is_ok());
   auto both = col.wait_for(2);
@@ -175,8 +174,8 @@ TEST_F(RedisRecoveryTest, ItsOwnEntriesThatNeverReachedItAreRecoveredBySoleServe
   RedisClient c = server_.client();
   std::string stream = names::request_stream(Flavour::kPython, q_);
   c.command({"XGROUP", "CREATE", stream, "prpc_group_consumers", "0", "MKSTREAM"});
-  c.command({"XREADGROUP", "GROUP", "prpc_group_consumers", "solo", "COUNT", "1", "STREAMS",
-             stream, ">"});
+  c.command({"XREADGROUP", "GROUP", "prpc_group_consumers", "solo", "COUNT", "1", "STREAMS", stream,
+             ">"});
   ASSERT_EQ(pending_count(c, stream), 1);
   auto srv = make_broker(server_.url());
   Collector col;

@@ -1,8 +1,9 @@
 // The `url` option: every accepted form, and refusals that say what is wrong.
+#include "prpc/broker_redis/url.hpp"
+
 #include <gtest/gtest.h>
 
 #include "prpc/broker_redis/names.hpp"
-#include "prpc/broker_redis/url.hpp"
 
 namespace prpc::redis {
 namespace {
@@ -89,10 +90,10 @@ TEST(RedisUrl, RedactedNeverShowsCredentials) {
 }
 
 TEST(RedisUrl, Refusals) {
-  for (const char* bad : {"http://h", "rediss://h:1", "redis://h:0", "redis://h:70000",
-                          "redis://h:x", "redis://h/abc", "redis://h/-1", "unix://relative.sock",
-                          "unix:///s.sock?db=x", "unix:///s.sock?colour=red", "redis://[::1",
-                          "redis://a:%zz@h"}) {
+  for (const char* bad :
+       {"http://h", "rediss://h:1", "redis://h:0", "redis://h:70000", "redis://h:x",
+        "redis://h/abc", "redis://h/-1", "unix://relative.sock", "unix:///s.sock?db=x",
+        "unix:///s.sock?colour=red", "redis://[::1", "redis://a:%zz@h"}) {
     auto u = parse_redis_url(bad);
     EXPECT_FALSE(u.is_ok()) << bad;
     if (!u.is_ok()) {

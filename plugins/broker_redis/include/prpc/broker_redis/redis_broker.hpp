@@ -29,8 +29,7 @@ class RedisBroker final : public Broker {
 
   Status subscribe(const SubscribeOptions& options, DeliveryHandler handler) override;
   void unsubscribe() override;
-  void finish(const DeliveryView& delivery, const FinishRequest& what,
-              DoneCallback done) override;
+  void finish(const DeliveryView& delivery, const FinishRequest& what, DoneCallback done) override;
   void touch(const DeliveryView& delivery) override;
   void lookup_result(Flavour flavour, std::string_view queue, std::string_view message_id,
                      LookupCallback done) override;
