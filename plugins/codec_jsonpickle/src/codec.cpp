@@ -1,0 +1,648 @@
+#include "prpc/jsonpickle/codec.hpp"
+
+#include <charconv>
+#include <chrono>
+#include <vector>
+
+#include "prpc/jsonpickle/references.hpp"
+#include "prpc/uuid.hpp"
+
+namespace prpc::jsonpickle {
+
+namespace {
+
+constexpr std::int64_t kMicrosPerSecond = 1'000'000;
+constexpr std::int64_t kSecondsPerDay = 86'400;
+
+bool digits(std::string_view s, std::size_t pos, std::size_t n, int& out) {
+  if (pos + n > s.size()) return false;
+  int v = 0;
+  for (std::size_t i = pos; i < pos + n; ++i) {
+    if (s[i] < '0' || s[i] > '9') return false;
+    v = v * 10 + (s[i] - '0');
+  }
+  out = v;
+  return true;
+}
+
+// ".f" .. ".ffffff" (more digits are cut, as fromisoformat does from 3.11).
+bool fraction(std::string_view s, std::size_t& pos, int& micros) {
+  micros = 0;
+  if (pos >= s.size() || (s[pos] != '.' && s[pos] != ',')) return true;
+  ++pos;
+  std::size_t n = 0;
+  while (pos < s.size() && s[pos] >= '0' && s[pos] <= '9') {
+    if (n < 6) micros = micros * 10 + (s[pos] - '0');
+    ++n;
+    ++pos;
+  }
+  if (n == 0) return false;
+  for (std::size_t i = n; i < 6; ++i) micros *= 10;
+  return true;
+}
+
+bool valid_date(int y, int m, int d) {
+  using namespace std::chrono;
+  return y >= 1 && y <= 9999 &&
+         year_month_day{year{y}, month{static_cast<unsigned>(m)}, day{static_cast<unsigned>(d)}}
+             .ok();
+}
+
+// Zero-padded decimal of a non-negative value.
+void append_uint(std::string& out, std::int64_t v, int width) {
+  char buf[24];
+  int n = 0;
+  do {
+    buf[n++] = static_cast<char>('0' + v % 10);
+    v /= 10;
+  } while (v > 0 && n < 20);
+  while (n < width) buf[n++] = '0';
+  while (n > 0) out += buf[--n];
+}
+
+std::string describe(const Document& doc, std::uint32_t n) {
+  if (n == kNoNode) return "nothing";
+  switch (doc[n].kind) {
+    case Kind::kNull: return "null";
+    case Kind::kFalse:
+    case Kind::kTrue: return "a bool";
+    case Kind::kNumber: return "a number";
+    case Kind::kString: return "a string";
+    case Kind::kArray: return "a list";
+    case Kind::kObject: break;
+  }
+  switch (tag_of(doc, n)) {
+    case Tag::kDict: return "a dict";
+    case Tag::kTuple: return "a tuple";
+    case Tag::kSet: return "a set";
+    case Tag::kB64:
+    case Tag::kB85: return "bytes";
+    case Tag::kId: return "a dangling py/id";
+    case Tag::kObject: {
+      std::uint32_t c = doc.member(n, "py/object");
+      return "py/object " + (doc[c].kind == Kind::kString ? std::string(doc[c].text) : "?");
+    }
+    case Tag::kReduce: return "a py/reduce";
+    default: return "a tagged object";
+  }
+}
+
+Status field_error(std::string_view field, std::string_view what) {
+  return make_error(StatusCode::kDecode, "PRPCMessage." + std::string(field) + ": " +
+                                             std::string(what));
+}
+
+bool read_int64(std::string_view text, std::int64_t& v) {
+  auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+  return ec == std::errc() && p == text.data() + text.size();
+}
+
+// (days, seconds, microseconds) of {"py/reduce": [{"py/type": "datetime.timedelta"},
+// {"py/tuple": [d, s, us]}]}, as a count of microseconds.
+std::optional<std::int64_t> timedelta_micros(const Document& doc, std::uint32_t n) {
+  if (tag_of(doc, n) != Tag::kReduce) return std::nullopt;
+  std::uint32_t r = doc.member(n, "py/reduce");
+  if (doc[r].kind != Kind::kArray || doc[r].size < 2) return std::nullopt;
+  std::uint32_t f = doc.member(doc.child(r, 0), "py/type");
+  if (f == kNoNode || doc[f].text != "datetime.timedelta") return std::nullopt;
+  std::uint32_t t = doc.member(doc.child(r, 1), "py/tuple");
+  if (t == kNoNode || doc[t].kind != Kind::kArray || doc[t].size != 3) return std::nullopt;
+  std::int64_t parts[3] = {0, 0, 0};
+  for (std::uint32_t i = 0; i < 3; ++i) {
+    const Node& x = doc[doc.child(t, i)];
+    if (x.kind != Kind::kNumber || !x.integral || !read_int64(x.text, parts[i])) {
+      return std::nullopt;
+    }
+  }
+  // Offsets are within a day; anything larger is not a datetime.timezone offset.
+  if (parts[0] < -2 || parts[0] > 2) return std::nullopt;
+  return (parts[0] * kSecondsPerDay + parts[1]) * kMicrosPerSecond + parts[2];
+}
+
+struct Salvage {
+  std::string message_id;
+  std::string reply_to;
+  std::string func_name;
+};
+
+// Best effort for input that is not even JSON: find "key": "value" or the uuid's "hex".
+std::string scan_text_field(std::string_view in, std::string_view key) {
+  std::string needle = "\"" + std::string(key) + "\"";
+  std::size_t p = in.find(needle);
+  if (p == std::string_view::npos) return {};
+  p += needle.size();
+  while (p < in.size() && (in[p] == ' ' || in[p] == ':')) ++p;
+  if (p < in.size() && in[p] == '{') {
+    std::size_t h = in.find("\"hex\"", p);
+    if (h == std::string_view::npos || h > p + 64) return {};
+    p = h + 5;
+    while (p < in.size() && (in[p] == ' ' || in[p] == ':')) ++p;
+  }
+  if (p >= in.size() || in[p] != '"') return {};
+  std::size_t end = in.find('"', p + 1);
+  if (end == std::string_view::npos || end - p > 512) return {};
+  std::string_view v = in.substr(p + 1, end - p - 1);
+  if (v.find('\\') != std::string_view::npos) return {};
+  return std::string(v);
+}
+
+void fill_salvage(Message* salvaged, const Salvage& s) {
+  if (salvaged == nullptr) return;
+  if (auto c = canonical_uuid(s.message_id)) {
+    salvaged->message_id = *c;
+  } else {
+    salvaged->message_id = s.message_id;
+  }
+  salvaged->reply_to = s.reply_to;
+  salvaged->func_name = s.func_name;
+}
+
+class EnvelopeWriter {
+ public:
+  EnvelopeWriter(const Limits& limits, std::string& out) : limits_(limits), out_(out) {}
+
+  void key(std::string_view k) {
+    out_ += ", ";
+    append_py_string(out_, k);
+    out_ += ": ";
+  }
+
+  Status fragment(std::string_view field, std::string_view text) {
+    auto parsed = Document::parse(text, limits_);
+    if (!parsed.is_ok()) return parsed.status().with_context("encoding " + std::string(field));
+    const Document& doc = *parsed;
+    Numbering num;
+    PRPC_RETURN_IF_ERROR(number_nodes(doc, doc.root(), num));
+    std::vector<std::int64_t> map(num.ids.size(), -1);
+    std::vector<Replacement> replaced;
+    std::size_t u = 0;
+    for (std::size_t k = 0; k < num.ids.size(); ++k) {
+      if (map[k] != -1) continue;
+      bool is_utc = u < num.utc_ids.size() && num.utc_ids[u] == k;
+      if (is_utc) ++u;
+      if (is_utc && utc_id_ >= 0) {
+        // Python holds one timezone.utc: a second one is a reference to the first, and the
+        // timedelta inside it is never written.
+        map[k] = utc_id_;
+        replaced.push_back({num.ids[k], utc_id_});
+        if (k + 1 < num.ids.size() && inside(doc, num.ids[k], num.ids[k + 1])) map[k + 1] = -2;
+        continue;
+      }
+      if (is_utc) utc_id_ = next_;
+      map[k] = next_++;
+    }
+    if (doc.canonical() && replaced.empty() && text.find("py/id") == std::string_view::npos) {
+      out_ += text;  // nothing to renumber and already in json.dumps layout
+    } else {
+      write_mapped(doc, doc.root(), map, replaced, out_);
+    }
+    return Status::ok();
+  }
+
+  void uuid(std::string_view id) {
+    if (auto c = canonical_uuid(id)) {
+      std::string hex;
+      for (char ch : *c) {
+        if (ch != '-') hex += ch;
+      }
+      out_ += "{\"py/object\": \"uuid.UUID\", \"hex\": \"";
+      out_ += hex;
+      out_ += "\"}";
+      ++next_;
+    } else {
+      append_py_string(out_, id);
+    }
+  }
+
+  Status date(std::string_view field, std::string_view iso) {
+    if (iso.empty()) {
+      out_ += "null";
+      return Status::ok();
+    }
+    auto dt = datetime_from_iso(iso);
+    if (!dt) {
+      return make_error(StatusCode::kEncode,
+                        std::string(field) + " is not an ISO 8601 datetime: " + std::string(iso));
+    }
+    out_ += "{\"py/object\": \"datetime.datetime\", \"__reduce__\": [{\"py/type\": "
+            "\"datetime.datetime\"}, [\"";
+    out_ += base64_encode(dt->state);
+    out_ += '"';
+    ++next_;
+    if (dt->has_offset) {
+      out_ += ", ";
+      if (dt->offset_us == 0 && utc_id_ >= 0) {
+        out_ += "{\"py/id\": " + std::to_string(utc_id_) + "}";
+      } else {
+        if (dt->offset_us == 0) utc_id_ = next_;
+        next_ += 2;  // the timezone and its timedelta
+        std::int64_t total = dt->offset_us;
+        std::int64_t us = ((total % kMicrosPerSecond) + kMicrosPerSecond) % kMicrosPerSecond;
+        std::int64_t secs = (total - us) / kMicrosPerSecond;
+        std::int64_t days = secs >= 0 ? secs / kSecondsPerDay : -((-secs + kSecondsPerDay - 1) /
+                                                                   kSecondsPerDay);
+        secs -= days * kSecondsPerDay;
+        out_ += "{\"py/reduce\": [{\"py/type\": \"datetime.timezone\"}, {\"py/tuple\": "
+                "[{\"py/reduce\": [{\"py/type\": \"datetime.timedelta\"}, {\"py/tuple\": [";
+        out_ += std::to_string(days) + ", " + std::to_string(secs) + ", " + std::to_string(us);
+        out_ += "]}]}]}]}";
+      }
+    }
+    out_ += "]]}";
+    return Status::ok();
+  }
+
+ private:
+  // Whether `inner` lies in the subtree of `outer` (node indexes are in document order).
+  static bool inside(const Document& doc, std::uint32_t outer, std::uint32_t inner) {
+    if (inner <= outer) return false;
+    std::uint32_t end = outer;
+    // The last node of a subtree: follow last children down.
+    while (doc[end].first_child != kNoNode) {
+      std::uint32_t c = doc[end].first_child;
+      while (doc[c].next_sibling != kNoNode) c = doc[c].next_sibling;
+      end = c;
+    }
+    return inner <= end;
+  }
+
+  const Limits& limits_;
+  std::string& out_;
+  std::int64_t next_ = 1;  // the message object itself is id 0
+  std::int64_t utc_id_ = -1;
+};
+
+}  // namespace
+
+std::optional<PickledDatetime> datetime_from_iso(std::string_view s) {
+  int y = 0, mo = 0, d = 0, h = 0, mi = 0, sec = 0, us = 0;
+  if (!digits(s, 0, 4, y) || s.size() < 10 || s[4] != '-' || !digits(s, 5, 2, mo) ||
+      s[7] != '-' || !digits(s, 8, 2, d) || !valid_date(y, mo, d)) {
+    return std::nullopt;
+  }
+  std::size_t pos = 10;
+  if (pos < s.size()) {
+    if (s[pos] != 'T' && s[pos] != ' ' && s[pos] != 't') return std::nullopt;
+    if (!digits(s, pos + 1, 2, h) || pos + 3 >= s.size() || s[pos + 3] != ':' ||
+        !digits(s, pos + 4, 2, mi)) {
+      return std::nullopt;
+    }
+    pos += 6;
+    if (pos < s.size() && s[pos] == ':') {
+      if (!digits(s, pos + 1, 2, sec)) return std::nullopt;
+      pos += 3;
+      if (!fraction(s, pos, us)) return std::nullopt;
+    }
+    if (h > 23 || mi > 59 || sec > 59) return std::nullopt;
+  }
+  PickledDatetime dt;
+  if (pos < s.size()) {
+    char sign = s[pos];
+    if (sign == 'Z' || sign == 'z') {
+      dt.has_offset = true;
+      ++pos;
+    } else if (sign == '+' || sign == '-') {
+      int oh = 0, om = 0, os = 0, ous = 0;
+      if (!digits(s, pos + 1, 2, oh)) return std::nullopt;
+      pos += 3;
+      bool colon = pos < s.size() && s[pos] == ':';
+      if (colon) ++pos;
+      if (pos < s.size()) {
+        if (!digits(s, pos, 2, om)) return std::nullopt;
+        pos += 2;
+        if (pos < s.size() && (colon ? s[pos] == ':' : (s[pos] >= '0' && s[pos] <= '9'))) {
+          if (colon) ++pos;
+          if (!digits(s, pos, 2, os)) return std::nullopt;
+          pos += 2;
+          if (!fraction(s, pos, ous)) return std::nullopt;
+        }
+      }
+      if (oh > 23 || om > 59 || os > 59) return std::nullopt;
+      std::int64_t off = ((static_cast<std::int64_t>(oh) * 60 + om) * 60 + os) * kMicrosPerSecond + ous;
+      dt.has_offset = true;
+      dt.offset_us = sign == '-' ? -off : off;
+    } else {
+      return std::nullopt;
+    }
+  }
+  if (pos != s.size()) return std::nullopt;
+  dt.state.resize(10);
+  dt.state[0] = static_cast<char>(y >> 8);
+  dt.state[1] = static_cast<char>(y & 0xff);
+  dt.state[2] = static_cast<char>(mo);
+  dt.state[3] = static_cast<char>(d);
+  dt.state[4] = static_cast<char>(h);
+  dt.state[5] = static_cast<char>(mi);
+  dt.state[6] = static_cast<char>(sec);
+  dt.state[7] = static_cast<char>((us >> 16) & 0xff);
+  dt.state[8] = static_cast<char>((us >> 8) & 0xff);
+  dt.state[9] = static_cast<char>(us & 0xff);
+  return dt;
+}
+
+std::string iso_from_datetime(const PickledDatetime& dt) {
+  auto b = [&](std::size_t i) { return static_cast<int>(static_cast<unsigned char>(dt.state[i])); };
+  std::string out;
+  out.reserve(32);
+  append_uint(out, b(0) * 256 + b(1), 4);
+  out += '-';
+  append_uint(out, b(2) & 0x7f, 2);  // the high bit is the fold flag of protocol 4 pickles
+  out += '-';
+  append_uint(out, b(3), 2);
+  out += 'T';
+  append_uint(out, b(4), 2);
+  out += ':';
+  append_uint(out, b(5), 2);
+  out += ':';
+  append_uint(out, b(6), 2);
+  int us = (b(7) << 16) | (b(8) << 8) | b(9);
+  if (us != 0) {
+    out += '.';
+    append_uint(out, us, 6);
+  }
+  if (dt.has_offset) {
+    std::int64_t off = dt.offset_us;
+    out += off < 0 ? '-' : '+';
+    if (off < 0) off = -off;
+    std::int64_t ous = off % kMicrosPerSecond;
+    std::int64_t secs = off / kMicrosPerSecond;
+    append_uint(out, secs / 3600, 2);
+    out += ':';
+    append_uint(out, (secs / 60) % 60, 2);
+    if (secs % 60 != 0 || ous != 0) {
+      out += ':';
+      append_uint(out, secs % 60, 2);
+      if (ous != 0) {
+        out += '.';
+        append_uint(out, ous, 6);
+      }
+    }
+  }
+  return out;
+}
+
+Result<std::string> JsonpickleCodec::encode(const Message& m) const {
+  std::string out;
+  out.reserve(256 + m.func_args.size() + m.func_kwargs.size() + m.result.size());
+  EnvelopeWriter w(limits_, out);
+  out += "{\"py/object\": \"";
+  out += kMessageClass;
+  out += '"';
+  w.key("func_name");
+  append_py_string(out, m.func_name);
+  w.key("func_args");
+  PRPC_RETURN_IF_ERROR(w.fragment("func_args", m.func_args.empty() ? "[]" : m.func_args));
+  w.key("func_kwargs");
+  PRPC_RETURN_IF_ERROR(w.fragment("func_kwargs", m.func_kwargs.empty() ? "{}" : m.func_kwargs));
+  w.key("message_id");
+  w.uuid(m.message_id);
+  w.key("result");
+  PRPC_RETURN_IF_ERROR(w.fragment("result", m.result.empty() ? "null" : m.result));
+  w.key("exception_info");
+  if (m.exception_info) {
+    append_py_string(out, *m.exception_info);
+  } else {
+    out += "null";
+  }
+  w.key("date_create_message");
+  PRPC_RETURN_IF_ERROR(w.date("date_create_message", m.date_create_message));
+  w.key("date_done_message");
+  PRPC_RETURN_IF_ERROR(w.date("date_done_message", m.date_done_message));
+  // Extensions exist on the Python object only when they have a value, after the eight.
+  auto text = [&](std::string_view k, const std::string& v) {
+    if (v.empty()) return;
+    w.key(k);
+    append_py_string(out, v);
+  };
+  text("reply_to", m.reply_to);
+  text("deadline", m.deadline);
+  if (m.attempt != 0) {
+    w.key("attempt");
+    out += std::to_string(m.attempt);
+  }
+  text("exception_type", m.exception_type);
+  text("traceback", m.traceback);
+  text("traceparent", m.traceparent);
+  out += '}';
+  if (out.size() > limits_.max_bytes) {
+    return make_error(StatusCode::kResourceExhausted,
+                      "encoded message of " + std::to_string(out.size()) +
+                          " bytes exceeds the limit of " + std::to_string(limits_.max_bytes));
+  }
+  return out;
+}
+
+Result<Message> JsonpickleCodec::decode(std::string_view bytes, Message* salvaged) const {
+  auto parsed = Document::parse(bytes, limits_);
+  if (!parsed.is_ok()) {
+    fill_salvage(salvaged, Salvage{scan_text_field(bytes, "message_id"),
+                                   scan_text_field(bytes, "reply_to"),
+                                   scan_text_field(bytes, "func_name")});
+    return parsed.status().with_context("decoding a jsonpickle message");
+  }
+  const Document& doc = *parsed;
+  const std::uint32_t root = doc.root();
+  Numbering global;
+  PRPC_RETURN_IF_ERROR(number_nodes(doc, root, global));
+
+  auto field = [&](std::string_view name) { return doc.member(root, name); };
+  auto string_or_empty = [&](std::uint32_t n) -> std::string {
+    return (n != kNoNode && doc[n].kind == Kind::kString) ? std::string(doc[n].text)
+                                                          : std::string();
+  };
+
+  // What can be recovered comes first, so every later failure can still be answered.
+  Salvage salvage;
+  salvage.func_name = string_or_empty(field("func_name"));
+  salvage.reply_to = string_or_empty(field("reply_to"));
+  std::uint32_t id_node = resolve(doc, field("message_id"), global);
+  if (id_node != kNoNode && doc[id_node].kind == Kind::kString) {
+    salvage.message_id = std::string(doc[id_node].text);
+  } else if (tag_of(doc, id_node) == Tag::kObject) {
+    salvage.message_id = string_or_empty(doc.member(id_node, "hex"));
+  }
+  auto fail = [&](Status s) -> Result<Message> {
+    fill_salvage(salvaged, salvage);
+    return s;
+  };
+  // A fragment without references is its own source text; the others are renumbered.
+  auto fragment = [&](std::uint32_t node, bool as_list) -> Result<std::string> {
+    std::string_view src = doc.source(node);
+    if (doc.canonical() && src.find("py/id") == std::string_view::npos &&
+        !(as_list && tag_of(doc, node) == Tag::kTuple)) {
+      return std::string(src);
+    }
+    return write_rebased(doc, node, global, limits_.max_depth, as_list);
+  };
+
+  if (tag_of(doc, root) != Tag::kObject) {
+    return fail(make_error(StatusCode::kDecode,
+                           "not a PRPCMessage: the document is " + describe(doc, root)));
+  }
+  std::uint32_t cls = doc.member(root, "py/object");
+  if (doc[cls].kind != Kind::kString || doc[cls].text != kMessageClass) {
+    return fail(make_error(StatusCode::kDecode,
+                           "not a PRPCMessage: refusing " + describe(doc, root)));
+  }
+
+  Message m;
+  // func_name
+  std::uint32_t n = field("func_name");
+  if (n == kNoNode || doc[n].kind != Kind::kString) {
+    return fail(field_error("func_name", "expected a string, got " + describe(doc, n)));
+  }
+  m.func_name = std::string(doc[n].text);
+
+  // message_id: a uuid.UUID (jsonpickle's handler form) or a string.
+  if (id_node != kNoNode && doc[id_node].kind == Kind::kString) {
+    auto c = canonical_uuid(doc[id_node].text);
+    m.message_id = c ? *c : std::string(doc[id_node].text);
+  } else if (tag_of(doc, id_node) == Tag::kObject &&
+             doc[doc.member(id_node, "py/object")].text == "uuid.UUID") {
+    auto c = canonical_uuid(salvage.message_id);
+    if (!c) return fail(field_error("message_id", "uuid.UUID with an invalid hex"));
+    m.message_id = *c;
+  } else {
+    return fail(field_error("message_id", "expected a uuid.UUID or a string, got " +
+                                               describe(doc, id_node)));
+  }
+  if (m.message_id.empty()) return fail(field_error("message_id", "empty"));
+
+  // Fragments, each renumbered to stand alone.
+  n = field("func_args");
+  if (n != kNoNode) {
+    std::uint32_t r = resolve(doc, n, global);
+    Tag t = tag_of(doc, r);
+    if (r == kNoNode || (doc[r].kind != Kind::kArray && t != Tag::kTuple)) {
+      return fail(field_error("func_args", "expected a list or a tuple, got " + describe(doc, r)));
+    }
+    auto text = fragment(n, true);
+    if (!text.is_ok()) return fail(text.status().with_context("PRPCMessage.func_args"));
+    m.func_args = std::move(*text);
+  }
+  n = field("func_kwargs");
+  if (n != kNoNode && doc[n].kind != Kind::kNull) {
+    std::uint32_t r = resolve(doc, n, global);
+    if (tag_of(doc, r) != Tag::kDict) {
+      return fail(field_error("func_kwargs", "expected a dict, got " + describe(doc, r)));
+    }
+    auto text = fragment(n, false);
+    if (!text.is_ok()) return fail(text.status().with_context("PRPCMessage.func_kwargs"));
+    m.func_kwargs = std::move(*text);
+  }
+  n = field("result");
+  if (n != kNoNode) {
+    auto text = fragment(n, false);
+    if (!text.is_ok()) return fail(text.status().with_context("PRPCMessage.result"));
+    m.result = std::move(*text);
+  }
+
+  // Plain text fields: a string, or null / absent.
+  auto optional_text = [&](std::string_view name, std::string& out) -> Status {
+    std::uint32_t x = field(name);
+    if (x == kNoNode || doc[x].kind == Kind::kNull) return Status::ok();
+    if (doc[x].kind != Kind::kString) {
+      return field_error(name, "expected a string, got " + describe(doc, x));
+    }
+    out = std::string(doc[x].text);
+    return Status::ok();
+  };
+  n = field("exception_info");
+  if (n != kNoNode && doc[n].kind != Kind::kNull) {
+    if (doc[n].kind != Kind::kString) {
+      return fail(field_error("exception_info", "expected a string, got " + describe(doc, n)));
+    }
+    m.exception_info = std::string(doc[n].text);
+  }
+
+  // Dates: a datetime object (jsonpickle's __reduce__ form), ISO text, or null.
+  auto date = [&](std::string_view name, std::string& out) -> Status {
+    std::uint32_t x = field(name);
+    if (x == kNoNode || doc[x].kind == Kind::kNull) return Status::ok();
+    if (doc[x].kind == Kind::kString) {
+      if (!datetime_from_iso(doc[x].text)) {
+        return field_error(name, "not an ISO 8601 datetime: " + std::string(doc[x].text));
+      }
+      out = std::string(doc[x].text);
+      return Status::ok();
+    }
+    std::uint32_t r = resolve(doc, x, global);
+    std::uint32_t cls_node = doc.member(r, "py/object");
+    if (tag_of(doc, r) != Tag::kObject || doc[cls_node].text != "datetime.datetime") {
+      return field_error(name, "expected a datetime, got " + describe(doc, r));
+    }
+    std::uint32_t red = doc.member(r, "__reduce__");
+    std::uint32_t args = doc.child(red, 1);
+    if (red == kNoNode || doc[red].kind != Kind::kArray || args == kNoNode ||
+        doc[args].kind != Kind::kArray || doc[args].size < 1 || doc[args].size > 2) {
+      return field_error(name, "malformed datetime.datetime");
+    }
+    std::uint32_t st = doc.child(args, 0);
+    PickledDatetime dt;
+    if (doc[st].kind != Kind::kString || !base64_decode(doc[st].text, dt.state) ||
+        dt.state.size() != 10) {
+      return field_error(name, "malformed datetime state");
+    }
+    int month = static_cast<unsigned char>(dt.state[2]) & 0x7f;
+    int y = static_cast<unsigned char>(dt.state[0]) * 256 + static_cast<unsigned char>(dt.state[1]);
+    if (!valid_date(y, month, static_cast<unsigned char>(dt.state[3])) ||
+        static_cast<unsigned char>(dt.state[4]) > 23 ||
+        static_cast<unsigned char>(dt.state[5]) > 59 ||
+        static_cast<unsigned char>(dt.state[6]) > 59 ||
+        ((static_cast<unsigned char>(dt.state[7]) << 16) |
+         (static_cast<unsigned char>(dt.state[8]) << 8) |
+         static_cast<unsigned char>(dt.state[9])) > 999999) {
+      return field_error(name, "datetime state out of range");
+    }
+    if (doc[args].size == 2) {
+      std::uint32_t tz = resolve(doc, doc.child(args, 1), global);
+      if (tz != kNoNode && doc[tz].kind != Kind::kNull) {
+        std::uint32_t tr = doc.member(tz, "py/reduce");
+        std::uint32_t tf = doc.member(doc.child(tr, 0), "py/type");
+        std::uint32_t ta = doc.member(doc.child(tr, 1), "py/tuple");
+        if (tag_of(doc, tz) != Tag::kReduce || doc[tr].kind != Kind::kArray || tf == kNoNode ||
+            doc[tf].text != "datetime.timezone" || ta == kNoNode ||
+            doc[ta].kind != Kind::kArray || doc[ta].size < 1) {
+          return field_error(name, "unsupported tzinfo (only datetime.timezone): " +
+                                       describe(doc, tz));
+        }
+        auto off = timedelta_micros(doc, resolve(doc, doc.child(ta, 0), global));
+        if (!off || *off <= -kSecondsPerDay * kMicrosPerSecond ||
+            *off >= kSecondsPerDay * kMicrosPerSecond) {
+          return field_error(name, "malformed timezone offset");
+        }
+        dt.has_offset = true;
+        dt.offset_us = *off;
+      }
+    }
+    out = iso_from_datetime(dt);
+    return Status::ok();
+  };
+  Status s = date("date_create_message", m.date_create_message);
+  if (s.is_ok()) s = date("date_done_message", m.date_done_message);
+  if (s.is_ok()) s = optional_text("reply_to", m.reply_to);
+  if (s.is_ok()) {
+    std::uint32_t x = field("deadline");
+    if (x != kNoNode && doc[x].kind != Kind::kString && doc[x].kind != Kind::kNull) {
+      s = date("deadline", m.deadline);
+    } else {
+      s = optional_text("deadline", m.deadline);
+    }
+  }
+  if (s.is_ok()) s = optional_text("exception_type", m.exception_type);
+  if (s.is_ok()) s = optional_text("traceback", m.traceback);
+  if (s.is_ok()) s = optional_text("traceparent", m.traceparent);
+  if (!s.is_ok()) return fail(s);
+  n = field("attempt");
+  if (n != kNoNode && doc[n].kind != Kind::kNull) {
+    std::int64_t a = 0;
+    if (doc[n].kind != Kind::kNumber || !doc[n].integral || !read_int64(doc[n].text, a) || a < 0 ||
+        a > 0xffffffffLL) {
+      return fail(field_error("attempt", "expected a non-negative integer"));
+    }
+    m.attempt = static_cast<std::uint32_t>(a);
+  }
+  return m;
+}
+
+}  // namespace prpc::jsonpickle

@@ -1,0 +1,80 @@
+"""PRPC: call Python functions served by other processes through Redis Streams or Kafka.
+
+Server::
+
+    from prpc import AppServer
+    app = AppServer("redis", "redis://localhost:6379/0")
+
+    @app.decorator_reg_func()
+    def hello_world():
+        return "hello_world"
+
+    if __name__ == "__main__":
+        app.start()
+
+Client (PRPC_TYPE_BROKER, PRPC_URL_BROKER, PRPC_QUEUE_NAME in the environment)::
+
+    import prpc
+    task = prpc.call("hello_world")
+    print(task.sync_wait_result_task(5))
+"""
+
+from __future__ import annotations
+
+import os as _os
+
+from . import _core
+from .exceptions import (
+    BrokerError,
+    ClientTimeOutError,
+    ConfigurationError,
+    DecodeError,
+    EncodeError,
+    PluginError,
+    PRPCError,
+    RegistrationError,
+    RemoteError,
+)
+
+# The converters raise the package's own exception types; the bundled plugins live beside us.
+_core.set_error_types(DecodeError, EncodeError)
+_core.set_plugin_dirs([_os.path.join(_os.path.dirname(_os.path.abspath(__file__)), "plugins")])
+_core.set_log_level(_os.environ.get("PRPC_LOG_LEVEL", "warn"))
+
+from .app_server import AppServer  # noqa: E402
+from .client import AwaitableTask, Client, call, get_client  # noqa: E402
+from .prpcmessage import PRPCMessage  # noqa: E402
+
+__version__ = _core.__version__
+
+
+def register_class(cls: type, name: str | None = None) -> type:
+    """Lets the jsonpickle decoder rebuild instances of `cls` (usable as a decorator). Only the
+    standard types and registered classes are ever instantiated from a message."""
+    _core.register_allowed(cls, name or "")
+    return cls
+
+
+def unregister_class(cls: type, name: str | None = None) -> None:
+    _core.unregister_allowed(cls, name or "")
+
+
+__all__ = [
+    "AppServer",
+    "AwaitableTask",
+    "BrokerError",
+    "Client",
+    "ClientTimeOutError",
+    "ConfigurationError",
+    "DecodeError",
+    "EncodeError",
+    "PluginError",
+    "PRPCError",
+    "PRPCMessage",
+    "RegistrationError",
+    "RemoteError",
+    "call",
+    "get_client",
+    "register_class",
+    "unregister_class",
+]
