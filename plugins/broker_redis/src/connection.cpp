@@ -451,7 +451,9 @@ void Link::fail(const Status& why) {
     std::string msg = (was_ready ? "lost the connection to " : "cannot connect to ") + describe() +
                       ": " + why.message();
     if (was_ready_) msg += "; reconnecting with backoff";
-    if (why.code() == StatusCode::kFailedPrecondition) {
+    if (!was_ready_ && settings_.quiet_until_ready) {
+      log_->debug(msg);
+    } else if (why.code() == StatusCode::kFailedPrecondition) {
       log_->error(msg);
     } else {
       log_->warn(msg);

@@ -92,6 +92,9 @@ struct LinkSettings {
   // Lua scripts loaded (SCRIPT LOAD) during every login, before any other command, so that
   // EVALSHA works after a Redis restart too.
   std::vector<std::string> scripts;
+  // Failures before the first login are logged at debug level only: the owner reports them
+  // (connect() returns them as its one-line error).
+  bool quiet_until_ready = false;
 };
 
 class Link : public std::enable_shared_from_this<Link> {

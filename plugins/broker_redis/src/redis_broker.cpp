@@ -176,7 +176,18 @@ class RedisBroker::Impl {
       }
     });
     thread_ = std::thread([this] {
-      io_.run();
+      // A handler that throws (a callback of the host, an allocation) must not take the host
+      // process down with std::terminate: log it and keep serving.
+      for (;;) {
+        try {
+          io_.run();
+          break;
+        } catch (const std::exception& e) {
+          log_.error(std::string("unexpected exception on the broker's thread: ") + e.what());
+        } catch (...) {
+          log_.error("unexpected exception on the broker's thread");
+        }
+      }
       // Destroyed from its own thread (see release()): the last handler has returned now.
       if (orphaned_.load()) delete this;
     });
@@ -698,7 +709,9 @@ class RedisBroker::Impl {
   }
 
   std::shared_ptr<Link> make_link(std::string role) {
-    return std::make_shared<Link>(io_, link_settings(), &log_, std::move(role));
+    LinkSettings ls = link_settings();
+    ls.quiet_until_ready = role == "commands";  // connect() reports its failures
+    return std::make_shared<Link>(io_, std::move(ls), &log_, std::move(role));
   }
 
   // The pipelined command connection; started on first use (and again after a failed
