@@ -2,7 +2,9 @@
 
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <condition_variable>
 #include <future>
+#include <map>
 #include <mutex>
 #include <unordered_map>
 
@@ -13,20 +15,66 @@
 
 namespace prpc {
 namespace asio = boost::asio;
+using Clock = std::chrono::steady_clock;
 
-class Client::Impl : public std::enable_shared_from_this<Client::Impl> {
+// Every callback into a client (pushed replies, publish completions, the deadline timer) passes
+// through its gate. Closing the gate waits for callbacks in progress, so a client is destroyed
+// by whoever closes it; closed from inside one of its own callbacks, the last callback to leave
+// destroys it instead.
+struct ClientGate {
+  std::mutex mutex;
+  std::condition_variable idle;
+  Client::Impl* impl = nullptr;
+  int active = 0;
+  std::unique_ptr<Client::Impl> doomed;
+};
+
+namespace {
+thread_local const ClientGate* t_inside = nullptr;
+}  // namespace
+
+class Client::Impl {
  public:
-  Impl(ClientOptions options, std::shared_ptr<Broker> broker, std::shared_ptr<Codec> codec)
-      : options_(std::move(options)), broker_(std::move(broker)), codec_(std::move(codec)) {}
+  Impl(ClientOptions options, std::shared_ptr<Broker> broker, std::shared_ptr<Codec> codec,
+       std::shared_ptr<ClientGate> gate)
+      : options_(std::move(options)),
+        broker_(std::move(broker)),
+        codec_(std::move(codec)),
+        gate_(std::move(gate)),
+        deadline_timer_(loop_.io()) {}
 
   ~Impl() {
     std::unordered_map<std::string, Pending> left;
     {
       std::lock_guard lock(mutex_);
       left.swap(pending_);
+      deadlines_.clear();
     }
-    for (auto& [id, p] : left) {
-      p.done(Status(StatusCode::kCancelled, "the client was closed"));
+    for (auto& [id, p] : left) p.done(Status(StatusCode::kCancelled, "the client was closed"));
+    cancel_timer();
+  }
+
+  // Runs f(impl) unless the client is closing; see ClientGate.
+  template <typename F>
+  static void enter(const std::shared_ptr<ClientGate>& gate, F&& f) {
+    Impl* impl = nullptr;
+    {
+      std::lock_guard lock(gate->mutex);
+      if (gate->impl == nullptr) return;
+      impl = gate->impl;
+      ++gate->active;
+    }
+    const ClientGate* outer = t_inside;
+    t_inside = gate.get();
+    f(*impl);
+    t_inside = outer;
+    std::unique_ptr<Impl> destroy;
+    {
+      std::lock_guard lock(gate->mutex);
+      if (--gate->active == 0) {
+        destroy = std::move(gate->doomed);
+        gate->idle.notify_all();
+      }
     }
   }
 
@@ -34,10 +82,10 @@ class Client::Impl : public std::enable_shared_from_this<Client::Impl> {
     std::lock_guard lock(start_mutex_);
     if (started_) return Status::ok();
     PRPC_RETURN_IF_ERROR(broker_->connect());
-    std::weak_ptr<Impl> weak = weak_from_this();
-    auto reply_to = broker_->open_replies(options_.queue, [weak](std::string_view id, std::string_view payload) {
-      if (auto self = weak.lock()) self->on_reply(id, payload);
-    });
+    auto reply_to = broker_->open_replies(
+        options_.queue, [gate = gate_](std::string_view id, std::string_view payload) {
+          enter(gate, [&](Impl& self) { self.on_reply(id, payload); });
+        });
     if (!reply_to.is_ok()) return reply_to.status();
     reply_to_ = std::move(*reply_to);
     started_ = true;
@@ -59,10 +107,7 @@ class Client::Impl : public std::enable_shared_from_this<Client::Impl> {
       done(encoded.status().with_context("encoding the request"));
       return id;
     }
-    std::shared_ptr<asio::steady_timer> timer;
-    if (timeout.count() > 0) {
-      timer = std::make_shared<asio::steady_timer>(loop_.io(), timeout);
-    }
+    bool rearm = false;
     {
       std::lock_guard lock(mutex_);
       if (pending_.count(id) != 0) {
@@ -70,22 +115,24 @@ class Client::Impl : public std::enable_shared_from_this<Client::Impl> {
                                                      " is already pending"));
         return id;
       }
-      pending_.emplace(id, Pending{std::move(done), timer});
-    }
-    std::weak_ptr<Impl> weak = weak_from_this();
-    if (timer) {
-      timer->async_wait([weak, id, timeout](const boost::system::error_code& ec) {
-        if (ec) return;
-        if (auto self = weak.lock()) {
-          self->resolve(id, Status(StatusCode::kTimeout,
-                                   "no reply within " + std::to_string(timeout.count()) + " ms"));
+      Pending p{std::move(done), deadlines_.end(), timeout};
+      if (timeout.count() > 0) {
+        // One timer serves every call; it is re-armed only for an earlier deadline.
+        Clock::time_point at = Clock::now() + timeout;
+        p.deadline = deadlines_.emplace(at, id);
+        if (!timer_armed_ || at < timer_at_) {
+          timer_armed_ = true;
+          timer_at_ = at;
+          rearm = true;
         }
-      });
+      }
+      pending_.emplace(id, std::move(p));
     }
+    if (rearm) arm_timer();
     PublishView pub{options_.flavour, options_.queue, id, *encoded};
-    broker_->publish(pub, [weak, id](const Status& s) {
+    broker_->publish(pub, [gate = gate_, id](const Status& s) {
       if (s.is_ok()) return;
-      if (auto self = weak.lock()) self->resolve(id, s.with_context("publishing the request"));
+      enter(gate, [&](Impl& self) { self.resolve(id, s.with_context("publishing the request")); });
     });
     return id;
   }
@@ -127,9 +174,11 @@ class Client::Impl : public std::enable_shared_from_this<Client::Impl> {
   const ClientOptions& options() const { return options_; }
 
  private:
+  using Deadlines = std::multimap<Clock::time_point, std::string>;
   struct Pending {
     ReplyCallback done;
-    std::shared_ptr<asio::steady_timer> timer;
+    Deadlines::iterator deadline;
+    std::chrono::milliseconds timeout{0};
   };
 
   void on_reply(std::string_view id, std::string_view payload) {
@@ -148,33 +197,109 @@ class Client::Impl : public std::enable_shared_from_this<Client::Impl> {
     {
       std::lock_guard lock(mutex_);
       auto it = pending_.find(id);
-      if (it == pending_.end()) return false;  // late reply, or already timed out
+      if (it == pending_.end()) return false;  // a late reply, or already timed out
       p = std::move(it->second);
+      if (p.deadline != deadlines_.end()) deadlines_.erase(p.deadline);
       pending_.erase(it);
-    }
-    if (p.timer) {
-      // Timers belong to the loop thread; cancel there.
-      asio::post(loop_.io(), [timer = p.timer] { timer->cancel(); });
     }
     p.done(std::move(result));
     return true;
   }
 
+  void arm_timer() {
+    asio::post(loop_.io(), [gate = gate_] {
+      enter(gate, [](Impl& self) { self.schedule_expiry(); });
+    });
+  }
+
+  // On the loop thread: waits for the earliest deadline.
+  void schedule_expiry() {
+    Clock::time_point at;
+    {
+      std::lock_guard lock(mutex_);
+      if (deadlines_.empty()) {
+        timer_armed_ = false;
+        return;
+      }
+      at = deadlines_.begin()->first;
+      timer_at_ = at;
+    }
+    deadline_timer_.expires_at(at);
+    deadline_timer_.async_wait([gate = gate_](const boost::system::error_code& ec) {
+      if (ec) return;
+      enter(gate, [](Impl& self) { self.expire(); });
+    });
+  }
+
+  void expire() {
+    std::vector<std::pair<std::string, Pending>> expired;
+    {
+      std::lock_guard lock(mutex_);
+      auto now = Clock::now();
+      while (!deadlines_.empty() && deadlines_.begin()->first <= now) {
+        auto it = pending_.find(deadlines_.begin()->second);
+        deadlines_.erase(deadlines_.begin());
+        if (it == pending_.end()) continue;
+        it->second.deadline = deadlines_.end();
+        expired.emplace_back(it->first, std::move(it->second));
+        pending_.erase(it);
+      }
+    }
+    for (auto& [id, p] : expired) {
+      p.done(Status(StatusCode::kTimeout,
+                    "no reply within " + std::to_string(p.timeout.count()) + " ms"));
+    }
+    schedule_expiry();
+  }
+
+  void cancel_timer() {
+    if (loop_.in_loop_thread()) {
+      deadline_timer_.cancel();
+      return;
+    }
+    std::promise<void> cancelled;
+    asio::post(loop_.io(), [&] {
+      deadline_timer_.cancel();
+      cancelled.set_value();
+    });
+    cancelled.get_future().wait();
+  }
+
   ClientOptions options_;
   std::shared_ptr<Broker> broker_;
   std::shared_ptr<Codec> codec_;
+  std::shared_ptr<ClientGate> gate_;
   details::EventLoop loop_;
+  asio::steady_timer deadline_timer_;
   std::mutex start_mutex_;
   bool started_ = false;
   std::string reply_to_;
   mutable std::mutex mutex_;
   std::unordered_map<std::string, Pending> pending_;
+  Deadlines deadlines_;
+  bool timer_armed_ = false;
+  Clock::time_point timer_at_{};
 };
 
 Client::Client(ClientOptions options, std::shared_ptr<Broker> broker, std::shared_ptr<Codec> codec)
-    : impl_(std::make_shared<Impl>(std::move(options), std::move(broker), std::move(codec))) {}
+    : gate_(std::make_shared<ClientGate>()),
+      impl_(std::make_unique<Impl>(std::move(options), std::move(broker), std::move(codec),
+                                   gate_)) {
+  gate_->impl = impl_.get();
+}
 
-Client::~Client() = default;
+Client::~Client() {
+  std::unique_lock lock(gate_->mutex);
+  gate_->impl = nullptr;  // no callback starts from now on
+  if (t_inside == gate_.get()) {
+    // Closed from inside one of our own callbacks: the last callback to leave destroys it.
+    gate_->doomed = std::move(impl_);
+    return;
+  }
+  gate_->idle.wait(lock, [this] { return gate_->active == 0; });
+  lock.unlock();
+  impl_.reset();
+}
 
 Status Client::start() { return impl_->start(); }
 

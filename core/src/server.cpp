@@ -147,7 +147,17 @@ class Server::Impl : public std::enable_shared_from_this<Server::Impl> {
                           "stay unacknowledged for another server");
     }
     lock.unlock();
-    asio::post(loop_.io(), [this] { sweeper_.cancel(); });
+    // On the loop thread, and waited for: the timer may be destroyed right after stop().
+    if (loop_.in_loop_thread()) {
+      sweeper_.cancel();
+    } else {
+      std::promise<void> cancelled;
+      asio::post(loop_.io(), [&] {
+        sweeper_.cancel();
+        cancelled.set_value();
+      });
+      cancelled.get_future().wait();
+    }
   }
 
   Status run() {

@@ -144,11 +144,19 @@ Result<Message> RawJsonCodec::decode(std::string_view bytes, Message* salvaged) 
     // Other fields are allowed and ignored (PROTOCOL.md section 2).
     return Status::ok();
   };
-  Status scanned = json::scan_object(bytes, settings_.limits, [&](const json::Member& f) {
+  auto record = [&](const json::Member& f) {
     Status s = check(f);
     if (!s.is_ok() && field_status.is_ok()) field_status = std::move(s);
     return Status::ok();
-  });
+  };
+  Status scanned = json::scan_object(bytes, settings_.limits, record);
+  if (scanned.code() == StatusCode::kResourceExhausted && salvaged != nullptr &&
+      bytes.size() > settings_.limits.max_bytes) {
+    // Too big to accept, but worth reading once to learn whom to answer.
+    json::Limits relaxed = settings_.limits;
+    relaxed.max_bytes = bytes.size();
+    (void)json::scan_object(bytes, relaxed, record);
+  }
 
   auto fail = [&](Status s) -> Result<Message> {
     if (salvaged != nullptr) {

@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -74,6 +75,9 @@ ChildProcess ChildProcess::start(const std::vector<std::string>& argv,
   if (pid == 0) {
     ::dup2(fd, STDOUT_FILENO);
     ::dup2(fd, STDERR_FILENO);
+    // A crashed test never leaves its servers behind. (The signal follows the thread that
+    // started the child: fixtures start children from the test's main thread.)
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
     ::setpgid(0, 0);  // its own group, so a stuck child cannot take the test's signals
     ::close(report[0]);
     ::execvpe(cargs[0], cargs.data(), envp.data());

@@ -206,6 +206,13 @@ TEST(RawJsonCodec, SizeLimit) {
   auto r = codec.decode(request(R"(, "padding": ")" + std::string(100, 'x') + "\""));
   ASSERT_FALSE(r.is_ok());
   EXPECT_EQ(r.status().code(), StatusCode::kResourceExhausted);
+  // Refused, but the sender can still be answered.
+  Message salvaged;
+  auto refused = codec.decode(R"({"message_id": ")" + kId + R"(", "padding": ")" +
+                                  std::string(100, 'x') + "\"}",
+                              &salvaged);
+  EXPECT_EQ(refused.status().code(), StatusCode::kResourceExhausted);
+  EXPECT_EQ(salvaged.message_id, kId);
   Message big;
   big.func_name = "f";
   big.message_id = kId;

@@ -16,6 +16,8 @@
 
 namespace prpc {
 
+struct ClientGate;
+
 struct ClientOptions {
   std::string queue = "task_prpc";
   Flavour flavour = Flavour::kPython;
@@ -52,9 +54,12 @@ class Client {
   const Codec& codec() const;
   const ClientOptions& options() const;
 
- private:
+ public:
   class Impl;
-  std::shared_ptr<Impl> impl_;
+
+ private:
+  std::shared_ptr<ClientGate> gate_;
+  std::unique_ptr<Impl> impl_;
 };
 
 }  // namespace prpc
