@@ -67,6 +67,11 @@ ChildProcess ChildProcess::start(const std::vector<std::string>& argv,
   for (auto& a : args) cargs.push_back(a.data());
   cargs.push_back(nullptr);
 
+  // A crashed test never leaves its servers behind: the child dies with its parent. The kernel
+  // ties that signal to the thread that forked, not the process, so it is only asked for when
+  // the main thread starts the child (a helper thread, e.g. one restarting Redis, ends before
+  // the test does).
+  const bool from_main_thread = ::gettid() == ::getpid();
   pid_t pid = ::fork();
   if (pid < 0) {
     ::close(fd);
@@ -75,9 +80,7 @@ ChildProcess ChildProcess::start(const std::vector<std::string>& argv,
   if (pid == 0) {
     ::dup2(fd, STDOUT_FILENO);
     ::dup2(fd, STDERR_FILENO);
-    // A crashed test never leaves its servers behind. (The signal follows the thread that
-    // started the child: fixtures start children from the test's main thread.)
-    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (from_main_thread) ::prctl(PR_SET_PDEATHSIG, SIGKILL);
     ::setpgid(0, 0);  // its own group, so a stuck child cannot take the test's signals
     ::close(report[0]);
     ::execvpe(cargs[0], cargs.data(), envp.data());
