@@ -245,6 +245,22 @@ class PluginBroker final : public Broker {
     return out;
   }
 
+  Result<std::size_t> requeue_dead_letters(std::string_view queue,
+                                           std::span<const std::string> ids) override {
+    // copy_sized zeroed what a plugin built before ABI 1.1 did not have, so this also covers
+    // plugins whose vtable ends before the pointer.
+    if (vt_.requeue_dead_letters == nullptr) return Broker::requeue_dead_letters(queue, ids);
+    std::vector<prpc_str> raw;
+    raw.reserve(ids.size());
+    for (const std::string& id : ids) raw.push_back(abi::str(id));
+    std::uint64_t count = 0;
+    ErrorBuffer e;
+    prpc_status code = vt_.requeue_dead_letters(self_, abi::str(queue), raw.data(), raw.size(),
+                                                &count, &e.err);
+    if (code != PRPC_OK) return e.status(code, "requeue_dead_letters");
+    return static_cast<std::size_t>(count);
+  }
+
  private:
   static void deliver_thunk(void* ud, const prpc_delivery* const* items,
                             std::size_t count) noexcept {

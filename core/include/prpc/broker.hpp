@@ -123,6 +123,15 @@ class Broker {
   virtual Result<QueueStats> queue_stats(std::string_view queue) = 0;
   virtual Result<std::vector<DeadLetter>> dead_letters(std::string_view queue,
                                                        std::size_t max_count) = 0;
+  // Puts the dead letters of `queue` with these ids (all of them when `ids` is empty) back into
+  // the request queue of their flavour, forgets the error result stored under their message_id
+  // (otherwise a server would answer the requeued request from it) and removes them from the
+  // dead letters. Returns how many were requeued; unknown ids are skipped. A broker that cannot
+  // (a log like Kafka's cannot delete an entry) keeps this default.
+  virtual Result<std::size_t> requeue_dead_letters(std::string_view /*queue*/,
+                                                   std::span<const std::string> /*ids*/) {
+    return Status(StatusCode::kUnimplemented, "this broker cannot requeue dead letters");
+  }
 };
 
 }  // namespace prpc

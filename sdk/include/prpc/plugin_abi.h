@@ -23,7 +23,7 @@
 #include <stdint.h>
 
 #define PRPC_ABI_MAJOR 1
-#define PRPC_ABI_MINOR 0
+#define PRPC_ABI_MINOR 1
 
 #define PRPC_PLUGIN_ENTRY_SYMBOL "prpc_plugin_entry"
 
@@ -325,6 +325,13 @@ typedef struct prpc_broker_vtable {
   prpc_status (*queue_stats)(void* self, prpc_str queue, prpc_queue_stats* out, prpc_error* err);
   prpc_status (*dead_letters)(void* self, prpc_str queue, size_t max_count,
                               prpc_dead_letter_fn sink, void* sink_ud, prpc_error* err);
+
+  /* ABI 1.1. Puts the dead letters with these ids (all of them when id_count is 0) back into
+   * their request queue, deletes the error result stored for them, removes them from the dead
+   * letters and writes how many it requeued to *out_count. A host treats a vtable too short to
+   * hold this pointer, or a NULL pointer, as "this broker cannot requeue dead letters". */
+  prpc_status (*requeue_dead_letters)(void* self, prpc_str queue, const prpc_str* ids,
+                                      size_t id_count, uint64_t* out_count, prpc_error* err);
 } prpc_broker_vtable;
 
 /* ---- codec ------------------------------------------------------------------------------- */

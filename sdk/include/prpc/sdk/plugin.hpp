@@ -406,6 +406,20 @@ struct BrokerThunks {
     });
   }
 
+  static prpc_status requeue_dead_letters(void* self, prpc_str queue, const prpc_str* ids,
+                                          std::size_t id_count, std::uint64_t* out_count,
+                                          prpc_error* err) noexcept {
+    return abi::barrier(err, [&]() -> Status {
+      std::vector<std::string> wanted;
+      wanted.reserve(id_count);
+      for (std::size_t i = 0; i < id_count; ++i) wanted.emplace_back(abi::view(ids[i]));
+      auto r = as<T>(self)->requeue_dead_letters(abi::view(queue), wanted);
+      if (!r.is_ok()) return r.status();
+      if (out_count != nullptr) *out_count = static_cast<std::uint64_t>(*r);
+      return Status::ok();
+    });
+  }
+
   static const prpc_broker_vtable* vtable() noexcept {
     static const prpc_broker_vtable table = [] {
       auto t = abi::make_sized<prpc_broker_vtable>();
@@ -421,6 +435,7 @@ struct BrokerThunks {
       t.open_replies = &open_replies;
       t.queue_stats = &queue_stats;
       t.dead_letters = &dead_letters;
+      t.requeue_dead_letters = &requeue_dead_letters;
       return t;
     }();
     return &table;
