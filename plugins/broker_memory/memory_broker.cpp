@@ -66,6 +66,12 @@ class Bus {
     std::string payload;
     Clock::time_point expires;
   };
+  // The message_id (when the engine knew it) names the error result stored for the request,
+  // which a requeue must forget.
+  struct DeadEntry {
+    DeadLetter letter;
+    std::string message_id;
+  };
 
   // A bus lives as long as the process, like a broker server outlives its clients: a request
   // published by a client that then went away is still there for the next server.
@@ -101,7 +107,7 @@ class Bus {
   std::condition_variable cv;
   std::map<std::string, Stream, std::less<>> streams;
   std::map<std::string, StoredResult, std::less<>> results;
-  std::map<std::string, std::deque<DeadLetter>, std::less<>> dead;
+  std::map<std::string, std::deque<DeadEntry>, std::less<>> dead;
   std::map<std::string, MemoryBroker*, std::less<>> reply_channels;
   std::uint64_t dead_seq = 0;
   std::uint32_t stores_since_sweep = 0;
@@ -235,9 +241,10 @@ void MemoryBroker::finish(const DeliveryView& delivery, const FinishRequest& wha
     }
     if (!what.dead_letter_reason.empty()) {
       auto& letters = bus_->dead[std::string(delivery.queue)];
-      letters.push_back(DeadLetter{std::to_string(++bus_->dead_seq), delivery.flavour,
-                                   std::string(what.dead_letter_reason),
-                                   std::string(delivery.payload)});
+      letters.push_back(Bus::DeadEntry{
+          DeadLetter{std::to_string(++bus_->dead_seq), delivery.flavour,
+                     std::string(what.dead_letter_reason), std::string(delivery.payload)},
+          what.reply != nullptr ? std::string(what.reply->message_id) : std::string()});
       while (letters.size() > settings_.max_dead_letters) letters.pop_front();
     }
     auto s = bus_->streams.find(stream_name);
@@ -351,11 +358,47 @@ Result<std::vector<DeadLetter>> MemoryBroker::dead_letters(std::string_view queu
   std::vector<DeadLetter> out;
   auto d = bus_->dead.find(queue);
   if (d == bus_->dead.end()) return out;
-  for (const DeadLetter& letter : d->second) {
+  for (const Bus::DeadEntry& entry : d->second) {
     if (out.size() >= max_count) break;
-    out.push_back(letter);
+    out.push_back(entry.letter);
   }
   return out;
+}
+
+Result<std::size_t> MemoryBroker::requeue_dead_letters(std::string_view queue,
+                                                       std::span<const std::string> ids) {
+  std::size_t requeued = 0;
+  Status status = Status::ok();
+  {
+    std::lock_guard lock(bus_->mutex);
+    auto d = bus_->dead.find(queue);
+    if (d == bus_->dead.end()) return requeued;
+    std::set<std::string_view> wanted(ids.begin(), ids.end());
+    auto& letters = d->second;
+    for (auto it = letters.begin(); it != letters.end();) {
+      if (!wanted.empty() && wanted.count(it->letter.id) == 0) {
+        ++it;
+        continue;
+      }
+      Bus::Stream& s = bus_->stream(it->letter.flavour, queue);
+      if (s.entries.size() >= settings_.max_queue_length) {
+        status = Status(StatusCode::kResourceExhausted,
+                        "requeued " + std::to_string(requeued) + ", then " +
+                            request_stream(it->letter.flavour, queue) +
+                            " was full (max_queue_length)");
+        break;
+      }
+      s.entries.emplace(s.next_seq++, Bus::Entry{it->letter.payload});
+      if (!it->message_id.empty()) {
+        bus_->results.erase(result_key(it->letter.flavour, queue, it->message_id));
+      }
+      it = letters.erase(it);
+      ++requeued;
+    }
+  }
+  if (requeued > 0) bus_->cv.notify_all();
+  if (!status.is_ok()) return status;
+  return requeued;
 }
 
 std::size_t MemoryBroker::collect(std::vector<Delivery>& out) {

@@ -59,6 +59,8 @@ class MemoryBroker final : public Broker {
   Result<QueueStats> queue_stats(std::string_view queue) override;
   Result<std::vector<DeadLetter>> dead_letters(std::string_view queue,
                                                std::size_t max_count) override;
+  Result<std::size_t> requeue_dead_letters(std::string_view queue,
+                                           std::span<const std::string> ids) override;
 
   // Called by the bus with its lock held: queue a pushed reply for this instance's thread.
   void enqueue_reply(const std::string& reply_to, std::string message_id, std::string payload);

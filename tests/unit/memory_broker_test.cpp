@@ -1,6 +1,7 @@
 // The in-process broker's contract, tested on the class directly.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <future>
 #include <mutex>
@@ -210,6 +211,62 @@ TEST_F(MemoryBrokerTest, DeadLettersKeepReasonAndPayloadAndAreBounded) {
   EXPECT_EQ((*letters)[0].reason, "broken: bad-2");
   EXPECT_EQ(b->queue_stats("q")->dead_letters, 3);
   EXPECT_EQ(b->queue_stats("q")->pending, 0);
+}
+
+// The reference semantics of requeue: back into the request queue of its flavour, its stored
+// error result forgotten (or the server would answer from it), gone from the dead letters.
+TEST_F(MemoryBrokerTest, RequeueDeadLettersPutsThemBackAndForgetsTheirErrorResult) {
+  auto b = make();
+  EXPECT_EQ(*b->requeue_dead_letters("q", {}), 0u);  // nothing dead yet
+  publish(*b, "p-0");
+  publish(*b, "r-1", Flavour::kRaw);
+  publish(*b, "p-2");
+  Collector c;
+  ASSERT_TRUE(b->subscribe(sub("c"), c.handler()).is_ok());
+  ASSERT_TRUE(wait_until([&] { return c.size() == 3; }, 5s));
+  for (const Delivery& d : c.take()) {
+    std::string id = "id-" + d.payload;
+    ReplyView error{d.flavour, "q", id, "", "error for " + d.payload, false};
+    ASSERT_TRUE(finish(*b, d, &error, "failed: " + d.payload).is_ok());
+  }
+  auto stored = [&](Flavour f, const std::string& id) {
+    std::promise<Result<std::optional<std::string>>> p;
+    b->lookup_result(f, "q", id, [&](Result<std::optional<std::string>> r) {
+      p.set_value(std::move(r));
+    });
+    auto r = p.get_future().get();
+    return r.is_ok() && r->has_value();
+  };
+  ASSERT_TRUE(stored(Flavour::kRaw, "id-r-1"));
+  auto letters = *b->dead_letters("q", 10);
+  ASSERT_EQ(letters.size(), 3u);
+
+  // One id: only that one comes back, with its flavour, and its error result is gone.
+  auto raw = std::find_if(letters.begin(), letters.end(),
+                          [](const DeadLetter& l) { return l.payload == "r-1"; });
+  ASSERT_NE(raw, letters.end());
+  std::vector<std::string> one{raw->id};
+  EXPECT_EQ(*b->requeue_dead_letters("q", one), 1u);
+  ASSERT_TRUE(wait_until([&] { return c.size() == 1; }, 5s));
+  Delivery again = c.take()[0];
+  EXPECT_EQ(again.payload, "r-1");
+  EXPECT_EQ(again.flavour, Flavour::kRaw);
+  EXPECT_FALSE(stored(Flavour::kRaw, "id-r-1"));
+  EXPECT_TRUE(stored(Flavour::kPython, "id-p-0"));
+  auto left = *b->dead_letters("q", 10);
+  ASSERT_EQ(left.size(), 2u);
+  EXPECT_EQ(left[0].payload + left[1].payload, "p-0p-2");
+  ASSERT_TRUE(finish(*b, again).is_ok());
+
+  // An unknown id requeues nothing; no ids requeues the rest.
+  std::vector<std::string> unknown{"no-such-id"};
+  EXPECT_EQ(*b->requeue_dead_letters("q", unknown), 0u);
+  EXPECT_EQ(*b->requeue_dead_letters("q", {}), 2u);
+  ASSERT_TRUE(wait_until([&] { return c.size() == 2; }, 5s));
+  EXPECT_EQ(b->queue_stats("q")->dead_letters, 0);
+  EXPECT_FALSE(stored(Flavour::kPython, "id-p-0"));
+  EXPECT_EQ(*b->requeue_dead_letters("q", {}), 0u);
+  for (const Delivery& d : c.take()) ASSERT_TRUE(finish(*b, d).is_ok());
 }
 
 TEST_F(MemoryBrokerTest, UnsubscribeStopsDeliveries) {
