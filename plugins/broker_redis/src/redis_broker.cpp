@@ -615,6 +615,77 @@ class RedisBroker::Impl {
         settings_.command_timeout + 1s);
   }
 
+  Result<std::size_t> requeue_dead_letters(std::string_view queue,
+                                           std::span<const std::string> ids) {
+    PRPC_RETURN_IF_ERROR(connect());
+    struct Page {
+      std::int64_t requeued = 0;
+      std::string next;
+      std::int64_t skipped = 0;
+    };
+    std::vector<std::string> base{"EVALSHA",
+                                  scripts::shas().requeue,
+                                  "3",
+                                  names::dead_letter_stream(queue),
+                                  names::request_stream(Flavour::kPython, queue),
+                                  names::request_stream(Flavour::kRaw, queue),
+                                  names::result_key(Flavour::kPython, queue, ""),
+                                  names::result_key(Flavour::kRaw, queue, ""),
+                                  std::to_string(settings_.stream_max_len)};
+    auto run_page = [this](std::vector<std::string> args) {
+      return run_sync<Page>(
+          [this, args = std::move(args)](Complete<Page> complete) {
+            std::vector<std::string_view> views(args.begin(), args.end());
+            command_link()->send(Command::make(views), [complete](const Status& s, ReplyPtr r) {
+              Status e = expect_ok(s, r.get(), "requeueing dead letters");
+              if (!e.is_ok()) {
+                complete(e);
+                return;
+              }
+              if (!is_array(r.get()) || r->elements < 3) {
+                complete(Status(StatusCode::kInternal, "requeue: unexpected reply from Redis"));
+                return;
+              }
+              complete(Page{integer_of(r->element[0]), std::string(text(r->element[1])),
+                            integer_of(r->element[2])});
+            });
+          },
+          settings_.command_timeout + 1s);
+    };
+    std::size_t requeued = 0;
+    std::int64_t skipped = 0;
+    if (!ids.empty()) {
+      std::vector<std::string> args = base;
+      args.emplace_back("ids");
+      args.insert(args.end(), ids.begin(), ids.end());
+      auto page = run_page(std::move(args));
+      if (!page.is_ok()) return page.status();
+      requeued = static_cast<std::size_t>(page->requeued);
+      skipped = page->skipped;
+    } else {
+      // Pages keep each script short: Redis serves nobody else while one runs.
+      std::string start = "-";
+      while (!start.empty()) {
+        std::vector<std::string> args = base;
+        args.insert(args.end(), {"all", start, "100"});
+        auto page = run_page(std::move(args));
+        if (!page.is_ok()) {
+          if (requeued == 0) return page.status();
+          return Status(page.status().code(), "requeued " + std::to_string(requeued) +
+                                                  ", then: " + page.status().message());
+        }
+        requeued += static_cast<std::size_t>(page->requeued);
+        skipped += page->skipped;
+        start = page->next;
+      }
+    }
+    if (skipped > 0) {
+      log_.warn(std::to_string(skipped) + " dead letter(s) of '" + std::string(queue) +
+                "' left in place: their payload was cut at dead_letter_max_payload");
+    }
+    return requeued;
+  }
+
  private:
   template <typename T>
   using Complete = std::function<void(Result<T>)>;
@@ -1466,6 +1537,11 @@ Result<QueueStats> RedisBroker::queue_stats(std::string_view queue) {
 Result<std::vector<DeadLetter>> RedisBroker::dead_letters(std::string_view queue,
                                                           std::size_t max_count) {
   return impl_->dead_letters(queue, max_count);
+}
+
+Result<std::size_t> RedisBroker::requeue_dead_letters(std::string_view queue,
+                                                      std::span<const std::string> ids) {
+  return impl_->requeue_dead_letters(queue, ids);
 }
 
 }  // namespace prpc::redis

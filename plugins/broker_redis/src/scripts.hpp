@@ -130,11 +130,62 @@ if bound == '0-0' then return 0 end
 return redis.call('XTRIM', KEYS[1], 'MINID', '~', bound)
 )lua";
 
+// Puts dead letters back into the request stream of their flavour: XADD the original payload,
+// DEL the error result stored under its message_id (a server answers a request whose result
+// exists from that result instead of running it), then XDEL the dead letter. A script is atomic,
+// and even a command failing halfway leaves the entry in both places rather than in neither.
+// A payload cut at dead_letter_max_payload is not requeued (it would only fail again).
+// The result keys are built here from the dead letter's message_id, so they are not in KEYS:
+// fine on one Redis, one more reason this broker does not support Cluster.
+// KEYS[1] dead-letter stream, KEYS[2] prpc_{q}, KEYS[3] prpc_raw_{q}. ARGV[1] / ARGV[2] the
+// Python / raw result key prefix, ARGV[3] request stream cap (0: none), ARGV[4] 'ids' followed by
+// the ids, or 'all' followed by the start ('-' or '(' id) and a page size.
+// Returns {requeued, next start ('' when done), skipped because truncated}.
+inline constexpr const char* kRequeue = R"lua(
+local function requeue(id, fields)
+  local f = {}
+  for i = 1, #fields, 2 do f[fields[i]] = fields[i + 1] end
+  if f['truncated'] == '1' then return 0 end
+  local stream, prefix = KEYS[2], ARGV[1]
+  if f['flavour'] == 'raw' then stream, prefix = KEYS[3], ARGV[2] end
+  local payload = f['payload'] or ''
+  if ARGV[3] ~= '0' then
+    redis.call('XADD', stream, 'MAXLEN', '~', ARGV[3], '*', 'message', payload)
+  else
+    redis.call('XADD', stream, '*', 'message', payload)
+  end
+  if f['message_id'] and f['message_id'] ~= '' then
+    redis.call('DEL', prefix .. f['message_id'])
+  end
+  redis.call('XDEL', KEYS[1], id)
+  return 1
+end
+local n, skipped, nxt = 0, 0, ''
+if ARGV[4] == 'ids' then
+  for i = 5, #ARGV do
+    local e = redis.pcall('XRANGE', KEYS[1], ARGV[i], ARGV[i])
+    if type(e) == 'table' and not e.err and e[1] then
+      local r = requeue(e[1][1], e[1][2])
+      n, skipped = n + r, skipped + 1 - r
+    end
+  end
+else
+  local want = tonumber(ARGV[6])
+  local e = redis.call('XRANGE', KEYS[1], ARGV[5], '+', 'COUNT', want)
+  for _, x in ipairs(e) do
+    local r = requeue(x[1], x[2])
+    n, skipped = n + r, skipped + 1 - r
+  end
+  if #e >= want then nxt = '(' .. e[#e][1] end
+end
+return {n, nxt, skipped}
+)lua";
+
 // The SHA-1 (hex) EVALSHA names a script by.
 std::string sha1_hex(std::string_view body);
 
 struct Shas {
-  std::string finish, claim, touch, trim;
+  std::string finish, claim, touch, trim, requeue;
 };
 const Shas& shas();
 // Every script body, for SCRIPT LOAD at login.

@@ -170,6 +170,47 @@ TEST_F(RedisEngineTest, ARequestDeliveredTooOftenIsDeadLetteredAndItsCallerAnswe
   EXPECT_NE(letters[0].payload.find(id), std::string::npos);
 }
 
+// The operator's way out: two requests dead-lettered after too many deliveries (each with its
+// error result stored), the cause gone, one requeued by id and then the rest. Each is served
+// again, not answered from the stored error, and leaves the dead letters; the broker is the
+// plugin, so this also runs the ABI path of requeue_dead_letters.
+TEST_F(RedisEngineTest, RequeuedDeadLettersAreServedAgain) {
+  auto ops = broker();
+  EXPECT_EQ(make(ops->requeue_dead_letters(q_, {})), 0u) << "nothing dead yet";
+  std::string first = new_uuid(), second = new_uuid();
+  strand(R"({"func_name": "hello_world", "message_id": ")" + first + R"("})", 3);
+  strand(R"({"func_name": "summ", "func_args": [2, 3, 4], "message_id": ")" + second + R"("})", 3);
+  ServerOptions options;
+  options.visibility_timeout = 200ms;
+  options.max_deliveries = 3;
+  auto server = start_server(options);
+  ASSERT_TRUE(wait_until([&] { return stored(first) && stored(second); }, 10s));
+  ASSERT_TRUE(stored(first)->failed());
+  ASSERT_TRUE(stored(second)->failed());
+  auto letters = make(ops->dead_letters(q_, 10));
+  ASSERT_EQ(letters.size(), 2u);
+  std::string first_letter = letters[0].payload.find(first) != std::string::npos
+                                 ? letters[0].id : letters[1].id;
+
+  std::vector<std::string> one{first_letter, "0-1", "not an id"};  // unknown ids are skipped
+  EXPECT_EQ(make(ops->requeue_dead_letters(q_, one)), 1u);
+  ASSERT_TRUE(wait_until([&] { return stored(first) && !stored(first)->failed(); }, 10s));
+  EXPECT_EQ(stored(first)->result, "\"hello_world\"");
+  EXPECT_TRUE(stored(second)->failed()) << "the other one stays dead";
+  letters = make(ops->dead_letters(q_, 10));
+  ASSERT_EQ(letters.size(), 1u);
+  EXPECT_NE(letters[0].payload.find(second), std::string::npos);
+
+  EXPECT_EQ(make(ops->requeue_dead_letters(q_, {})), 1u);
+  ASSERT_TRUE(wait_until([&] { return stored(second) && !stored(second)->failed(); }, 10s));
+  EXPECT_EQ(stored(second)->result, "9");
+  EXPECT_EQ(server->stats().succeeded, 2u);
+  QueueStats s = stats();
+  EXPECT_EQ(s.dead_letters, 0);
+  EXPECT_TRUE(wait_until([&] { return stats().pending == 0; }, 5s));
+  EXPECT_EQ(make(ops->requeue_dead_letters(q_, {})), 0u);
+}
+
 TEST_F(RedisEngineTest, MalformedEntriesAreDeadLetteredAnsweredAndServingGoesOn) {
   ServerOptions options;
   options.max_message_bytes = std::size_t{1} << 20;

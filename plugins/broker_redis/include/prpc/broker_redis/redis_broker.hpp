@@ -40,6 +40,8 @@ class RedisBroker final : public Broker {
   Result<QueueStats> queue_stats(std::string_view queue) override;
   Result<std::vector<DeadLetter>> dead_letters(std::string_view queue,
                                                std::size_t max_count) override;
+  Result<std::size_t> requeue_dead_letters(std::string_view queue,
+                                           std::span<const std::string> ids) override;
 
   class Impl;
 
