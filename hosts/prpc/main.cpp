@@ -1,9 +1,21 @@
 // prpc: the command-line client, for operators and shell scripts. It speaks the raw JSON
 // protocol, so it calls any PRPC server without Python.
 #include <rapidjson/document.h>
+#include <unistd.h>
 
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdio>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
 #include <iostream>
+#include <mutex>
+#include <span>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "host_common.hpp"
@@ -25,6 +37,8 @@ constexpr const char* kUsage = R"(usage: prpc [OPTIONS] call FUNC [ARGS_JSON] [-
        prpc [OPTIONS] funcs
        prpc [OPTIONS] stats
        prpc [OPTIONS] dead-letters [--limit N]
+       prpc [OPTIONS] dead-letters --requeue [--id ID ...]
+       prpc [OPTIONS] gen-stubs [--output FILE] [--timeout SECONDS]
 
 Talks to the server of one queue through the broker named by PRPC_TYPE_BROKER, PRPC_URL_BROKER
 and PRPC_QUEUE_NAME (or a configuration file), with the raw JSON protocol.
@@ -33,17 +47,29 @@ and PRPC_QUEUE_NAME (or a configuration file), with the raw JSON protocol.
   funcs              list the server's functions with their signatures
   stats              queue length, pending requests, consumers and dead letters
   dead-letters       the requests that were dead-lettered, with the reason
+    --requeue        put them back into the request queue (only those named by --id ID,
+                     which may repeat) so servers run them again; prints what it requeued
+  gen-stubs          write server_func.py with the server's functions, like
+                     `python -m prpc.create_server_func` (it runs that module)
+    --output FILE    where to write (default ./server_func.py)
 
 options:
   --config FILE      TOML configuration (default: $PRPC_CONFIG)
   --set KEY=VALUE    override one configuration key
   --queue NAME       the queue (same as --set queue.name=NAME)
   --json             print machine-readable JSON
-  --timeout SECONDS  how long call and funcs wait for the reply (default 30)
+  --timeout SECONDS  how long call and funcs wait for the reply (default 30; gen-stubs 10)
 
-Exit codes: 0 ok, 1 the call failed remotely, 2 usage, 3 configuration, 4 plugin,
-5 broker unreachable, 6 no reply in time.
+Colour and the "waiting for a reply" line appear only on a terminal, never with --json or
+when NO_COLOR is set.
+
+Exit codes: 0 ok, 1 the call failed remotely (or the broker refused the operation, or some
+--id was not requeued), 2 usage, 3 configuration, 4 plugin, 5 broker unreachable, 6 no reply
+in time, 7 gen-stubs cannot run Python or import the prpc package.
 )";
+
+// gen-stubs: no python3, or it cannot import the prpc package.
+constexpr int kExitNoPython = 7;
 
 struct Args {
   std::string config;
@@ -53,7 +79,96 @@ struct Args {
   std::string kwargs = "{}";
   double timeout_s = 30;
   bool json = false;
+  bool timeout_given = false;
   std::size_t limit = 100;
+  bool requeue = false;
+  std::vector<std::string> ids;
+  std::string output;
+};
+
+// ---- terminal --------------------------------------------------------------------------------
+
+// Escape codes only for a person at a terminal: never in a pipe, a file or --json, and not when
+// NO_COLOR is set to anything non-empty (https://no-color.org).
+bool colour_on(int fd, const Args& args) {
+  const char* no_colour = std::getenv("NO_COLOR");
+  if (args.json || (no_colour != nullptr && *no_colour != '\0')) return false;
+  if (::isatty(fd) == 0) return false;
+  const char* term = std::getenv("TERM");
+  return term == nullptr || std::string_view(term) != "dumb";
+}
+
+struct Style {
+  bool on = false;
+  std::string bold(std::string_view s) const { return wrap("\033[1m", s); }
+  std::string red(std::string_view s) const { return wrap("\033[31m", s); }
+  std::string dim(std::string_view s) const { return wrap("\033[2m", s); }
+  std::string wrap(const char* code, std::string_view s) const {
+    if (!on) return std::string(s);
+    return std::string(code) + std::string(s) + "\033[0m";
+  }
+};
+
+Style g_out, g_err;  // stdout, stderr
+
+// host_common's fail(), in red on a terminal.
+int error(int code, std::string_view message) {
+  if (!g_err.on) return fail(kProgram, code, message);
+  std::string line;
+  for (char c : message) line += (c == '\n' ? ' ' : c);
+  std::cerr << g_err.red(std::string(kProgram) + ": error: " + line) << std::endl;
+  return code;
+}
+int error(int code, const Status& status) { return error(code, status.message()); }
+
+// "waiting for a reply..." on stderr while a call takes longer than a moment, on a terminal only.
+// It draws on one line and erases it when the call returns, so the result is printed as usual.
+class Progress {
+ public:
+  Progress(bool enabled, std::string what) {
+    if (!enabled) return;
+    thread_ = std::thread([this, what = std::move(what)] { run(what); });
+  }
+  ~Progress() {
+    if (!thread_.joinable()) return;
+    {
+      std::lock_guard lock(mutex_);
+      done_ = true;
+    }
+    cv_.notify_all();
+    thread_.join();
+  }
+  Progress(const Progress&) = delete;
+  Progress& operator=(const Progress&) = delete;
+
+ private:
+  void run(const std::string& what) {
+    using namespace std::chrono_literals;
+    static constexpr const char* kFrames[] = {"|", "/", "-", "\\"};
+    auto start = std::chrono::steady_clock::now();
+    std::unique_lock lock(mutex_);
+    if (cv_.wait_for(lock, 700ms, [this] { return done_; })) return;  // quick calls stay quiet
+    bool drawn = false;
+    for (unsigned frame = 0; !done_; ++frame) {
+      auto s = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() -
+                                                                start);
+      std::string line = "\r" + std::string(kFrames[frame % 4]) + " " + what + " (" +
+                         std::to_string(s.count()) + "s)\033[K";
+      std::fputs(line.c_str(), stderr);
+      std::fflush(stderr);
+      drawn = true;
+      cv_.wait_for(lock, 120ms, [this] { return done_; });
+    }
+    if (drawn) {
+      std::fputs("\r\033[K", stderr);
+      std::fflush(stderr);
+    }
+  }
+
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  bool done_ = false;
+  std::thread thread_;
 };
 
 struct Session {
@@ -65,18 +180,18 @@ struct Session {
 
 int open_session(const Args& args, Session& s) {
   auto config = load_config(args.config, args.sets);
-  if (!config.is_ok()) return fail(kProgram, kExitConfig, config.status());
+  if (!config.is_ok()) return error(kExitConfig, config.status());
   s.config = std::move(*config);
   auto level = log::parse_level(s.config.get_or("log.level", "warn"));
   log::set_level(level.value_or(log::Level::kWarn));
   if (Status st = configure_plugins(s.registry, s.config); !st.is_ok()) {
-    return fail(kProgram, kExitPlugin, st);
+    return error(kExitPlugin, st);
   }
   auto broker = make_configured_broker(s.registry, s.config);
-  if (!broker.is_ok()) return fail(kProgram, setup_exit_code(broker.status()), broker.status());
+  if (!broker.is_ok()) return error(setup_exit_code(broker.status()), broker.status());
   s.broker = std::move(*broker);
   if (Status st = s.broker->connect(); !st.is_ok()) {
-    return fail(kProgram, setup_exit_code(st), st);
+    return error(setup_exit_code(st), st);
   }
   s.queue = s.config.get_or("queue.name", "task_prpc");
   return kExitOk;
@@ -87,19 +202,23 @@ int call(Session& s, const Args& args, const std::string& func, const std::strin
          Message& reply) {
   std::string codec_name = s.config.get_or("codec.raw", "rawjson");
   auto codec = s.registry.make_codec(codec_name, options_under(s.config, "codec.options." + codec_name));
-  if (!codec.is_ok()) return fail(kProgram, setup_exit_code(codec.status()), codec.status());
+  if (!codec.is_ok()) return error(setup_exit_code(codec.status()), codec.status());
   Client client(ClientOptions{s.queue, Flavour::kRaw}, s.broker, *codec);
   Message request;
   request.func_name = func;
   request.func_args = func_args;
   request.func_kwargs = args.kwargs;
   auto timeout = std::chrono::milliseconds(static_cast<std::int64_t>(args.timeout_s * 1000));
-  auto r = client.call_sync(std::move(request), timeout);
+  Result<Message> r = Status(StatusCode::kInternal, "not called");
+  {
+    Progress progress(g_err.on, "waiting for a reply from queue '" + s.queue + "'");
+    r = client.call_sync(std::move(request), timeout);
+  }
   if (!r.is_ok()) {
     int code = r.status().code() == StatusCode::kTimeout ? kExitTimeout
                : r.status().code() == StatusCode::kUnavailable ? kExitUnreachable
                                                                 : kExitFailure;
-    return fail(kProgram, code, r.status().message() + " (queue '" + s.queue + "')");
+    return error(code, r.status().message() + " (queue '" + s.queue + "')");
   }
   reply = std::move(*r);
   return kExitOk;
@@ -107,16 +226,16 @@ int call(Session& s, const Args& args, const std::string& func, const std::strin
 
 int command_call(Session& s, const Args& args) {
   if (args.positional.empty() || args.positional.size() > 2) {
-    return fail(kProgram, kExitUsage, "call needs FUNC and optionally ARGS_JSON");
+    return error(kExitUsage, "call needs FUNC and optionally ARGS_JSON");
   }
   std::string func_args = args.positional.size() == 2 ? args.positional[1] : "[]";
   for (const auto& [what, text, type] :
        {std::tuple{"ARGS_JSON", func_args, json::Type::kArray},
         std::tuple{"--kwargs", args.kwargs, json::Type::kObject}}) {
     Status valid = json::validate(text, {});
-    if (!valid.is_ok()) return fail(kProgram, kExitUsage, std::string(what) + ": " + valid.message());
+    if (!valid.is_ok()) return error(kExitUsage, std::string(what) + ": " + valid.message());
     if (json::peek_type(text) != type) {
-      return fail(kProgram, kExitUsage,
+      return error(kExitUsage,
                   std::string(what) + " must be a JSON " + std::string(json::type_name(type)));
     }
   }
@@ -177,7 +296,7 @@ std::string signature(const rapidjson::Value& spec) {
 int command_funcs(Session& s, const Args& args) {
   Message reply;
   if (int code = call(s, args, "get_function_server", "[]", reply); code != kExitOk) return code;
-  if (reply.failed()) return fail(kProgram, kExitFailure, *reply.exception_info);
+  if (reply.failed()) return error(kExitFailure, *reply.exception_info);
   if (args.json) {
     std::cout << reply.result << "\n";
     return kExitOk;
@@ -186,18 +305,18 @@ int command_funcs(Session& s, const Args& args) {
   d.Parse(reply.result.c_str(), reply.result.size());
   if (d.HasParseError() || !d.IsObject() || !d.HasMember("functions") ||
       !d["functions"].IsArray()) {
-    return fail(kProgram, kExitFailure, "the server's manifest is not understood");
+    return error(kExitFailure, "the server's manifest is not understood");
   }
   for (const auto& f : d["functions"].GetArray()) {
     if (!f.IsObject() || !f.HasMember("name") || !f["name"].IsString()) continue;
-    std::cout << f["name"].GetString()
+    std::cout << g_out.bold(f["name"].GetString())
               << (f.HasMember("spec") ? signature(f["spec"]) : std::string("(...)"));
     if (f.HasMember("worker") && f["worker"].IsString()) {
       std::cout << "  [" << f["worker"].GetString() << "]";
     }
     if (f.HasMember("doc") && f["doc"].IsString() && f["doc"].GetStringLength() > 0) {
       std::string doc = f["doc"].GetString();
-      std::cout << "\n    " << doc.substr(0, doc.find('\n'));
+      std::cout << "\n    " << g_out.dim(doc.substr(0, doc.find('\n')));
     }
     std::cout << "\n";
   }
@@ -206,7 +325,7 @@ int command_funcs(Session& s, const Args& args) {
 
 int command_stats(Session& s, const Args& args) {
   auto st = s.broker->queue_stats(s.queue);
-  if (!st.is_ok()) return fail(kProgram, kExitFailure, st.status());
+  if (!st.is_ok()) return error(kExitFailure, st.status());
   if (args.json) {
     std::cout << "{\"queue\": " << json::quote(s.queue) << ", \"length\": " << st->length
               << ", \"pending\": " << st->pending << ", \"consumers\": " << st->consumers
@@ -219,9 +338,63 @@ int command_stats(Session& s, const Args& args) {
   return kExitOk;
 }
 
+// Prints what it requeued. With ids, each goes on its own so the output says which ones came
+// back; without, one call moves them all (the broker pages through them).
+int command_requeue(Session& s, const Args& args) {
+  std::vector<std::string> requeued, missing;
+  std::size_t count = 0;
+  if (args.ids.empty()) {
+    auto r = s.broker->requeue_dead_letters(s.queue, {});
+    if (!r.is_ok()) return error(kExitFailure, r.status());
+    count = *r;
+  } else {
+    for (const std::string& id : args.ids) {
+      std::span<const std::string> one(&id, 1);
+      auto r = s.broker->requeue_dead_letters(s.queue, one);
+      if (!r.is_ok()) {
+        if (count == 0) return error(kExitFailure, r.status());
+        return error(kExitFailure, "requeued " + std::to_string(count) + ", then: " +
+                                       r.status().message());
+      }
+      if (*r > 0) {
+        requeued.push_back(id);
+        count += *r;
+      } else {
+        missing.push_back(id);
+      }
+    }
+  }
+  if (args.json) {
+    std::cout << "{\"queue\": " << json::quote(s.queue) << ", \"requeued\": " << count;
+    if (!args.ids.empty()) {
+      for (const auto& [name, list] :
+           {std::pair{"ids", &requeued}, std::pair{"not_found", &missing}}) {
+        std::cout << ", \"" << name << "\": [";
+        for (std::size_t i = 0; i < list->size(); ++i) {
+          std::cout << (i ? ", " : "") << json::quote((*list)[i]);
+        }
+        std::cout << "]";
+      }
+    }
+    std::cout << "}\n";
+  } else {
+    for (const std::string& id : requeued) std::cout << "requeued " << g_out.bold(id) << "\n";
+    std::cout << "requeued " << count << " dead letter" << (count == 1 ? "" : "s")
+              << " of queue " << s.queue << "\n";
+  }
+  if (!missing.empty()) {
+    std::string list;
+    for (const std::string& id : missing) list += (list.empty() ? "" : ", ") + id;
+    return error(kExitFailure,
+                 "not requeued (no such dead letter, or its payload was truncated): " + list);
+  }
+  return kExitOk;
+}
+
 int command_dead_letters(Session& s, const Args& args) {
+  if (args.requeue) return command_requeue(s, args);
   auto letters = s.broker->dead_letters(s.queue, args.limit);
-  if (!letters.is_ok()) return fail(kProgram, kExitFailure, letters.status());
+  if (!letters.is_ok()) return error(kExitFailure, letters.status());
   if (args.json) std::cout << "[";
   bool first = true;
   for (const DeadLetter& d : *letters) {
@@ -231,13 +404,69 @@ int command_dead_letters(Session& s, const Args& args) {
                 << ", \"reason\": " << json::quote(d.reason)
                 << ", \"payload\": " << json::quote(d.payload) << "}";
     } else {
-      std::cout << d.id << " [" << flavour_name(d.flavour) << "] " << d.reason << "\n    "
+      std::cout << g_out.bold(d.id) << " [" << flavour_name(d.flavour) << "] "
+                << g_out.red(d.reason) << "\n    "
                 << d.payload.substr(0, 200) << (d.payload.size() > 200 ? "..." : "") << "\n";
     }
     first = false;
   }
   if (args.json) std::cout << "]\n";
   return kExitOk;
+}
+
+// Where the prpc Python package of this build is: the build tree assembles it in
+// <build>/python next to <build>/bin. An installed prpc is found by Python itself (pip install).
+std::string build_tree_package_parent() {
+  std::error_code ec;
+  std::filesystem::path exe = std::filesystem::read_symlink("/proc/self/exe", ec);
+  if (ec) return {};
+  std::filesystem::path parent = exe.parent_path().parent_path() / "python";
+  if (!std::filesystem::exists(parent / "prpc" / "create_server_func.py", ec)) return {};
+  return parent.string();
+}
+
+// Runs `python -m prpc.create_server_func` in place of this process, so its output, files and
+// exit code are the module's own. The broker and queue come from prpc's configuration (file,
+// --set, environment), handed over as the environment and options the module reads.
+int command_gen_stubs(const Args& args) {
+  if (!args.positional.empty()) return error(kExitUsage, "gen-stubs takes no arguments");
+  auto config = load_config(args.config, args.sets);
+  if (!config.is_ok()) return error(kExitConfig, config.status());
+  for (const auto& [key, env] : {std::pair{"broker.type", "PRPC_TYPE_BROKER"},
+                                 std::pair{"broker.url", "PRPC_URL_BROKER"},
+                                 std::pair{"queue.name", "PRPC_QUEUE_NAME"}}) {
+    if (auto v = config->get(key)) ::setenv(env, v->c_str(), 1);
+  }
+  if (std::string parent = build_tree_package_parent(); !parent.empty()) {
+    const char* old = std::getenv("PYTHONPATH");
+    std::string path = parent + (old != nullptr && *old != '\0' ? ":" + std::string(old) : "");
+    ::setenv("PYTHONPATH", path.c_str(), 1);
+  }
+  // A missing package is reported in one line with its own exit code, rather than as Python's
+  // traceback; otherwise this is exactly `python -m prpc.create_server_func` (same prog name).
+  static constexpr const char* kBootstrap =
+      "import sys\n"
+      "try:\n"
+      "    from prpc import create_server_func as m\n"
+      "except ImportError as e:\n"
+      "    sys.stderr.write('prpc: error: gen-stubs needs the prpc Python package (%s)\\n' % e)\n"
+      "    sys.exit(7)\n"
+      "sys.exit(m.main(sys.argv[1:]))\n";
+  std::string python = "python3";
+  if (const char* p = std::getenv("PRPC_PYTHON"); p != nullptr && *p != '\0') python = p;
+  std::vector<std::string> argv_text{python, "-c", kBootstrap, "--queue",
+                                     config->get_or("queue.name", "task_prpc")};
+  if (!args.output.empty()) argv_text.insert(argv_text.end(), {"--output", args.output});
+  if (args.timeout_given) {
+    argv_text.insert(argv_text.end(), {"--timeout", std::to_string(args.timeout_s)});
+  }
+  std::vector<char*> argv;
+  for (std::string& a : argv_text) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  std::cout.flush();
+  ::execvp(argv[0], argv.data());
+  return error(kExitNoPython, "gen-stubs runs " + python + ", which cannot be started: " +
+                                  std::strerror(errno));
 }
 
 }  // namespace
@@ -259,30 +488,38 @@ int main(int argc, char** argv) {
       std::cout << "prpc " PRPC_VERSION_STRING "\n";
       return kExitOk;
     } else if (a == "--config" || a == "-c") {
-      if (!value(args.config)) return fail(kProgram, kExitUsage, "--config needs a file");
+      if (!value(args.config)) return error(kExitUsage, "--config needs a file");
     } else if (a == "--set") {
-      if (!value(v)) return fail(kProgram, kExitUsage, "--set needs KEY=VALUE");
+      if (!value(v)) return error(kExitUsage, "--set needs KEY=VALUE");
       args.sets.push_back(v);
     } else if (a == "--queue") {
-      if (!value(v)) return fail(kProgram, kExitUsage, "--queue needs a name");
+      if (!value(v)) return error(kExitUsage, "--queue needs a name");
       args.sets.push_back("queue.name=" + v);
     } else if (a == "--kwargs") {
-      if (!value(args.kwargs)) return fail(kProgram, kExitUsage, "--kwargs needs a JSON object");
+      if (!value(args.kwargs)) return error(kExitUsage, "--kwargs needs a JSON object");
     } else if (a == "--timeout") {
-      if (!value(v)) return fail(kProgram, kExitUsage, "--timeout needs seconds");
+      if (!value(v)) return error(kExitUsage, "--timeout needs seconds");
       try {
         args.timeout_s = std::stod(v);
       } catch (...) {
-        return fail(kProgram, kExitUsage, "--timeout: '" + v + "' is not a number");
+        return error(kExitUsage, "--timeout: '" + v + "' is not a number");
       }
-      if (args.timeout_s <= 0) return fail(kProgram, kExitUsage, "--timeout must be positive");
+      if (args.timeout_s <= 0) return error(kExitUsage, "--timeout must be positive");
+      args.timeout_given = true;
     } else if (a == "--limit") {
-      if (!value(v)) return fail(kProgram, kExitUsage, "--limit needs a number");
+      if (!value(v)) return error(kExitUsage, "--limit needs a number");
       args.limit = static_cast<std::size_t>(std::max(1L, std::strtol(v.c_str(), nullptr, 10)));
     } else if (a == "--json") {
       args.json = true;
+    } else if (a == "--requeue") {
+      args.requeue = true;
+    } else if (a == "--id") {
+      if (!value(v)) return error(kExitUsage, "--id needs a dead letter's id");
+      args.ids.push_back(v);
+    } else if (a == "--output" || a == "-o") {
+      if (!value(args.output)) return error(kExitUsage, "--output needs a file");
     } else if (a.size() > 1 && a[0] == '-' && a != "-" && !(a[1] >= '0' && a[1] <= '9')) {
-      return fail(kProgram, kExitUsage, "unknown option '" + std::string(a) + "'");
+      return error(kExitUsage, "unknown option '" + std::string(a) + "'");
     } else if (args.command.empty()) {
       args.command = a;
     } else {
@@ -294,9 +531,19 @@ int main(int argc, char** argv) {
     return kExitUsage;
   }
   if (args.command != "call" && args.command != "funcs" && args.command != "stats" &&
-      args.command != "dead-letters") {
-    return fail(kProgram, kExitUsage, "unknown command '" + args.command + "' (see prpc --help)");
+      args.command != "dead-letters" && args.command != "gen-stubs") {
+    return error(kExitUsage, "unknown command '" + args.command + "' (see prpc --help)");
   }
+  if (!args.ids.empty() && !args.requeue) return error(kExitUsage, "--id goes with --requeue");
+  if (args.requeue && args.command != "dead-letters") {
+    return error(kExitUsage, "--requeue goes with dead-letters");
+  }
+  if (!args.output.empty() && args.command != "gen-stubs") {
+    return error(kExitUsage, "--output goes with gen-stubs");
+  }
+  g_out.on = colour_on(STDOUT_FILENO, args);
+  g_err.on = colour_on(STDERR_FILENO, args);
+  if (args.command == "gen-stubs") return command_gen_stubs(args);
   try {
     Session session;
     if (int code = open_session(args, session); code != kExitOk) return code;
@@ -305,6 +552,6 @@ int main(int argc, char** argv) {
     if (args.command == "stats") return command_stats(session, args);
     return command_dead_letters(session, args);
   } catch (const std::exception& e) {
-    return fail(kProgram, kExitFailure, std::string("unexpected error: ") + e.what());
+    return error(kExitFailure, std::string("unexpected error: ") + e.what());
   }
 }

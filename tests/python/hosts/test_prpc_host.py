@@ -159,4 +159,4 @@ def test_list_plugins_shows_abi_versions(bin_dir, env):
     out = run([str(bin_dir / "prpc-host"), "--list-plugins"], env)
     assert out.returncode == 0
     assert "broker 'redis'" in out.stdout
-    assert "(ABI 1.0)" in out.stdout
+    assert f"(ABI {prpc._core.ABI_VERSION[0]}.{prpc._core.ABI_VERSION[1]})" in out.stdout
