@@ -226,7 +226,8 @@ TEST_F(MemoryBrokerTest, RequeueDeadLettersPutsThemBackAndForgetsTheirErrorResul
   ASSERT_TRUE(wait_until([&] { return c.size() == 3; }, 5s));
   for (const Delivery& d : c.take()) {
     std::string id = "id-" + d.payload;
-    ReplyView error{d.flavour, "q", id, "", "error for " + d.payload, false};
+    std::string payload = "error for " + d.payload;  // the view below must not dangle
+    ReplyView error{d.flavour, "q", id, "", payload, false};
     ASSERT_TRUE(finish(*b, d, &error, "failed: " + d.payload).is_ok());
   }
   auto stored = [&](Flavour f, const std::string& id) {
