@@ -1,0 +1,240 @@
+"""The orchestrator: one private redis-server, then for every (system, workload): FLUSHALL, start
+the system's server, drive it from a separate client process while sampling the server's memory,
+stop it. Writes results.json, results.md and results.png under the output directory.
+
+    python -m bench.compare [--quick] [--systems a,b] [--workloads noop,echo] [--out DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import fnmatch
+import importlib
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from . import report
+from .driver import Plan
+from .procs import PeakRss, RedisServer, Server, tail
+from .systems import SYSTEMS, Context, System
+from .workloads import WORKLOADS
+
+REPO = Path(__file__).resolve().parents[2]
+PEER_PACKAGES = ("celery", "kombu", "redis", "arq", "taskiq", "taskiq-redis", "dramatiq",
+                 "faststream", "grpcio", "matplotlib", "py-spy")
+
+
+def make_plan(workload: str, quick: bool) -> Plan:
+    seq_full, seq_quick = WORKLOADS[workload].sequential
+    slow = workload in ("sleep", "cpu")
+    if quick:
+        return Plan(sequential=seq_quick, warmup_calls=5 if slow else 20, levels=(1, 8, 64),
+                    level_seconds=0.5, level_warmup_seconds=0.2)
+    return Plan(sequential=seq_full, warmup_calls=20 if slow else 200, levels=(1, 8, 64),
+                level_seconds=3.0, level_warmup_seconds=1.0)
+
+
+def select(names: str | None, available: list[str], what: str) -> list[str]:
+    """Comma-separated names or shell patterns (prpc-*), in the registry's order."""
+    if not names:
+        return available
+    patterns = [n.strip() for n in names.split(",") if n.strip()]
+    for p in patterns:
+        if not any(fnmatch.fnmatch(a, p) for a in available):
+            raise SystemExit(f"unknown {what} {p!r}; choose from: {', '.join(available)}")
+    return [a for a in available if any(fnmatch.fnmatch(a, p) for p in patterns)]
+
+
+def machine_description(redis: RedisServer, ctx: Context) -> dict[str, Any]:
+    cpu = "?"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    versions = {}
+    for name in PEER_PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    try:
+        commit = subprocess.run(["git", "-C", str(REPO), "describe", "--always", "--dirty"],
+                                capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit = "?"
+    try:
+        mem_kb = int(Path("/proc/meminfo").read_text().split()[1])
+    except (OSError, ValueError, IndexError):
+        mem_kb = 0
+    return {
+        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_gib": round(mem_kb / 1024 / 1024, 1),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "redis_server": redis.version(),
+        "prpc_commit": commit or "?",
+        "build_dir": ctx.build_dir,
+        "packages": versions,
+    }
+
+
+class Runner:
+    def __init__(self, ctx: Context, redis: RedisServer, out: Path, quick: bool) -> None:
+        self.ctx = ctx
+        self.redis = redis
+        self.out = out
+        self.quick = quick
+        self.logs = out / "logs"
+        self.logs.mkdir(parents=True, exist_ok=True)
+
+    def run(self, system: System, workload: str) -> dict[str, Any]:
+        row: dict[str, Any] = {
+            "system": system.name, "label": system.label, "family": system.family,
+            "driver": system.driver, "config": system.config, "workload": workload,
+        }
+        reason = system.workloads.get(workload, "not defined for this system")
+        if reason is not None:
+            row.update(status="n/a", reason=reason)
+            return row
+        plan = make_plan(workload, self.quick)
+        started = time.monotonic()
+        try:
+            self.redis.flushall()
+            adapter = importlib.import_module(f"{__package__}.systems.{system.module}")
+            if hasattr(adapter, "external"):
+                row.update(self._external(adapter, system, workload, plan))
+            else:
+                row.update(self._measure(adapter, system, workload, plan))
+        except Exception as exc:  # noqa: BLE001 - one system's failure is a row, not a crash
+            row.update(status="n/a", reason=f"harness: {type(exc).__name__}: {exc}"[:400])
+        row["wall_s"] = round(time.monotonic() - started, 1)
+        return row
+
+    def _log(self, system: System, workload: str, what: str) -> Path:
+        return self.logs / f"{system.name}.{workload}.{what}.log"
+
+    def _external(self, adapter: Any, system: System, workload: str, plan: Plan) -> dict[str, Any]:
+        available = adapter.available(self.ctx)
+        if available is not True:
+            return {"status": "n/a", "reason": available}
+        log = self._log(system, workload, "program")
+        program = Server(adapter.external(self.ctx, system.variant, workload, plan), log,
+                         self.ctx.python_env(), REPO)
+        rss = PeakRss(program.pid)
+        try:
+            program.proc.wait(self._budget(plan))
+        except subprocess.TimeoutExpired:
+            pass
+        finally:
+            peak = rss.stop()
+            code = program.stop()
+        if code != 0:
+            return {"status": "n/a", "reason": f"exited with {code}: {tail(log, 3)}"}
+        outcome = adapter.parse(log.read_text(errors="replace"), plan)
+        return {"status": "ok", "outcome": outcome, "peak_rss_bytes": peak,
+                "rss_note": "the whole program (its server is a thread beside the callers)"}
+
+    def _budget(self, plan: Plan) -> float:
+        per_level = plan.level_warmup_seconds + plan.level_seconds + plan.call_timeout
+        return plan.ready_timeout + 120 + len(plan.levels) * per_level
+
+    def _measure(self, adapter: Any, system: System, workload: str, plan: Plan) -> dict[str, Any]:
+        env = self.ctx.python_env()
+        argv = adapter.server(self.ctx, system.variant, workload)
+        server = Server(argv, self._log(system, workload, "server"), env, REPO) if argv else None
+        rss = PeakRss(server.pid) if server else None
+        client_log = self._log(system, workload, "client")
+        try:
+            with open(client_log, "wb") as err:
+                proc = subprocess.run(
+                    [self.ctx.python, "-m", f"{__package__}.client", "--system", system.name,
+                     "--workload", workload, "--plan", json.dumps(dataclasses.asdict(plan)),
+                     "--ctx", self.ctx.to_json()],
+                    stdout=subprocess.PIPE, stderr=err, env=env, cwd=REPO,
+                    timeout=self._budget(plan))
+            server_died = server is not None and not server.alive()
+        finally:
+            peak = rss.stop() if rss else None
+            if server:
+                server.stop()
+        lines = [l for l in proc.stdout.decode(errors="replace").splitlines()
+                 if l.startswith("RESULT ")]
+        if not lines:
+            return {"status": "n/a",
+                    "reason": f"client exited with {proc.returncode}: {tail(client_log, 3)}"}
+        result = json.loads(lines[-1][len("RESULT "):])
+        if "error" in result:
+            reason = result["error"]
+            if server_died:
+                reason += " | server exited: " + tail(self._log(system, workload, "server"), 3)
+            return {"status": "n/a", "reason": reason}
+        row: dict[str, Any] = {"status": "ok", "outcome": result["outcome"]}
+        if peak is not None:
+            row["peak_rss_bytes"] = peak
+        if server_died:
+            row["note"] = "the server exited during the run"
+        return row
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.compare", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true",
+                        help="a smoke run: few calls, half-second windows")
+    parser.add_argument("--systems", help="comma-separated names or patterns (default: all)")
+    parser.add_argument("--workloads", help="comma-separated workloads (default: all)")
+    parser.add_argument("--out", default=str(REPO / "bench" / "results"),
+                        help="where results.{json,md,png} and logs/ go")
+    parser.add_argument("--build-dir", default=os.environ.get("PRPC_BENCH_BUILD_DIR",
+                                                               str(REPO / "build" / "ci")))
+    parser.add_argument("--list", action="store_true", help="list the systems and exit")
+    args = parser.parse_args(argv)
+
+    if args.list:
+        for s in SYSTEMS:
+            runs = ",".join(w for w, r in s.workloads.items() if r is None)
+            print(f"{s.name:18} {s.label:40} [{runs}]")
+        return 0
+    systems = select(args.systems, [s.name for s in SYSTEMS], "system")
+    workloads = select(args.workloads, list(WORKLOADS), "workload")
+    out = Path(args.out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+
+    with tempfile.TemporaryDirectory(prefix="prpc-bench.") as workdir:
+        redis = RedisServer(Path(workdir))
+        try:
+            ctx = Context(repo=str(REPO), build_dir=str(Path(args.build_dir).resolve()),
+                          python=sys.executable, redis_url=redis.url, workdir=workdir,
+                          quick=args.quick)
+            meta = machine_description(redis, ctx)
+            meta["mode"] = "quick" if args.quick else "full"
+            runner = Runner(ctx, redis, out, args.quick)
+            rows = []
+            started = time.monotonic()
+            for system in (s for s in SYSTEMS if s.name in systems):
+                for workload in workloads:
+                    row = runner.run(system, workload)
+                    rows.append(row)
+                    print(report.progress_line(row), flush=True)
+            meta["wall_s"] = round(time.monotonic() - started)
+        finally:
+            redis.stop()
+    report.write(out, meta, rows)
+    print()
+    print((out / "results.md").read_text())
+    return 0
