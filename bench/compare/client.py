@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import importlib
 import inspect
 import json
@@ -17,13 +18,18 @@ from . import driver
 from .systems import BY_NAME, Caller, Context
 from .workloads import check_result
 
+PROBE_TIMEOUT = 1.0
+
 
 def _measure(caller: Caller, workload: str, plan: driver.Plan) -> driver.Outcome:
     check = lambda value: check_result(workload, value)  # noqa: E731
+    # A request sent before the server subscribed may never be answered: probe with short
+    # timeouts so that readiness does not wait out a whole call timeout.
+    probe = functools.partial(caller.call, timeout=PROBE_TIMEOUT)
     if caller.is_async:
         async def go() -> driver.Outcome:
             try:
-                await driver.wait_ready_async(caller.call, check, plan.ready_timeout)
+                await driver.wait_ready_async(probe, check, plan.ready_timeout)
                 return await driver.run_async(caller.call, plan)
             finally:
                 closed = caller.close()
@@ -31,7 +37,7 @@ def _measure(caller: Caller, workload: str, plan: driver.Plan) -> driver.Outcome
                     await closed
         return asyncio.run(go())
     try:
-        driver.wait_ready_sync(caller.call, check, plan.ready_timeout)
+        driver.wait_ready_sync(probe, check, plan.ready_timeout)
         return driver.run_sync(caller.call, plan)
     finally:
         caller.close()

@@ -159,24 +159,37 @@ class Runner:
         server = Server(argv, self._log(system, workload, "server"), env, REPO) if argv else None
         rss = PeakRss(server.pid) if server else None
         client_log = self._log(system, workload, "client")
+        result_path = self._log(system, workload, "result")
         try:
-            with open(client_log, "wb") as err:
-                proc = subprocess.run(
+            with open(client_log, "wb") as err, open(result_path, "wb") as res:
+                proc = subprocess.Popen(
                     [self.ctx.python, "-m", f"{__package__}.client", "--system", system.name,
                      "--workload", workload, "--plan", json.dumps(dataclasses.asdict(plan)),
                      "--ctx", self.ctx.to_json()],
-                    stdout=subprocess.PIPE, stderr=err, env=env, cwd=REPO,
-                    timeout=self._budget(plan))
+                    stdout=res, stderr=err, stdin=subprocess.DEVNULL, env=env, cwd=REPO)
+                deadline = time.monotonic() + self._budget(plan)
+                # A server that dies fails the measurement now, not after the client's timeouts.
+                while proc.poll() is None:
+                    if time.monotonic() > deadline or (server and not server.alive()):
+                        try:
+                            proc.wait(2)
+                        except subprocess.TimeoutExpired:
+                            proc.kill()
+                            proc.wait()
+                        break
+                    time.sleep(0.1)
             server_died = server is not None and not server.alive()
         finally:
             peak = rss.stop() if rss else None
             if server:
                 server.stop()
-        lines = [l for l in proc.stdout.decode(errors="replace").splitlines()
+        lines = [l for l in result_path.read_text(errors="replace").splitlines()
                  if l.startswith("RESULT ")]
         if not lines:
-            return {"status": "n/a",
-                    "reason": f"client exited with {proc.returncode}: {tail(client_log, 3)}"}
+            why = f"client exited with {proc.returncode}: {tail(client_log, 3)}"
+            if server_died:
+                why = "server exited: " + tail(self._log(system, workload, "server"), 3)
+            return {"status": "n/a", "reason": why}
         result = json.loads(lines[-1][len("RESULT "):])
         if "error" in result:
             reason = result["error"]

@@ -19,6 +19,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 
+from ..driver import RemoteFailure  # noqa: F401 - adapters raise it for a failed remote call
+
 THREADS = 8
 ASYNC_SLOTS = 64
 PROCESSES = 2
@@ -64,7 +66,8 @@ class Context:
 
 @dataclass
 class Caller:
-    """One call of the workload: `call()` returns the result (or an awaitable when `is_async`)."""
+    """One call of the workload: `call(timeout=30.0)` returns the result (or an awaitable when
+    `is_async`); readiness probes call it with a short timeout."""
 
     call: Callable[[], Any] | Callable[[], Awaitable[Any]]
     is_async: bool

@@ -23,8 +23,8 @@ def client(ctx: Context, variant: str, workload: str, broker: str = "redis",
     c = prpc.Client(broker, url or ctx.redis_url, QUEUE)
     args = args_for(workload)
 
-    async def call() -> object:
-        return await c.call_with(workload, args, timeout=30.0)
+    async def call(timeout: float = 30.0) -> object:
+        return await c.call_with(workload, args, timeout=timeout)
 
     return Caller(call, is_async=True, close=c.close)
 
