@@ -60,7 +60,7 @@ class Server:
     def alive(self) -> bool:
         return self.proc.poll() is None
 
-    def stop(self, grace: float = 10.0) -> int:
+    def stop(self, grace: float = 3.0) -> int:
         """SIGTERM to the group, SIGKILL to whatever is left after `grace` seconds."""
         if self.proc.poll() is None:
             try:

@@ -11,7 +11,7 @@ from .systems import BY_NAME
 from .workloads import WORKLOADS
 
 TOP_LEVEL = 64
-PRPC_PYTHON = ("prpc-py-thread", "prpc-py-async", "prpc-py-process")
+PRPC_PYTHON = ("prpc-py-thread", "prpc-py-thread-aio", "prpc-py-async", "prpc-py-process")
 
 
 # ---- numbers out of rows ---------------------------------------------------------------------

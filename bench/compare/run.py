@@ -39,7 +39,7 @@ def make_plan(workload: str, quick: bool) -> Plan:
     slow = workload in ("sleep", "cpu")
     if quick:
         return Plan(sequential=seq_quick, warmup_calls=5 if slow else 20, levels=(1, 8, 64),
-                    level_seconds=0.5, level_warmup_seconds=0.2)
+                    level_seconds=0.25, level_warmup_seconds=0.05, ready_timeout=10)
     return Plan(sequential=seq_full, warmup_calls=20 if slow else 200, levels=(1, 8, 64),
                 level_seconds=3.0, level_warmup_seconds=1.0)
 
@@ -193,8 +193,11 @@ class Runner:
         result = json.loads(lines[-1][len("RESULT "):])
         if "error" in result:
             reason = result["error"]
+            last = tail(self._log(system, workload, "server"), 1)[:300]
             if server_died:
-                reason += " | server exited: " + tail(self._log(system, workload, "server"), 3)
+                reason += " | server exited: " + last
+            elif last:
+                reason += " | server's last words: " + last
             return {"status": "n/a", "reason": reason}
         row: dict[str, Any] = {"status": "ok", "outcome": result["outcome"]}
         if peak is not None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import multiprocessing
 import os
 import sys
 from pathlib import Path
@@ -51,7 +52,14 @@ def client(ctx: Context, variant: str, workload: str) -> Caller:
 async def serve(variant: str, processes: int, port_file: str) -> None:
     import grpc
 
-    pool = concurrent.futures.ProcessPoolExecutor(processes) if variant == "procpool" else None
+    pool = None
+    if variant == "procpool":
+        # Forking after gRPC has started its threads breaks the children: start the workers
+        # first, and by spawning.
+        pool = concurrent.futures.ProcessPoolExecutor(
+            processes, mp_context=multiprocessing.get_context("spawn"))
+        for f in [pool.submit(workloads.noop) for _ in range(processes)]:
+            f.result()
 
     def handler(name: str):
         async def handle(request: bytes, context: object) -> bytes:

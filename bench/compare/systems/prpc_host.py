@@ -1,10 +1,11 @@
 """PRPC's native path: prpc-host serving functions_example's C++ functions on a thread executor,
-called through the raw JSON protocol (prpc.Client(raw=True)), so no Python runs on the server."""
+called through the raw JSON protocol (prpc.Client(raw=True)), so no Python runs on the server.
+The client is prpc_py's, driven by threads."""
 
 from __future__ import annotations
 
 from ..workloads import ECHO_PAYLOAD, SLEEP_SECONDS
-from . import Caller, Context
+from . import Caller, Context, prpc_py
 
 QUEUE = "bench"
 FUNCTIONS = {"noop": ("noop", ()), "echo": ("echo", (ECHO_PAYLOAD,)),
@@ -27,12 +28,5 @@ def server(ctx: Context, variant: str, workload: str) -> list[str]:
 
 
 def client(ctx: Context, variant: str, workload: str) -> Caller:
-    import prpc
-
-    c = prpc.Client("redis", ctx.redis_url, QUEUE, raw=True)
     name, args = FUNCTIONS[workload]
-
-    async def call(timeout: float = 30.0) -> object:
-        return await c.call_with(name, args, timeout=timeout)
-
-    return Caller(call, is_async=True, close=c.close)
+    return prpc_py.client(ctx, variant, workload, raw=True, func=name, args=args)

@@ -1,5 +1,5 @@
-"""PRPC with a Python server (prpc.AppServer) on thread, async or process workers, and the
-Python client awaiting each call (the reply is pushed to the client's one listener)."""
+"""PRPC with a Python server (prpc.AppServer) on thread, async or process workers, called through
+prpc.Client (every reply is pushed to the client process's one listener)."""
 
 from __future__ import annotations
 
@@ -12,21 +12,31 @@ QUEUE = "bench"
 
 
 def server(ctx: Context, variant: str, workload: str) -> list[str]:
-    slots = {"thread": ctx.threads, "async": ctx.async_slots, "process": ctx.processes}[variant]
-    return [ctx.python, "-m", __name__, "redis", ctx.redis_url, variant, str(slots)]
+    worker = variant.split("-")[0]
+    slots = {"thread": ctx.threads, "async": ctx.async_slots, "process": ctx.processes}[worker]
+    return [ctx.python, "-m", __name__, "redis", ctx.redis_url, worker, str(slots)]
 
 
 def client(ctx: Context, variant: str, workload: str, broker: str = "redis",
-           url: str | None = None) -> Caller:
+           url: str | None = None, raw: bool = False, func: str | None = None,
+           args: tuple | None = None) -> Caller:
+    """The seed's synchronous API (`task.sync_wait_result_task`) driven by threads, or with a
+    variant ending in "-aio", `await task` driven by asyncio."""
     import prpc
 
-    c = prpc.Client(broker, url or ctx.redis_url, QUEUE)
-    args = args_for(workload)
+    c = prpc.Client(broker, url or ctx.redis_url, QUEUE, raw=raw)
+    name = func or workload
+    args = args_for(workload) if args is None else args
+    if variant.endswith("-aio"):
+        async def acall(timeout: float = 30.0) -> object:
+            return await c.call_with(name, args, timeout=timeout)
 
-    async def call(timeout: float = 30.0) -> object:
-        return await c.call_with(workload, args, timeout=timeout)
+        return Caller(acall, is_async=True, close=c.close)
 
-    return Caller(call, is_async=True, close=c.close)
+    def call(timeout: float = 30.0) -> object:
+        return c.call_with(name, args, timeout=timeout).sync_wait_result_task(timeout)
+
+    return Caller(call, is_async=False, close=c.close)
 
 
 def serve(broker: str, url: str, variant: str, slots: int) -> None:
