@@ -1,5 +1,8 @@
 // prpc-host: serves the functions a configuration names, through the broker, codecs and
 // executors it names, until SIGINT or SIGTERM (then it drains calls in flight).
+#include <dlfcn.h>
+
+#include <boost/dll/runtime_symbol_info.hpp>
 #include <cstring>
 #include <iostream>
 #include <string>
@@ -19,16 +22,19 @@ using namespace prpc::host;
 
 constexpr std::string_view kProgram = "prpc-host";
 
-constexpr const char* kUsage = R"(usage: prpc-host [--config FILE] [--set KEY=VALUE]... [--log-level LEVEL]
+constexpr const char* kUsage = R"(usage: prpc-host [--config FILE] [--app MODULE:ATTR] [--set KEY=VALUE]... [--log-level LEVEL]
        prpc-host --check [--config FILE] [--set KEY=VALUE]...
        prpc-host --list-plugins [--config FILE]
        prpc-host --version | --help
 
-Serves the functions named by the configuration (functions.plugins) on queue.name through
-broker.type at broker.url, until SIGINT or SIGTERM; calls in flight then get server.drain_grace
-to finish. Every key can also be set with a PRPC_* environment variable or --set.
+Serves the functions named by the configuration on queue.name through broker.type at
+broker.url, until SIGINT or SIGTERM; calls in flight then get server.drain_grace to finish.
+The functions are native (functions.plugins) or a Python application (app = "module:attr", an
+AppServer, served by an embedded interpreter). Every key can also be set with a PRPC_*
+environment variable or --set.
 
   --config FILE      TOML configuration (default: $PRPC_CONFIG, else none)
+  --app MODULE:ATTR  serve the prpc.AppServer `ATTR` of module `MODULE` (same as --set app=...)
   --set KEY=VALUE    override one key, e.g. --set queue.name=orders
   --log-level LEVEL  trace, debug, info, warn, error or off
   --check            validate the configuration and print each selected plugin's options
@@ -102,6 +108,36 @@ int list_plugins(PluginRegistry& registry) {
   return kExitOk;
 }
 
+// Python mode: hands the application and the configuration to the embedded interpreter.
+int run_python_app(const Config& config, bool check) {
+  std::error_code ec;
+  std::filesystem::path module = boost::dll::program_location(ec).parent_path().parent_path() /
+                                 "lib" / "prpc" / "prpc_host_python.so";
+  if (const char* env = std::getenv("PRPC_HOST_PYTHON_MODULE"); env != nullptr) module = env;
+  // RTLD_GLOBAL: extension modules the interpreter imports later resolve libpython through it.
+  void* handle = dlopen(module.c_str(), RTLD_NOW | RTLD_GLOBAL);
+  if (handle == nullptr) {
+    return fail(kProgram, kExitPlugin,
+                std::string("Python applications need ") + module.string() +
+                    " (build with PRPC_BUILD_PYTHON=ON): " + dlerror());
+  }
+  using Serve = int (*)(const char*, const char*, const char* const*, const char* const*,
+                        std::size_t, int);
+  auto serve = reinterpret_cast<Serve>(dlsym(handle, "prpc_host_serve_python"));
+  if (serve == nullptr) return fail(kProgram, kExitPlugin, module.string() + " is not prpc-host's");
+  std::vector<const char*> keys;
+  std::vector<const char*> values;
+  for (const auto& [k, v] : config.all()) {
+    if (k == "app" || k.rfind("python.", 0) == 0) continue;
+    keys.push_back(k.c_str());
+    values.push_back(v.c_str());
+  }
+  std::string app = config.get_or("app", "");
+  std::string executable = config.get_or("python.executable", "");
+  return serve(app.c_str(), executable.c_str(), keys.data(), values.data(), keys.size(),
+               check ? 1 : 0);
+}
+
 int run(const Args& args) {
   auto config = load_config(args.config, args.sets);
   if (!config.is_ok()) return fail(kProgram, kExitConfig, config.status());
@@ -115,6 +151,14 @@ int run(const Args& args) {
     return fail(kProgram, kExitPlugin, s);
   }
   if (args.list) return list_plugins(registry);
+  if (config->has("app")) {
+    if (!config->get_list("functions.plugins").empty()) {
+      return fail(kProgram, kExitConfig,
+                  "serve either a Python app or functions plugins, not both (app and "
+                  "functions.plugins are both set)");
+    }
+    return run_python_app(*config, args.check);
+  }
 
   auto server_options = configured_server_options(*config);
   if (!server_options.is_ok()) return fail(kProgram, kExitConfig, server_options.status());
@@ -203,6 +247,10 @@ int main(int argc, char** argv) {
       std::string s;
       if (!value(s)) return fail(kProgram, kExitUsage, "--set needs KEY=VALUE");
       args.sets.push_back(s);
+    } else if (a == "--app") {
+      std::string spec;
+      if (!value(spec)) return fail(kProgram, kExitUsage, "--app needs MODULE:ATTR");
+      args.sets.push_back("app=" + spec);
     } else if (a == "--log-level") {
       if (!value(args.log_level)) return fail(kProgram, kExitUsage, "--log-level needs a level");
     } else if (a == "--check") {

@@ -2,7 +2,6 @@
 
 #include <charconv>
 #include <chrono>
-#include <cstdio>
 #include <vector>
 
 #include "prpc/jsonpickle/references.hpp"
@@ -49,10 +48,16 @@ bool valid_date(int y, int m, int d) {
              .ok();
 }
 
+// Zero-padded decimal of a non-negative value.
 void append_uint(std::string& out, std::int64_t v, int width) {
   char buf[24];
-  int n = std::snprintf(buf, sizeof(buf), "%0*lld", width, static_cast<long long>(v));
-  out.append(buf, static_cast<std::size_t>(n));
+  int n = 0;
+  do {
+    buf[n++] = static_cast<char>('0' + v % 10);
+    v /= 10;
+  } while (v > 0 && n < 20);
+  while (n < width) buf[n++] = '0';
+  while (n > 0) out += buf[--n];
 }
 
 std::string describe(const Document& doc, std::uint32_t n) {
@@ -186,7 +191,11 @@ class EnvelopeWriter {
       if (is_utc) utc_id_ = next_;
       map[k] = next_++;
     }
-    write_mapped(doc, doc.root(), map, replaced, out_);
+    if (doc.canonical() && replaced.empty() && text.find("py/id") == std::string_view::npos) {
+      out_ += text;  // nothing to renumber and already in json.dumps layout
+    } else {
+      write_mapped(doc, doc.root(), map, replaced, out_);
+    }
     return Status::ok();
   }
 
@@ -456,6 +465,15 @@ Result<Message> JsonpickleCodec::decode(std::string_view bytes, Message* salvage
     fill_salvage(salvaged, salvage);
     return s;
   };
+  // A fragment without references is its own source text; the others are renumbered.
+  auto fragment = [&](std::uint32_t node, bool as_list) -> Result<std::string> {
+    std::string_view src = doc.source(node);
+    if (doc.canonical() && src.find("py/id") == std::string_view::npos &&
+        !(as_list && tag_of(doc, node) == Tag::kTuple)) {
+      return std::string(src);
+    }
+    return write_rebased(doc, node, global, limits_.max_depth, as_list);
+  };
 
   if (tag_of(doc, root) != Tag::kObject) {
     return fail(make_error(StatusCode::kDecode,
@@ -498,7 +516,7 @@ Result<Message> JsonpickleCodec::decode(std::string_view bytes, Message* salvage
     if (r == kNoNode || (doc[r].kind != Kind::kArray && t != Tag::kTuple)) {
       return fail(field_error("func_args", "expected a list or a tuple, got " + describe(doc, r)));
     }
-    auto text = write_rebased(doc, n, global, limits_.max_depth, true);
+    auto text = fragment(n, true);
     if (!text.is_ok()) return fail(text.status().with_context("PRPCMessage.func_args"));
     m.func_args = std::move(*text);
   }
@@ -508,13 +526,13 @@ Result<Message> JsonpickleCodec::decode(std::string_view bytes, Message* salvage
     if (tag_of(doc, r) != Tag::kDict) {
       return fail(field_error("func_kwargs", "expected a dict, got " + describe(doc, r)));
     }
-    auto text = write_rebased(doc, n, global, limits_.max_depth);
+    auto text = fragment(n, false);
     if (!text.is_ok()) return fail(text.status().with_context("PRPCMessage.func_kwargs"));
     m.func_kwargs = std::move(*text);
   }
   n = field("result");
   if (n != kNoNode) {
-    auto text = write_rebased(doc, n, global, limits_.max_depth);
+    auto text = fragment(n, false);
     if (!text.is_ok()) return fail(text.status().with_context("PRPCMessage.result"));
     m.result = std::move(*text);
   }

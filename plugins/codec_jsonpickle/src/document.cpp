@@ -62,24 +62,32 @@ class Parser {
                             " bytes exceeds the limit of " + std::to_string(limits_.max_bytes));
     }
     doc_.nodes_.reserve(in_.size() / 6 + 4);
+    doc_.source_ = in_;
     // The open containers, innermost last; each remembers its last child to link siblings.
     struct Open {
       std::uint32_t node;
       std::uint32_t last_child;
+      bool is_object;
     };
     std::vector<Open> stack;
+    stack.reserve(16);
     std::string_view pending_key;
     bool have_key = false;
 
-    skip_ws();
+    ws(0);
     while (true) {
       // Parse one value at pos_.
       if (pos_ >= in_.size()) return fail("unexpected end of input, a value was expected");
       std::uint32_t idx = static_cast<std::uint32_t>(doc_.nodes_.size());
       doc_.nodes_.emplace_back();
+      doc_.nodes_[idx].begin = static_cast<std::uint32_t>(pos_);
       if (have_key) {
         doc_.nodes_[idx].key = pending_key;
         have_key = false;
+        if (pending_key.size() > 3 && pending_key[0] == 'p' && pending_key[1] == 'y' &&
+            pending_key[2] == '/') {
+          doc_.nodes_[stack.back().node].py_keys |= py_key_bit(pending_key);
+        }
       }
       if (!stack.empty()) {
         Open& top = stack.back();
@@ -102,11 +110,12 @@ class Parser {
         }
         doc_.nodes_[idx].kind = c == '{' ? Kind::kObject : Kind::kArray;
         ++pos_;
-        stack.push_back({idx, kNoNode});
-        skip_ws();
+        stack.push_back({idx, kNoNode, c == '{'});
+        ws(0);
         char close = c == '{' ? '}' : ']';
         if (pos_ < in_.size() && in_[pos_] == close) {
           ++pos_;
+          doc_.nodes_[idx].end = static_cast<std::uint32_t>(pos_);
           stack.pop_back();
         } else {
           opened = true;
@@ -116,13 +125,15 @@ class Parser {
         PRPC_RETURN_IF_ERROR(parse_string(s));
         doc_.nodes_[idx].kind = Kind::kString;
         doc_.nodes_[idx].text = s;
+        doc_.nodes_[idx].end = static_cast<std::uint32_t>(pos_);
       } else {
         PRPC_RETURN_IF_ERROR(parse_scalar(doc_.nodes_[idx]));
+        doc_.nodes_[idx].end = static_cast<std::uint32_t>(pos_);
       }
 
       if (opened) {
         // First member or element of a new container.
-        if (doc_.nodes_[stack.back().node].kind == Kind::kObject) {
+        if (stack.back().is_object) {
           PRPC_RETURN_IF_ERROR(parse_key(pending_key));
           have_key = true;
         }
@@ -130,17 +141,17 @@ class Parser {
       }
       // After a complete value: close containers or move to the next item.
       while (true) {
-        skip_ws();
+        ws(0);
         if (stack.empty()) {
           if (pos_ != in_.size()) return fail("extra data after the document");
           return Status::ok();
         }
-        bool is_object = doc_.nodes_[stack.back().node].kind == Kind::kObject;
+        bool is_object = stack.back().is_object;
         if (pos_ >= in_.size()) return fail("unexpected end of input inside a container");
         char d = in_[pos_];
         if (d == ',') {
           ++pos_;
-          skip_ws();
+          ws(1);
           if (is_object) {
             PRPC_RETURN_IF_ERROR(parse_key(pending_key));
             have_key = true;
@@ -149,6 +160,7 @@ class Parser {
         }
         if (d == (is_object ? '}' : ']')) {
           ++pos_;
+          doc_.nodes_[stack.back().node].end = static_cast<std::uint32_t>(pos_);
           stack.pop_back();
           continue;
         }
@@ -168,20 +180,47 @@ class Parser {
     while (pos_ < in_.size() && is_ws(in_[pos_])) ++pos_;
   }
 
+  // Skips whitespace, noting whether it is exactly what json.dumps puts there: nothing, or one
+  // space after a separator.
+  void ws(std::size_t expected) noexcept {
+    // Fast path: json.dumps layout.
+    if (expected == 0) {
+      if (pos_ >= in_.size() || !is_ws(in_[pos_])) return;
+    } else if (pos_ + 1 < in_.size() && in_[pos_] == ' ' && !is_ws(in_[pos_ + 1])) {
+      ++pos_;
+      return;
+    }
+    std::size_t start = pos_;
+    skip_ws();
+    std::size_t n = pos_ - start;
+    if (n != expected || (n == 1 && in_[start] != ' ')) doc_.canonical_ = false;
+  }
+
   Status parse_key(std::string_view& key) {
     if (pos_ >= in_.size() || in_[pos_] != '"') return fail("expected a string key");
     PRPC_RETURN_IF_ERROR(parse_string(key));
-    skip_ws();
+    ws(0);
     if (pos_ >= in_.size() || in_[pos_] != ':') return fail("expected ':' after a key");
     ++pos_;
-    skip_ws();
+    ws(1);
     return Status::ok();
   }
 
   Status parse_string(std::string_view& out) {
     std::size_t start = ++pos_;
     // Fast path: no escapes.
-    while (pos_ < in_.size()) {
+    static constexpr auto kPlain = [] {
+      std::array<bool, 256> t{};
+      for (int ch = 0x20; ch < 0x7f; ++ch) t[static_cast<std::size_t>(ch)] = true;
+      t['"'] = false;
+      t['\\'] = false;
+      return t;
+    }();
+    const std::size_t size = in_.size();
+    const char* data = in_.data();
+    while (pos_ < size) {
+      while (pos_ < size && kPlain[static_cast<unsigned char>(data[pos_])]) ++pos_;
+      if (pos_ >= size) break;
       unsigned char c = static_cast<unsigned char>(in_[pos_]);
       if (c == '"') {
         out = in_.substr(start, pos_ - start);
@@ -190,16 +229,21 @@ class Parser {
       }
       if (c == '\\') break;
       if (c < 0x20) return fail("control character in a string");
-      if (c < 0x80) {
+      if (c < 0x7f) {
+        ++pos_;
+      } else if (c == 0x7f) {
+        doc_.canonical_ = false;  // json.dumps writes \u007f
         ++pos_;
       } else {
         std::size_t n = utf8_sequence_length(in_, pos_);
         if (n == 0) return fail("invalid UTF-8");
+        doc_.canonical_ = false;  // ensure_ascii escapes everything above ASCII
         pos_ += n;
       }
     }
     if (pos_ >= in_.size()) return fail("unterminated string");
-    std::string& buf = doc_.unescaped_.emplace_back(in_.substr(start, pos_ - start));
+    std::string& buf = *doc_.unescaped_.emplace_back(
+        std::make_unique<std::string>(in_.substr(start, pos_ - start)));
     while (pos_ < in_.size()) {
       unsigned char c = static_cast<unsigned char>(in_[pos_]);
       if (c == '"') {
@@ -214,7 +258,10 @@ class Parser {
         switch (e) {
           case '"': buf += '"'; break;
           case '\\': buf += '\\'; break;
-          case '/': buf += '/'; break;
+          case '/':
+            buf += '/';
+            doc_.canonical_ = false;
+            break;
           case 'b': buf += '\b'; break;
           case 'f': buf += '\f'; break;
           case 'n': buf += '\n'; break;
@@ -223,6 +270,11 @@ class Parser {
           case 'u': {
             std::uint32_t cp = 0;
             PRPC_RETURN_IF_ERROR(read_hex4(cp));
+            // json.dumps uses \u only for controls without a short form, DEL and non-ASCII.
+            if ((cp >= 0x20 && cp < 0x7f) || cp == '\b' || cp == '\f' || cp == '\n' ||
+                cp == '\r' || cp == '\t') {
+              doc_.canonical_ = false;
+            }
             // A high surrogate followed by an escaped low one is one astral code point, as
             // Python's json joins them; anything else stays a lone surrogate.
             if (cp >= 0xd800 && cp <= 0xdbff && pos_ + 1 < in_.size() && in_[pos_] == '\\' &&
@@ -248,11 +300,13 @@ class Parser {
       }
       if (c < 0x20) return fail("control character in a string");
       if (c < 0x80) {
+        if (c == 0x7f) doc_.canonical_ = false;
         buf += static_cast<char>(c);
         ++pos_;
       } else {
         std::size_t n = utf8_sequence_length(in_, pos_);
         if (n == 0) return fail("invalid UTF-8");
+        doc_.canonical_ = false;
         buf.append(in_.substr(pos_, n));
         pos_ += n;
       }
@@ -264,8 +318,10 @@ class Parser {
     if (pos_ + 4 > in_.size()) return fail("truncated \\u escape");
     cp = 0;
     for (int k = 0; k < 4; ++k) {
-      int h = hex_value(in_[pos_ + static_cast<std::size_t>(k)]);
+      char ch = in_[pos_ + static_cast<std::size_t>(k)];
+      int h = hex_value(ch);
       if (h < 0) return fail("invalid \\u escape");
+      if (ch >= 'A' && ch <= 'F') doc_.canonical_ = false;
       cp = (cp << 4) | static_cast<std::uint32_t>(h);
     }
     pos_ += 4;
@@ -282,19 +338,21 @@ class Parser {
 
   Status parse_scalar(Node& node) {
     std::size_t start = pos_;
-    if (literal("null")) {
+    char first = in_[pos_];
+    if (first == 'n' && literal("null")) {
       node.kind = Kind::kNull;
       return Status::ok();
     }
-    if (literal("true")) {
+    if (first == 't' && literal("true")) {
       node.kind = Kind::kTrue;
       return Status::ok();
     }
-    if (literal("false")) {
+    if (first == 'f' && literal("false")) {
       node.kind = Kind::kFalse;
       return Status::ok();
     }
-    if (literal("NaN") || literal("Infinity") || literal("-Infinity")) {
+    if ((first == 'N' || first == 'I' || first == '-') &&
+        (literal("NaN") || literal("Infinity") || literal("-Infinity"))) {
       node.kind = Kind::kNumber;
       node.text = in_.substr(start, pos_ - start);
       return Status::ok();
@@ -343,6 +401,43 @@ class Parser {
   Document& doc_;
   std::size_t pos_ = 0;
 };
+
+std::uint16_t py_key_bit(std::string_view key) noexcept {
+  if (key.size() < 4 || key.substr(0, 3) != "py/") return 0;
+  std::string_view t = key.substr(3);
+  switch (t[0]) {
+    case 't':
+      if (t == "tuple") return kPyTuple;
+      if (t == "type") return kPyType;
+      break;
+    case 's':
+      if (t == "set") return kPySet;
+      break;
+    case 'b':
+      if (t == "b64") return kPyB64;
+      if (t == "b85") return kPyB85;
+      break;
+    case 'i':
+      if (t == "id") return kPyId;
+      if (t == "iterator") return kPyIterator;
+      break;
+    case 'o':
+      if (t == "object") return kPyObject;
+      break;
+    case 'r':
+      if (t == "reduce") return kPyReduce;
+      if (t == "repr") return kPyRepr;
+      break;
+    case 'f':
+      if (t == "function") return kPyFunction;
+      break;
+    case 'm':
+      if (t == "mod") return kPyMod;
+      break;
+    default: break;
+  }
+  return kPyOther;
+}
 
 Result<Document> Document::parse(std::string_view input, const Limits& limits) {
   Document doc;

@@ -54,6 +54,15 @@ template <typename F>
 void object_children(const Document& doc, std::uint32_t n, F&& visit) {
   std::uint32_t factory = doc.member(n, "default_factory");
   if (factory != kNoNode) visit("default_factory", factory, false);
+  if ((doc[n].py_keys & ~static_cast<unsigned>(kPyObject)) == 0) {
+    // Only py/object among the tags (the common case): attributes only.
+    for (std::uint32_t c = doc[n].first_child; c != kNoNode; c = doc[c].next_sibling) {
+      std::string_view k = doc[c].key;
+      if (k == "default_factory" || k == "py/object") continue;
+      visit(k, c, false);
+    }
+    return;
+  }
   std::uint32_t ex = doc.member(n, "py/newargsex");
   if (ex != kNoNode) {
     visit("py/newargsex", ex, true);
@@ -427,41 +436,19 @@ bool is_reserved_key(std::string_view key) noexcept {
 
 Tag tag_of(const Document& doc, std::uint32_t node) noexcept {
   if (node == kNoNode || doc[node].kind != Kind::kObject) return Tag::kNone;
-  enum : std::uint32_t {
-    kFTuple = 1u << 0, kFSet = 1u << 1, kFB64 = 1u << 2, kFB85 = 1u << 3, kFId = 1u << 4,
-    kFIter = 1u << 5, kFObject = 1u << 6, kFType = 1u << 7, kFReduce = 1u << 8,
-    kFFunction = 1u << 9, kFModule = 1u << 10, kFRepr = 1u << 11,
-  };
-  std::uint32_t flags = 0;
-  for (std::uint32_t c = doc[node].first_child; c != kNoNode; c = doc[c].next_sibling) {
-    std::string_view k = doc[c].key;
-    if (k.size() < 5 || k[0] != 'p' || k[1] != 'y' || k[2] != '/') continue;
-    std::string_view t = k.substr(3);
-    if (t == "tuple") flags |= kFTuple;
-    else if (t == "set") flags |= kFSet;
-    else if (t == "b64") flags |= kFB64;
-    else if (t == "b85") flags |= kFB85;
-    else if (t == "id") flags |= kFId;
-    else if (t == "iterator") flags |= kFIter;
-    else if (t == "object") flags |= kFObject;
-    else if (t == "type") flags |= kFType;
-    else if (t == "reduce") flags |= kFReduce;
-    else if (t == "function") flags |= kFFunction;
-    else if (t == "mod") flags |= kFModule;
-    else if (t == "repr") flags |= kFRepr;
-  }
+  std::uint16_t flags = doc[node].py_keys & static_cast<std::uint16_t>(~kPyOther);
   if (flags == 0) return Tag::kDict;
-  if (flags & kFTuple) return Tag::kTuple;
-  if (flags & kFSet) return Tag::kSet;
-  if (flags & kFB64) return Tag::kB64;
-  if (flags & kFB85) return Tag::kB85;
-  if (flags & kFId) return Tag::kId;
-  if (flags & kFIter) return Tag::kIterator;
-  if (flags & kFObject) return Tag::kObject;
-  if (flags & kFType) return Tag::kType;
-  if (flags & kFReduce) return Tag::kReduce;
-  if (flags & kFFunction) return Tag::kFunction;
-  if (flags & kFModule) return Tag::kModule;
+  if (flags & kPyTuple) return Tag::kTuple;
+  if (flags & kPySet) return Tag::kSet;
+  if (flags & kPyB64) return Tag::kB64;
+  if (flags & kPyB85) return Tag::kB85;
+  if (flags & kPyId) return Tag::kId;
+  if (flags & kPyIterator) return Tag::kIterator;
+  if (flags & kPyObject) return Tag::kObject;
+  if (flags & kPyType) return Tag::kType;
+  if (flags & kPyReduce) return Tag::kReduce;
+  if (flags & kPyFunction) return Tag::kFunction;
+  if (flags & kPyMod) return Tag::kModule;
   return Tag::kRepr;
 }
 

@@ -25,3 +25,9 @@ def message_class():
     import message_helper
 
     return message_helper.install()
+
+# No example database in the source tree; runs are reproducible from the printed seed.
+from hypothesis import settings as _settings  # noqa: E402
+
+_settings.register_profile("prpc_codec", database=None, print_blob=True)
+_settings.load_profile("prpc_codec")

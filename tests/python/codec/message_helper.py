@@ -16,26 +16,32 @@ def _define():
     class PRPCMessage:
         def __init__(self, func_name, func_args=None, func_kwargs=None, message_id=None,
                      result=None, exception_info=None, date_create_message=None,
-                     date_done_message=None, **extensions):
+                     date_done_message=None):
             self.func_name = func_name
-            self.func_args = [] if func_args is None else func_args
-            self.func_kwargs = {} if func_kwargs is None else func_kwargs
+            self.func_args = list(func_args) if func_args is not None else []
+            self.func_kwargs = dict(func_kwargs) if func_kwargs is not None else {}
             self.message_id = uuid.uuid4() if message_id is None else message_id
             self.result = result
             self.exception_info = exception_info
             self.date_create_message = (datetime.datetime.now(datetime.timezone.utc)
                                         if date_create_message is None else date_create_message)
             self.date_done_message = date_done_message
-            for name in EXTENSIONS:
-                value = extensions.pop(name, None)
-                if value:
-                    setattr(self, name, value)
-            if extensions:
-                raise TypeError(f"unknown fields: {sorted(extensions)}")
 
     PRPCMessage.__module__ = "prpc.prpcmessage"
     PRPCMessage.__qualname__ = "PRPCMessage"
     return PRPCMessage
+
+
+def make(cls, *fields, **extensions):
+    """A message with extension attributes set after the eight, only when they have a value."""
+    msg = cls(*fields)
+    for name in EXTENSIONS:
+        value = extensions.pop(name, None)
+        if value:
+            setattr(msg, name, value)
+    if extensions:
+        raise TypeError(f"unknown fields: {sorted(extensions)}")
+    return msg
 
 
 def install():

@@ -1,6 +1,8 @@
 """Hypothesis strategies for nested Python values of the types the converter supports."""
+import collections
 import datetime
 import decimal
+import enum
 import math
 import uuid
 
@@ -48,7 +50,8 @@ hashables = st.one_of(st.none(), st.booleans(), st.integers(), text,
                       st.floats(allow_nan=False), st.uuids(), st.dates())
 
 keys = st.one_of(text, text, st.integers(), st.none(), st.booleans(), st.floats(allow_nan=False),
-                 st.tuples(st.integers(), st.integers()))
+                 st.tuples(st.integers(), st.integers()),
+                 st.sampled_from(["py/object", "py/id", "py/tuple", "json://1", "__dict__"]))
 
 
 def _share(items):
@@ -69,10 +72,32 @@ def containers(children):
         st.builds(sample.DC, text, st.integers(), st.lists(children, max_size=3)),
         st.builds(sample.Point, children, children),
         st.builds(ValueError, text, children),
+        st.builds(sample.CodeError, text, children),
+        st.builds(sample.WithState, children),
+        st.builds(sample.Slotted, children, children),
+        st.builds(sample.ListSub, st.lists(children, max_size=3)),
+        st.builds(sample.DictSub, st.dictionaries(text, children, max_size=3)),
+        st.builds(collections.OrderedDict, st.dictionaries(text, children, max_size=3)),
+        st.builds(collections.deque, st.lists(children, max_size=3)),
+        st.builds(_cycle, children),
     )
 
 
+def _cycle(value):
+    """A list that contains itself, and an object graph with a cycle."""
+    loop = [value]
+    loop.append(loop)
+    node = sample.Node("a")
+    node.next = sample.Node("b", node)
+    return [loop, node]
+
+
 values = st.recursive(scalars, containers, max_leaves=25)
+
+# The classes `values` instantiates, which a receiving application would register.
+APP_CLASSES = (sample.Plain, sample.DC, sample.Point, sample.CodeError, sample.WithState,
+               sample.Slotted, sample.ListSub, sample.DictSub, sample.Node,
+               collections.OrderedDict, collections.deque)
 
 
 def deep_equal(a, b, seen=None):
@@ -90,7 +115,7 @@ def deep_equal(a, b, seen=None):
         return deep_equal(a.real, b.real) and deep_equal(a.imag, b.imag)
     if isinstance(a, (datetime.datetime, datetime.time)):
         return a == b and a.utcoffset() == b.utcoffset() if not isinstance(a, datetime.time) or a.tzinfo is None else (a.replace(tzinfo=None) == b.replace(tzinfo=None) and a.utcoffset() == b.utcoffset())
-    if isinstance(a, (list, tuple)):
+    if isinstance(a, (list, tuple, collections.deque)):
         seen.add(key)
         return len(a) == len(b) and all(deep_equal(x, y, seen) for x, y in zip(a, b))
     if isinstance(a, dict):
@@ -107,4 +132,10 @@ def deep_equal(a, b, seen=None):
         return deep_equal(vars(a), vars(b), seen)
     if isinstance(a, decimal.Decimal):
         return str(a) == str(b)
+    slots = [n for cls in type(a).__mro__ for n in getattr(cls, "__slots__", ())]
+    if slots and not isinstance(a, (tuple, enum.Enum)):
+        seen.add(key)
+        missing = object()
+        return all(deep_equal(getattr(a, n, missing), getattr(b, n, missing), seen)
+                   if hasattr(a, n) or hasattr(b, n) else True for n in slots)
     return a == b

@@ -175,3 +175,16 @@ def test_self_reference_during_construction(codec):
                                         {"py/tuple": [[{"py/id": 0}]]}]})
     with pytest.raises(codec.DecodeError, match="still being constructed"):
         codec.decode(payload)
+
+
+def test_a_generous_depth_limit_is_still_stack_safe(codec):
+    deep = "[" * 200_000 + "]" * 200_000
+    with pytest.raises(codec.DecodeError, match="nesting deeper than 2000"):
+        codec.decode(deep, max_depth=10 ** 9)
+    with pytest.raises(codec.DecodeError, match="nesting deeper than 2000"):
+        codec.raw_decode(deep, max_depth=10 ** 9)
+    value = []
+    for _ in range(100_000):
+        value = [value]
+    with pytest.raises(codec.EncodeError, match="deeper than 2000"):
+        codec.encode(value, max_depth=10 ** 9)

@@ -7,19 +7,21 @@ import jsonpickle
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-import sample
 import strategies
 
-SETTINGS = settings(max_examples=400, deadline=None,
+SETTINGS = settings(max_examples=200, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+
+
+APP_CLASSES = strategies.APP_CLASSES
 
 
 @pytest.fixture(scope="module", autouse=True)
 def registered(codec):
-    for cls in (sample.Plain, sample.DC, sample.Point):
+    for cls in APP_CLASSES:
         codec.register(cls)
     yield
-    for cls in (sample.Plain, sample.DC, sample.Point):
+    for cls in APP_CLASSES:
         codec.unregister(cls)
 
 

@@ -199,7 +199,7 @@ def test_async_timeout_cancels_the_coroutine(server, client, tmp_path):
     with pytest.raises(prpc.RemoteError) as info:
         client.call("cancelled_marker", str(marker)).result(15)
     assert info.value.remote_type == "TimeoutError"
-    from conftest import wait_until
+    from sdk_fixtures import wait_until
     wait_until(marker.exists, 10, "the coroutine to see its cancellation")
 
 

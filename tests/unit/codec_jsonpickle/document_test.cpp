@@ -118,3 +118,39 @@ TEST(Base64, MatchesPython) {
 
 }  // namespace
 }  // namespace prpc::jsonpickle
+
+namespace prpc::jsonpickle {
+namespace {
+
+bool canonical(std::string_view text) {
+  auto doc = Document::parse(text, Limits{});
+  EXPECT_TRUE(doc.is_ok()) << text;
+  return doc.is_ok() && doc->canonical();
+}
+
+TEST(Document, KnowsWhenItIsInJsonDumpsLayout) {
+  EXPECT_TRUE(canonical(R"({"a": [1, 2.5, "x\n\u00e9\ud83d\ude00"], "b": {}})"));
+  EXPECT_TRUE(canonical("[]"));
+  EXPECT_FALSE(canonical(R"({"a":1})"));
+  EXPECT_FALSE(canonical(R"([1,2])"));
+  EXPECT_FALSE(canonical(" [1]"));
+  EXPECT_FALSE(canonical("[1, \n2]"));
+  EXPECT_FALSE(canonical("[ ]"));
+  EXPECT_FALSE(canonical("\"\xc3\xa9\""));
+  EXPECT_FALSE(canonical(R"("\/")"));
+  EXPECT_FALSE(canonical(R"("\u0041")"));
+  EXPECT_FALSE(canonical(R"("\u000a")"));
+  EXPECT_FALSE(canonical(R"("\u00E9")"));
+}
+
+TEST(Document, KeepsEachNodesSourceRange) {
+  std::string_view text = R"({"a": [1, {"b": "c"}], "d": null})";
+  auto doc = Document::parse(text, Limits{});
+  ASSERT_TRUE(doc.is_ok());
+  EXPECT_EQ(doc->source(doc->root()), text);
+  EXPECT_EQ(doc->source(doc->member(doc->root(), "a")), R"([1, {"b": "c"}])");
+  EXPECT_EQ(doc->source(doc->member(doc->root(), "d")), "null");
+}
+
+}  // namespace
+}  // namespace prpc::jsonpickle

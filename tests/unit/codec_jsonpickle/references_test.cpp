@@ -74,6 +74,15 @@ TEST(Numbering, ReduceStateAndFrozensetListAreCounted) {
   EXPECT_EQ(node_text(doc, n, 4), "[1, 2]");
 }
 
+TEST(Numbering, ObjectTagWinsAndOtherTagsAreNotAttributes) {
+  Document doc = parse(R"({"py/object": "m.C", "py/type": "m.T", "a": [1], "py/seq": [[2]]})");
+  EXPECT_EQ(tag_of(doc, doc.root()), Tag::kObject);
+  Numbering n = number(doc);
+  ASSERT_EQ(n.ids.size(), 3u);  // the object, the attribute's list, the py/seq item
+  EXPECT_EQ(node_text(doc, n, 1), "[1]");
+  EXPECT_EQ(node_text(doc, n, 2), "[2]");
+}
+
 TEST(Rebase, RenumbersAFragmentFromZero) {
   Document doc = parse(R"({"x": [1], "y": [[2], {"py/id": 3}]})");
   Numbering g = number(doc);

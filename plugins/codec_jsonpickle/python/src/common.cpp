@@ -1,5 +1,6 @@
 #include "common.hpp"
 
+#include <algorithm>
 #include <charconv>
 #include <cmath>
 #include <unordered_map>
@@ -285,8 +286,18 @@ PyObject* number_from_text(std::string_view text, bool integral) {
   if (text == "NaN") return PyFloat_FromDouble(std::nan(""));
   if (text == "Infinity") return PyFloat_FromDouble(HUGE_VAL);
   if (text == "-Infinity") return PyFloat_FromDouble(-HUGE_VAL);
-  std::string z(text);
-  double d = PyOS_string_to_double(z.c_str(), nullptr, nullptr);
+  // A NUL-terminated copy; short literals (nearly all) stay on the stack.
+  char small[64];
+  std::string big;
+  const char* z = small;
+  if (text.size() < sizeof(small)) {
+    std::copy(text.begin(), text.end(), small);
+    small[text.size()] = '\0';
+  } else {
+    big.assign(text);
+    z = big.c_str();
+  }
+  double d = PyOS_string_to_double(z, nullptr, nullptr);
   if (d == -1.0 && PyErr_Occurred()) return nullptr;
   return PyFloat_FromDouble(d);
 }

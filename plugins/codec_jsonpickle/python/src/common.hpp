@@ -76,6 +76,14 @@ void append_float(std::string& out, double v);
 // An int in decimal, refusing more than max_digits digits.
 bool append_int(std::string& out, PyObject* v, std::size_t max_digits);
 
+// The limits with max_depth capped: converting recurses once per level on the calling thread's
+// stack (any Python thread), so the cap keeps a generous configuration from overflowing it.
+inline constexpr std::size_t kMaxSafeDepth = 2000;
+inline Limits stack_safe(Limits l) {
+  if (l.max_depth > kMaxSafeDepth) l.max_depth = kMaxSafeDepth;
+  return l;
+}
+
 // A str from WTF-8 JSON text (new reference).
 PyObject* str_from_wtf8(std::string_view text);
 // A number node's text as int or float (new reference).

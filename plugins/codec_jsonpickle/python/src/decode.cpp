@@ -241,10 +241,10 @@ class Decoder {
     if (!d) return nullptr;
     track(d.get());
     for (std::uint32_t c = doc_[n].first_child; c != kNoNode; c = doc_[c].next_sibling) {
-      Ref key(details::str_from_wtf8(doc_[c].key));
-      if (!key) return nullptr;
+      PyObject* key = key_object(doc_[c].key);
+      if (key == nullptr) return nullptr;
       Ref v(restore(c));
-      if (!v || PyDict_SetItem(d.get(), key.get(), v.get()) < 0) return nullptr;
+      if (!v || PyDict_SetItem(d.get(), key, v.get()) < 0) return nullptr;
     }
     return d.release();
   }
@@ -738,9 +738,27 @@ class Decoder {
     return instance.release();
   }
 
+  // Keys repeat (lists of records): one str per distinct key, as json's own decoder memoizes.
+  PyObject* key_object(std::string_view key) {
+    // A short linear memo: documents have few distinct keys, and hashing costs more.
+    for (auto& [text, obj] : keys_) {
+      if (text == key) return obj.get();
+    }
+    PyObject* k = details::str_from_wtf8(key);
+    if (k == nullptr) return nullptr;
+    if (keys_.size() >= 64) {
+      spare_keys_.emplace_back(k);
+      return k;
+    }
+    keys_.emplace_back(key, Ref(k));
+    return k;
+  }
+
   const Document& doc_;
   const Limits& limits_;
   const Known* k_;
+  std::vector<std::pair<std::string_view, Ref>> keys_;
+  std::vector<Ref> spare_keys_;
   std::vector<PyObject*> objs_;
   std::unordered_map<std::string, Ref> enums_;
   Entry scratch_;
@@ -753,12 +771,13 @@ class Decoder {
 PyObject* jsonpickle_decode(std::string_view text, const Limits& limits) {
   const Known* k = details::known();
   if (k == nullptr || !load_defaults(k)) return nullptr;
-  auto doc = Document::parse(text, limits);
+  const Limits safe = details::stack_safe(limits);
+  auto doc = Document::parse(text, safe);
   if (!doc.is_ok()) {
     fail_decode(doc.status().message());
     return nullptr;
   }
-  Decoder d(*doc, limits, k);
+  Decoder d(*doc, safe, k);
   return d.restore(doc->root());
 }
 

@@ -138,10 +138,10 @@ class Encoder {
     if (!it) return false;
     bool first = true;
     while (PyObject* raw = PyIter_Next(it.get())) {
-      Ref item(raw);
+      keep(raw);  // an iterator may yield temporaries; ids are addresses
       if (!first) out_ += ", ";
       first = false;
-      if (!flatten(item.get())) return false;
+      if (!flatten(raw)) return false;
     }
     return !PyErr_Occurred();
   }
@@ -230,20 +230,23 @@ class Encoder {
       }
     }
     if (all_str) {
+      // Flattening a value can run code (__reduce__, __getstate__) that mutates the dict:
+      // hold the pair while it is used and stop, as Python does, when the size changes.
+      Py_ssize_t size = PyDict_GET_SIZE(d);
       pos = 0;
-      // Iterate a snapshot: flattening may run code that mutates the dict.
-      Ref snapshot(PyDict_Items(d));
-      if (!snapshot) return false;
-      for (Py_ssize_t i = 0; i < PyList_GET_SIZE(snapshot.get()); ++i) {
-        PyObject* pair = PyList_GET_ITEM(snapshot.get(), i);
-        k = PyTuple_GET_ITEM(pair, 0);
-        v = PyTuple_GET_ITEM(pair, 1);
+      while (PyDict_Next(d, &pos, &k, &v)) {
         if (is_reserved_str(k) || !picklable_value(v)) continue;
+        Ref hold_k = Ref::borrow(k);
+        Ref hold_v = Ref::borrow(v);
         if (!first) out_ += ", ";
         first = false;
         append_str(out_, k);
         out_ += ": ";
         if (!flatten(v)) return false;
+        if (PyDict_GET_SIZE(d) != size) {
+          PyErr_SetString(PyExc_RuntimeError, "dictionary changed size during encoding");
+          return false;
+        }
       }
     } else {
       Ref snapshot(PyDict_Items(d));
@@ -470,11 +473,34 @@ class Encoder {
     if (cls == k_->date_type) return datetime_handler(o, "datetime.date");
     if (cls == k_->time_type) return datetime_handler(o, "datetime.time");
     if (cls == k_->uuid_type) {
-      Ref hex(PyObject_GetAttrString(o, "hex"));
-      if (!hex) return false;
-      out_ += "{\"py/object\": \"uuid.UUID\", \"hex\": ";
-      append_str(out_, hex.get());
-      out_ += '}';
+      // UUID.hex is '%032x' % self.int; reading the int slot avoids the property call.
+      Ref value(PyObject_GetAttrString(o, "int"));
+      if (!value) return false;
+      unsigned char raw[16];
+      if (!PyLong_Check(value.get()) ||
+          _PyLong_AsByteArray(reinterpret_cast<PyLongObject*>(value.get()), raw, 16, 0, 0) < 0) {
+        return false;
+      }
+      static constexpr char kHex[] = "0123456789abcdef";
+      out_ += "{\"py/object\": \"uuid.UUID\", \"hex\": \"";
+      for (unsigned char b : raw) {
+        out_ += kHex[b >> 4];
+        out_ += kHex[b & 0xf];
+      }
+      out_ += "\"}";
+      return true;
+    }
+    if (cls == k_->timezone_type) {
+      // timezone.__reduce__() is (timezone, self.__getinitargs__()): (offset[, name]).
+      Ref args(PyObject_CallMethod(o, "__getinitargs__", nullptr));
+      if (!args || !PyTuple_Check(args.get())) return false;
+      keep(Ref::borrow(args.get()).release());
+      out_ += "{\"py/reduce\": [{\"py/type\": \"datetime.timezone\"}, {\"py/tuple\": [";
+      for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(args.get()); ++i) {
+        if (i) out_ += ", ";
+        if (!flatten(PyTuple_GET_ITEM(args.get(), i))) return false;
+      }
+      out_ += "]}]}";
       return true;
     }
     if (cls == k_->pattern_type) {
@@ -708,7 +734,8 @@ bool jsonpickle_encode(PyObject* value, std::string& out, const Limits& limits) 
     if (PyDateTimeAPI == nullptr) return false;
   }
   out.clear();
-  Encoder e(out, limits, k);
+  const Limits safe = details::stack_safe(limits);
+  Encoder e(out, safe, k);
   if (!e.flatten(value)) return false;
   if (out.size() > limits.max_bytes) {
     return details::fail_encode("encoded value of " + std::to_string(out.size()) +

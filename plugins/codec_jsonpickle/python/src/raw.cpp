@@ -162,7 +162,8 @@ bool raw_encode(PyObject* value, std::string& out, const Limits& limits) {
   const Known* k = details::known();
   if (k == nullptr) return false;
   out.clear();
-  RawEncoder e(out, limits, k);
+  const Limits safe = details::stack_safe(limits);
+  RawEncoder e(out, safe, k);
   if (!e.value(value)) return false;
   if (out.size() > limits.max_bytes) {
     return fail_encode("encoded value of " + std::to_string(out.size()) +
@@ -172,7 +173,7 @@ bool raw_encode(PyObject* value, std::string& out, const Limits& limits) {
 }
 
 PyObject* raw_decode(std::string_view text, const Limits& limits) {
-  auto doc = Document::parse(text, limits);
+  auto doc = Document::parse(text, details::stack_safe(limits));
   if (!doc.is_ok()) {
     details::fail_decode(doc.status().message());
     return nullptr;

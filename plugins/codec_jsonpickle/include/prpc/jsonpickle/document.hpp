@@ -10,7 +10,7 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <deque>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -29,12 +29,34 @@ enum class Kind : std::uint8_t { kNull, kFalse, kTrue, kNumber, kString, kArray,
 
 inline constexpr std::uint32_t kNoNode = 0xffffffffu;
 
+// Which "py/..." keys an object node has, noted while parsing so that telling jsonpickle tags
+// apart needs no key comparisons.
+enum PyKey : std::uint16_t {
+  kPyTuple = 1u << 0,
+  kPySet = 1u << 1,
+  kPyB64 = 1u << 2,
+  kPyB85 = 1u << 3,
+  kPyId = 1u << 4,
+  kPyIterator = 1u << 5,
+  kPyObject = 1u << 6,
+  kPyType = 1u << 7,
+  kPyReduce = 1u << 8,
+  kPyFunction = 1u << 9,
+  kPyMod = 1u << 10,
+  kPyRepr = 1u << 11,
+  kPyOther = 1u << 12,  // any other key starting with "py/"
+};
+std::uint16_t py_key_bit(std::string_view key) noexcept;
+
 struct Node {
   Kind kind = Kind::kNull;
   bool integral = false;              // a number written without fraction or exponent
+  std::uint16_t py_keys = 0;          // PyKey bits of an object's member names
   std::uint32_t first_child = kNoNode;
   std::uint32_t next_sibling = kNoNode;
   std::uint32_t size = 0;             // children of an array or object
+  std::uint32_t begin = 0;            // the value's byte range in the input
+  std::uint32_t end = 0;
   std::string_view key;               // member name (decoded) when the parent is an object
   std::string_view text;              // decoded string, or the number's exact text
 };
@@ -55,9 +77,20 @@ class Document {
   // The i-th child of an array or object, or kNoNode.
   std::uint32_t child(std::uint32_t node, std::uint32_t index) const noexcept;
 
+  // The exact input text of a node.
+  std::string_view source(std::uint32_t n) const noexcept {
+    return source_.substr(nodes_[n].begin, nodes_[n].end - nodes_[n].begin);
+  }
+  // True when the input is already in json.dumps' default layout (separators, ensure_ascii
+  // escapes), so any node's source equals what write_node would produce for it.
+  bool canonical() const noexcept { return canonical_; }
+
  private:
+  std::string_view source_;
+  bool canonical_ = true;
   std::vector<Node> nodes_;
-  std::deque<std::string> unescaped_;  // stable storage for strings that had escapes
+  // Stable storage for strings that had escapes (a deque would allocate even when unused).
+  std::vector<std::unique_ptr<std::string>> unescaped_;
   friend class Parser;
 };
 
