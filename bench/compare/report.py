@@ -187,8 +187,10 @@ def markdown(meta: dict[str, Any], rows: list[dict[str, Any]]) -> str:
             if errors(r):
                 notes.append(f"- {r['label']}: {errors(r)} failed calls, first: "
                              f"{r['outcome'].get('first_error')}")
-            if r.get("note"):
-                notes.append(f"- {r['label']}: {r['note']}")
+            for key in ("note", "rss_note"):
+                if r.get(key):
+                    notes.append(f"- {r['label']}: {'peak RSS is ' if key == 'rss_note' else ''}"
+                                 f"{r[key]}")
         out.append("")
         if notes:
             out += notes + [""]

@@ -129,25 +129,31 @@ class Runner:
         return self.logs / f"{system.name}.{workload}.{what}.log"
 
     def _external(self, adapter: Any, system: System, workload: str, plan: Plan) -> dict[str, Any]:
-        available = adapter.available(self.ctx)
+        available = adapter.available(self.ctx, system.variant)
         if available is not True:
             return {"status": "n/a", "reason": available}
-        log = self._log(system, workload, "program")
-        program = Server(adapter.external(self.ctx, system.variant, workload, plan), log,
-                         self.ctx.python_env(), REPO)
-        rss = PeakRss(program.pid)
+        outputs, peak = [], 0
+        for i, argv in enumerate(adapter.external(self.ctx, system.variant, workload, plan)):
+            log = self._log(system, workload, f"program{i}")
+            program = Server(argv, log, self.ctx.python_env(), REPO)
+            rss = PeakRss(program.pid)
+            try:
+                program.proc.wait(self._budget(plan))
+            except subprocess.TimeoutExpired:
+                pass
+            finally:
+                peak = max(peak, rss.stop())
+                code = program.stop()
+            if code != 0:
+                return {"status": "n/a", "reason": f"{Path(argv[0]).name} exited with {code}: "
+                                                   f"{tail(log, 3)}"}
+            outputs.append(log.read_text(errors="replace"))
         try:
-            program.proc.wait(self._budget(plan))
-        except subprocess.TimeoutExpired:
-            pass
-        finally:
-            peak = rss.stop()
-            code = program.stop()
-        if code != 0:
-            return {"status": "n/a", "reason": f"exited with {code}: {tail(log, 3)}"}
-        outcome = adapter.parse(log.read_text(errors="replace"), plan)
+            outcome = adapter.parse(system.variant, outputs, plan)
+        except ValueError as exc:
+            return {"status": "n/a", "reason": str(exc)}
         return {"status": "ok", "outcome": outcome, "peak_rss_bytes": peak,
-                "rss_note": "the whole program (its server is a thread beside the callers)"}
+                "rss_note": "the whole program tree, its callers included"}
 
     def _budget(self, plan: Plan) -> float:
         per_level = plan.level_warmup_seconds + plan.level_seconds + plan.call_timeout

@@ -3,8 +3,9 @@ only by the client process that drives it) provides:
 
     server(ctx, variant, workload) -> list[str] | None   the server's command line
     client(ctx, variant, workload) -> Caller            what one call is
-    external(ctx, variant, workload, plan) -> dict       instead of both: a program that measures
-                                                         itself (the floor)
+    available(ctx, variant) -> True | str               instead of both, for programs that
+    external(ctx, variant, workload, plan) -> [argv]     measure themselves (the C++ floor): run
+    parse(variant, outputs, plan) -> dict                them one after the other, read reports
 
 Every server gets the same budget of worker slots on this 2-core machine: THREADS threads for
 thread pools, ASYNC_SLOTS concurrent calls for asyncio workers, PROCESSES worker processes for
@@ -94,12 +95,14 @@ PROC = {"noop": None, "cpu": None,
         "echo": "process configuration: measured on the I/O configuration above",
         "sleep": "process configuration: measured on the I/O configuration above"}
 
+NATIVE_NOOP = {"noop": None, "echo": "the C++ benchmark programs measure a no-op only",
+               "sleep": "the C++ benchmark programs measure a no-op only",
+               "cpu": "the C++ benchmark programs measure a no-op only"}
+
 SYSTEMS: list[System] = [
-    System("floor", "floor", "floor (hiredis, C++)", "floor", "C++ threads (its own)",
-           "XADD -> XREADGROUP -> LPUSH -> BLPOP, server thread in the same program",
-           {"noop": None, "echo": "the floor program only measures an empty call",
-            "sleep": "the floor program only measures an empty call",
-            "cpu": "the floor program only measures an empty call"}),
+    System("floor", "native", "floor (hiredis, C++)", "floor", "C++ threads (its own)",
+           "redis_call_bench's floor: XADD -> XREADGROUP -> LPUSH -> BLPOP on hiredis, a server "
+           "thread in the same program", NATIVE_NOOP, variant="floor"),
     System("floor-py", "floor_py", "floor (redis-py)", "floor", "asyncio",
            "the floor's protocol in Python: asyncio server, XREADGROUP COUNT 64, pipelined LPUSH",
            {"noop": None, "echo": None,
@@ -109,6 +112,10 @@ SYSTEMS: list[System] = [
            f"prpc-host, functions_example, thread executor x{THREADS}; raw JSON protocol client",
            {"noop": None, "echo": None, "sleep": None,
             "cpu": "functions_example has no CPU-bound function"}, variant="thread"),
+    System("prpc-host-cpp", "native", "PRPC prpc-host, C++ client", "prpc",
+           "C++ threads (its own)",
+           f"redis_call_bench: prpc::Client (raw JSON) -> prpc-host, functions_example, thread "
+           f"executor x{THREADS}", NATIVE_NOOP, variant="prpc"),
     System("prpc-py-thread", "prpc_py", "PRPC Python, thread workers", "prpc", "threads",
            f"AppServer redis, thread x{THREADS}; task.sync_wait_result_task()", IO,
            variant="thread"),
