@@ -5,6 +5,7 @@ clients by asyncio tasks on one loop; the measuring code is otherwise the same."
 from __future__ import annotations
 
 import asyncio
+import math
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -29,6 +30,9 @@ class Plan:
     level_warmup_seconds: float
     call_timeout: float = 30.0
     ready_timeout: float = 60.0
+    # The sequential calls stop early after this long: a peer at 8 ms a call would otherwise
+    # spend most of the run on them.
+    sequential_seconds: float | None = None
 
 
 @dataclass
@@ -60,7 +64,7 @@ def percentile(sorted_values: list[float], q: float) -> float:
     """Nearest-rank percentile of an already sorted list."""
     if not sorted_values:
         raise ValueError("no samples")
-    rank = max(1, min(len(sorted_values), int(round(q / 100.0 * len(sorted_values) + 0.5))))
+    rank = max(1, min(len(sorted_values), math.ceil(q / 100.0 * len(sorted_values))))
     return sorted_values[rank - 1]
 
 
@@ -82,6 +86,12 @@ def _summarise_level(level: Level, window_s: float, latencies_ns: list[int]) -> 
         samples = sorted(s / 1000.0 for s in latencies_ns)
         level.p50_us = percentile(samples, 50)
         level.p99_us = percentile(samples, 99)
+
+
+def _sequential_stop(plan: Plan) -> float:
+    if plan.sequential_seconds is None:
+        return float("inf")
+    return time.perf_counter_ns() + plan.sequential_seconds * 1e9
 
 
 def _describe(exc: BaseException) -> str:
@@ -132,8 +142,11 @@ def run_sync(call: SyncCall, plan: Plan) -> Outcome:
     for _ in range(plan.warmup_calls):
         call()
     samples: list[int] = []
+    stop = _sequential_stop(plan)
     for _ in range(plan.sequential):
         t0 = clock()
+        if t0 > stop:
+            break
         try:
             call()
         except Exception as exc:  # noqa: BLE001 - failures are counted, not fatal
@@ -203,8 +216,11 @@ async def run_async(call: AsyncCall, plan: Plan) -> Outcome:
     for _ in range(plan.warmup_calls):
         await call()
     samples: list[int] = []
+    stop = _sequential_stop(plan)
     for _ in range(plan.sequential):
         t0 = clock()
+        if t0 > stop:
+            break
         try:
             await call()
         except Exception as exc:  # noqa: BLE001

@@ -153,14 +153,17 @@ def markdown(meta: dict[str, Any], rows: list[dict[str, Any]]) -> str:
                f"{meta['cpu']}, {meta['cores']} cores, {meta['memory_gib']} GiB, Linux "
                f"{meta['kernel']}; Python {meta['python']}; redis-server {meta['redis_server']} "
                f"(one private instance, FLUSHALL before every measurement); PRPC "
-               f"{meta['prpc_commit']}.")
+               f"{meta['prpc_commit']}. Load average (1, 5, 15 min) before "
+               f"{meta.get('loadavg_before')}, after {meta.get('loadavg_after')}.")
     out.append("")
     out.append(f"Ratios are to the no-op of **{floor_name}**"
                + (f" (p50 {fmt_us(p50(floor))} us, {fmt_rate(throughput(floor))} calls/s at "
                   f"{TOP_LEVEL} callers)." if floor else "."))
     out.append("Latency: sequential calls from one caller. Throughput: completed calls per second "
                "with 1, 8 and 64 concurrent callers in one client process. Peak RSS: the "
-               "server's whole process tree, sampled every 50 ms.")
+               "server's whole process tree, sampled every 50 ms."
+               + (f" Each figure is the best of {meta['rounds']} rounds (the machine is shared; "
+                  "the best round is the least disturbed)." if meta.get("rounds", 1) > 1 else ""))
     out.append("")
     out.extend(_targets(rows, floor))
     for workload, spec in WORKLOADS.items():

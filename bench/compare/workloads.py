@@ -23,10 +23,10 @@ class Workload:
 WORKLOADS: dict[str, Workload] = {
     w.name: w
     for w in (
-        Workload("noop", "no-op", (2000, 100)),
-        Workload("echo", "1 KB echo", (2000, 100)),
-        Workload("sleep", "10 ms sleep (I/O)", (200, 20)),
-        Workload("cpu", "5 ms CPU", (200, 20)),
+        Workload("noop", "no-op", (1000, 100)),
+        Workload("echo", "1 KB echo", (1000, 100)),
+        Workload("sleep", "10 ms sleep (I/O)", (150, 20)),
+        Workload("cpu", "5 ms CPU", (150, 20)),
     )
 }
 
