@@ -4,11 +4,14 @@
 
 #include <boost/dll/runtime_symbol_info.hpp>
 #include <cstring>
+#include <filesystem>
 #include <iostream>
+#include <set>
 #include <string>
 #include <vector>
 
 #include "host_common.hpp"
+#include "prpc/json.hpp"
 #include "prpc/log.hpp"
 #include "prpc/plugin_loader.hpp"
 #include "prpc/runtime.hpp"
@@ -108,6 +111,42 @@ int list_plugins(PluginRegistry& registry) {
   return kExitOk;
 }
 
+// A process executor without a worker_command runs the prpc-worker next to this program with the
+// same configuration, so its workers serve the functions this host was told to serve.
+void default_worker_commands(Config& config, const Args& args) {
+  std::set<std::string> workers;
+  for (const auto& [key, value] : config.subtree("executors")) {
+    workers.insert(key.substr(0, key.find('.')));
+  }
+  for (const std::string& worker : workers) {
+    std::string prefix = "executors." + worker + ".";
+    if (config.get_or(prefix + "plugin", worker) != "process") continue;
+    if (config.has(prefix + "worker_command")) continue;
+    std::error_code ec;
+    std::filesystem::path self = boost::dll::program_location(ec);
+    std::vector<std::string> command{
+        ec ? std::string("prpc-worker") : (self.parent_path() / "prpc-worker").string()};
+    if (!args.config.empty()) {
+      command.emplace_back("--config");
+      command.push_back(std::filesystem::absolute(args.config, ec).string());
+    }
+    for (const std::string& s : args.sets) {
+      command.emplace_back("--set");
+      command.push_back(s);
+    }
+    if (!args.log_level.empty()) {
+      command.emplace_back("--log-level");
+      command.push_back(args.log_level);
+    }
+    std::string text = "[";
+    for (const std::string& part : command) {
+      if (text.size() > 1) text += ", ";
+      json::append_quoted(text, part);
+    }
+    config.set(prefix + "worker_command", text + "]");
+  }
+}
+
 // Python mode: hands the application and the configuration to the embedded interpreter.
 int run_python_app(const Config& config, bool check) {
   std::error_code ec;
@@ -159,6 +198,7 @@ int run(const Args& args) {
     }
     return run_python_app(*config, args.check);
   }
+  default_worker_commands(*config, args);  // native functions only: a Python app has its own
 
   auto server_options = configured_server_options(*config);
   if (!server_options.is_ok()) return fail(kProgram, kExitConfig, server_options.status());

@@ -26,6 +26,13 @@ class PRPCMessage:
         exception_info: str | None = None,
         date_create_message: datetime.datetime | None = None,
         date_done_message: datetime.datetime | None = None,
+        *,
+        reply_to: str | None = None,
+        deadline: datetime.datetime | None = None,
+        attempt: int | None = None,
+        exception_type: str | None = None,
+        traceback: str | None = None,
+        traceparent: str | None = None,
     ) -> None:
         self.func_name = func_name
         self.func_args = list(func_args) if func_args is not None else []
@@ -39,6 +46,12 @@ class PRPCMessage:
             else datetime.datetime.now(datetime.timezone.utc)
         )
         self.date_done_message = date_done_message
+        # Extensions (PROTOCOL.md section 2): attributes only when they have a value.
+        for name, value in (("reply_to", reply_to), ("deadline", deadline), ("attempt", attempt),
+                            ("exception_type", exception_type), ("traceback", traceback),
+                            ("traceparent", traceparent)):
+            if value is not None:
+                setattr(self, name, value)
 
     def __repr__(self) -> str:
         state = "failed" if self.exception_info else ("done" if self.date_done_message else "sent")
@@ -60,7 +73,7 @@ class PRPCMessage:
             message_id = uuid.UUID(fields["message_id"])
         except (ValueError, TypeError):
             message_id = fields["message_id"]
-        msg = cls(
+        return cls(
             fields["func_name"],
             fields["func_args"],
             fields["func_kwargs"],
@@ -69,9 +82,6 @@ class PRPCMessage:
             fields["exception_info"],
             when(fields["date_create_message"]),
             when(fields["date_done_message"]),
+            exception_type=fields.get("exception_type") or None,
+            traceback=fields.get("traceback") or None,
         )
-        if fields.get("exception_type"):
-            msg.exception_type = fields["exception_type"]
-        if fields.get("traceback"):
-            msg.traceback = fields["traceback"]
-        return msg

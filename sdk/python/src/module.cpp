@@ -8,6 +8,7 @@
 #include "prpc/log.hpp"
 #include "prpc/python/jsonpickle.hpp"
 #include "prpc/version.h"
+#include "prpc/worker.hpp"
 #include "runtime.hpp"
 #include "server.hpp"
 #include "values.hpp"
@@ -79,6 +80,19 @@ PYBIND11_MODULE(_core, m) {
         for (const auto& f : t.list()) out.push_back(f.name);
         return out;
       });
+
+  m.def(
+      "serve_worker",
+      [](int fd, std::shared_ptr<PythonFunctions> table) {
+        prpc::Status s;
+        {
+          pyb::gil_scoped_release nogil;
+          s = prpc::worker::serve(fd, *table);
+        }
+        if (!s.is_ok()) raise_status(s);
+      },
+      pyb::arg("fd"), pyb::arg("functions"),
+      "Serves calls from the parent process over `fd` until it closes (process workers).");
 
   pyb::class_<PyServer>(m, "Server")
       .def(pyb::init<const std::map<std::string, std::string>&, std::shared_ptr<PythonFunctions>>(),
