@@ -6,12 +6,12 @@
 #   scripts/bench.sh --quick              a smoke run (a couple of minutes)
 #   scripts/bench.sh --systems 'prpc-*,celery-*' --workloads noop,echo
 #   scripts/bench.sh --list               the systems and their workloads
-# PRPC_BENCH_PRESET picks the CMake preset (default ci, a release build); PRPC_JOBS the build's
-# parallelism (default 2).
+# PRPC_BENCH_PRESET picks the CMake preset: default dev (-O2 with symbols, so profiles have
+# names; the tree developers already build). PRPC_JOBS is the build's parallelism (default 2).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
-preset=${PRPC_BENCH_PRESET:-ci}
+preset=${PRPC_BENCH_PRESET:-dev}
 jobs=${PRPC_JOBS:-2}
 venv=$root/build/bench-venv
 

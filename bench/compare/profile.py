@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--python", default="/usr/bin/python3.11",
                         help="the interpreter of the profiled processes")
     parser.add_argument("--build-dir", default=os.environ.get("PRPC_BENCH_BUILD_DIR",
-                                                               str(REPO / "build" / "ci")))
+                                                               str(REPO / "build" / "dev")))
     parser.add_argument("--out", default=str(REPO / "bench" / "results" / "profile"))
     parser.add_argument("--top", type=int, default=15)
     args = parser.parse_args(argv)

@@ -15,6 +15,7 @@ import importlib
 import json
 import os
 import platform
+import signal
 import subprocess
 import sys
 import tempfile
@@ -176,15 +177,18 @@ class Runner:
                     stdout=res, stderr=err, stdin=subprocess.DEVNULL, env=env, cwd=REPO)
                 deadline = time.monotonic() + self._budget(plan)
                 # A server that dies fails the measurement now, not after the client's timeouts.
-                while proc.poll() is None:
-                    if time.monotonic() > deadline or (server and not server.alive()):
-                        try:
+                try:
+                    while proc.poll() is None:
+                        if time.monotonic() > deadline or (server and not server.alive()):
                             proc.wait(2)
-                        except subprocess.TimeoutExpired:
-                            proc.kill()
-                            proc.wait()
-                        break
-                    time.sleep(0.1)
+                            break
+                        time.sleep(0.1)
+                except subprocess.TimeoutExpired:
+                    pass
+                finally:
+                    if proc.poll() is None:  # overran, or the harness is being stopped
+                        proc.kill()
+                        proc.wait()
             server_died = server is not None and not server.alive()
         finally:
             peak = rss.stop() if rss else None
@@ -248,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=str(REPO / "bench" / "results"),
                         help="where results.{json,md,png} and logs/ go")
     parser.add_argument("--build-dir", default=os.environ.get("PRPC_BENCH_BUILD_DIR",
-                                                               str(REPO / "build" / "ci")))
+                                                               str(REPO / "build" / "dev")))
     parser.add_argument("--rounds", type=int, default=0,
                         help="measure everything this many times and keep the best round of "
                              "each figure (default: 2, or 1 with --quick)")
@@ -260,6 +264,8 @@ def main(argv: list[str] | None = None) -> int:
             runs = ",".join(w for w, r in s.workloads.items() if r is None)
             print(f"{s.name:18} {s.label:40} [{runs}]")
         return 0
+    # SIGTERM unwinds like Ctrl-C, so the servers and redis-server are stopped on the way out.
+    signal.signal(signal.SIGTERM, lambda signo, frame: sys.exit(128 + signo))
     systems = select(args.systems, [s.name for s in SYSTEMS], "system")
     workloads = select(args.workloads, list(WORKLOADS), "workload")
     out = Path(args.out).resolve()
