@@ -76,7 +76,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--rate", type=int, default=250, help="py-spy samples per second")
     parser.add_argument("--native", action="store_true", help="py-spy --native (C/C++ frames)")
-    parser.add_argument("--perf", action="store_true", help="also perf record the server")
+    parser.add_argument("--pyspy", action=argparse.BooleanOptionalAction, default=True,
+                        help="py-spy the server and the client (default: yes)")
+    parser.add_argument("--perf", action="store_true",
+                        help="perf record the server, after py-spy (whose ptrace stops would "
+                             "show in perf's profile)")
+    parser.add_argument("--callgrind", action="store_true",
+                        help="run the server under valgrind --tool=callgrind instead (slow: use "
+                             "--callers 1); prints the instructions per object and function")
     parser.add_argument("--python", default="/usr/bin/python3.11",
                         help="the interpreter of the profiled processes")
     parser.add_argument("--build-dir", default=os.environ.get("PRPC_BENCH_BUILD_DIR",
@@ -92,15 +99,21 @@ def main(argv: list[str] | None = None) -> int:
     import importlib
 
     adapter = importlib.import_module(f"{__package__}.systems.{system.module}")
+    phases = int(args.pyspy) + int(args.perf) or 1
     plan = Plan(sequential=0, warmup_calls=100, levels=(args.callers,),
-                level_seconds=args.seconds + 3, level_warmup_seconds=1.0)
+                level_seconds=phases * args.seconds + 3, level_warmup_seconds=1.0,
+                ready_timeout=120 if args.callgrind else 60)
     with tempfile.TemporaryDirectory(prefix="prpc-profile.") as workdir:
         redis = RedisServer(Path(workdir))
         ctx = Context(repo=str(REPO), build_dir=str(Path(args.build_dir).resolve()),
                       python=args.python, redis_url=redis.url, workdir=workdir)
         env = ctx.python_env()
-        server = Server(adapter.server(ctx, system.variant, args.workload),
-                        out / f"{args.system}.server.log", env, REPO)
+        argv = adapter.server(ctx, system.variant, args.workload)
+        callgrind_out = out / f"{args.system}.server.callgrind"
+        if args.callgrind:
+            argv = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={callgrind_out}",
+                    "--trace-children=no"] + argv
+        server = Server(argv, out / f"{args.system}.server.log", env, REPO)
         client = Server([args.python, "-m", f"{__package__}.client", "--system", system.name,
                          "--workload", args.workload, "--plan",
                          json.dumps(dataclasses.asdict(plan)), "--ctx", ctx.to_json()],
@@ -109,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             # Sample once the load is on: Redis has served a few thousand commands.
             wait_until(lambda: _commands(redis) > 2000 or not client.alive(), 60, "the load")
-            for who, pid in (("server", server.pid), ("client", client.pid)):
+            for who, pid in (("server", server.pid), ("client", client.pid)) if args.pyspy else ():
                 cmd = [py_spy, "record", "--pid", str(pid), "--rate", str(args.rate),
                        "--duration", str(int(args.seconds)), "--format", "raw", "--subprocesses",
                        "--output", str(out / f"{args.system}.{who}.pyspy.txt")]
@@ -117,17 +130,21 @@ def main(argv: list[str] | None = None) -> int:
                     cmd.append("--native")
                 recorders.append(subprocess.Popen(cmd, stdout=subprocess.DEVNULL,
                                                   stderr=open(out / f"pyspy.{who}.log", "wb")))
+            for r in recorders:
+                r.wait(args.seconds + 60)
             if args.perf:
                 recorders.append(subprocess.Popen(
-                    ["perf", "record", "-e", "cpu-clock", "-F", "499", "-g", "-p",
+                    ["perf", "record", "-e", "cpu-clock", "-F", "199", "--call-graph", "dwarf,16384", "-p",
                      str(server.pid), "-o", str(out / f"{args.system}.server.perf.data"), "--",
                      "sleep", str(args.seconds)],
                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
             for r in recorders:
                 r.wait(args.seconds + 60)
+            if args.callgrind:
+                client.proc.wait(plan.level_seconds + plan.ready_timeout + 60)
         finally:
             client.stop()
-            server.stop()
+            server.stop(grace=60 if args.callgrind else 3)
             redis.stop()
 
     for who in ("server", "client"):
@@ -142,16 +159,23 @@ def main(argv: list[str] | None = None) -> int:
         print(table(f"== {args.system} {who}, py-spy, self", own, total, args.top))
         print(table(f"== {args.system} {who}, py-spy, inclusive", inclusive, total, args.top))
         print()
+    if args.callgrind and callgrind_out.exists():
+        for what in (["--inclusive=no"], ["--inclusive=yes"]):
+            report = subprocess.run(["callgrind_annotate", *what, str(callgrind_out)],
+                                    capture_output=True, text=True)
+            lines = [l for l in report.stdout.splitlines() if l.strip()]
+            print(f"== {args.system} server, callgrind {what[0]}")
+            print("\n".join(l[:160] for l in lines[:args.top + 20]))
     perf_data = out / f"{args.system}.server.perf.data"
     if args.perf and perf_data.exists():
-        report = subprocess.run(
-            ["perf", "report", "-i", str(perf_data), "--stdio", "--no-children",
-             "--sort", "dso,symbol", "--percent-limit", "1"],
-            capture_output=True, text=True)
-        lines = [l for l in report.stdout.splitlines() if l.strip() and not l.startswith("#")
-                 and "%" in l and not l.lstrip().startswith(("|", "-", "---"))]
-        print(f"== {args.system} server, perf cpu-clock, self by symbol")
-        print("\n".join(lines[: args.top]))
+        for sort in ("dso", "dso,symbol"):
+            report = subprocess.run(
+                ["perf", "report", "-i", str(perf_data), "--stdio", "--no-children", "-g", "none",
+                 "--sort", sort, "--percent-limit", "0.5"], capture_output=True, text=True)
+            lines = [l.rstrip()[:140] for l in report.stdout.splitlines()
+                     if l.strip() and not l.startswith("#")]
+            print(f"== {args.system} server, perf cpu-clock, self by {sort}")
+            print("\n".join(lines[: args.top]))
     return 0
 
 

@@ -237,7 +237,8 @@ def chart(path: Path, meta: dict[str, Any], rows: list[dict[str, Any]]) -> bool:
         ax_lat.barh(ys, lat, color=colours)
         ax_thr.barh(ys, thr, color=colours)
         for ax, values, unit in ((ax_lat, lat, "us"), (ax_thr, thr, "/s")):
-            ax.set_xscale("log")
+            # Linear: on a log axis bar lengths exaggerate small differences.
+            ax.set_xlim(0, max(values + [1]) * 1.3)
             ax.invert_yaxis()
             for y, v in zip(ys, values):
                 if v:
