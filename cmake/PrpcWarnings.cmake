@@ -8,6 +8,8 @@ function(prpc_enable_warnings target)
     # GCC 12 at -O2 reports std::variant/std::optional members as "maybe uninitialized" where
     # they are not (GCC bugs 105593, 107138); the warning is noise for this code base.
     target_compile_options(${target} PRIVATE -Wno-maybe-uninitialized)
+    # GCC 12 at -O3 flags `"literal" + std::string` as overlapping memcpy (GCC bug 105329).
+    target_compile_options(${target} PRIVATE -Wno-restrict)
   endif()
   if(PRPC_WARNINGS_AS_ERRORS)
     target_compile_options(${target} PRIVATE -Werror)
