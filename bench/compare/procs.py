@@ -187,3 +187,74 @@ class PeakRss:
         self._stop.set()
         self._thread.join()
         return self.peak
+
+
+class KafkaServer:
+    """A private Apache Kafka broker (KRaft, one node) on free loopback ports, from the jars that
+    .ci/kafka-setup put in the local Maven repository, configured like the test fixtures'."""
+
+    def __init__(self, workdir: Path, repo: Path) -> None:
+        script = repo / "tests" / "support" / "kafka" / "kafka-classpath.sh"
+        found = subprocess.run([str(script)], capture_output=True, text=True, timeout=120)
+        if found.returncode != 0 or not found.stdout.strip():
+            raise RuntimeError("no Kafka jars (run .ci/kafka-setup): " + found.stderr.strip()[-200:])
+        classpath = found.stdout.strip()
+        self.port = free_port()
+        controller = free_port()
+        while controller == self.port:
+            controller = free_port()
+        self.bootstrap = f"127.0.0.1:{self.port}"
+        d = workdir / "kafka"
+        d.mkdir(parents=True, exist_ok=True)
+        (d / "server.properties").write_text("\n".join([
+            "process.roles=broker,controller", "node.id=1",
+            f"controller.quorum.voters=1@127.0.0.1:{controller}",
+            f"listeners=PLAINTEXT://{self.bootstrap},CONTROLLER://127.0.0.1:{controller}",
+            f"advertised.listeners=PLAINTEXT://{self.bootstrap}",
+            "controller.listener.names=CONTROLLER", "inter.broker.listener.name=PLAINTEXT",
+            "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+            f"log.dirs={d / 'data'}", "num.partitions=1", "auto.create.topics.enable=true",
+            "offsets.topic.replication.factor=1", "offsets.topic.num.partitions=1",
+            "transaction.state.log.replication.factor=1", "transaction.state.log.min.isr=1",
+            "group.initial.rebalance.delay.ms=0", "group.min.session.timeout.ms=1000",
+            "num.network.threads=2", "num.io.threads=2", "background.threads=2", ""]))
+        (d / "log4j.properties").write_text(
+            "log4j.rootLogger=WARN, file\nlog4j.appender.file=org.apache.log4j.FileAppender\n"
+            f"log4j.appender.file.File={d / 'kafka.log'}\n"
+            "log4j.appender.file.layout=org.apache.log4j.PatternLayout\n"
+            "log4j.appender.file.layout.ConversionPattern=[%d] %p %m (%c)%n\n")
+        fmt = subprocess.run(
+            ["java", "-Xshare:auto", "-cp", classpath, "kafka.tools.StorageTool", "format", "-t",
+             _cluster_id(), "-c", str(d / "server.properties")],
+            capture_output=True, text=True, timeout=120)
+        if fmt.returncode != 0:
+            raise RuntimeError("kafka StorageTool format failed: " + fmt.stdout[-300:])
+        self.server = Server(
+            ["java", "-Xms256m", "-Xmx768m", "-XX:+UseSerialGC", "-Djava.awt.headless=true",
+             f"-Dlog4j.configuration=file:{d / 'log4j.properties'}", f"-Dkafka.logs.dir={d}",
+             "-cp", classpath, "kafka.Kafka", str(d / "server.properties")],
+            d / "stdout.log", dict(os.environ), d)
+        try:
+            wait_until(self._listening, 120, f"Kafka to listen on {self.bootstrap}")
+        except BaseException:
+            self.server.stop()
+            raise
+
+    def _listening(self) -> bool:
+        if not self.server.alive():
+            raise RuntimeError("Kafka exited:\n" + tail(self.server.log_path))
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                return True
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        self.server.stop(grace=20)
+
+
+def _cluster_id() -> str:
+    """A KRaft cluster id: 16 random bytes in URL-safe base64 without padding."""
+    import base64
+
+    return base64.urlsafe_b64encode(os.urandom(16)).decode().rstrip("=")

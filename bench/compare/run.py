@@ -26,7 +26,7 @@ from typing import Any
 
 from . import report
 from .driver import Plan
-from .procs import PeakRss, RedisServer, Server, tail
+from .procs import KafkaServer, PeakRss, RedisServer, Server, tail
 from .systems import SYSTEMS, Context, System
 from .workloads import WORKLOADS
 
@@ -103,6 +103,23 @@ class Runner:
         self.quick = quick
         self.logs = out / "logs"
         self.logs.mkdir(parents=True, exist_ok=True)
+        self.units = 0
+        self.kafka: KafkaServer | None = None
+        self.kafka_error: str | None = None
+
+    def start_kafka(self) -> None:
+        """Starts the Kafka broker once for the Kafka systems of a round (it is not left running
+        under the others: its JVM would take their CPU)."""
+        if self.kafka is None and self.kafka_error is None:
+            try:
+                self.kafka = KafkaServer(Path(self.ctx.workdir), REPO)
+            except Exception as exc:  # noqa: BLE001 - the Kafka rows say why
+                self.kafka_error = f"Kafka: {exc}"[:400]
+
+    def stop_kafka(self) -> None:
+        if self.kafka is not None:
+            self.kafka.stop()
+            self.kafka = None
 
     def run(self, system: System, workload: str) -> dict[str, Any]:
         row: dict[str, Any] = {
@@ -115,7 +132,16 @@ class Runner:
             return row
         plan = make_plan(workload, self.quick)
         started = time.monotonic()
+        self.units += 1
+        saved = self.ctx
+        self.ctx = dataclasses.replace(saved, queue=f"bench{self.units}")
         try:
+            if system.extra.get("needs") == "kafka":
+                self.start_kafka()
+                if self.kafka is None:
+                    row.update(status="n/a", reason=self.kafka_error)
+                    return row
+                self.ctx = dataclasses.replace(self.ctx, kafka_bootstrap=self.kafka.bootstrap)
             self.redis.flushall()
             adapter = importlib.import_module(f"{__package__}.systems.{system.module}")
             if hasattr(adapter, "external"):
@@ -124,6 +150,8 @@ class Runner:
                 row.update(self._measure(adapter, system, workload, plan))
         except Exception as exc:  # noqa: BLE001 - one system's failure is a row, not a crash
             row.update(status="n/a", reason=f"harness: {type(exc).__name__}: {exc}"[:400])
+        finally:
+            self.ctx = saved
         row["wall_s"] = round(time.monotonic() - started, 1)
         return row
 
@@ -273,6 +301,7 @@ def main(argv: list[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory(prefix="prpc-bench.") as workdir:
         redis = RedisServer(Path(workdir))
+        runner: Runner | None = None
         try:
             ctx = Context(repo=str(REPO), build_dir=str(Path(args.build_dir).resolve()),
                           python=sys.executable, redis_url=redis.url, workdir=workdir,
@@ -288,8 +317,11 @@ def main(argv: list[str] | None = None) -> int:
             started = time.monotonic()
             # Rounds go over every system in turn, so a burst of load from elsewhere on a shared
             # machine hits one round of a system, not all of them.
+            chosen = [s for s in SYSTEMS if s.name in systems]
+            # The Kafka systems go last in each round, with the broker started for them only.
+            chosen.sort(key=lambda s: s.extra.get("needs") == "kafka")
             for n in range(rounds):
-                for system in (s for s in SYSTEMS if s.name in systems):
+                for system in chosen:
                     for workload in workloads:
                         done = by_key.setdefault((system.name, workload), [])
                         if done and done[0]["status"] != "ok":
@@ -298,10 +330,13 @@ def main(argv: list[str] | None = None) -> int:
                         done.append(row)
                         prefix = f"[{n + 1}/{rounds}] " if rounds > 1 else ""
                         print(prefix + report.progress_line(row), flush=True)
+                runner.stop_kafka()
             rows = [best_of(r) for r in by_key.values()]
             meta["wall_s"] = round(time.monotonic() - started)
             meta["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]
         finally:
+            if runner is not None:
+                runner.stop_kafka()
             redis.stop()
     report.write(out, meta, rows)
     print()

@@ -37,6 +37,10 @@ class Context:
     redis_url: str
     workdir: str
     quick: bool = False
+    # Set for the systems that need Kafka, while the harness's Kafka broker runs.
+    kafka_bootstrap: str = ""
+    # A fresh queue name per measurement: Kafka topics outlive a FLUSHALL.
+    queue: str = "bench"
     threads: int = THREADS
     async_slots: int = ASYNC_SLOTS
     processes: int = PROCESSES
@@ -128,6 +132,15 @@ SYSTEMS: list[System] = [
     System("prpc-py-process", "prpc_py", "PRPC Python, process workers", "prpc", "threads",
            f"AppServer redis, process x{PROCESSES}; task.sync_wait_result_task()", PROC,
            variant="process"),
+    System("prpc-py-thread-kafka", "prpc_py", "PRPC Python, thread workers, Kafka", "prpc",
+           "threads", f"AppServer kafka, thread x{THREADS}; task.sync_wait_result_task()", IO,
+           variant="thread-kafka", extra={"needs": "kafka"}),
+    System("prpc-py-async-kafka", "prpc_py", "PRPC Python, async workers, Kafka", "prpc",
+           "threads", f"AppServer kafka, async x{ASYNC_SLOTS}; task.sync_wait_result_task()", IO,
+           variant="async-kafka", extra={"needs": "kafka"}),
+    System("prpc-py-process-kafka", "prpc_py", "PRPC Python, process workers, Kafka", "prpc",
+           "threads", f"AppServer kafka, process x{PROCESSES}; task.sync_wait_result_task()",
+           PROC, variant="process-kafka", extra={"needs": "kafka"}),
     System("celery-threads", "celery_sys", "Celery, thread pool", "peer", "threads",
            f"celery worker -P threads -c {THREADS}, Redis broker + result backend", IO,
            variant="threads"),

@@ -7,7 +7,6 @@ from __future__ import annotations
 from ..workloads import ECHO_PAYLOAD, SLEEP_SECONDS
 from . import Caller, Context, prpc_py
 
-QUEUE = "bench"
 FUNCTIONS = {"noop": ("noop", ()), "echo": ("echo", (ECHO_PAYLOAD,)),
              "sleep": ("slow", (SLEEP_SECONDS,))}
 
@@ -17,7 +16,7 @@ def server(ctx: Context, variant: str, workload: str) -> list[str]:
     if not host.exists():
         raise FileNotFoundError(f"{host} is not built")
     settings = {
-        "broker.type": "redis", "broker.url": ctx.redis_url, "queue.name": QUEUE,
+        "broker.type": "redis", "broker.url": ctx.redis_url, "queue.name": ctx.queue,
         "functions.plugins": "example", "codec.python": "none",
         "executors.thread.workers": str(ctx.threads),
     }

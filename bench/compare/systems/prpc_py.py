@@ -8,23 +8,30 @@ import sys
 from ..workloads import ASYNC_BODIES, SYNC_BODIES, args_for
 from . import Caller, Context
 
-QUEUE = "bench"
+def _broker(ctx: Context, variant: str) -> tuple[str, str]:
+    if "-kafka" in variant:
+        if not ctx.kafka_bootstrap:
+            raise RuntimeError("the harness started no Kafka broker")
+        return "kafka", ctx.kafka_bootstrap
+    return "redis", ctx.redis_url
 
 
 def server(ctx: Context, variant: str, workload: str) -> list[str]:
     worker = variant.split("-")[0]
     slots = {"thread": ctx.threads, "async": ctx.async_slots, "process": ctx.processes}[worker]
-    return [ctx.python, "-m", __name__, "redis", ctx.redis_url, worker, str(slots)]
+    broker, url = _broker(ctx, variant)
+    return [ctx.python, "-m", __name__, broker, url, worker, str(slots), ctx.queue]
 
 
-def client(ctx: Context, variant: str, workload: str, broker: str = "redis",
-           url: str | None = None, raw: bool = False, func: str | None = None,
-           args: tuple | None = None) -> Caller:
+def client(ctx: Context, variant: str, workload: str, raw: bool = False,
+           func: str | None = None, args: tuple | None = None) -> Caller:
     """The seed's synchronous API (`task.sync_wait_result_task`) driven by threads, or with a
-    variant ending in "-aio", `await task` driven by asyncio."""
+    variant ending in "-aio", `await task` driven by asyncio. "-kafka" in the variant: over the
+    harness's Kafka broker instead of Redis."""
     import prpc
 
-    c = prpc.Client(broker, url or ctx.redis_url, QUEUE, raw=raw)
+    broker, url = _broker(ctx, variant)
+    c = prpc.Client(broker, url, ctx.queue, raw=raw)
     name = func or workload
     args = args_for(workload) if args is None else args
     if variant.endswith("-aio"):
@@ -39,10 +46,10 @@ def client(ctx: Context, variant: str, workload: str, broker: str = "redis",
     return Caller(call, is_async=False, close=c.close)
 
 
-def serve(broker: str, url: str, variant: str, slots: int) -> None:
+def serve(broker: str, url: str, variant: str, slots: int, queue: str) -> None:
     from prpc import AppServer
 
-    app = AppServer(broker, url, variant, slots, None, QUEUE)
+    app = AppServer(broker, url, variant, slots, None, queue)
     bodies = ASYNC_BODIES if variant == "async" else SYNC_BODIES
     for name, func in bodies.items():
         app.register_func(func, variant, name=name)
@@ -50,4 +57,4 @@ def serve(broker: str, url: str, variant: str, slots: int) -> None:
 
 
 if __name__ == "__main__":
-    serve(sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]))
+    serve(sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5])
