@@ -160,23 +160,60 @@ def run_sync(call: SyncCall, plan: Plan) -> Outcome:
     return out
 
 
+class _Window:
+    """The measured window of one level. It opens `warmup` after every caller has finished its
+    first call (so connection setup and pool growth stay out of it), or at `patience` if some
+    caller never succeeds; calls completing inside it count."""
+
+    def __init__(self, callers: int, plan: Plan) -> None:
+        self._waiting = callers
+        self._warmup = int(plan.level_warmup_seconds * 1e9)
+        self._length = int(plan.level_seconds * 1e9)
+        self._patience = time.perf_counter_ns() + int(plan.call_timeout * 1e9)
+        self._lock = threading.Lock()
+        self.begin: int | None = None
+        self.end: int | None = None
+
+    def _open(self, now: int) -> None:
+        if self.begin is None:
+            self.begin = now + self._warmup
+            self.end = self.begin + self._length
+
+    def first_call_done(self, now: int) -> None:
+        with self._lock:
+            self._waiting -= 1
+            if self._waiting == 0:
+                self._open(now)
+
+    def over(self, now: int) -> bool:
+        if self.begin is None and now >= self._patience:
+            with self._lock:
+                self._open(now)
+        return self.end is not None and now >= self.end
+
+    def counts(self, t1: int) -> bool:
+        return self.begin is not None and self.begin <= t1 <= self.end  # type: ignore[operator]
+
+    @staticmethod
+    def bound(plan: Plan) -> float:
+        """How long a level can take at most."""
+        return 2 * plan.call_timeout + plan.level_warmup_seconds + plan.level_seconds + 5
+
+
 def _level_sync(call: SyncCall, callers: int, plan: Plan, out: Outcome) -> Level:
     clock = time.perf_counter_ns
     level = Level(callers)
-    start_barrier = threading.Barrier(callers + 1)
-    # Filled in by the coordinator once every caller is ready: the measured window.
-    window: list[int] = []
+    window = _Window(callers, plan)
     per_thread: list[list[int]] = [[] for _ in range(callers)]
     errors = [0] * callers
     first_errors: list[str] = []
 
     def caller(i: int) -> None:
         lat = per_thread[i]
-        start_barrier.wait()
-        begin, end = window
+        first = True
         while True:
             t0 = clock()
-            if t0 >= end:
+            if window.over(t0):
                 return
             try:
                 call()
@@ -186,20 +223,19 @@ def _level_sync(call: SyncCall, callers: int, plan: Plan, out: Outcome) -> Level
                     first_errors.append(_describe(exc))
                 continue
             t1 = clock()
+            if first:
+                window.first_call_done(t1)
+                first = False
             # Throughput counts the calls that complete inside the window, whenever they began
             # (a call may take longer than a short window under load).
-            if begin <= t1 <= end:
+            if window.counts(t1):
                 lat.append(t1 - t0)
 
     threads = [threading.Thread(target=caller, args=(i,), daemon=True) for i in range(callers)]
     for t in threads:
         t.start()
-    now = clock()
-    begin = now + int(plan.level_warmup_seconds * 1e9)
-    window.extend((begin, begin + int(plan.level_seconds * 1e9)))
-    start_barrier.wait()
     for t in threads:
-        t.join(plan.level_warmup_seconds + plan.level_seconds + plan.call_timeout + 5)
+        t.join(_Window.bound(plan))
     level.errors = sum(errors)
     if first_errors and not out.first_error:
         out.first_error = first_errors[0]
@@ -237,17 +273,17 @@ async def run_async(call: AsyncCall, plan: Plan) -> Outcome:
 async def _level_async(call: AsyncCall, callers: int, plan: Plan, out: Outcome) -> Level:
     clock = time.perf_counter_ns
     level = Level(callers)
-    begin = clock() + int(plan.level_warmup_seconds * 1e9)
-    end = begin + int(plan.level_seconds * 1e9)
+    window = _Window(callers, plan)
     latencies: list[int] = []
     errors = 0
     first_errors: list[str] = []
 
     async def caller() -> None:
         nonlocal errors
+        first = True
         while True:
             t0 = clock()
-            if t0 >= end:
+            if window.over(t0):
                 return
             try:
                 await call()
@@ -257,13 +293,14 @@ async def _level_async(call: AsyncCall, callers: int, plan: Plan, out: Outcome) 
                     first_errors.append(_describe(exc))
                 continue
             t1 = clock()
-            if begin <= t1 <= end:
+            if first:
+                window.first_call_done(t1)
+                first = False
+            if window.counts(t1):
                 latencies.append(t1 - t0)
 
-    await asyncio.wait_for(
-        asyncio.gather(*(caller() for _ in range(callers))),
-        plan.level_warmup_seconds + plan.level_seconds + plan.call_timeout + 5,
-    )
+    await asyncio.wait_for(asyncio.gather(*(caller() for _ in range(callers))),
+                           _Window.bound(plan))
     level.errors = errors
     if first_errors and not out.first_error:
         out.first_error = first_errors[0]
