@@ -81,6 +81,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--perf", action="store_true",
                         help="perf record the server, after py-spy (whose ptrace stops would "
                              "show in perf's profile)")
+    parser.add_argument("--perf-on", choices=("server", "client"), default="server",
+                        help="the process perf records")
     parser.add_argument("--callgrind", action="store_true",
                         help="run the server under valgrind --tool=callgrind instead (slow: use "
                              "--callers 1); prints the instructions per object and function")
@@ -134,8 +136,9 @@ def main(argv: list[str] | None = None) -> int:
                 r.wait(args.seconds + 60)
             if args.perf:
                 recorders.append(subprocess.Popen(
-                    ["perf", "record", "-e", "cpu-clock", "-F", "199", "--call-graph", "dwarf,16384", "-p",
-                     str(server.pid), "-o", str(out / f"{args.system}.server.perf.data"), "--",
+                    ["perf", "record", "-e", "cpu-clock", "-F", "199", "--call-graph", "dwarf,16384",
+                     "-p", str(server.pid if args.perf_on == "server" else client.pid),
+                     "-o", str(out / f"{args.system}.{args.perf_on}.perf.data"), "--",
                      "sleep", str(args.seconds)],
                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
             for r in recorders:
@@ -166,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
             lines = [l for l in report.stdout.splitlines() if l.strip()]
             print(f"== {args.system} server, callgrind {what[0]}")
             print("\n".join(l[:160] for l in lines[:args.top + 20]))
-    perf_data = out / f"{args.system}.server.perf.data"
+    perf_data = out / f"{args.system}.{args.perf_on}.perf.data"
     if args.perf and perf_data.exists():
         for sort in ("dso", "dso,symbol"):
             report = subprocess.run(
@@ -174,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
                  "--sort", sort, "--percent-limit", "0.5"], capture_output=True, text=True)
             lines = [l.rstrip()[:140] for l in report.stdout.splitlines()
                      if l.strip() and not l.startswith("#")]
-            print(f"== {args.system} server, perf cpu-clock, self by {sort}")
+            print(f"== {args.system} {args.perf_on}, perf cpu-clock, self by {sort}")
             print("\n".join(lines[: args.top]))
     return 0
 
