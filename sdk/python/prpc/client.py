@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import atexit
 import datetime
 import os
 import threading
@@ -20,7 +21,7 @@ from .exceptions import (
 )
 from .prpcmessage import PRPCMessage
 
-__all__ = ["Client", "AwaitableTask", "get_client", "call"]
+__all__ = ["Client", "AwaitableTask", "get_client", "call", "close_shared_clients"]
 
 _NOT_SET: Any = object()
 
@@ -247,6 +248,18 @@ def get_client(
             client = Client(*key[:3], raw=raw)
             _clients[key] = client
         return client
+
+
+def close_shared_clients() -> None:
+    """Closes the clients get_client() made (done at interpreter exit too)."""
+    with _clients_lock:
+        clients = list(_clients.values())
+        _clients.clear()
+    for client in clients:
+        client.close()
+
+
+atexit.register(close_shared_clients)
 
 
 def call(func_name: str, /, *args: Any, **kwargs: Any) -> AwaitableTask:

@@ -31,7 +31,9 @@ std::string type_name(pyb::handle type) {
 
 }  // namespace
 
-Outcome outcome_from_exception(pyb::handle exc) {
+namespace {
+
+Outcome outcome_with_traceback(pyb::handle exc, pyb::handle tb) {
   pyb::handle type = pyb::type::handle_of(exc);
   std::string name = type_name(type);
   std::string message;
@@ -40,10 +42,11 @@ Outcome outcome_from_exception(pyb::handle exc) {
   } catch (const pyb::error_already_set&) {
     message = "<str() of the exception failed>";
   }
-  std::string tb;
+  std::string text;
   try {
-    pyb::object lines = pyb::module_::import("traceback").attr("format_exception")(exc);
-    tb = pyb::str("").attr("join")(lines).cast<std::string>();
+    pyb::object lines = pyb::module_::import("traceback")
+                            .attr("format_exception")(type, exc, tb.is_none() ? pyb::none() : tb);
+    text = pyb::str("").attr("join")(lines).cast<std::string>();
   } catch (const pyb::error_already_set&) {
   }
   StatusCode code = StatusCode::kFunction;
@@ -51,12 +54,20 @@ Outcome outcome_from_exception(pyb::handle exc) {
     code = StatusCode::kEncode;
     name = "EncodeError";
   }
-  return Outcome::failure(code, name, std::move(message), std::move(tb));
+  return Outcome::failure(code, name, std::move(message), std::move(text));
+}
+
+}  // namespace
+
+Outcome outcome_from_exception(pyb::handle exc) {
+  pyb::object tb = pyb::getattr(exc, "__traceback__", pyb::none());
+  return outcome_with_traceback(exc, tb);
 }
 
 Outcome outcome_from_error() {
   pyb::error_already_set err;  // takes (and clears) the current exception
-  return outcome_from_exception(err.value());
+  pyb::object tb = err.trace() ? pyb::reinterpret_borrow<pyb::object>(err.trace()) : pyb::none();
+  return outcome_with_traceback(err.value(), tb);
 }
 
 }  // namespace prpc::py

@@ -9,7 +9,8 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "support"))
 from sdk_fixtures import *  # noqa: E402,F401,F403 - the shared fixtures
 
-BIN = Path(os.environ.get("PRPC_BIN_DIR", "build/dev/bin"))
+BIN = Path(os.environ.get("PRPC_BIN_DIR",
+                          Path(__file__).resolve().parents[3] / "build" / "dev" / "bin"))
 
 
 @pytest.fixture

@@ -41,7 +41,8 @@ def custom_fail():
 
 @app.decorator_reg_func()
 def unencodable():
-    return lambda: 1
+    import threading
+    return threading.Lock()  # jsonpickle has no form for a lock
 
 @app.decorator_reg_func()
 def sleep_thread(seconds):
@@ -56,6 +57,12 @@ def pid():
 def sleep_process(seconds):
     time.sleep(seconds)
     return os.getpid()
+
+@app.decorator_reg_func("process")
+def sleep_marked(seconds, path):
+    open(path, "w").write(str(os.getpid()))
+    time.sleep(seconds)
+    return "woke"
 
 @app.decorator_reg_func("process")
 def die():
@@ -172,14 +179,18 @@ def test_process_timeout_kills_and_replaces_the_worker(server, client):
     assert client.call("sleep_process", 0).result(30) > 0
 
 
-def test_process_worker_killed_mid_call(server, client):
-    task = client.call("sleep_process", 1.5)
-    time.sleep(0.3)  # the call is running in one of the workers now
-    for child in os.popen(f"pgrep -P {server.proc.pid}").read().split():
-        os.kill(int(child), signal.SIGKILL)
+def test_process_worker_killed_mid_call(server, client, tmp_path):
+    marker = tmp_path / "running.pid"
+    task = client.call("sleep_marked", 30, str(marker))
+    from sdk_fixtures import wait_until
+    wait_until(lambda: marker.exists() and marker.read_text(), 30, "the call to start")
+    worker = int(marker.read_text())
+    assert worker not in (os.getpid(), server.proc.pid)
+    os.kill(worker, signal.SIGKILL)
     with pytest.raises(prpc.RemoteError) as info:
         task.result(20)
-    assert info.value.remote_type in ("WorkerLostError", "TimeoutError")
+    assert info.value.remote_type == "WorkerLostError"
+    assert str(worker) in info.value.remote_message
     assert client.call("pid").result(30) > 0  # replaced
 
 

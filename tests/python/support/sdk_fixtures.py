@@ -81,13 +81,15 @@ def queue() -> str:
 
 
 @pytest.fixture
-def env(redis_server: RedisServer, queue: str, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+def env(redis_server: RedisServer, queue: str,
+        monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
     """The client environment of the seed's README, for this test's queue."""
     values = {"PRPC_TYPE_BROKER": "redis", "PRPC_URL_BROKER": redis_server.url,
               "PRPC_QUEUE_NAME": queue}
     for k, v in values.items():
         monkeypatch.setenv(k, v)
-    return values
+    yield values
+    prpc.client.close_shared_clients()
 
 
 @pytest.fixture

@@ -1,0 +1,66 @@
+// Every Redis key the broker touches, derived from the queue name alone (PROTOCOL.md section 1).
+#pragma once
+
+#include <string>
+#include <string_view>
+
+#include "prpc/message.hpp"
+
+namespace prpc::redis::names {
+
+inline constexpr std::string_view kMessageField = "message";
+inline constexpr std::string_view kMessageIdField = "message_id";
+
+// prpc_{q} (Python flavour) or prpc_raw_{q} (raw JSON).
+inline std::string request_stream(Flavour flavour, std::string_view queue) {
+  std::string out(flavour == Flavour::kRaw ? "prpc_raw_" : "prpc_");
+  out += queue;
+  return out;
+}
+
+// prcp_message_feedback_{message_id}, spelled as the seed spells it, or
+// prpc_feedback_raw_{q}_{message_id}.
+inline std::string result_key(Flavour flavour, std::string_view queue,
+                              std::string_view message_id) {
+  std::string out;
+  if (flavour == Flavour::kRaw) {
+    out = "prpc_feedback_raw_";
+    out += queue;
+    out += '_';
+  } else {
+    out = "prcp_message_feedback_";
+  }
+  out += message_id;
+  return out;
+}
+
+inline std::string dead_letter_stream(std::string_view queue) {
+  std::string out("prpc_dead_");
+  out += queue;
+  return out;
+}
+
+// Per-client reply streams are prpc_feedback_{q}:{client}. The ':' keeps them apart from the raw
+// result keys (prpc_feedback_raw_...), whatever the queue is called.
+inline std::string reply_stream_prefix(std::string_view queue) {
+  std::string out("prpc_feedback_");
+  out += queue;
+  out += ':';
+  return out;
+}
+
+// A reply_to comes from the request, so from anyone who can write the stream: the server pushes
+// only to addresses of this shape and never to another key.
+inline bool is_reply_stream(std::string_view reply_to, std::string_view queue) {
+  std::string prefix = reply_stream_prefix(queue);
+  if (reply_to.size() <= prefix.size() || reply_to.size() > prefix.size() + 64) return false;
+  if (reply_to.substr(0, prefix.size()) != prefix) return false;
+  for (char c : reply_to.substr(prefix.size())) {
+    bool ok = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+              c == '-' || c == '_';
+    if (!ok) return false;
+  }
+  return true;
+}
+
+}  // namespace prpc::redis::names

@@ -1,0 +1,577 @@
+#include "connection.hpp"
+
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <sys/un.h>
+
+#include <algorithm>
+#include <boost/asio/local/stream_protocol.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/write.hpp>
+#include <cerrno>
+
+namespace prpc::redis::details {
+
+namespace {
+
+constexpr std::size_t kReadChunk = 64 * 1024;
+constexpr std::size_t kMaxIov = 64;
+
+std::string ms_text(milliseconds d) { return std::to_string(d.count()) + " ms"; }
+
+// Login failures will not heal by retrying the same credentials.
+Status login_error(const redisReply* r, std::string_view step) {
+  return Status(StatusCode::kFailedPrecondition,
+                std::string(step) + " was refused: " + std::string(text(r)));
+}
+
+}  // namespace
+
+Command Command::make(std::initializer_list<std::string_view> args) {
+  return make(std::vector<std::string_view>(args));
+}
+
+Command Command::make(const std::vector<std::string_view>& args) {
+  std::vector<const char*> argv;
+  std::vector<std::size_t> lens;
+  argv.reserve(args.size());
+  lens.reserve(args.size());
+  for (std::string_view a : args) {
+    argv.push_back(a.data());
+    lens.push_back(a.size());
+  }
+  sds out = nullptr;
+  int n = redisFormatSdsCommandArgv(&out, static_cast<int>(argv.size()), argv.data(), lens.data());
+  Command c;
+  if (n < 0 || out == nullptr) throw std::bad_alloc();
+  c.bytes_.reset(out);
+  c.size_ = static_cast<std::size_t>(n);
+  return c;
+}
+
+Status error_status(const redisReply* r, std::string_view context) {
+  std::string_view t = text(r);
+  StatusCode code = StatusCode::kInternal;
+  auto has = [&](std::string_view p) { return t.substr(0, p.size()) == p; };
+  if (has("NOGROUP") || has("NOSCRIPT")) {
+    code = StatusCode::kNotFound;
+  } else if (has("NOPERM") || has("NOAUTH") || has("WRONGPASS") || has("WRONGTYPE")) {
+    code = StatusCode::kFailedPrecondition;
+  } else if (has("OOM")) {
+    code = StatusCode::kResourceExhausted;
+  } else if (has("LOADING") || has("BUSY") || has("MASTERDOWN") || has("TRYAGAIN") ||
+             has("READONLY") || has("CLUSTERDOWN")) {
+    code = StatusCode::kUnavailable;
+  }
+  std::string msg(context);
+  if (!msg.empty()) msg += ": ";
+  msg += t;
+  return Status(code, std::move(msg));
+}
+
+Status expect_ok(const Status& s, const redisReply* r, std::string_view context) {
+  if (!s.is_ok()) return s.with_context(context);
+  if (is_error(r)) return error_status(r, context);
+  return Status::ok();
+}
+
+Link::Link(asio::io_context& io, LinkSettings settings, const sdk::Logger* log, std::string role)
+    : io_(io),
+      settings_(std::move(settings)),
+      log_(log),
+      role_(std::move(role)),
+      socket_(io),
+      resolver_(io),
+      connect_timer_(io),
+      retry_timer_(io),
+      watchdog_timer_(io),
+      read_buffer_(kReadChunk),
+      jitter_(std::random_device{}()) {}
+
+Link::~Link() {
+  if (reader_ != nullptr) redisReaderFree(reader_);
+}
+
+std::string Link::describe() const { return settings_.url.redacted() + " (" + role_ + ")"; }
+
+void Link::start() {
+  {
+    std::lock_guard lock(mutex_);
+    if (state_ != State::kIdle) return;
+    state_ = State::kConnecting;
+  }
+  watchdog();
+  connect();
+}
+
+void Link::connect() {
+  {
+    std::lock_guard lock(mutex_);
+    state_ = State::kConnecting;
+  }
+  std::uint64_t gen = generation_;
+  auto self = shared_from_this();
+  connect_timer_.expires_after(settings_.connect_timeout);
+  connect_timer_.async_wait([self, gen](const boost::system::error_code& ec) {
+    if (ec || gen != self->generation_) return;
+    State s = self->state_;
+    if (s == State::kConnecting || s == State::kHandshake) {
+      self->fail(Status(StatusCode::kTimeout,
+                        "no connection within " + ms_text(self->settings_.connect_timeout)));
+    }
+  });
+
+  using Endpoints = std::vector<asio::generic::stream_protocol::endpoint>;
+  if (settings_.url.unix_socket) {
+    auto eps = std::make_shared<Endpoints>();
+    if (settings_.url.path.size() >= sizeof(sockaddr_un{}.sun_path)) {
+      fail(Status(StatusCode::kInvalidArgument, "the unix socket path is too long"));
+      return;
+    }
+    eps->emplace_back(asio::local::stream_protocol::endpoint(settings_.url.path));
+    connect_next(eps, 0, Status::ok());
+    return;
+  }
+  resolver_.async_resolve(
+      settings_.url.host, std::to_string(settings_.url.port),
+      [self, gen](const boost::system::error_code& ec,
+                  const asio::ip::tcp::resolver::results_type& results) {
+        if (gen != self->generation_) return;
+        if (ec) {
+          self->fail(Status(StatusCode::kUnavailable,
+                            "cannot resolve '" + self->settings_.url.host + "': " + ec.message()));
+          return;
+        }
+        auto eps = std::make_shared<Endpoints>();
+        for (const auto& entry : results) eps->emplace_back(entry.endpoint());
+        self->connect_next(eps, 0, Status(StatusCode::kUnavailable, "no address to connect to"));
+      });
+}
+
+void Link::connect_next(std::shared_ptr<std::vector<asio::generic::stream_protocol::endpoint>> eps,
+                        std::size_t index, Status last) {
+  if (index >= eps->size()) {
+    fail(last);
+    return;
+  }
+  std::uint64_t gen = generation_;
+  auto self = shared_from_this();
+  auto endpoint = (*eps)[index];
+  {
+    std::lock_guard lock(mutex_);
+    boost::system::error_code ignored;
+    socket_.close(ignored);
+    socket_.async_connect(endpoint, [self, gen, eps, index](const boost::system::error_code& ec) {
+      if (gen != self->generation_) return;
+      if (ec) {
+        self->connect_next(eps, index + 1, Status(StatusCode::kUnavailable, ec.message()));
+        return;
+      }
+      self->connected();
+    });
+  }
+}
+
+void Link::connected() {
+  reader_ = redisReaderCreate();
+  if (reader_ == nullptr) {
+    fail(Status(StatusCode::kResourceExhausted, "cannot allocate a reply reader"));
+    return;
+  }
+  handshake_error_ = Status::ok();
+  client_id_ = -1;
+
+  const RedisUrl& url = settings_.url;
+  struct Step {
+    Command command;
+    bool required;
+    std::string_view name;
+  };
+  std::vector<Step> steps;
+  if (!url.password.empty() || !url.user.empty()) {
+    steps.push_back({url.user.empty() ? Command::make({"AUTH", url.password})
+                                      : Command::make({"AUTH", url.user, url.password}),
+                     true, "AUTH"});
+  }
+  if (url.db != 0) {
+    std::string db = std::to_string(url.db);
+    steps.push_back({Command::make({"SELECT", db}), true, "SELECT"});
+  }
+  std::string name = settings_.client_name + "-" + role_;
+  steps.push_back({Command::make({"CLIENT", "SETNAME", name}), false, "CLIENT SETNAME"});
+  steps.push_back({Command::make({"CLIENT", "ID"}), false, "CLIENT ID"});
+  for (const std::string& script : settings_.scripts) {
+    steps.push_back({Command::make({"SCRIPT", "LOAD", script}), true, "SCRIPT LOAD"});
+  }
+  handshake_left_ = static_cast<int>(steps.size());
+  std::weak_ptr<Link> weak = weak_from_this();
+  {
+    std::lock_guard lock(mutex_);
+    state_ = State::kHandshake;
+    int fd = socket_.native_handle();
+    if (!settings_.url.unix_socket) {
+      // Requests and replies are small: Nagle would hold them back by up to 40 ms.
+      int one = 1;
+      ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+      // A peer that vanished without a FIN is noticed even on an idle blocking read.
+      ::setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+      int idle = 15;
+      ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
+    }
+    auto now = Clock::now();
+    for (Step& step : steps) {
+      bool required = step.required;
+      std::string_view step_name = step.name;
+      enqueue_locked(Request{std::move(step.command),
+                             [weak, required, step_name](const Status& s, ReplyPtr reply) {
+                               if (auto self = weak.lock()) {
+                                 self->handshake_reply(s, std::move(reply), required, step_name);
+                               }
+                             },
+                             milliseconds(0)},
+                     now);
+    }
+    schedule_flush_locked();
+  }
+  read();
+}
+
+void Link::handshake_reply(const Status& s, ReplyPtr reply, bool required, std::string_view step) {
+  if (!s.is_ok() || state_ != State::kHandshake) return;
+  if (is_error(reply.get())) {
+    // Without AUTH, a server with requirepass refuses every command of the login with NOAUTH.
+    bool noauth = starts_with(reply.get(), "NOAUTH");
+    if ((required || noauth) && handshake_error_.is_ok()) {
+      handshake_error_ = step == "AUTH" || noauth ? login_error(reply.get(), "authentication")
+                                                  : login_error(reply.get(), step);
+    }
+  } else if (step == "CLIENT ID" && reply->type == REDIS_REPLY_INTEGER) {
+    client_id_ = reply->integer;
+  }
+  if (--handshake_left_ > 0) return;
+  if (!handshake_error_.is_ok()) {
+    fail(handshake_error_);
+    return;
+  }
+  become_ready();
+}
+
+void Link::become_ready() {
+  connect_timer_.cancel();
+  backoff_ = milliseconds(0);
+  if (log_ != nullptr) {
+    if (down_logged_) {
+      log_->info("reconnected to " + describe());
+    } else if (!was_ready_) {
+      log_->debug("connected to " + describe());
+    }
+  }
+  was_ready_ = true;
+  down_logged_ = false;
+  {
+    std::lock_guard lock(mutex_);
+    state_ = State::kReady;
+    last_error_ = Status::ok();
+    auto now = Clock::now();
+    std::deque<Held> held;
+    held.swap(held_);
+    for (Held& h : held) enqueue_locked(std::move(h.request), now);
+    schedule_flush_locked();
+  }
+  if (on_ready_) on_ready_();
+}
+
+Status Link::unavailable_locked() const {
+  std::string why = last_error_.is_ok() ? std::string("not connected yet") : last_error_.message();
+  return Status(StatusCode::kUnavailable, "Redis at " + describe() + " is unreachable: " + why);
+}
+
+void Link::fail_later(ReplyFn done, const Status& why, bool on_io_thread) {
+  if (on_io_thread) {
+    done(why, nullptr);
+  } else {
+    asio::post(io_, [done = std::move(done), why] { done(why, nullptr); });
+  }
+}
+
+void Link::send(Command command, ReplyFn done, milliseconds extra) {
+  std::vector<Request> batch;
+  batch.push_back(Request{std::move(command), std::move(done), extra});
+  send_batch(std::move(batch));
+}
+
+void Link::send_batch(std::vector<Request> batch) {
+  const bool on_io = io_.get_executor().running_in_this_thread();
+  std::unique_lock lock(mutex_);
+  State state = state_;
+  if (state == State::kClosed || (state != State::kReady && settings_.hold.count() <= 0)) {
+    Status why = state == State::kClosed
+                     ? Status(StatusCode::kCancelled, "the Redis connection is closed")
+                     : unavailable_locked();
+    lock.unlock();
+    for (Request& r : batch) fail_later(std::move(r.done), why, on_io);
+    return;
+  }
+  auto now = Clock::now();
+  if (state != State::kReady) {
+    for (Request& r : batch) held_.push_back(Held{std::move(r), now + settings_.hold});
+    return;
+  }
+  if (on_io || writing_ || flush_scheduled_ || !out_.empty()) {
+    // Joins the bytes already waiting; on the io thread, the deferred flush gathers every
+    // command issued while the current handler runs into one write.
+    for (Request& r : batch) enqueue_locked(std::move(r), now);
+    schedule_flush_locked();
+    return;
+  }
+  // The connection is idle: write from this thread rather than waking the io thread.
+  iovec iov[kMaxIov];
+  std::size_t count = 0;
+  for (const Request& r : batch) {
+    if (count == kMaxIov) break;
+    std::string_view b = r.command.bytes();
+    iov[count].iov_base = const_cast<char*>(b.data());  // NOLINT: sendmsg does not write
+    iov[count].iov_len = b.size();
+    ++count;
+  }
+  std::size_t written = 0;
+  if (count == batch.size()) {
+    msghdr msg{};
+    msg.msg_iov = iov;
+    msg.msg_iovlen = count;
+    ssize_t n = ::sendmsg(socket_.native_handle(), &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+    // On an error the io thread's write meets it again and drops the connection.
+    if (n > 0) written = static_cast<std::size_t>(n);
+  }
+  for (Request& r : batch) {
+    std::string_view b = r.command.bytes();
+    std::size_t skip = std::min(written, b.size());
+    written -= skip;
+    if (skip < b.size()) out_.append(b.substr(skip));
+    inflight_.push_back(Pending{std::move(r.done), now + settings_.command_timeout + r.extra});
+  }
+  if (!out_.empty()) schedule_flush_locked();
+}
+
+void Link::enqueue_locked(Request request, Clock::time_point now) {
+  out_.append(request.command.bytes());
+  inflight_.push_back(
+      Pending{std::move(request.done), now + settings_.command_timeout + request.extra});
+}
+
+void Link::schedule_flush_locked() {
+  if (flush_scheduled_ || writing_ || out_.empty()) return;
+  flush_scheduled_ = true;
+  std::uint64_t gen = generation_;
+  asio::post(io_, [self = shared_from_this(), gen] {
+    std::lock_guard lock(self->mutex_);
+    self->flush_scheduled_ = false;
+    if (gen == self->generation_) self->flush_locked();
+  });
+}
+
+void Link::flush_locked() {
+  if (writing_ || out_.empty()) return;
+  writing_ = true;
+  auto buffer = std::make_shared<std::string>();
+  buffer->swap(out_);
+  std::uint64_t gen = generation_;
+  asio::async_write(
+      socket_, asio::buffer(*buffer),
+      [self = shared_from_this(), gen, buffer](const boost::system::error_code& ec, std::size_t) {
+        {
+          std::lock_guard lock(self->mutex_);
+          if (gen != self->generation_) return;
+          self->writing_ = false;
+          if (!ec) {
+            self->flush_locked();
+            return;
+          }
+        }
+        self->fail(Status(StatusCode::kUnavailable, "writing to Redis failed: " + ec.message()));
+      });
+}
+
+void Link::read() {
+  std::uint64_t gen = generation_;
+  socket_.async_read_some(
+      asio::buffer(read_buffer_),
+      [self = shared_from_this(), gen](const boost::system::error_code& ec, std::size_t n) {
+        if (gen != self->generation_) return;
+        if (ec) {
+          self->fail(Status(StatusCode::kUnavailable,
+                            ec == asio::error::eof ? std::string("Redis closed the connection")
+                                                   : "reading from Redis failed: " + ec.message()));
+          return;
+        }
+        self->on_read(n);
+      });
+}
+
+void Link::on_read(std::size_t n) {
+  std::uint64_t gen = generation_;
+  if (redisReaderFeed(reader_, read_buffer_.data(), n) != REDIS_OK) {
+    fail(Status(StatusCode::kResourceExhausted, "cannot buffer the reply"));
+    return;
+  }
+  while (true) {
+    void* raw = nullptr;
+    if (redisReaderGetReply(reader_, &raw) != REDIS_OK) {
+      fail(Status(StatusCode::kInternal, std::string("Redis protocol error: ") + reader_->errstr));
+      return;
+    }
+    if (raw == nullptr) break;
+    ReplyPtr reply(static_cast<redisReply*>(raw));
+    Pending p;
+    {
+      std::lock_guard lock(mutex_);
+      if (!inflight_.empty()) {
+        p = std::move(inflight_.front());
+        inflight_.pop_front();
+      }
+    }
+    if (!p.done) {
+      fail(Status(StatusCode::kInternal, "Redis sent a reply nobody asked for"));
+      return;
+    }
+    p.done(Status::ok(), std::move(reply));
+    if (gen != generation_) return;  // the callback closed or reset this link
+  }
+  read();
+}
+
+void Link::fail(const Status& why) {
+  State s = state_;
+  if (s == State::kClosed || s == State::kBackoff || s == State::kIdle) return;
+  bool was_ready = s == State::kReady;
+  if (log_ != nullptr && !down_logged_) {
+    down_logged_ = true;
+    std::string msg = (was_ready ? "lost the connection to " : "cannot connect to ") + describe() +
+                      ": " + why.message();
+    if (was_ready_) msg += "; reconnecting with backoff";
+    if (!was_ready_ && settings_.quiet_until_ready) {
+      log_->debug(msg);
+    } else if (why.code() == StatusCode::kFailedPrecondition) {
+      log_->error(msg);
+    } else {
+      log_->warn(msg);
+    }
+  }
+  Status lost = why;
+  if (was_ready) {
+    lost = Status(StatusCode::kUnavailable,
+                  "the connection to Redis was lost before the reply came (" + why.message() +
+                      "); the command may or may not have run");
+  }
+  drop(State::kBackoff, lost, Status::ok(), why);
+  if (on_down_) on_down_(why);
+  if (state_ == State::kBackoff) schedule_reconnect();
+}
+
+// Leaves the connection: commands in flight get `why`; held ones get `held_status` unless it is
+// OK (then they keep waiting for the next connection).
+void Link::drop(State next, const Status& why, const Status& held_status, const Status& cause) {
+  std::deque<Pending> inflight;
+  std::deque<Held> held;
+  {
+    std::lock_guard lock(mutex_);
+    ++generation_;
+    state_ = next;
+    last_error_ = cause;
+    boost::system::error_code ignored;
+    socket_.close(ignored);
+    out_.clear();
+    writing_ = false;
+    inflight.swap(inflight_);
+    if (!held_status.is_ok()) held.swap(held_);
+  }
+  resolver_.cancel();
+  connect_timer_.cancel();
+  if (reader_ != nullptr) {
+    redisReaderFree(reader_);
+    reader_ = nullptr;
+  }
+  client_id_ = -1;
+  handshake_left_ = 0;
+  for (Pending& p : inflight) p.done(why, nullptr);
+  for (Held& h : held) h.request.done(held_status, nullptr);
+}
+
+void Link::schedule_reconnect() {
+  backoff_ = backoff_.count() == 0 ? settings_.reconnect_min
+                                   : std::min(backoff_ * 2, settings_.reconnect_max);
+  // Jitter keeps a fleet of clients from reconnecting in lockstep after a Redis restart.
+  auto span = static_cast<std::uint64_t>(std::max<std::int64_t>(1, backoff_.count() / 4));
+  auto delay = backoff_ + milliseconds(static_cast<std::int64_t>(jitter_() % span));
+  retry_timer_.expires_after(delay);
+  retry_timer_.async_wait([self = shared_from_this()](const boost::system::error_code& ec) {
+    if (ec || self->state_ != State::kBackoff) return;
+    self->connect();
+  });
+}
+
+void Link::reset(const Status& why) {
+  State s = state_;
+  if (s == State::kReady || s == State::kConnecting || s == State::kHandshake) fail(why);
+}
+
+void Link::stop(const Status& why) {
+  if (state_ == State::kClosed) return;
+  retry_timer_.cancel();
+  watchdog_timer_.cancel();
+  drop(State::kIdle, why, why, why);
+}
+
+void Link::close() {
+  if (state_ == State::kClosed) return;
+  retry_timer_.cancel();
+  watchdog_timer_.cancel();
+  Status cancelled(StatusCode::kCancelled, "the Redis connection was closed");
+  drop(State::kClosed, cancelled, cancelled, cancelled);
+}
+
+void Link::fail_held(bool expired_only) {
+  std::deque<Held> expired;
+  Status why;
+  {
+    std::lock_guard lock(mutex_);
+    auto now = Clock::now();
+    while (!held_.empty() && (!expired_only || held_.front().deadline <= now)) {
+      expired.push_back(std::move(held_.front()));
+      held_.pop_front();
+    }
+    if (expired.empty()) return;
+    std::string reason = last_error_.is_ok() ? std::string("not connected") : last_error_.message();
+    why = Status(StatusCode::kUnavailable, "Redis at " + describe() + " was unreachable for " +
+                                               ms_text(settings_.hold) + ": " + reason);
+  }
+  for (Held& h : expired) h.request.done(why, nullptr);
+}
+
+void Link::watchdog() {
+  auto tick = std::clamp(settings_.command_timeout / 4, milliseconds(20), milliseconds(1000));
+  if (settings_.hold.count() > 0) {
+    tick = std::min(tick, std::max(settings_.hold / 4, milliseconds(5)));
+  }
+  watchdog_timer_.expires_after(tick);
+  watchdog_timer_.async_wait([self = shared_from_this()](const boost::system::error_code& ec) {
+    if (ec || self->closed() || self->idle()) return;
+    bool stuck = false;
+    {
+      std::lock_guard lock(self->mutex_);
+      State s = self->state_;
+      stuck = (s == State::kReady || s == State::kHandshake) && !self->inflight_.empty() &&
+              self->inflight_.front().deadline <= Clock::now();
+    }
+    if (stuck) {
+      self->fail(Status(StatusCode::kTimeout,
+                        "Redis did not answer within " + ms_text(self->settings_.command_timeout)));
+    }
+    self->fail_held(true);
+    if (!self->closed() && !self->idle()) self->watchdog();
+  });
+}
+
+}  // namespace prpc::redis::details

@@ -1,0 +1,220 @@
+// One Redis connection driven by an Asio io_context: connect (TCP or unix socket) with a timeout,
+// log in (AUTH, SELECT, SCRIPT LOAD), pipeline commands, match replies to callbacks in order, and
+// reconnect with backoff when the connection drops.
+//
+// Why not hiredis' async API: Asio owns the socket here, so connect and DNS are asynchronous with
+// our own timeouts, writes use send(MSG_NOSIGNAL) (hiredis' write() would raise SIGPIPE in the
+// host process when Redis goes away), a large payload is written from one buffer instead of being
+// shifted down after every partial write, and a command can be written straight from the calling
+// thread when the connection is idle (no hop to the io thread on the hot path). hiredis still
+// does the protocol work: commands are formatted from argv (binary-safe, never a printf format)
+// and replies are parsed by its redisReader.
+//
+// send() may be called from any thread. Everything else, and every callback, runs on the
+// io_context's single thread.
+#pragma once
+
+#include <hiredis/hiredis.h>
+
+#include <atomic>
+#include <boost/asio/generic/stream_protocol.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <initializer_list>
+#include <memory>
+#include <mutex>
+#include <random>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "prpc/broker_redis/url.hpp"
+#include "prpc/sdk/plugin.hpp"
+#include "prpc/status.hpp"
+
+namespace prpc::redis::details {
+
+namespace asio = boost::asio;
+using Clock = std::chrono::steady_clock;
+using std::chrono::milliseconds;
+
+struct ReplyDeleter {
+  void operator()(redisReply* r) const noexcept {
+    if (r != nullptr) freeReplyObject(r);
+  }
+};
+using ReplyPtr = std::unique_ptr<redisReply, ReplyDeleter>;
+
+// A command in RESP form, formatted by hiredis from an argument vector.
+class Command {
+ public:
+  Command() = default;
+  static Command make(std::initializer_list<std::string_view> args);
+  static Command make(const std::vector<std::string_view>& args);
+
+  bool empty() const noexcept { return bytes_ == nullptr; }
+  std::string_view bytes() const noexcept {
+    return bytes_ ? std::string_view(bytes_.get(), size_) : std::string_view();
+  }
+
+ private:
+  struct Free {
+    void operator()(char* p) const noexcept { redisFreeSdsCommand(p); }
+  };
+  std::unique_ptr<char, Free> bytes_;
+  std::size_t size_ = 0;
+};
+
+// Called exactly once per command, on the io thread. status is OK when Redis answered (the reply
+// may still be an error reply); otherwise reply is null and status says why no answer came.
+using ReplyFn = std::function<void(const Status& status, ReplyPtr reply)>;
+
+struct Request {
+  Command command;
+  ReplyFn done;
+  milliseconds extra{0};  // extends the reply deadline, for blocking commands
+};
+
+struct LinkSettings {
+  RedisUrl url;
+  std::string client_name = "prpc";
+  milliseconds connect_timeout{5000};
+  milliseconds command_timeout{10000};
+  milliseconds reconnect_min{100};
+  milliseconds reconnect_max{5000};
+  // How long a command issued while the link is down waits for it to come back.
+  milliseconds hold{5000};
+  // Lua scripts loaded (SCRIPT LOAD) during every login, before any other command, so that
+  // EVALSHA works after a Redis restart too.
+  std::vector<std::string> scripts;
+  // Failures before the first login are logged at debug level only: the owner reports them
+  // (connect() returns them as its one-line error).
+  bool quiet_until_ready = false;
+};
+
+class Link : public std::enable_shared_from_this<Link> {
+ public:
+  Link(asio::io_context& io, LinkSettings settings, const sdk::Logger* log, std::string role);
+  ~Link();
+  Link(const Link&) = delete;
+  Link& operator=(const Link&) = delete;
+
+  // Starts connecting; reconnects by itself until stop() or close().
+  void start();
+  // Back to idle: fails every command not yet answered with `why`; start() again later.
+  void stop(const Status& why);
+  // Fails every command not yet answered with kCancelled and stops for good.
+  void close();
+  // Drops the current connection (as if it failed) and reconnects.
+  void reset(const Status& why);
+
+  // Any thread. Commands of one batch leave in one write, in order.
+  void send(Command command, ReplyFn done, milliseconds extra = milliseconds(0));
+  void send_batch(std::vector<Request> batch);
+
+  bool ready() const noexcept { return state_.load() == State::kReady; }
+  bool idle() const noexcept { return state_.load() == State::kIdle; }
+  bool closed() const noexcept { return state_.load() == State::kClosed; }
+  // CLIENT ID of the current connection, or -1 (unknown or not connected).
+  std::int64_t client_id() const noexcept { return client_id_.load(); }
+  // The reason of the last failure (io thread).
+  const Status& last_error() const noexcept { return last_error_; }
+
+  // Called on the io thread after every successful login (the first and each reconnect).
+  void on_ready(std::function<void()> fn) { on_ready_ = std::move(fn); }
+  // Called on the io thread when a connection attempt or an established connection fails.
+  void on_down(std::function<void(const Status&)> fn) { on_down_ = std::move(fn); }
+
+ private:
+  enum class State { kIdle, kConnecting, kHandshake, kReady, kBackoff, kClosed };
+  struct Pending {
+    ReplyFn done;
+    Clock::time_point deadline;
+  };
+  struct Held {
+    Request request;
+    Clock::time_point deadline;
+  };
+
+  void connect();
+  void connect_next(std::shared_ptr<std::vector<asio::generic::stream_protocol::endpoint>> eps,
+                    std::size_t index, Status last);
+  void connected();
+  void handshake_reply(const Status& s, ReplyPtr reply, bool required, std::string_view step);
+  void become_ready();
+  // The *_locked helpers expect mutex_ held.
+  void enqueue_locked(Request request, Clock::time_point now);
+  void schedule_flush_locked();
+  void flush_locked();
+  void read();
+  void on_read(std::size_t n);
+  void fail(const Status& why);
+  void drop(State next, const Status& why, const Status& held_status, const Status& cause);
+  void schedule_reconnect();
+  void watchdog();
+  void fail_held(bool expired_only);
+  void fail_later(ReplyFn done, const Status& why, bool on_io_thread);
+  std::string describe() const;
+  Status unavailable_locked() const;
+
+  asio::io_context& io_;
+  const LinkSettings settings_;
+  const sdk::Logger* log_;
+  const std::string role_;
+
+  // Guards the write side, the queues and the state, which send() touches from any thread.
+  std::mutex mutex_;
+  std::atomic<State> state_{State::kIdle};
+  std::uint64_t generation_ = 0;  // bumped on every disconnect; stale handlers compare it
+  asio::generic::stream_protocol::socket socket_;
+  std::string out_;  // bytes waiting for the write in progress to finish
+  bool writing_ = false;
+  bool flush_scheduled_ = false;
+  std::deque<Pending> inflight_;
+  std::deque<Held> held_;
+  Status last_error_;
+
+  // The io thread's own.
+  asio::ip::tcp::resolver resolver_;
+  asio::steady_timer connect_timer_;
+  asio::steady_timer retry_timer_;
+  asio::steady_timer watchdog_timer_;
+  redisReader* reader_ = nullptr;
+  std::vector<char> read_buffer_;
+  int handshake_left_ = 0;
+  Status handshake_error_;
+  std::atomic<std::int64_t> client_id_{-1};
+  milliseconds backoff_{0};
+  bool was_ready_ = false;    // connected at least once
+  bool down_logged_ = false;  // one warning per outage, not one per retry
+  std::minstd_rand jitter_;
+
+  std::function<void()> on_ready_;
+  std::function<void(const Status&)> on_down_;
+};
+
+// ---- reply helpers ----------------------------------------------------------------------------
+
+inline bool is_error(const redisReply* r) { return r != nullptr && r->type == REDIS_REPLY_ERROR; }
+inline bool is_nil(const redisReply* r) { return r == nullptr || r->type == REDIS_REPLY_NIL; }
+inline bool is_array(const redisReply* r) { return r != nullptr && r->type == REDIS_REPLY_ARRAY; }
+inline bool is_string(const redisReply* r) {
+  return r != nullptr && (r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_STATUS);
+}
+inline std::string_view text(const redisReply* r) {
+  return r != nullptr && r->str != nullptr ? std::string_view(r->str, r->len) : std::string_view();
+}
+inline bool starts_with(const redisReply* r, std::string_view prefix) {
+  return text(r).substr(0, prefix.size()) == prefix;
+}
+// A Redis error reply as a Status ("ERR ...", "NOPERM ...").
+Status error_status(const redisReply* r, std::string_view context);
+// The status of a reply that should be +OK / an integer / anything but an error.
+Status expect_ok(const Status& s, const redisReply* r, std::string_view context);
+
+}  // namespace prpc::redis::details

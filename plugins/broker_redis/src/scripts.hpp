@@ -1,0 +1,143 @@
+// Lua scripts the broker runs with EVALSHA (every connection loads them when it logs in). Each
+// does in one atomic step what would otherwise race with other servers, or cost a round trip,
+// between two commands.
+#pragma once
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace prpc::redis::details::scripts {
+
+// finish(): store the result -> push the reply -> dead-letter -> acknowledge, in this order and
+// all or nothing up to the ack: a failed SET or dead-letter XADD raises, so the request is not
+// acknowledged and comes back. Only the push may fail (a foreign key of another type under the
+// reply address); the result key is the source of truth for that client.
+// KEYS[1] request stream, KEYS[2] result key, KEYS[3] reply stream, KEYS[4] dead-letter stream.
+// ARGV[1] group, ARGV[2] entry id, ARGV[3..5] '1' to store / push / dead-letter, ARGV[6] reply
+// payload, ARGV[7] result TTL ms, ARGV[8] message_id, ARGV[9] reply stream TTL ms, ARGV[10] reply
+// stream cap (0: none), ARGV[11] dead-letter stream cap (0: none), ARGV[12...] dead-letter fields.
+// Returns {acked (0/1), pushed (1, 0, or the push's error text)}.
+inline constexpr const char* kFinish = R"lua(
+if ARGV[3] == '1' then
+  redis.call('SET', KEYS[2], ARGV[6], 'PX', ARGV[7])
+end
+local pushed = 0
+if ARGV[4] == '1' then
+  local r
+  if ARGV[10] ~= '0' then
+    r = redis.pcall('XADD', KEYS[3], 'MAXLEN', '~', ARGV[10], '*', 'message_id', ARGV[8],
+                    'message', ARGV[6])
+  else
+    r = redis.pcall('XADD', KEYS[3], '*', 'message_id', ARGV[8], 'message', ARGV[6])
+  end
+  if type(r) == 'table' and r.err then
+    pushed = r.err
+  else
+    redis.call('PEXPIRE', KEYS[3], ARGV[9])
+    pushed = 1
+  end
+end
+if ARGV[5] == '1' then
+  local fields = {}
+  for i = 12, #ARGV do fields[#fields + 1] = ARGV[i] end
+  if ARGV[11] ~= '0' then
+    redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[11], '*', unpack(fields))
+  else
+    redis.call('XADD', KEYS[4], '*', unpack(fields))
+  end
+end
+return {redis.call('XACK', KEYS[1], ARGV[1], ARGV[2]), pushed}
+)lua";
+
+// Claims entries idle past the visibility timeout and reports how often each was delivered
+// (XCLAIM increments the counter but does not return it). Entries this consumer is still working
+// on are skipped: claiming them back would only inflate their delivery count. Its own entries
+// that it is not working on (read just before a connection dropped) are claimed like any other.
+// KEYS[1] stream; ARGV group, consumer, min-idle-ms, start ('-' or '(' id), count, then the ids
+// to skip. Returns {next_start, {{id, fields}...}, {delivery_count...}}.
+inline constexpr const char* kClaim = R"lua(
+local skip = {}
+for i = 6, #ARGV do skip[ARGV[i]] = true end
+local want = tonumber(ARGV[5])
+local page = want + #ARGV - 5
+local p = redis.call('XPENDING', KEYS[1], ARGV[1], 'IDLE', ARGV[3], ARGV[4], '+', page)
+local ids, counts, last = {}, {}, nil
+for _, e in ipairs(p) do
+  if #ids >= want then break end
+  last = e[1]
+  if not (e[2] == ARGV[2] and skip[e[1]]) then
+    ids[#ids + 1] = e[1]
+    counts[e[1]] = e[4] + 1
+  end
+end
+local nxt = '-'
+if last ~= nil and (#ids >= want or #p >= page) then nxt = '(' .. last end
+local claimed = {}
+if #ids > 0 then
+  claimed = redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], ARGV[3], unpack(ids))
+end
+local out = {}
+for i, e in ipairs(claimed) do
+  if e then out[i] = counts[e[1]] or 1 else out[i] = 1 end
+end
+return {nxt, claimed, out}
+)lua";
+
+// Resets a pending entry's idle time, but only while this consumer still owns it: a plain
+// XCLAIM would take it back from a server that has legitimately claimed it.
+// KEYS[1] stream; ARGV group, consumer, id. Returns 1 when refreshed, 0 when it is no longer
+// pending (acknowledged), -1 when another consumer has it now.
+inline constexpr const char* kTouch = R"lua(
+local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1)
+if not p[1] then return 0 end
+if p[1][2] ~= ARGV[2] then return -1 end
+redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[3], 'JUSTID')
+return 1
+)lua";
+
+// Trims a request stream below the oldest entry some group still needs: everything older than
+// both the group's oldest pending entry and its last delivered entry has been served and acked.
+// Never drops a request that was not answered. KEYS[1] stream. Returns the number trimmed.
+inline constexpr const char* kTrim = R"lua(
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local function older(a, b)
+  local am, as = string.match(a, '^(%d+)-(%d+)$')
+  local bm, bs = string.match(b, '^(%d+)-(%d+)$')
+  if #am ~= #bm then return #am < #bm end
+  if am ~= bm then return am < bm end
+  if #as ~= #bs then return #as < #bs end
+  return as < bs
+end
+local groups = redis.call('XINFO', 'GROUPS', KEYS[1])
+if #groups == 0 then return 0 end
+local bound = nil
+for _, g in ipairs(groups) do
+  local name, last, pending
+  for i = 1, #g, 2 do
+    if g[i] == 'name' then name = g[i + 1]
+    elseif g[i] == 'last-delivered-id' then last = g[i + 1]
+    elseif g[i] == 'pending' then pending = g[i + 1] end
+  end
+  local keep = last
+  if pending > 0 then
+    local summary = redis.call('XPENDING', KEYS[1], name)
+    if older(summary[2], keep) then keep = summary[2] end
+  end
+  if bound == nil or older(keep, bound) then bound = keep end
+end
+if bound == '0-0' then return 0 end
+return redis.call('XTRIM', KEYS[1], 'MINID', '~', bound)
+)lua";
+
+// The SHA-1 (hex) EVALSHA names a script by.
+std::string sha1_hex(std::string_view body);
+
+struct Shas {
+  std::string finish, claim, touch, trim;
+};
+const Shas& shas();
+// Every script body, for SCRIPT LOAD at login.
+std::vector<std::string> all();
+
+}  // namespace prpc::redis::details::scripts
