@@ -180,10 +180,11 @@ def markdown(meta: dict[str, Any], rows: list[dict[str, Any]]) -> str:
                 "| system | driver | p50 us | p99 us | calls/s x1 | x8 | x64 | peak RSS MiB "
                 "| p50 / floor | x64 calls/s / floor |",
                 "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
-        notes = []
+        notes: list[str] = []
+        not_run: dict[str, list[str]] = {}  # reason -> systems, one line per reason
         for r in wrows:
             if r["status"] != "ok":
-                notes.append(f"- {r['label']}: n/a, {r.get('reason', '')}")
+                not_run.setdefault(r.get("reason") or "?", []).append(r["label"])
                 continue
             lv = {l["callers"]: l for l in r["outcome"]["levels"]}
             rates = [fmt_rate(lv[c]["calls_per_s"]) if c in lv else "n/a" for c in (1, 8, 64)]
@@ -201,6 +202,7 @@ def markdown(meta: dict[str, Any], rows: list[dict[str, Any]]) -> str:
                     notes.append(f"- {r['label']}: {'peak RSS is ' if key == 'rss_note' else ''}"
                                  f"{r[key]}")
         out.append("")
+        notes += [f"- n/a ({reason}): {'; '.join(labels)}" for reason, labels in not_run.items()]
         if notes:
             out += notes + [""]
     out += ["## Configurations", "", "| system | server configuration |", "|---|---|"]

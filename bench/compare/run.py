@@ -133,39 +133,35 @@ class Runner:
         plan = make_plan(workload, self.quick)
         started = time.monotonic()
         self.units += 1
-        saved = self.ctx
-        self.ctx = dataclasses.replace(saved, queue=f"bench{self.units}")
+        ctx = dataclasses.replace(self.ctx, queue=f"bench{self.units}")
         try:
             if system.extra.get("needs") == "kafka":
                 self.start_kafka()
                 if self.kafka is None:
                     row.update(status="n/a", reason=self.kafka_error)
                     return row
-                self.ctx = dataclasses.replace(self.ctx, kafka_bootstrap=self.kafka.bootstrap)
+                ctx = dataclasses.replace(ctx, kafka_bootstrap=self.kafka.bootstrap)
             self.redis.flushall()
             adapter = importlib.import_module(f"{__package__}.systems.{system.module}")
-            if hasattr(adapter, "external"):
-                row.update(self._external(adapter, system, workload, plan))
-            else:
-                row.update(self._measure(adapter, system, workload, plan))
+            measure = self._external if hasattr(adapter, "external") else self._measure
+            row.update(measure(ctx, adapter, system, workload, plan))
         except Exception as exc:  # noqa: BLE001 - one system's failure is a row, not a crash
             row.update(status="n/a", reason=f"harness: {type(exc).__name__}: {exc}"[:400])
-        finally:
-            self.ctx = saved
         row["wall_s"] = round(time.monotonic() - started, 1)
         return row
 
     def _log(self, system: System, workload: str, what: str) -> Path:
         return self.logs / f"{system.name}.{workload}.{what}.log"
 
-    def _external(self, adapter: Any, system: System, workload: str, plan: Plan) -> dict[str, Any]:
-        available = adapter.available(self.ctx, system.variant)
+    def _external(self, ctx: Context, adapter: Any, system: System, workload: str,
+                  plan: Plan) -> dict[str, Any]:
+        available = adapter.available(ctx, system.variant)
         if available is not True:
             return {"status": "n/a", "reason": available}
         outputs, peak = [], 0
-        for i, argv in enumerate(adapter.external(self.ctx, system.variant, workload, plan)):
+        for i, argv in enumerate(adapter.external(ctx, system.variant, workload, plan)):
             log = self._log(system, workload, f"program{i}")
-            program = Server(argv, log, self.ctx.python_env(), REPO)
+            program = Server(argv, log, ctx.python_env(), REPO)
             rss = PeakRss(program.pid)
             try:
                 program.proc.wait(self._budget(plan))
@@ -189,9 +185,10 @@ class Runner:
         per_level = plan.level_warmup_seconds + plan.level_seconds + plan.call_timeout
         return plan.ready_timeout + 120 + len(plan.levels) * per_level
 
-    def _measure(self, adapter: Any, system: System, workload: str, plan: Plan) -> dict[str, Any]:
-        env = self.ctx.python_env()
-        argv = adapter.server(self.ctx, system.variant, workload)
+    def _measure(self, ctx: Context, adapter: Any, system: System, workload: str,
+                 plan: Plan) -> dict[str, Any]:
+        env = ctx.python_env()
+        argv = adapter.server(ctx, system.variant, workload)
         server = Server(argv, self._log(system, workload, "server"), env, REPO) if argv else None
         rss = PeakRss(server.pid) if server else None
         client_log = self._log(system, workload, "client")
@@ -199,9 +196,9 @@ class Runner:
         try:
             with open(client_log, "wb") as err, open(result_path, "wb") as res:
                 proc = subprocess.Popen(
-                    [self.ctx.python, "-m", f"{__package__}.client", "--system", system.name,
+                    [ctx.python, "-m", f"{__package__}.client", "--system", system.name,
                      "--workload", workload, "--plan", json.dumps(dataclasses.asdict(plan)),
-                     "--ctx", self.ctx.to_json()],
+                     "--ctx", ctx.to_json()],
                     stdout=res, stderr=err, stdin=subprocess.DEVNULL, env=env, cwd=REPO)
                 deadline = time.monotonic() + self._budget(plan)
                 # A server that dies fails the measurement now, not after the client's timeouts.

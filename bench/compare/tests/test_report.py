@@ -56,7 +56,7 @@ def test_targets_compare_prpc_with_celery_and_the_best_other_peer() -> None:
     assert "calls/s at 64 callers / floor | 0.60x | >= 0.5x | yes |" in md
     assert "Celery best (celery-threads), calls/s at 64 | 12x | >= 10x | yes |" in md
     assert "best other peer (grpc) | 4.00x | >= 3x | yes |" in md
-    assert "- taskiq: n/a, it broke" in md
+    assert "- n/a (it broke): taskiq" in md
 
 
 FLOOR_HIREDIS = """\
