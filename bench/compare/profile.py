@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import collections
 import dataclasses
+import importlib
 import json
 import os
 import shutil
@@ -98,8 +99,6 @@ def main(argv: list[str] | None = None) -> int:
     system = BY_NAME[args.system]
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    import importlib
-
     adapter = importlib.import_module(f"{__package__}.systems.{system.module}")
     phases = int(args.pyspy) + int(args.perf) or 1
     plan = Plan(sequential=0, warmup_calls=100, levels=(args.callers,),
