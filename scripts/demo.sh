@@ -83,3 +83,30 @@ say "Stopping prpc-host (SIGTERM drains calls in flight)"
 kill -TERM "$host_pid"
 wait "$host_pid" && host_pid=
 tail -n 2 "$work/host.log"
+
+# PRPC's main job: a Python function called from another Python process.
+if cmake --build --preset ci --target prpc_python_core prpc_codec_jsonpickle prpc_executor_process \
+    prpc_executor_async prpc-worker > "$work/python-build.log" 2>&1; then
+  export PYTHONPATH="$root/build/ci/python${PYTHONPATH:+:$PYTHONPATH}"
+  say "A Python server (examples/python/server.py: thread, process and async workers)"
+  python3 "$root/examples/python/server.py" > "$work/app.log" 2>&1 &
+  app_pid=$!
+  host_pid=$app_pid  # cleanup() stops it
+  say "Stubs for a client: python -m prpc.create_server_func"
+  # The request waits in the queue until the server is up, so one attempt is normally enough.
+  for _ in 1 2 3; do
+    (cd "$work" && python3 -m prpc.create_server_func > "$work/stubs.log" 2>&1) && \
+      grep -q "def greet" "$work/server_func.py" 2> /dev/null && break
+    kill -0 "$app_pid" 2> /dev/null || { cat "$work/app.log"; exit 1; }
+  done
+  sed -n '/^def /,/^$/p' "$work/server_func.py" | grep '^def ' || true
+  say "A Python client (examples/python/client.py) calls it"
+  cp "$root/examples/python/client.py" "$work/"  # beside the stubs it imports
+  (cd "$work" && python3 client.py)
+  say "Stopping the Python server (SIGTERM drains calls in flight)"
+  kill -TERM "$app_pid"
+  wait "$app_pid" && host_pid=
+else
+  say "Skipping the Python part: the Python SDK did not build (see $work/python-build.log)"
+  cat "$work/python-build.log" | tail -n 5
+fi

@@ -55,6 +55,22 @@ TEST(IsoTime, FormatsAsPythonIsoformat) {
   EXPECT_EQ(parse_iso8601(format_iso8601(t)), t);
 }
 
+TEST(IsoTime, FormatsEveryFieldWithItsLeadingZeros) {
+  using namespace std::chrono;
+  EXPECT_EQ(format_iso8601(SysMicros{}), "1970-01-01T00:00:00.000000+00:00");
+  SysMicros last = sys_days{year{9999} / 12 / 31} + hours{23} + minutes{59} + seconds{59} +
+                   microseconds{999999};
+  EXPECT_EQ(format_iso8601(last), "9999-12-31T23:59:59.999999+00:00");
+  SysMicros early = sys_days{year{7} / 2 / 3} + hours{4} + minutes{5} + seconds{6} +
+                    microseconds{7};
+  EXPECT_EQ(format_iso8601(early), "0007-02-03T04:05:06.000007+00:00");
+  // Round trips over a century, stepping by an odd number of microseconds.
+  SysMicros t = sys_days{year{1999} / 12 / 31};
+  for (int i = 0; i < 5000; ++i, t += microseconds{631'152'000'123LL}) {
+    ASSERT_EQ(parse_iso8601(format_iso8601(t)), t) << format_iso8601(t);
+  }
+}
+
 TEST(IsoTime, ParsesOffsetsAndPrecisions) {
   using namespace std::chrono;
   SysMicros noon_utc = sys_days{year{2024} / 11 / 6} + hours{12};

@@ -18,6 +18,8 @@ namespace {
 
 constexpr std::size_t kReadChunk = 64 * 1024;
 constexpr std::size_t kMaxIov = 64;
+// How many extra writes a caller thread makes for commands other threads queued meanwhile.
+constexpr int kMaxDirectRounds = 4;
 
 std::string ms_text(milliseconds d) { return std::to_string(d.count()) + " ms"; }
 
@@ -160,7 +162,8 @@ void Link::connect_next(std::shared_ptr<std::vector<asio::generic::stream_protoc
   auto self = shared_from_this();
   auto endpoint = (*eps)[index];
   {
-    std::lock_guard lock(mutex_);
+    std::unique_lock lock(mutex_);
+    direct_done_.wait(lock, [this] { return !direct_writing_; });
     boost::system::error_code ignored;
     socket_.close(ignored);
     socket_.async_connect(endpoint, [self, gen, eps, index](const boost::system::error_code& ec) {
@@ -319,14 +322,25 @@ void Link::send_batch(std::vector<Request> batch) {
     for (Request& r : batch) held_.push_back(Held{std::move(r), now + settings_.hold});
     return;
   }
-  if (on_io || writing_ || flush_scheduled_ || !out_.empty()) {
+  if (on_io || writing_ || flush_scheduled_ || direct_writing_ || !out_.empty()) {
     // Joins the bytes already waiting; on the io thread, the deferred flush gathers every
-    // command issued while the current handler runs into one write.
+    // command issued while the current handler runs into one write. While another thread
+    // writes directly, that thread sends these too when it is done (group commit).
     for (Request& r : batch) enqueue_locked(std::move(r), now);
     schedule_flush_locked();
     return;
   }
-  // The connection is idle: write from this thread rather than waking the io thread.
+  // The connection is idle: write from this thread rather than waking the io thread, and
+  // without the lock, so that commands sent meanwhile by other threads queue up behind this
+  // write and leave together in the next one instead of each paying for its own syscall.
+  for (Request& r : batch) {
+    inflight_.push_back(Pending{std::move(r.done), now + settings_.command_timeout + r.extra});
+  }
+  direct_writing_ = true;
+  const std::uint64_t gen = generation_;
+  const int fd = socket_.native_handle();  // not closed before direct_writing_ is cleared
+  lock.unlock();
+
   iovec iov[kMaxIov];
   std::size_t count = 0;
   for (const Request& r : batch) {
@@ -341,18 +355,39 @@ void Link::send_batch(std::vector<Request> batch) {
     msghdr msg{};
     msg.msg_iov = iov;
     msg.msg_iovlen = count;
-    ssize_t n = ::sendmsg(socket_.native_handle(), &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+    ssize_t n = ::sendmsg(fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
     // On an error the io thread's write meets it again and drops the connection.
     if (n > 0) written = static_cast<std::size_t>(n);
   }
-  for (Request& r : batch) {
+  std::string carry;  // bytes already promised to Redis (their replies are in inflight_)
+  for (const Request& r : batch) {
     std::string_view b = r.command.bytes();
     std::size_t skip = std::min(written, b.size());
     written -= skip;
-    if (skip < b.size()) out_.append(b.substr(skip));
-    inflight_.push_back(Pending{std::move(r.done), now + settings_.command_timeout + r.extra});
+    if (skip < b.size()) carry.append(b.substr(skip));
   }
-  if (!out_.empty()) schedule_flush_locked();
+  for (int round = 0;; ++round) {
+    lock.lock();
+    if (gen != generation_) {
+      // The connection was dropped meanwhile: its commands were failed with it.
+      direct_writing_ = false;
+      direct_done_.notify_all();
+      return;
+    }
+    if (!carry.empty() || out_.empty() || round == kMaxDirectRounds) {
+      // The socket is full, nothing else came, or this caller has written for others long
+      // enough: what is left goes first, through the io thread.
+      out_.insert(0, carry);
+      direct_writing_ = false;
+      direct_done_.notify_all();
+      schedule_flush_locked();
+      return;
+    }
+    carry.swap(out_);
+    lock.unlock();
+    ssize_t n = ::send(fd, carry.data(), carry.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n > 0) carry.erase(0, static_cast<std::size_t>(n));
+  }
 }
 
 void Link::enqueue_locked(Request request, Clock::time_point now) {
@@ -362,7 +397,7 @@ void Link::enqueue_locked(Request request, Clock::time_point now) {
 }
 
 void Link::schedule_flush_locked() {
-  if (flush_scheduled_ || writing_ || out_.empty()) return;
+  if (flush_scheduled_ || writing_ || direct_writing_ || out_.empty()) return;
   flush_scheduled_ = true;
   std::uint64_t gen = generation_;
   asio::post(io_, [self = shared_from_this(), gen] {
@@ -373,7 +408,7 @@ void Link::schedule_flush_locked() {
 }
 
 void Link::flush_locked() {
-  if (writing_ || out_.empty()) return;
+  if (writing_ || direct_writing_ || out_.empty()) return;
   writing_ = true;
   auto buffer = std::make_shared<std::string>();
   buffer->swap(out_);
@@ -476,7 +511,10 @@ void Link::drop(State next, const Status& why, const Status& held_status, const 
   std::deque<Pending> inflight;
   std::deque<Held> held;
   {
-    std::lock_guard lock(mutex_);
+    std::unique_lock lock(mutex_);
+    // A thread writing directly uses the descriptor without the lock: closing it under that
+    // write could let a new connection reuse the number and receive the old bytes.
+    direct_done_.wait(lock, [this] { return !direct_writing_; });
     ++generation_;
     state_ = next;
     last_error_ = cause;

@@ -22,6 +22,7 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <deque>
 #include <functional>
@@ -175,6 +176,10 @@ class Link : public std::enable_shared_from_this<Link> {
   std::string out_;  // bytes waiting for the write in progress to finish
   bool writing_ = false;
   bool flush_scheduled_ = false;
+  // A caller thread is writing without the lock (send_batch); the socket stays open until
+  // it is done, and bytes queued meanwhile wait for it (direct_done_ says when).
+  bool direct_writing_ = false;
+  std::condition_variable direct_done_;
   std::deque<Pending> inflight_;
   std::deque<Held> held_;
   Status last_error_;

@@ -443,7 +443,12 @@ Result<Message> JsonpickleCodec::decode(std::string_view bytes, Message* salvage
   const Document& doc = *parsed;
   const std::uint32_t root = doc.root();
   Numbering global;
-  PRPC_RETURN_IF_ERROR(number_nodes(doc, root, global));
+  // The numbering only serves py/id references; most messages have none, and numbering every
+  // node of them was a visible share of a no-op call (docs/benchmarks.md). A document in
+  // json.dumps layout spells the tag literally, so the text search is exact there.
+  if (!doc.canonical() || bytes.find("py/id") != std::string_view::npos) {
+    PRPC_RETURN_IF_ERROR(number_nodes(doc, root, global));
+  }
 
   auto field = [&](std::string_view name) { return doc.member(root, name); };
   auto string_or_empty = [&](std::uint32_t n) -> std::string {
