@@ -78,6 +78,10 @@ class KafkaTest : public ::testing::Test {
       o["debug"] = debug;
       log::set_level(log::Level::kDebug);
     }
+    // PRPC_TEST_KAFKA_TRACE=1 logs every request record's way through each server.
+    if (const char* trace = std::getenv("PRPC_TEST_KAFKA_TRACE"); trace != nullptr && *trace) {
+      o["trace_offsets"] = "true";
+    }
     for (auto& [k, v] : extra) o[k] = v;
     return o;
   }
