@@ -699,7 +699,16 @@ class KafkaBroker::Impl : public std::enable_shared_from_this<KafkaBroker::Impl>
       } else {
         rd_kafka_assign(rk, parts);
       }
-      if (sub->paused) rd_kafka_pause_partitions(rk, parts);
+      // Set the pause state of what arrives either way: librdkafka keeps a partition's pause
+      // flag after it is revoked, so a partition paused here under back-pressure, revoked, and
+      // assigned back later would return paused. The consumer loop only pauses and resumes on a
+      // change of back-pressure, which may never come, and the calls in that partition would
+      // wait unanswered until some later rebalance moved it away.
+      if (sub->paused) {
+        rd_kafka_pause_partitions(rk, parts);
+      } else {
+        rd_kafka_resume_partitions(rk, parts);
+      }
     } else {
       sub->impl->revoke(sub, parts);
       if (cooperative) {
