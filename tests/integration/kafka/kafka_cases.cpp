@@ -265,7 +265,10 @@ TEST_F(KafkaTest, PartitionsComingBackToAServerAfterARebalanceAreFetchedAgain) {
   narrow.max_outstanding = 1;
   narrow.batch_size = kRecords - 2;
 
-  auto a = broker();
+  // Quicker rebalances on the mock cluster (see ServersJoiningAndLeavingUnderLoadLoseNothing).
+  OptionValues quick;
+  if (cluster_->is_mock()) quick["consumer.session.timeout.ms"] = "3000";
+  auto a = broker(quick);
   Inbox in_a;
   ASSERT_TRUE(a->subscribe(narrow, in_a.handler()).is_ok());
   ASSERT_TRUE(wait_until([&] { return in_a.size() >= 1; }, 60s));
@@ -291,7 +294,7 @@ TEST_F(KafkaTest, PartitionsComingBackToAServerAfterARebalanceAreFetchedAgain) {
 
   {
     // B joins while A is backed up, takes some partitions and never finishes what it gets.
-    auto b = broker();
+    auto b = broker(quick);
     Inbox in_b;
     ASSERT_TRUE(b->subscribe(sub, in_b.handler()).is_ok());
     ASSERT_TRUE(wait_until([&] { return in_b.size() >= 1; }, 60s));
@@ -422,7 +425,11 @@ TEST_F(KafkaTest, ServersJoiningAndLeavingUnderLoadLoseNothing) {
   ServerOptions narrow;
   narrow.max_in_flight = 8;
   narrow.batch_size = 8;
-  auto join = [&] { start_server(narrow, 2); };
+  // The mock cluster gives members session.timeout.ms - 1 s to rejoin in every rebalance; a
+  // shorter session keeps its five membership changes quick (a real broker refuses below 6 s).
+  OptionValues quick;
+  if (cluster_->is_mock()) quick["consumer.session.timeout.ms"] = "3000";
+  auto join = [&] { start_server(narrow, 2, quick); };
   auto leave = [&](std::size_t index, std::chrono::milliseconds grace) {
     servers_.at(index)->stop(grace);
     servers_.at(index).reset();  // leaves the group; calls it abandoned go to the others
