@@ -154,6 +154,13 @@ struct PartitionState {
   bool revoked = false;
   bool dirty = false;
   OffsetLedger ledger;
+  // For trace_offsets: where the fetch and the hand-overs of this assignment got to.
+  std::int64_t last_fetched = -1;
+  std::int64_t last_handed = -1;
+
+  std::string where() const {
+    return topic + "[" + std::to_string(partition) + "]e" + std::to_string(epoch);
+  }
 
   PartitionState(std::int64_t committed, DeliveryCounts inherited, std::int64_t suspect_end)
       : ledger(committed, std::move(inherited), suspect_end) {}
@@ -186,6 +193,9 @@ class KafkaBroker::Impl : public std::enable_shared_from_this<KafkaBroker::Impl>
   ~Impl() { shutdown(); }
 
   void shutdown();
+
+  // trace_offsets: one line per event in a record's life on this server.
+  bool tracing() const { return settings_.trace_offsets; }
 
   // ---- configuration ----
   Result<ConfPtr> make_conf(bool producer, const std::map<std::string, std::string>& fixed) {
@@ -577,6 +587,17 @@ class KafkaBroker::Impl : public std::enable_shared_from_this<KafkaBroker::Impl>
     std::unordered_map<std::string, std::int64_t> stamps;
   };
 
+  // Names the server by its consumer name, or by its librdkafka handle when it has none (two
+  // subscriptions in one process would otherwise be told apart by nothing).
+  void trace(const Subscription* sub, const std::string& what) const {
+    std::string line = "trace ";
+    line += sub->options.consumer.empty() ? std::string(rd_kafka_name(sub->consumer.get()))
+                                          : sub->options.consumer;
+    line += ' ';
+    line += what;
+    log_.info(line);
+  }
+
   Status subscribe(const SubscribeOptions& options, DeliveryHandler handler) {
     PRPC_RETURN_IF_ERROR(require_connected());
     close_subscription();  // a previous one that was still draining
@@ -678,7 +699,16 @@ class KafkaBroker::Impl : public std::enable_shared_from_this<KafkaBroker::Impl>
       } else {
         rd_kafka_assign(rk, parts);
       }
-      if (sub->paused) rd_kafka_pause_partitions(rk, parts);
+      // Set the pause state of what arrives either way: librdkafka keeps a partition's pause
+      // flag after it is revoked, so a partition paused here under back-pressure, revoked, and
+      // assigned back later would return paused. The consumer loop only pauses and resumes on a
+      // change of back-pressure, which may never come, and the calls in that partition would
+      // wait unanswered until some later rebalance moved it away.
+      if (sub->paused) {
+        rd_kafka_pause_partitions(rk, parts);
+      } else {
+        rd_kafka_resume_partitions(rk, parts);
+      }
     } else {
       sub->impl->revoke(sub, parts);
       if (cooperative) {
@@ -733,6 +763,12 @@ class KafkaBroker::Impl : public std::enable_shared_from_this<KafkaBroker::Impl>
       p.offset = offset;
       log_.debug("assigned " + std::string(p.topic) + "[" + std::to_string(p.partition) +
                  "] at " + std::to_string(offset));
+      if (tracing()) {
+        trace(sub,
+              "assigned " + state->where() + " committed=" + std::to_string(offset) +
+                  " suspect_end=" + std::to_string(high) + " paused=" +
+                  std::to_string(sub->paused));
+      }
     }
   }
 
@@ -749,7 +785,16 @@ class KafkaBroker::Impl : public std::enable_shared_from_this<KafkaBroker::Impl>
       }
       // The last commit of each: calls still running keep their count for the next owner.
       commit_locked(sub, gone, /*async=*/false, /*only_dirty=*/false);
-      for (auto& s : gone) s->revoked = true;
+      for (auto& s : gone) {
+        s->revoked = true;
+        if (tracing()) {
+          trace(sub,
+                "revoked " + s->where() + " commit=" + std::to_string(s->ledger.commit_offset()) +
+                    " unfinished=" + std::to_string(s->ledger.unfinished()) +
+                    " last_fetched=" + std::to_string(s->last_fetched) +
+                    " last_handed=" + std::to_string(s->last_handed));
+        }
+      }
     }
     auto dropped = [&](const Held& h) {
       return std::find(gone.begin(), gone.end(), h.state) != gone.end();
@@ -781,6 +826,19 @@ class KafkaBroker::Impl : public std::enable_shared_from_this<KafkaBroker::Impl>
     }
     if (list->cnt == 0) return;
     rd_kafka_resp_err_t e = rd_kafka_commit(sub->consumer.get(), list.get(), async ? 1 : 0);
+    if (tracing()) {
+      std::string what = async ? "commit-async" : "commit-sync";
+      for (int i = 0; i < list->cnt; ++i) {
+        what += ' ';
+        what += list->elems[i].topic;
+        what += "[" + std::to_string(list->elems[i].partition) + "]=" +
+                std::to_string(list->elems[i].offset);
+      }
+      // An asynchronous commit's NO_ERROR only says it was queued; its outcome is not seen here.
+      what += std::string(" -> ") +
+              (async && e == RD_KAFKA_RESP_ERR_NO_ERROR ? "queued" : rd_kafka_err2name(e));
+      trace(sub, what);
+    }
     if (e != RD_KAFKA_RESP_ERR_NO_ERROR && e != RD_KAFKA_RESP_ERR__NO_OFFSET) {
       log_.warn(std::string("offset commit failed: ") + rd_kafka_err2str(e) +
                 " (the records stay uncommitted and may be delivered again)");
@@ -833,6 +891,11 @@ class KafkaBroker::Impl : public std::enable_shared_from_this<KafkaBroker::Impl>
           }
         }
         sub->paused = want_pause;
+        if (tracing()) {
+          trace(sub, std::string(want_pause ? "paused" : "resumed") +
+                                  " held=" + std::to_string(sub->held.size()) +
+                                  " outstanding=" + std::to_string(sub->outstanding.load()));
+        }
       }
       // Fetch a batch: wait for the first record, then take what is already there. While calls
       // are what we wait for (paused, or records held back), wake often to hand over: finishes
@@ -863,9 +926,25 @@ class KafkaBroker::Impl : public std::enable_shared_from_this<KafkaBroker::Impl>
     {
       std::lock_guard lock(states_mutex_);
       auto it = states_.find(state_key(topic, m->partition));
-      if (it == states_.end()) return;  // revoked meanwhile
+      if (it == states_.end()) {
+        if (tracing()) {
+          trace(sub, "fetched " + std::string(topic) + "[" +
+                                           std::to_string(m->partition) + "] off=" +
+                                           std::to_string(m->offset) + " without a state: dropped");
+        }
+        return;  // revoked meanwhile
+      }
       state = it->second;
     }
+    if (tracing()) {
+      std::string note;
+      if (state->last_fetched >= 0 && m->offset != state->last_fetched + 1) {
+        note = m->offset <= state->last_fetched ? " REWIND" : " GAP";
+      }
+      trace(sub,
+            "fetched " + state->where() + " off=" + std::to_string(m->offset) + note);
+    }
+    state->last_fetched = m->offset;
     Held h;
     h.state = std::move(state);
     h.offset = m->offset;
@@ -902,6 +981,18 @@ class KafkaBroker::Impl : public std::enable_shared_from_this<KafkaBroker::Impl>
         Held h = std::move(sub->held.front());
         sub->held.pop_front();
         if (h.state->revoked) continue;
+        if (tracing()) {
+          std::string note;
+          std::int64_t expected = h.state->last_handed >= 0 ? h.state->last_handed + 1
+                                                            : h.state->ledger.commit_offset();
+          if (!h.retry && expected >= 0 && h.offset != expected) {
+            note = h.offset < expected ? " BEHIND" : " GAP";
+          }
+          trace(sub, "handed " + h.state->where() + " off=" +
+                                           std::to_string(h.offset) +
+                                           (h.retry ? " retry" : "") + note);
+        }
+        if (!h.retry) h.state->last_handed = h.offset;
         std::uint32_t count =
             h.retry ? h.state->ledger.restart(h.offset) : h.state->ledger.start(h.offset);
         if (h.state->ledger.suspect(h.offset) || h.retry) {
@@ -1075,6 +1166,13 @@ class KafkaBroker::Impl : public std::enable_shared_from_this<KafkaBroker::Impl>
             state->dirty = true;
             any_dirty_ = true;
           }
+        }
+        if (tracing()) {
+          trace(sub,
+                "finished e" + std::to_string(job->token.epoch) + " off=" +
+                    std::to_string(job->token.offset) + (status.is_ok() ? " ok" : " FAILED") +
+                    (state ? " commit=" + std::to_string(state->ledger.commit_offset())
+                           : std::string(" (no longer assigned)")));
         }
       }
       if (state && !status.is_ok() && !sub->draining.load()) {

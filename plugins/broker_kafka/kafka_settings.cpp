@@ -7,7 +7,7 @@ namespace prpc::kafka {
 namespace {
 
 // Keys this plugin interprets itself; everything else goes to librdkafka.
-constexpr std::array<std::string_view, 13> kOwnKeys = {"lookup_by_timestamp",
+constexpr std::array<std::string_view, 14> kOwnKeys = {"lookup_by_timestamp", "trace_offsets",
     "url",           "partitions",     "replication_factor", "linger_ms",
     "client_id",     "connect_timeout", "admin_timeout",     "lookup_timeout",
     "lookup_window", "lookup_skew",     "result_cache_entries", "ledger_bytes"};
@@ -52,6 +52,10 @@ std::vector<sdk::OptionSpec> option_specs() {
        "budget of the delivery ledger kept in offset-commit metadata (must stay below the "
        "broker's offset.metadata.max.bytes)",
        0},
+      {"trace_offsets", PRPC_OPT_BOOL, "false",
+       "log every request record's way through a server at info level: assigned, fetched, handed "
+       "over, finished, committed, revoked, per partition (for diagnosing lost or repeated calls)",
+       0},
   };
 }
 
@@ -85,6 +89,7 @@ Result<Settings> read_settings(const sdk::Options& options) {
   s.result_cache_entries = cache < 0 ? 0 : static_cast<std::size_t>(cache);
   auto ledger = options.get_int("ledger_bytes", static_cast<std::int64_t>(s.ledger_bytes));
   s.ledger_bytes = ledger < 64 ? 64 : static_cast<std::size_t>(ledger);
+  s.trace_offsets = options.get_bool("trace_offsets", s.trace_offsets);
 
   for (const auto& [key, value] : options.all()) {
     if (std::find(kOwnKeys.begin(), kOwnKeys.end(), key) != kOwnKeys.end()) continue;

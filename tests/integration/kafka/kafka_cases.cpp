@@ -71,6 +71,31 @@ std::string raw_request(const std::string& id, const std::string& func = "ping",
          R"(, "func_kwargs": {}, "message_id": ")" + id + R"("})";
 }
 
+// The example functions, counting the runs of every call by its message_id.
+class CountingFunctions final : public FunctionTable {
+ public:
+  explicit CountingFunctions(std::shared_ptr<FunctionTable> inner) : inner_(std::move(inner)) {}
+  std::vector<FunctionInfo> list() const override { return inner_->list(); }
+  void invoke(const Invocation& call, OutcomeCallback done) override {
+    {
+      std::lock_guard lock(mutex_);
+      runs_[std::string(call.message_id)] += 1;
+    }
+    inner_->invoke(call, std::move(done));
+  }
+  void cancel(std::uint64_t call_id) override { inner_->cancel(call_id); }
+  int runs(const std::string& id) {
+    std::lock_guard lock(mutex_);
+    auto it = runs_.find(id);
+    return it == runs_.end() ? 0 : it->second;
+  }
+
+ private:
+  std::shared_ptr<FunctionTable> inner_;
+  std::mutex mutex_;
+  std::map<std::string, int> runs_;
+};
+
 }  // namespace
 
 // ---- the broker's contract -------------------------------------------------------------------
@@ -220,6 +245,68 @@ TEST_F(KafkaTest, NeverHandsOverMoreThanMaxOutstanding) {
   EXPECT_EQ(inbox.peak.load(), 3);
 }
 
+// A server at its limit gives partitions up in a rebalance and gets them back later, when it is
+// idle: they must be fetched again from their committed offsets. (librdkafka keeps a partition's
+// pause flag and fetch position across its revocation: a partition paused by its old owner stayed
+// paused for good when it came back, and its calls were never answered.)
+TEST_F(KafkaTest, PartitionsComingBackToAServerAfterARebalanceAreFetchedAgain) {
+  prepare(4);
+  auto producer = broker();
+  constexpr int kRecords = 40;
+  for (int i = 0; i < kRecords; ++i) {
+    ASSERT_TRUE(publish_sync(*producer, Flavour::kRaw, queue_, new_uuid(), "r" + std::to_string(i))
+                    .is_ok());
+  }
+  SubscribeOptions sub;
+  sub.queue = queue_;
+  sub.python = false;
+  // One call at a time, with room to fetch nearly everything: the rest waits, fetched.
+  SubscribeOptions narrow = sub;
+  narrow.max_outstanding = 1;
+  narrow.batch_size = kRecords - 2;
+
+  // Quicker rebalances on the mock cluster (see ServersJoiningAndLeavingUnderLoadLoseNothing).
+  OptionValues quick;
+  if (cluster_->is_mock()) quick["consumer.session.timeout.ms"] = "3000";
+  auto a = broker(quick);
+  Inbox in_a;
+  ASSERT_TRUE(a->subscribe(narrow, in_a.handler()).is_ok());
+  ASSERT_TRUE(wait_until([&] { return in_a.size() >= 1; }, 60s));
+
+  std::mutex mutex;
+  std::set<std::string> finished;  // payloads finished by A
+  std::size_t next_a = 0;
+  auto drain_a = [&] {
+    while (next_a < in_a.size()) {
+      Delivery d = in_a.at(next_a++);
+      ReplyView reply{Flavour::kRaw, queue_, "", "", "done", false};
+      if (!finish_sync(*a, d, &reply).is_ok()) return false;
+      std::lock_guard lock(mutex);
+      finished.insert(d.payload);
+    }
+    return true;
+  };
+  auto distinct = [&](Inbox& other) {
+    std::set<std::string> all = finished;
+    for (std::size_t i = 0; i < other.size(); ++i) all.insert(other.at(i).payload);
+    return all.size();
+  };
+
+  {
+    // B joins while A is backed up, takes some partitions and never finishes what it gets.
+    auto b = broker(quick);
+    Inbox in_b;
+    ASSERT_TRUE(b->subscribe(sub, in_b.handler()).is_ok());
+    ASSERT_TRUE(wait_until([&] { return in_b.size() >= 1; }, 60s));
+    // A works through its own partitions until every record is with one of the two.
+    ASSERT_TRUE(wait_until([&] { return drain_a() && distinct(in_b) == kRecords; }, 60s, 5ms))
+        << "A finished " << finished.size() << ", B holds " << in_b.size();
+    // B leaves (a crash after its last commit): its partitions go back to A, now idle.
+  }
+  ASSERT_TRUE(wait_until([&] { return drain_a() && finished.size() == kRecords; }, 60s, 5ms))
+      << "finished " << finished.size() << " of " << kRecords;
+}
+
 TEST_F(KafkaTest, DeadLettersKeepTheRecordAndTheReason) {
   prepare(1);
   auto producer = broker();
@@ -327,6 +414,82 @@ TEST_F(KafkaTest, ASecondServerJoiningUnderLoadLosesNothing) {
   }
   ASSERT_TRUE(wait_until([&] { return done.load() == kCalls; }, 180s)) << done.load();
   EXPECT_EQ(ok.load(), kCalls);
+}
+
+// Servers join and leave (gracefully, and abruptly with calls running) while calls keep coming,
+// each server backed up at its limit: every call is answered exactly once, and ran at least once.
+TEST_F(KafkaTest, ServersJoiningAndLeavingUnderLoadLoseNothing) {
+  prepare(4);
+  auto counting = std::make_shared<CountingFunctions>(functions_);
+  functions_ = counting;
+  ServerOptions narrow;
+  narrow.max_in_flight = 8;
+  narrow.batch_size = 8;
+  // The mock cluster gives members session.timeout.ms - 1 s to rejoin in every rebalance; a
+  // shorter session keeps its five membership changes quick (a real broker refuses below 6 s).
+  OptionValues quick;
+  if (cluster_->is_mock()) quick["consumer.session.timeout.ms"] = "3000";
+  auto join = [&] { start_server(narrow, 2, quick); };
+  auto leave = [&](std::size_t index, std::chrono::milliseconds grace) {
+    servers_.at(index)->stop(grace);
+    servers_.at(index).reset();  // leaves the group; calls it abandoned go to the others
+  };
+  join();
+  Client& c = client();
+
+  constexpr std::size_t kWaves = 6;
+  constexpr std::size_t kPerWave = 60;
+  constexpr std::size_t kCalls = kWaves * kPerWave;
+  std::mutex mutex;
+  std::vector<std::string> ids(kCalls);
+  std::vector<int> answers(kCalls, 0);
+  std::vector<std::string> errors;
+  std::atomic<std::size_t> done{0};
+  auto wave = [&](std::size_t w) {
+    for (std::size_t i = w * kPerWave; i < (w + 1) * kPerWave; ++i) {
+      std::string id = c.call(request("slow", "[0.002]"), 90s, [&, i](Result<Message> r) {
+        std::lock_guard lock(mutex);
+        answers[i] += 1;
+        if (!r.is_ok()) {
+          errors.push_back(r.status().to_string());
+        } else if (r->failed()) {
+          errors.push_back(r->exception_info.value_or("failed"));
+        }
+        done.fetch_add(1);
+      });
+      std::lock_guard lock(mutex);
+      ids[i] = id;
+    }
+  };
+  // Each change of membership happens while half of the last wave is still unanswered.
+  auto half_way = [&](std::size_t w) {
+    ASSERT_TRUE(wait_until([&] { return done.load() >= w * kPerWave + kPerWave / 2; }, 60s))
+        << done.load();
+  };
+  wave(0);
+  half_way(0);
+  join();  // 2 servers
+  wave(1);
+  half_way(1);
+  join();  // 3
+  wave(2);
+  half_way(2);
+  leave(0, 0ms);  // abruptly: its running calls are abandoned
+  wave(3);
+  half_way(3);
+  leave(1, 5s);  // gracefully: one server left, with every partition
+  wave(4);
+  half_way(4);
+  join();  // it gives some back
+  wave(5);
+
+  ASSERT_TRUE(wait_until([&] { return done.load() >= kCalls; }, 120s)) << done.load();
+  std::lock_guard lock(mutex);
+  EXPECT_TRUE(errors.empty()) << errors.size() << " failed, first: " << errors.front();
+  for (std::size_t i = 0; i < kCalls; ++i) {
+    EXPECT_EQ(answers[i], 1) << "call " << i;
+    EXPECT_GE(counting->runs(ids[i]), 1) << "call " << i << " (" << ids[i] << ")";
+  }
 }
 
 TEST_F(KafkaTest, AServerKilledMidCallLeavesTheCallToAnother) {

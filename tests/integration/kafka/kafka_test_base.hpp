@@ -46,7 +46,9 @@ class KafkaTest : public ::testing::Test {
     functions_ = make(registry_.make_functions("example", {}));
   }
   void TearDown() override {
-    for (auto& s : servers_) s->stop(0ms);
+    for (auto& s : servers_) {
+      if (s) s->stop(0ms);  // a test may have taken one away already
+    }
     servers_.clear();
     clients_.clear();
   }
@@ -77,6 +79,10 @@ class KafkaTest : public ::testing::Test {
     if (const char* debug = std::getenv("PRPC_TEST_KAFKA_DEBUG"); debug != nullptr) {
       o["debug"] = debug;
       log::set_level(log::Level::kDebug);
+    }
+    // PRPC_TEST_KAFKA_TRACE=1 logs every request record's way through each server.
+    if (const char* trace = std::getenv("PRPC_TEST_KAFKA_TRACE"); trace != nullptr && *trace) {
+      o["trace_offsets"] = "true";
     }
     for (auto& [k, v] : extra) o[k] = v;
     return o;
