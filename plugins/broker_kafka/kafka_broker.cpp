@@ -101,6 +101,32 @@ void log_callback(const rd_kafka_t* rk, int level, const char* fac, const char* 
   }
 }
 
+// Offset commits that failed (async ones are only known here). Records after a partition's last
+// commit are delivered again to its next owner: a repeat, never a loss, but worth a line.
+void commit_callback(rd_kafka_t* rk, rd_kafka_resp_err_t err,
+                     rd_kafka_topic_partition_list_t* offsets, void* opaque) {
+  if (err == RD_KAFKA_RESP_ERR_NO_ERROR || err == RD_KAFKA_RESP_ERR__NO_OFFSET) return;
+  auto* ctx = static_cast<const HandleContext*>(opaque);
+  if (ctx == nullptr || ctx->log == nullptr) return;
+  std::string line = std::string(rd_kafka_name(rk)) + ": offset commit failed (" +
+                     rd_kafka_err2name(err) + ")";
+  for (int i = 0; offsets != nullptr && i < offsets->cnt; ++i) {
+    const rd_kafka_topic_partition_t& p = offsets->elems[i];
+    line += ' ';
+    line += p.topic;
+    line += "[" + std::to_string(p.partition) + "]=" + std::to_string(p.offset);
+  }
+  line += "; calls after the last commit may run again on the partitions' next owner";
+  // Commits racing a rebalance are refused by design; anything else deserves a warning.
+  if (err == RD_KAFKA_RESP_ERR_ILLEGAL_GENERATION ||
+      err == RD_KAFKA_RESP_ERR_REBALANCE_IN_PROGRESS ||
+      err == RD_KAFKA_RESP_ERR_UNKNOWN_MEMBER_ID || err == RD_KAFKA_RESP_ERR__STATE) {
+    ctx->log->info(line);
+  } else {
+    ctx->log->warn(line);
+  }
+}
+
 // Results this process produced, for redeliveries that land here again: bounded, oldest out first.
 class ResultCache {
  public:
@@ -248,7 +274,10 @@ class KafkaBroker::Impl : public std::enable_shared_from_this<KafkaBroker::Impl>
                                  HandleContext* context = nullptr) {
     PRPC_ASSIGN_OR_RETURN(ConfPtr conf, make_conf(false, fixed));
     if (rebalance != nullptr) rd_kafka_conf_set_rebalance_cb(conf.get(), rebalance);
-    if (context != nullptr) rd_kafka_conf_set_opaque(conf.get(), context);
+    if (context != nullptr) {
+      rd_kafka_conf_set_opaque(conf.get(), context);
+      rd_kafka_conf_set_offset_commit_cb(conf.get(), &commit_callback);
+    }
     char err[512];
     rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf.get(), err, sizeof(err));
     if (rk == nullptr) return Status(StatusCode::kInvalidArgument, std::string("kafka: ") + err);
