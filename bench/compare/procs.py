@@ -257,4 +257,7 @@ def _cluster_id() -> str:
     """A KRaft cluster id: 16 random bytes in URL-safe base64 without padding."""
     import base64
 
-    return base64.urlsafe_b64encode(os.urandom(16)).decode().rstrip("=")
+    while True:  # an id that starts with '-' would be read as an option by the format tool
+        cluster_id = base64.urlsafe_b64encode(os.urandom(16)).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id

@@ -227,9 +227,12 @@ KafkaServer::KafkaServer() : classpath_(kafka_classpath()) {
       << "log4j.logger.kafka.server.KafkaServer=INFO\n"
       << "log4j.logger.kafka.server.BrokerServer=INFO\n";
   }
+  // An id that starts with '-' would be read as an option by the tool's argument parser.
+  std::string cluster_id = new_cluster_id();
+  while (cluster_id.front() == '-') cluster_id = new_cluster_id();
   auto format = ChildProcess::start(
       {"java", "-Xshare:auto", "-cp", classpath_, "kafka.tools.StorageTool", "format", "-t",
-       new_cluster_id(), "-c", (d / "server.properties").string()},
+       cluster_id, "-c", (d / "server.properties").string()},
       d / "format.log");
   int rc = format.wait(std::chrono::seconds(120));
   if (rc != 0) {
