@@ -651,7 +651,12 @@ class KafkaBroker::Impl : public std::enable_shared_from_this<KafkaBroker::Impl>
     if (settings_.consumer.count("partition.assignment.strategy") == 0 &&
         settings_.common.count("partition.assignment.strategy") == 0) {
       // Partitions that stay put are not revoked at each rebalance, so their calls keep going.
-      fixed["partition.assignment.strategy"] = "cooperative-sticky";
+      // Before librdkafka 2.3.0, though, a cooperative-sticky member that loses its membership
+      // before its first assignment aborts the whole process (an assertion in
+      // rd_kafka_sticky_assignor_state_destroy, librdkafka issue 4312; seen here under load
+      // when a server joins during a rebalance): older libraries get the eager protocol.
+      fixed["partition.assignment.strategy"] =
+          rd_kafka_version() >= 0x020300ff ? "cooperative-sticky" : "range,roundrobin";
     }
     if (settings_.consumer.count("auto.offset.reset") == 0 &&
         settings_.common.count("auto.offset.reset") == 0) {
