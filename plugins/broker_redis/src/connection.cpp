@@ -162,8 +162,9 @@ void Link::connect_next(std::shared_ptr<std::vector<asio::generic::stream_protoc
   auto self = shared_from_this();
   auto endpoint = (*eps)[index];
   {
-    std::unique_lock lock(mutex_);
-    direct_done_.wait(lock, [this] { return !direct_writing_; });
+    // No direct write can be running: they start only on a ready connection, and drop() waited
+    // for the last one before the link left that state.
+    std::lock_guard lock(mutex_);
     boost::system::error_code ignored;
     socket_.close(ignored);
     socket_.async_connect(endpoint, [self, gen, eps, index](const boost::system::error_code& ec) {
