@@ -859,7 +859,12 @@ class KafkaBroker::Impl : public std::enable_shared_from_this<KafkaBroker::Impl>
       }
     }
     if (list->cnt == 0) return;
-    rd_kafka_resp_err_t e = rd_kafka_commit(sub->consumer.get(), list.get(), async ? 1 : 0);
+    // A synchronous commit reports to commit_callback from within this call (with the offsets),
+    // not also to the handle's callback on a later poll: one line per failure.
+    rd_kafka_resp_err_t e =
+        async ? rd_kafka_commit(sub->consumer.get(), list.get(), 1)
+              : rd_kafka_commit_queue(sub->consumer.get(), list.get(), nullptr, &commit_callback,
+                                      &sub->context);
     if (tracing()) {
       std::string what = async ? "commit-async" : "commit-sync";
       for (int i = 0; i < list->cnt; ++i) {
@@ -873,8 +878,9 @@ class KafkaBroker::Impl : public std::enable_shared_from_this<KafkaBroker::Impl>
               (async && e == RD_KAFKA_RESP_ERR_NO_ERROR ? "queued" : rd_kafka_err2name(e));
       trace(sub, what);
     }
-    if (e != RD_KAFKA_RESP_ERR_NO_ERROR && e != RD_KAFKA_RESP_ERR__NO_OFFSET) {
-      log_.warn(std::string("offset commit failed: ") + rd_kafka_err2str(e) +
+    if (async && e != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      // Not even queued, so no callback will tell.
+      log_.warn(std::string("offset commit not sent: ") + rd_kafka_err2str(e) +
                 " (the records stay uncommitted and may be delivered again)");
     }
   }

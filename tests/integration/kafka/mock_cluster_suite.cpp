@@ -1,6 +1,7 @@
 // The Kafka cases against librdkafka's mock cluster: a fresh cluster (its own process) per test,
 // plus the faults only the mock can inject.
 #include "kafka_test_base.hpp"
+#include "log_capture.hpp"
 
 namespace prpc::kafka_tests {
 
@@ -47,6 +48,41 @@ TEST_F(KafkaTest, InjectedRequestErrorsLoseNothing) {
   EXPECT_EQ(ok.load(), kCalls);
   mock->set_rtt(-1, 0);
   EXPECT_GE(server.stats().succeeded, static_cast<std::uint64_t>(kCalls));
+}
+
+// A refused offset commit is logged once, with its offsets, whether it was asynchronous (after a
+// call) or synchronous (the last commit when a server leaves).
+TEST_F(KafkaTest, EachFailedOffsetCommitIsLoggedOnceWithItsOffsets) {
+  prepare(1);
+  testing::LogCapture logs;
+  Server& server = start_server();
+  Client& c = client();
+  ASSERT_TRUE(c.call_sync(request("ping"), 30s).is_ok());
+  auto failures = [&] {
+    std::vector<std::string> out;
+    for (const auto& line : logs.lines()) {
+      if (line.find("offset commit") != std::string::npos) {
+        out.push_back(line);
+      }
+    }
+    return out;
+  };
+  auto* mock = cluster_->mock();
+  std::this_thread::sleep_for(500ms);  // the ping's own commit is done
+  // Not retriable: the commit fails at once and is not sent again.
+  mock->push_errors("OffsetCommit", "OFFSET_METADATA_TOO_LARGE", 1);
+  ASSERT_TRUE(c.call_sync(request("ping"), 30s).is_ok());
+  ASSERT_TRUE(wait_until([&] { return failures().size() == 1; }, 30s)) << logs.joined();
+  std::this_thread::sleep_for(500ms);
+  mock->push_errors("OffsetCommit", "OFFSET_METADATA_TOO_LARGE", 1);
+  server.stop(5s);
+  servers_.at(0).reset();  // its broker leaves the group, committing synchronously, and is gone
+  std::vector<std::string> lines = failures();
+  ASSERT_EQ(lines.size(), 2u) << logs.joined();
+  for (const auto& line : lines) {
+    EXPECT_NE(line.find("OFFSET_METADATA_TOO_LARGE"), std::string::npos) << line;
+    EXPECT_NE(line.find("prpc_raw_" + queue_ + "[0]=2"), std::string::npos) << line;
+  }
 }
 
 }  // namespace prpc::kafka_tests

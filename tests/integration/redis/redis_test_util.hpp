@@ -17,6 +17,7 @@
 #include <thread>
 #include <vector>
 
+#include "log_capture.hpp"
 #include "prpc/broker_redis/names.hpp"
 #include "prpc/broker_redis/redis_broker.hpp"
 #include "prpc/log.hpp"
@@ -147,30 +148,7 @@ inline long long pending_count(RedisClient& c, const std::string& stream,
   return r->element[0]->integer;
 }
 
-// Captures every log line written through the host's logger while it lives.
-class LogCapture {
- public:
-  LogCapture() {
-    prpc::log::set_sink([this](prpc::log::Level, std::string_view component, std::string_view m) {
-      std::lock_guard lock(mutex_);
-      lines_.push_back(std::string(component) + ": " + std::string(m));
-    });
-  }
-  ~LogCapture() { prpc::log::set_sink(nullptr); }
-  std::vector<std::string> lines() {
-    std::lock_guard lock(mutex_);
-    return lines_;
-  }
-  std::string joined() {
-    std::string out;
-    for (const auto& l : lines()) out += l + "\n";
-    return out;
-  }
-
- private:
-  std::mutex mutex_;
-  std::vector<std::string> lines_;
-};
+using ::prpc::testing::LogCapture;
 
 // A minimal server on the broker API alone: every delivery is finished from a worker thread with
 // a reply whose message_id is the request payload and whose payload is "echo:" + payload.
