@@ -180,6 +180,7 @@ struct PartitionState {
   bool revoked = false;
   bool dirty = false;
   OffsetLedger ledger;
+  FetchCursor cursor;  // consumer thread only (under states_mutex_ with the ledger)
   // For trace_offsets: where the fetch and the hand-overs of this assignment got to.
   std::int64_t last_fetched = -1;
   std::int64_t last_handed = -1;
@@ -189,7 +190,7 @@ struct PartitionState {
   }
 
   PartitionState(std::int64_t committed, DeliveryCounts inherited, std::int64_t suspect_end)
-      : ledger(committed, std::move(inherited), suspect_end) {}
+      : ledger(committed, std::move(inherited), suspect_end), cursor(committed) {}
 };
 using StatePtr = std::shared_ptr<PartitionState>;
 
@@ -963,18 +964,47 @@ class KafkaBroker::Impl : public std::enable_shared_from_this<KafkaBroker::Impl>
   void hold(Subscription* sub, const rd_kafka_message_t* m) {
     const char* topic = rd_kafka_topic_name(m->rkt);
     StatePtr state;
+    FetchCursor::Verdict verdict = FetchCursor::Verdict::kTake;
+    std::int64_t expected = -1;
     {
       std::lock_guard lock(states_mutex_);
       auto it = states_.find(state_key(topic, m->partition));
       if (it == states_.end()) {
         if (tracing()) {
-          trace(sub, "fetched " + std::string(topic) + "[" +
-                                           std::to_string(m->partition) + "] off=" +
-                                           std::to_string(m->offset) + " without a state: dropped");
+          trace(sub, "dropped " + std::string(topic) + "[" + std::to_string(m->partition) +
+                         "] off=" + std::to_string(m->offset) + ": no state (revoked)");
         }
         return;  // revoked meanwhile
       }
       state = it->second;
+      expected = state->cursor.expected();
+      verdict = state->cursor.offer(m->offset);
+      if (verdict == FetchCursor::Verdict::kRecovered) {
+        log_.warn(state->where() + ": offset " + std::to_string(m->offset) +
+                  " came after seeking back: librdkafka had skipped it; nothing is lost");
+      } else if (verdict == FetchCursor::Verdict::kTakeAfterGap) {
+        log_.info(state->where() + ": offsets " + std::to_string(state->cursor.gap_from()) +
+                  ".." + std::to_string(m->offset - 1) + " hold no records; going on at " +
+                  std::to_string(m->offset));
+        if (state->ledger.skip(state->cursor.gap_from(), m->offset)) {
+          state->dirty = true;
+          any_dirty_ = true;
+        }
+      }
+    }
+    if (verdict == FetchCursor::Verdict::kSeekBack && !seek_back(sub, *state, expected)) {
+      std::lock_guard lock(states_mutex_);
+      state->cursor.seek_failed(m->offset);
+      verdict = FetchCursor::Verdict::kTake;  // the hole stays uncommitted (see the ledger)
+    }
+    if (verdict == FetchCursor::Verdict::kRepeat || verdict == FetchCursor::Verdict::kSeekBack) {
+      if (tracing()) {
+        trace(sub, "dropped " + state->where() + " off=" + std::to_string(m->offset) +
+                       (verdict == FetchCursor::Verdict::kRepeat
+                            ? ": fetched before"
+                            : ": expected " + std::to_string(expected) + ", seeking back"));
+      }
+      return;
     }
     if (tracing()) {
       std::string note;
@@ -993,6 +1023,24 @@ class KafkaBroker::Impl : public std::enable_shared_from_this<KafkaBroker::Impl>
     h.key = std::string(message_key(m));
     h.payload = std::string(message_value(m));
     sub->held.push_back(std::move(h));
+  }
+
+  // Moves a partition's fetch position back to `offset`, where a record was skipped. Records
+  // fetched before the seek are dropped by librdkafka from here on (the seek's op version).
+  // Consumer thread; waits for the seek to be applied.
+  bool seek_back(Subscription* sub, const PartitionState& state, std::int64_t offset) {
+    log_.info(state.where() + ": expected offset " + std::to_string(offset) +
+              " next; seeking back to it (a hole in the log, or records the consumer skipped)");
+    PartitionListPtr list(rd_kafka_topic_partition_list_new(1));
+    rd_kafka_topic_partition_list_add(list.get(), state.topic.c_str(), state.partition)->offset =
+        offset;
+    ErrorPtr e(rd_kafka_seek_partitions(sub->consumer.get(), list.get(),
+                                        timeout_ms(settings_.admin_timeout)));
+    rd_kafka_resp_err_t err = e ? rd_kafka_error_code(e.get()) : list->elems[0].err;
+    if (err == RD_KAFKA_RESP_ERR_NO_ERROR) return true;
+    log_.warn(state.where() + ": seeking back to " + std::to_string(offset) + " failed (" +
+              rd_kafka_err2name(err) + "); its records wait uncommitted for the next owner");
+    return false;
   }
 
   void hand_over(Subscription* sub) {

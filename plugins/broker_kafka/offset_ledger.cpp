@@ -1,5 +1,6 @@
 #include "offset_ledger.hpp"
 
+#include <algorithm>
 #include <charconv>
 
 namespace prpc::kafka {
@@ -72,15 +73,60 @@ std::optional<std::int64_t> OffsetLedger::finish(std::int64_t offset) {
   auto it = entries_.find(offset);
   if (it == entries_.end()) return std::nullopt;
   it->second.finished = true;
+  return advance();
+}
+
+std::optional<std::int64_t> OffsetLedger::skip(std::int64_t from, std::int64_t to) {
+  if (to <= from) return std::nullopt;
+  std::int64_t& end = gaps_[from];
+  end = std::max(end, to);
+  return advance();
+}
+
+std::optional<std::int64_t> OffsetLedger::advance() {
+  if (commit_ < 0) return std::nullopt;  // nothing handed over yet: no known start
   std::int64_t before = commit_;
-  while (!entries_.empty() && entries_.begin()->second.finished) {
-    commit_ = entries_.begin()->first + 1;
+  for (;;) {
+    // Holes the consumer confirmed, at or below the prefix's end.
+    while (!gaps_.empty() && gaps_.begin()->first <= commit_) {
+      commit_ = std::max(commit_, gaps_.begin()->second);
+      gaps_.erase(gaps_.begin());
+    }
+    // Entries the prefix passed (a repeat started again after its commit) are dropped.
+    while (!entries_.empty() && entries_.begin()->first < commit_ &&
+           entries_.begin()->second.finished) {
+      entries_.erase(entries_.begin());
+    }
+    if (entries_.empty() || entries_.begin()->first != commit_ ||
+        !entries_.begin()->second.finished) {
+      break;
+    }
+    commit_ += 1;
     entries_.erase(entries_.begin());
   }
   if (commit_ == before) return std::nullopt;
   // Counts of records the prefix passed are of no use to anyone.
   inherited_.erase(inherited_.begin(), inherited_.lower_bound(commit_));
   return commit_;
+}
+
+FetchCursor::Verdict FetchCursor::offer(std::int64_t offset) {
+  if (expected_ < 0 || offset == expected_) {
+    bool recovered = sought_ >= 0 && offset == sought_;
+    expected_ = offset + 1;
+    sought_ = -1;
+    return recovered ? Verdict::kRecovered : Verdict::kTake;
+  }
+  if (offset < expected_) return Verdict::kRepeat;
+  if (sought_ == expected_) {
+    // Fetched again from the expected offset, and still the first record is later: a real hole.
+    gap_from_ = expected_;
+    expected_ = offset + 1;
+    sought_ = -1;
+    return Verdict::kTakeAfterGap;
+  }
+  sought_ = expected_;
+  return Verdict::kSeekBack;
 }
 
 std::string OffsetLedger::metadata(std::size_t max_bytes) const {

@@ -32,7 +32,13 @@ class OffsetLedger {
   // Records a hand-over and returns its delivery count (1 for a first delivery).
   std::uint32_t start(std::int64_t offset);
   // The call of `offset` ended. Returns the new commit offset when the finished prefix grew.
+  // The prefix grows only over offsets known to be finished or known not to be records (see
+  // skip): a hole nobody accounted for stops the commit, so a record the consumer never saw is
+  // delivered again to the partition's next owner instead of being committed past.
   std::optional<std::int64_t> finish(std::int64_t offset);
+  // Offsets [from, to) hold no record this consumer will see (transaction markers, aborted or
+  // deleted records: the consumer checked, see FetchCursor).
+  std::optional<std::int64_t> skip(std::int64_t from, std::int64_t to);
   // Hands a started record over again (its finish failed); returns the new count.
   std::uint32_t restart(std::int64_t offset);
   // Forgets a started record without finishing it (it stays uncommitted; the next owner gets it).
@@ -53,10 +59,52 @@ class OffsetLedger {
     bool finished = false;
     std::uint32_t count = 0;
   };
+  std::optional<std::int64_t> advance();
+
   std::int64_t commit_;
   DeliveryCounts inherited_;
   std::int64_t suspect_end_;
   std::map<std::int64_t, Entry> entries_;
+  std::map<std::int64_t, std::int64_t> gaps_;  // from -> to
+};
+
+// Checks that a partition's records arrive without holes, one assignment at a time.
+//
+// librdkafka moves a partition's fetch position on its own in rare races (a pause or resume right
+// after an assignment, a seek: its op versions decide which start position wins), and may resume
+// past records it never returned. A record beyond the expected offset is therefore not taken at
+// once: the consumer seeks back to the expected offset, and only when the same later record comes
+// again from there is the hole accepted as real (transaction markers, records deleted by
+// retention). Records below the expected offset were fetched before in this assignment: repeats.
+class FetchCursor {
+ public:
+  enum class Verdict {
+    kTake,          // the next record (or the first, when the start was unknown)
+    kRecovered,     // the next record, fetched after a seek back: the hole was the consumer's
+    kTakeAfterGap,  // a hole [gap_from, offset) that a seek back confirmed
+    kSeekBack,      // seek the partition to expected() and drop this record
+    kRepeat,        // fetched before in this assignment: drop it
+  };
+
+  // `start`: the offset the assignment starts fetching at (negative: unknown, take the first).
+  explicit FetchCursor(std::int64_t start) : expected_(start < 0 ? -1 : start) {}
+
+  Verdict offer(std::int64_t offset);
+  // The next offset expected (-1 before the first record when the start was unknown).
+  std::int64_t expected() const { return expected_; }
+  // Where the hole of the last kTakeAfterGap began.
+  std::int64_t gap_from() const { return gap_from_; }
+  // The seek back failed: the record is taken, but its hole is not accounted for (the ledger
+  // stops committing there, and the partition's next owner fetches the hole again).
+  void seek_failed(std::int64_t offset) {
+    sought_ = -1;
+    expected_ = offset + 1;
+  }
+
+ private:
+  std::int64_t expected_;
+  std::int64_t sought_ = -1;   // the offset sought back to, while the seek's outcome is unknown
+  std::int64_t gap_from_ = -1;
 };
 
 }  // namespace prpc::kafka

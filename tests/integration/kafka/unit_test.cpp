@@ -21,13 +21,68 @@ TEST(OffsetLedger, CommitsOnlyTheContiguousFinishedPrefix) {
   EXPECT_EQ(l.unfinished(), 0u);
 }
 
-TEST(OffsetLedger, GapsInOffsetsDoNotBlockTheCommit) {
-  OffsetLedger l(-1, {}, 0);  // no committed offset yet
+TEST(OffsetLedger, AHoleNobodyAccountedForStopsTheCommit) {
+  OffsetLedger l(100, {}, 0);
   l.start(100);
-  l.start(105);  // 101..104 are not records (compaction, transaction markers)
-  EXPECT_EQ(l.commit_offset(), 100);
+  l.start(105);  // 101..104 never handed over: the consumer skipped them, or they are no records
   EXPECT_EQ(l.finish(100), std::optional<std::int64_t>(101));
-  EXPECT_EQ(l.finish(105), std::optional<std::int64_t>(106));
+  EXPECT_EQ(l.finish(105), std::nullopt);
+  EXPECT_EQ(l.commit_offset(), 101);
+  // The consumer confirmed that 101..104 hold no records: the prefix goes on over them.
+  EXPECT_EQ(l.skip(101, 105), std::optional<std::int64_t>(106));
+  EXPECT_EQ(l.unfinished(), 0u);
+}
+
+TEST(OffsetLedger, ConfirmedHolesAheadAreCrossedWhenReached) {
+  OffsetLedger l(-1, {}, 0);  // no committed offset yet: the first hand-over is the start
+  l.start(10);
+  l.start(11);
+  EXPECT_EQ(l.skip(12, 20), std::nullopt);  // not reached yet
+  l.start(20);
+  EXPECT_EQ(l.finish(20), std::nullopt);
+  EXPECT_EQ(l.finish(11), std::nullopt);
+  EXPECT_EQ(l.finish(10), std::optional<std::int64_t>(21));
+}
+
+TEST(FetchCursor, TakesRecordsInOrderAndDropsRepeats) {
+  FetchCursor c(50);
+  EXPECT_EQ(c.offer(50), FetchCursor::Verdict::kTake);
+  EXPECT_EQ(c.offer(51), FetchCursor::Verdict::kTake);
+  EXPECT_EQ(c.offer(50), FetchCursor::Verdict::kRepeat);  // a rewind
+  EXPECT_EQ(c.offer(51), FetchCursor::Verdict::kRepeat);
+  EXPECT_EQ(c.offer(52), FetchCursor::Verdict::kTake);
+  EXPECT_EQ(c.expected(), 53);
+}
+
+TEST(FetchCursor, AnUnknownStartTakesTheFirstRecord) {
+  FetchCursor c(-1);
+  EXPECT_EQ(c.offer(7), FetchCursor::Verdict::kTake);
+  EXPECT_EQ(c.offer(8), FetchCursor::Verdict::kTake);
+}
+
+TEST(FetchCursor, AHoleIsSoughtBackOnceThenAcceptedWhenItIsReal) {
+  FetchCursor c(100);
+  // The first record of the assignment is past its start: seek back to 100.
+  EXPECT_EQ(c.offer(103), FetchCursor::Verdict::kSeekBack);
+  EXPECT_EQ(c.expected(), 100);
+  // From 100 the records came: the skip was the consumer's, not the log's.
+  EXPECT_EQ(c.offer(100), FetchCursor::Verdict::kRecovered);
+  EXPECT_EQ(c.offer(101), FetchCursor::Verdict::kTake);
+  // A later hole, real this time: fetched again from 102, 110 is still the next record.
+  EXPECT_EQ(c.offer(110), FetchCursor::Verdict::kSeekBack);
+  EXPECT_EQ(c.offer(110), FetchCursor::Verdict::kTakeAfterGap);
+  EXPECT_EQ(c.gap_from(), 102);
+  EXPECT_EQ(c.offer(111), FetchCursor::Verdict::kTake);
+  // Each hole gets its own seek.
+  EXPECT_EQ(c.offer(120), FetchCursor::Verdict::kSeekBack);
+}
+
+TEST(FetchCursor, AFailedSeekTakesTheRecordAndLeavesTheHoleUnaccounted) {
+  FetchCursor c(0);
+  EXPECT_EQ(c.offer(5), FetchCursor::Verdict::kSeekBack);
+  c.seek_failed(5);
+  EXPECT_EQ(c.expected(), 6);
+  EXPECT_EQ(c.offer(6), FetchCursor::Verdict::kTake);
 }
 
 TEST(OffsetLedger, CountsSurviveThroughCommitMetadata) {

@@ -9,6 +9,7 @@
 #include <array>
 #include <cstring>
 #include <fstream>
+#include <map>
 #include <random>
 #include <sstream>
 #include <stdexcept>
@@ -81,6 +82,50 @@ bool wait_for_kafka(const std::string& bootstrap, std::chrono::milliseconds time
       timeout, std::chrono::milliseconds(50));
   rd_kafka_destroy(rk);
   return ok;
+}
+
+std::string produce_aborted_transaction(const std::string& bootstrap, const std::string& topic,
+                                        int partition, const std::vector<std::string>& payloads) {
+  char err[512];
+  rd_kafka_conf_t* conf = rd_kafka_conf_new();
+  std::string id = "prpc-test-txn-" + std::to_string(::getpid()) + "-" + topic;
+  for (const auto& [key, value] : std::map<std::string, std::string>{
+           {"bootstrap.servers", bootstrap}, {"transactional.id", id}, {"log_level", "3"}}) {
+    if (rd_kafka_conf_set(conf, key.c_str(), value.c_str(), err, sizeof(err)) !=
+        RD_KAFKA_CONF_OK) {
+      rd_kafka_conf_destroy(conf);
+      return err;
+    }
+  }
+  rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
+  if (rk == nullptr) return err;
+  std::string failure;
+  auto check = [&failure](rd_kafka_error_t* e, const char* what) {
+    if (e == nullptr) return true;
+    failure = std::string(what) + ": " + rd_kafka_error_string(e);
+    rd_kafka_error_destroy(e);
+    return false;
+  };
+  constexpr int kTimeoutMs = 30000;
+  if (check(rd_kafka_init_transactions(rk, kTimeoutMs), "init_transactions") &&
+      check(rd_kafka_begin_transaction(rk), "begin_transaction")) {
+    rd_kafka_topic_t* rkt = rd_kafka_topic_new(rk, topic.c_str(), nullptr);
+    for (const auto& payload : payloads) {
+      if (rd_kafka_produce(rkt, partition, RD_KAFKA_MSG_F_COPY, const_cast<char*>(payload.data()),
+                           payload.size(), nullptr, 0, nullptr) != 0) {
+        failure = std::string("produce: ") + rd_kafka_err2str(rd_kafka_last_error());
+        break;
+      }
+    }
+    rd_kafka_topic_destroy(rkt);
+    // The records must be in the log before the abort, or there is no hole.
+    if (failure.empty() && rd_kafka_flush(rk, kTimeoutMs) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      failure = "flush timed out";
+    }
+    if (failure.empty()) check(rd_kafka_abort_transaction(rk, kTimeoutMs), "abort_transaction");
+  }
+  rd_kafka_destroy(rk);
+  return failure;
 }
 
 std::vector<std::string> kafka_queue_topics(const std::string& queue) {

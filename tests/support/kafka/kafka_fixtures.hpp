@@ -21,6 +21,12 @@ namespace prpc::testing {
 // Polls the cluster's metadata until it answers with at least one broker.
 bool wait_for_kafka(const std::string& bootstrap, std::chrono::milliseconds timeout);
 
+// Writes `payloads` to one partition inside a transaction that is then aborted: the records and
+// the abort marker take offsets that a read_committed consumer never sees (a hole in the offsets).
+// Returns an empty string, or what failed.
+std::string produce_aborted_transaction(const std::string& bootstrap, const std::string& topic,
+                                        int partition, const std::vector<std::string>& payloads);
+
 // The five topic names of a queue (PROTOCOL.md section 1).
 std::vector<std::string> kafka_queue_topics(const std::string& queue);
 
