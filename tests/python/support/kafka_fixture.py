@@ -182,7 +182,7 @@ class KafkaServer:
             "log4j.appender.file.layout=org.apache.log4j.PatternLayout",
             "log4j.appender.file.layout.ConversionPattern=[%d] %p %m (%c)%n",
         ]) + "\n")
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        cluster_id = _cluster_id()
         subprocess.run(["java", "-cp", self.classpath, "kafka.tools.StorageTool", "format",
                         "-t", cluster_id, "-c", str(self.dir / "server.properties")],
                        check=True, capture_output=True, timeout=120)
@@ -236,3 +236,12 @@ def kafka_server() -> Iterator[KafkaServer]:
         yield server
     finally:
         server.close()
+
+
+def _cluster_id() -> str:
+    """A KRaft cluster id: 16 random bytes in URL-safe base64 without padding, never starting
+    with '-' (the format tool would take it for an option: 1 start in 64 failed)."""
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
