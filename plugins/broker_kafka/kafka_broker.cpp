@@ -1007,12 +1007,10 @@ class KafkaBroker::Impl : public std::enable_shared_from_this<KafkaBroker::Impl>
       return;
     }
     if (tracing()) {
-      std::string note;
-      if (state->last_fetched >= 0 && m->offset != state->last_fetched + 1) {
-        note = m->offset <= state->last_fetched ? " REWIND" : " GAP";
-      }
-      trace(sub,
-            "fetched " + state->where() + " off=" + std::to_string(m->offset) + note);
+      // Repeats were dropped above: a record here is the next one or follows a confirmed hole.
+      bool gap = state->last_fetched >= 0 && m->offset != state->last_fetched + 1;
+      trace(sub, "fetched " + state->where() + " off=" + std::to_string(m->offset) +
+                     (gap ? " GAP" : ""));
     }
     state->last_fetched = m->offset;
     Held h;
