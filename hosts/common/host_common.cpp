@@ -3,6 +3,8 @@
 #include <cstdlib>
 #include <iostream>
 
+#include "prpc/log.hpp"
+
 namespace prpc::host {
 
 int fail(std::string_view program, int code, std::string_view message) {
@@ -52,6 +54,54 @@ Result<Config> load_config(const std::string& file, const std::vector<std::strin
     }
     config.set(key, value);
   }
+  return config;
+}
+
+std::optional<int> parse_command_line(int argc, char** argv, std::string_view program,
+                                      std::string_view usage, std::string_view version_line,
+                                      CommonArgs& args, const FlagHandler& own) {
+  for (int i = 1; i < argc; ++i) {
+    std::string_view a = argv[i];
+    auto next_value = [&](std::string& out) -> bool {
+      if (i + 1 >= argc) return false;
+      out = argv[++i];
+      return true;
+    };
+    std::string value;
+    if (a == "--help" || a == "-h") {
+      std::cout << usage;
+      return kExitOk;
+    } else if (a == "--version") {
+      std::cout << version_line << "\n";
+      return kExitOk;
+    } else if (a == "--config" || a == "-c") {
+      if (!next_value(args.config)) return fail(program, kExitUsage, "--config needs a file");
+    } else if (a == "--set") {
+      if (!next_value(value)) return fail(program, kExitUsage, "--set needs KEY=VALUE");
+      args.sets.push_back(value);
+    } else if (a == "--log-level") {
+      if (!next_value(args.log_level)) return fail(program, kExitUsage, "--log-level needs a level");
+    } else {
+      int answer = own ? own(a, next_value) : kNotMyFlag;
+      if (answer == kFlagTaken) continue;
+      if (answer != kNotMyFlag) return answer;
+      return fail(program, kExitUsage,
+                  "unknown argument '" + std::string(a) + "' (see " + std::string(program) +
+                      " --help)");
+    }
+  }
+  return std::nullopt;
+}
+
+Result<Config> configure_from(const CommonArgs& args) {
+  auto config = load_config(args.config, args.sets);
+  if (!config.is_ok()) return config.status();
+  std::string level = args.log_level.empty() ? config->get_or("log.level", "info") : args.log_level;
+  auto parsed = log::parse_level(level);
+  if (!parsed) {
+    return Status(StatusCode::kInvalidArgument, "log.level: unknown level '" + level + "'");
+  }
+  log::set_level(*parsed);
   return config;
 }
 

@@ -46,10 +46,7 @@ environment variable or --set.
 Exit codes: 0 ok, 1 failure, 2 usage, 3 configuration, 4 plugin, 5 broker unreachable.
 )";
 
-struct Args {
-  std::string config;
-  std::vector<std::string> sets;
-  std::string log_level;
+struct Args : CommonArgs {
   bool check = false;
   bool list = false;
 };
@@ -178,12 +175,8 @@ int run_python_app(const Config& config, bool check) {
 }
 
 int run(const Args& args) {
-  auto config = load_config(args.config, args.sets);
+  auto config = configure_from(args);
   if (!config.is_ok()) return fail(kProgram, kExitConfig, config.status());
-  std::string level = args.log_level.empty() ? config->get_or("log.level", "info") : args.log_level;
-  auto parsed_level = log::parse_level(level);
-  if (!parsed_level) return fail(kProgram, kExitConfig, "log.level: unknown level '" + level + "'");
-  log::set_level(*parsed_level);
 
   PluginRegistry registry;
   if (Status s = configure_plugins(registry, *config); !s.is_ok()) {
@@ -267,40 +260,25 @@ int run(const Args& args) {
 
 int main(int argc, char** argv) {
   Args args;
-  for (int i = 1; i < argc; ++i) {
-    std::string_view a = argv[i];
-    auto value = [&](std::string& out) -> bool {
-      if (i + 1 >= argc) return false;
-      out = argv[++i];
-      return true;
-    };
-    if (a == "--help" || a == "-h") {
-      std::cout << kUsage;
-      return kExitOk;
-    } else if (a == "--version") {
-      std::cout << "prpc-host " PRPC_VERSION_STRING " (plugin ABI " << PRPC_ABI_MAJOR << "."
-                << PRPC_ABI_MINOR << ")\n";
-      return kExitOk;
-    } else if (a == "--config" || a == "-c") {
-      if (!value(args.config)) return fail(kProgram, kExitUsage, "--config needs a file");
-    } else if (a == "--set") {
-      std::string s;
-      if (!value(s)) return fail(kProgram, kExitUsage, "--set needs KEY=VALUE");
-      args.sets.push_back(s);
-    } else if (a == "--app") {
+  std::string version = "prpc-host " PRPC_VERSION_STRING " (plugin ABI " +
+                        std::to_string(PRPC_ABI_MAJOR) + "." + std::to_string(PRPC_ABI_MINOR) +
+                        ")";
+  auto own = [&args](std::string_view a, const std::function<bool(std::string&)>& next_value) {
+    if (a == "--app") {
       std::string spec;
-      if (!value(spec)) return fail(kProgram, kExitUsage, "--app needs MODULE:ATTR");
+      if (!next_value(spec)) return fail(kProgram, kExitUsage, "--app needs MODULE:ATTR");
       args.sets.push_back("app=" + spec);
-    } else if (a == "--log-level") {
-      if (!value(args.log_level)) return fail(kProgram, kExitUsage, "--log-level needs a level");
     } else if (a == "--check") {
       args.check = true;
     } else if (a == "--list-plugins") {
       args.list = true;
     } else {
-      return fail(kProgram, kExitUsage,
-                  "unknown argument '" + std::string(a) + "' (see prpc-host --help)");
+      return kNotMyFlag;
     }
+    return kFlagTaken;
+  };
+  if (auto done = parse_command_line(argc, argv, kProgram, kUsage, version, args, own)) {
+    return *done;
   }
   try {
     return run(args);

@@ -39,24 +39,14 @@ Exit codes: 0 the executor closed the socket, 1 the socket broke, 2 usage (no $P
 3 configuration, 4 plugin.
 )";
 
-struct Args {
-  std::string config;
-  std::vector<std::string> sets;
-  std::string log_level;
-};
-
-int run(const Args& args) {
+int run(const CommonArgs& args) {
   auto fd = worker::fd_from_environment();
   if (!fd.is_ok()) return fail(kProgram, kExitUsage, fd.status());
   // The executor reaps its workers; one orphaned by a crashed host must not live on.
   ::prctl(PR_SET_PDEATHSIG, SIGKILL);
 
-  auto config = load_config(args.config, args.sets);
+  auto config = configure_from(args);
   if (!config.is_ok()) return fail(kProgram, kExitConfig, config.status());
-  std::string level = args.log_level.empty() ? config->get_or("log.level", "info") : args.log_level;
-  auto parsed_level = log::parse_level(level);
-  if (!parsed_level) return fail(kProgram, kExitConfig, "log.level: unknown level '" + level + "'");
-  log::set_level(*parsed_level);
 
   PluginRegistry registry;
   if (Status s = configure_plugins(registry, *config); !s.is_ok()) {
@@ -78,34 +68,10 @@ int run(const Args& args) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  Args args;
-  for (int i = 1; i < argc; ++i) {
-    std::string_view a = argv[i];
-    auto value = [&](std::string& out) -> bool {
-      if (i + 1 >= argc) return false;
-      out = argv[++i];
-      return true;
-    };
-    if (a == "--help" || a == "-h") {
-      std::cout << kUsage;
-      return kExitOk;
-    } else if (a == "--version") {
-      std::cout << "prpc-worker " PRPC_VERSION_STRING " (worker protocol "
-                << worker::kProtocolVersion << ")\n";
-      return kExitOk;
-    } else if (a == "--config" || a == "-c") {
-      if (!value(args.config)) return fail(kProgram, kExitUsage, "--config needs a file");
-    } else if (a == "--set") {
-      std::string s;
-      if (!value(s)) return fail(kProgram, kExitUsage, "--set needs KEY=VALUE");
-      args.sets.push_back(s);
-    } else if (a == "--log-level") {
-      if (!value(args.log_level)) return fail(kProgram, kExitUsage, "--log-level needs a level");
-    } else {
-      return fail(kProgram, kExitUsage,
-                  "unknown argument '" + std::string(a) + "' (see prpc-worker --help)");
-    }
-  }
+  CommonArgs args;
+  std::string version = "prpc-worker " PRPC_VERSION_STRING " (worker protocol " +
+                        std::to_string(worker::kProtocolVersion) + ")";
+  if (auto done = parse_command_line(argc, argv, kProgram, kUsage, version, args)) return *done;
   try {
     return run(args);
   } catch (const std::exception& e) {
