@@ -258,8 +258,9 @@ Context make_context(const prpc_host* host, const prpc_config* config) {
   return Context{Logger(host, T::kName), Options(config)};
 }
 
+// create/destroy of a plugin object built from its context (brokers, codecs, function tables).
 template <typename T>
-struct BrokerThunks {
+struct LifecycleThunks {
   static prpc_status create(const prpc_host* host, const prpc_config* config, void** out,
                             prpc_error* err) noexcept {
     return abi::barrier(err, [&] {
@@ -270,6 +271,12 @@ struct BrokerThunks {
   static void destroy(void* self) noexcept {
     abi::barrier_void([&] { delete as<T>(self); });
   }
+};
+
+template <typename T>
+struct BrokerThunks : LifecycleThunks<T> {
+  using LifecycleThunks<T>::create;
+  using LifecycleThunks<T>::destroy;
   static prpc_status connect(void* self, prpc_error* err) noexcept {
     return abi::barrier(err, [&] { return as<T>(self)->connect(); });
   }
@@ -443,17 +450,9 @@ struct BrokerThunks {
 };
 
 template <typename T>
-struct CodecThunks {
-  static prpc_status create(const prpc_host* host, const prpc_config* config, void** out,
-                            prpc_error* err) noexcept {
-    return abi::barrier(err, [&] {
-      *out = new T(make_context<T>(host, config));
-      return Status::ok();
-    });
-  }
-  static void destroy(void* self) noexcept {
-    abi::barrier_void([&] { delete as<T>(self); });
-  }
+struct CodecThunks : LifecycleThunks<T> {
+  using LifecycleThunks<T>::create;
+  using LifecycleThunks<T>::destroy;
   static const char* dialect(void* self) noexcept {
     // Codecs return a view of a static string literal.
     return as<T>(self)->dialect().data();
@@ -557,17 +556,9 @@ struct ExecutorThunks {
 };
 
 template <typename T>
-struct FunctionsThunks {
-  static prpc_status create(const prpc_host* host, const prpc_config* config, void** out,
-                            prpc_error* err) noexcept {
-    return abi::barrier(err, [&] {
-      *out = new T(make_context<T>(host, config));
-      return Status::ok();
-    });
-  }
-  static void destroy(void* self) noexcept {
-    abi::barrier_void([&] { delete as<T>(self); });
-  }
+struct FunctionsThunks : LifecycleThunks<T> {
+  using LifecycleThunks<T>::create;
+  using LifecycleThunks<T>::destroy;
   static void list(void* self, prpc_function_info_fn sink, void* ud) noexcept {
     abi::barrier_void([&] {
       for (const FunctionInfo& f : as<T>(self)->list()) {
