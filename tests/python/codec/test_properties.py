@@ -31,6 +31,32 @@ def test_encoding_is_byte_identical(codec, value):
     assert codec.encode(value) == jsonpickle.encode(value)
 
 
+def _dict_subclass_collisions():
+    """Dict subclasses holding items under the keys jsonpickle assigns afterwards ("__dict__",
+    "default_factory"): the item keeps its place, takes the new value, and its own value still
+    numbers the py/ids (found by hypothesis)."""
+    import collections
+    import sample
+    with_attr = sample.DictSub({"__dict__": [1, 2], "b": [3]})
+    with_attr.extra = [4]
+    shared = [1]
+    return [
+        sample.DictSub({"__dict__": None}),
+        sample.DictSub({"a": 1, "__dict__": None, "z": 2}),
+        with_attr,
+        [with_attr, with_attr.__dict__],
+        sample.DictSub({"__dict__": shared, "q": shared}),
+        sample.DictSub({None: 1, "__dict__": 2}),
+        collections.defaultdict(list, {"default_factory": 1, "x": 2}),
+        collections.defaultdict(list, {"default_factory": [9], "x": 2, "__dict__": 5}),
+    ]
+
+
+@pytest.mark.parametrize("value", _dict_subclass_collisions(), ids=repr)
+def test_items_named_like_what_jsonpickle_adds_are_overwritten_in_place(codec, value):
+    assert codec.encode(value) == jsonpickle.encode(value)
+
+
 @SETTINGS
 @given(strategies.values)
 def test_ours_then_jsonpickle_decode(codec, value):

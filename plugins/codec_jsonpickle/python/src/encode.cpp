@@ -214,7 +214,28 @@ class Encoder {
   // are reserved tags and non-module functions are dropped, None becomes "null", other non-str
   // keys their repr(). `braces` false continues an object already opened (py/object ...): each
   // member is then preceded by ", ".
-  bool dict_members(PyObject* d, bool braces) {
+  // Where an item's value went in out_, for items whose key jsonpickle later assigns again.
+  struct Slot {
+    const char* key = nullptr;  // nullptr: no slot wanted
+    bool found = false;
+    std::size_t start = 0;
+    std::size_t end = 0;
+  };
+
+  static bool key_is(PyObject* k, const char* name) {
+    return PyUnicode_Check(k) && PyUnicode_CompareWithASCIIString(k, name) == 0;
+  }
+
+  // `slots`: keys whose value jsonpickle's dict later overwrites in place (a dict subclass's
+  // "default_factory" and "__dict__"); their value is still encoded (it numbers py/ids) and its
+  // span recorded, for the caller to replace.
+  bool dict_members(PyObject* d, bool braces, Slot* slots = nullptr, std::size_t n_slots = 0) {
+    auto slot_for = [&](PyObject* k) -> Slot* {
+      for (std::size_t i = 0; i < n_slots; ++i) {
+        if (slots[i].key != nullptr && key_is(k, slots[i].key)) return &slots[i];
+      }
+      return nullptr;
+    };
     if (braces) out_ += '{';
     bool first = braces;
     Py_ssize_t pos = 0;
@@ -242,7 +263,10 @@ class Encoder {
         first = false;
         append_str(out_, k);
         out_ += ": ";
+        Slot* slot = slot_for(k);
+        std::size_t start = out_.size();
         if (!flatten(v)) return false;
+        if (slot != nullptr) *slot = Slot{slot->key, true, start, out_.size()};
         if (PyDict_GET_SIZE(d) != size) {
           PyErr_SetString(PyExc_RuntimeError, "dictionary changed size during encoding");
           return false;
@@ -252,6 +276,7 @@ class Encoder {
       Ref snapshot(PyDict_Items(d));
       if (!snapshot) return false;
       std::vector<std::pair<std::string, std::string>> members;
+      std::vector<Slot*> member_slots;
       std::unordered_map<std::string, std::size_t> index;
       for (Py_ssize_t i = 0; i < PyList_GET_SIZE(snapshot.get()); ++i) {
         PyObject* pair = PyList_GET_ITEM(snapshot.get(), i);
@@ -279,16 +304,21 @@ class Encoder {
         auto [it, fresh] = index.emplace(key, members.size());
         if (fresh) {
           members.emplace_back(std::move(key), std::move(value));
+          member_slots.push_back(PyUnicode_Check(k) ? slot_for(k) : nullptr);
         } else {
           members[it->second].second = std::move(value);
         }
       }
-      for (auto& [key, value] : members) {
+      for (std::size_t i = 0; i < members.size(); ++i) {
         if (!first) out_ += ", ";
         first = false;
-        out_ += key;
+        out_ += members[i].first;
         out_ += ": ";
-        out_ += value;
+        std::size_t start = out_.size();
+        out_ += members[i].second;
+        if (Slot* slot = member_slots[i]; slot != nullptr) {
+          *slot = Slot{slot->key, true, start, out_.size()};
+        }
       }
     }
     if (braces) out_ += '}';
@@ -618,29 +648,60 @@ class Encoder {
       }
     }
     if (PyDict_Check(o)) {
-      // A dict subclass: its items, then its __dict__ (a tracked dict of its own).
-      if (!dict_members(o, false)) return false;
+      // A dict subclass: its items, then "default_factory" (a defaultdict's) and its __dict__
+      // (a tracked dict of its own). jsonpickle assigns these two into the dict that already
+      // holds the items: an item with the same key keeps its place and takes the new value.
       Ref factory(PyObject_GetAttrString(o, "default_factory"));
       if (!factory) PyErr_Clear();
-      if (factory && PyCallable_Check(factory.get())) {
-        if (!PyType_Check(factory.get())) {
-          return fail_encode("cannot encode a " + *class_name + " whose default_factory is not a type");
-        }
-        out_ += ", \"default_factory\": ";
-        if (!type_ref(factory.get())) return false;
+      bool has_factory = factory && PyCallable_Check(factory.get());
+      if (has_factory && !PyType_Check(factory.get())) {
+        return fail_encode("cannot encode a " + *class_name + " whose default_factory is not a type");
       }
+      PyObject* d = nullptr;
       PyObject** dictptr = _PyObject_GetDictPtr(o);
       if (dictptr != nullptr) {
         if (*dictptr == nullptr) {
-          Ref d(PyObject_GetAttrString(o, "__dict__"));
-          if (!d) return false;
+          Ref made(PyObject_GetAttrString(o, "__dict__"));
+          if (!made) return false;
         }
-        PyObject* d = *dictptr;
-        if (d != nullptr && PyObject_RichCompareBool(o, d, Py_NE) == 1) {
-          out_ += ", \"__dict__\": ";
-          if (!seen(d)) {
-            if (!dict_members(d, true)) return false;
-          }
+        d = *dictptr;
+      }
+      Slot slots[2] = {{has_factory ? "default_factory" : nullptr},
+                       {d != nullptr ? "__dict__" : nullptr}};
+      if (!dict_members(o, false, slots, 2)) return false;
+      // Encoded in jsonpickle's order (the factory, then __dict__: py/id numbering), each into
+      // its item's place or appended.
+      std::string texts[2];
+      bool present[2] = {false, false};
+      if (has_factory) {
+        std::swap(texts[0], out_);
+        bool ok = type_ref(factory.get());
+        std::swap(texts[0], out_);
+        if (!ok) return false;
+        present[0] = true;
+      }
+      if (d != nullptr && PyObject_RichCompareBool(o, d, Py_NE) == 1) {
+        std::swap(texts[1], out_);
+        bool ok = seen(d) || dict_members(d, true);
+        std::swap(texts[1], out_);
+        if (!ok) return false;
+        present[1] = true;
+      }
+      // Replace from the later place back, so the earlier place's offsets stay right.
+      int order[2] = {0, 1};
+      if (slots[0].found && slots[1].found && slots[0].start < slots[1].start) {
+        order[0] = 1;
+        order[1] = 0;
+      }
+      for (int i : order) {
+        if (present[i] && slots[i].found) {
+          out_.replace(slots[i].start, slots[i].end - slots[i].start, texts[i]);
+        }
+      }
+      for (int i = 0; i < 2; ++i) {
+        if (present[i] && !slots[i].found) {
+          out_ += i == 0 ? ", \"default_factory\": " : ", \"__dict__\": ";
+          out_ += texts[i];
         }
       }
       out_ += '}';
