@@ -607,9 +607,6 @@ class KafkaBroker::Impl : public std::enable_shared_from_this<KafkaBroker::Impl>
     std::mutex handler_mutex;           // held while the handler runs
     std::atomic<std::uint32_t> outstanding{0};
     bool paused = false;  // consumer thread only
-    // Partitions whose librdkafka pause flag this server set and has not cleared (state_key);
-    // the flag outlives a revocation. Consumer thread only.
-    std::set<std::string> pause_flags;
     std::deque<Held> held;  // consumer thread only
     std::mutex retry_mutex;
     std::deque<Held> retries;  // finishes that failed, to hand over again
@@ -737,14 +734,16 @@ class KafkaBroker::Impl : public std::enable_shared_from_this<KafkaBroker::Impl>
       } else {
         rd_kafka_assign(rk, parts);
       }
-      // Give what arrives the server's pause state: librdkafka keeps a partition's pause flag
-      // after it is revoked, so a partition paused here under back-pressure, revoked, and
+      // Set the pause state of what arrives either way: librdkafka keeps a partition's pause
+      // flag after it is revoked, so a partition paused here under back-pressure, revoked, and
       // assigned back later would return paused. The consumer loop only pauses and resumes on a
       // change of back-pressure, which may never come, and the calls in that partition would
-      // wait unanswered until some later rebalance moved it away. Only partitions whose flag is
-      // wrong are touched: resuming a partition that is not paused moves its fetch position in
-      // some librdkafka versions (issue 4637).
-      sub->impl->set_pause_flags(rk, sub, parts, sub->paused);
+      // wait unanswered until some later rebalance moved it away.
+      if (sub->paused) {
+        rd_kafka_pause_partitions(rk, parts);
+      } else {
+        rd_kafka_resume_partitions(rk, parts);
+      }
     } else {
       sub->impl->revoke(sub, parts);
       if (cooperative) {
@@ -753,31 +752,6 @@ class KafkaBroker::Impl : public std::enable_shared_from_this<KafkaBroker::Impl>
       } else {
         rd_kafka_assign(rk, nullptr);
       }
-    }
-  }
-
-  // Pauses (or resumes) those of `parts` whose pause flag differs. Consumer thread.
-  void set_pause_flags(rd_kafka_t* rk, Subscription* sub,
-                       const rd_kafka_topic_partition_list_t* parts, bool pause) {
-    PartitionListPtr change(rd_kafka_topic_partition_list_new(parts->cnt > 0 ? parts->cnt : 1));
-    for (int i = 0; i < parts->cnt; ++i) {
-      const rd_kafka_topic_partition_t& p = parts->elems[i];
-      std::string key = state_key(p.topic, p.partition);
-      bool flagged = sub->pause_flags.count(key) != 0;
-      if (flagged == pause) continue;
-      rd_kafka_topic_partition_list_add(change.get(), p.topic, p.partition);
-      if (pause) {
-        sub->pause_flags.insert(key);
-      } else {
-        sub->pause_flags.erase(key);
-      }
-    }
-    if (change->cnt == 0) return;
-    rd_kafka_resp_err_t e = pause ? rd_kafka_pause_partitions(rk, change.get())
-                                  : rd_kafka_resume_partitions(rk, change.get());
-    if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
-      log_.warn(std::string(pause ? "pausing" : "resuming") + " partitions: " +
-                rd_kafka_err2str(e));
     }
   }
 
@@ -951,7 +925,11 @@ class KafkaBroker::Impl : public std::enable_shared_from_this<KafkaBroker::Impl>
         rd_kafka_topic_partition_list_t* assigned = nullptr;
         if (rd_kafka_assignment(rk, &assigned) == RD_KAFKA_RESP_ERR_NO_ERROR && assigned) {
           PartitionListPtr owned(assigned);
-          set_pause_flags(rk, sub, assigned, want_pause);
+          if (want_pause) {
+            rd_kafka_pause_partitions(rk, assigned);
+          } else {
+            rd_kafka_resume_partitions(rk, assigned);
+          }
         }
         sub->paused = want_pause;
         if (tracing()) {
