@@ -450,15 +450,28 @@ TEST_F(KafkaTest, ASecondServerJoiningUnderLoadLosesNothing) {
   constexpr int kCalls = 300;
   std::atomic<int> ok{0};
   std::atomic<int> done{0};
+  std::mutex mutex;
+  std::vector<std::string> failures;  // "#index id: what", to find a lost call in a trace log
   for (int i = 0; i < kCalls; ++i) {
     if (i == kCalls / 3) start_server();  // a rebalance while calls are in flight
-    c.call(request("slow", "[0.01]"), 120s, [&](Result<Message> r) {
-      if (r.is_ok() && !r->failed()) ok.fetch_add(1);
+    auto id = std::make_shared<std::string>();
+    std::string sent = c.call(request("slow", "[0.01]"), 120s, [&, i, id](Result<Message> r) {
+      if (r.is_ok() && !r->failed()) {
+        ok.fetch_add(1);
+      } else {
+        std::lock_guard lock(mutex);
+        failures.push_back("#" + std::to_string(i) + " " + *id + ": " +
+                           (r.is_ok() ? r->exception_info.value_or("failed")
+                                      : r.status().to_string()));
+      }
       done.fetch_add(1);
     });
+    std::lock_guard lock(mutex);
+    *id = sent;
   }
   ASSERT_TRUE(wait_until([&] { return done.load() == kCalls; }, 180s)) << done.load();
-  EXPECT_EQ(ok.load(), kCalls);
+  std::lock_guard lock(mutex);
+  EXPECT_EQ(ok.load(), kCalls) << ::testing::PrintToString(failures);
 }
 
 // Servers join and leave (gracefully, and abruptly with calls running) while calls keep coming,
