@@ -92,11 +92,6 @@ std::optional<std::int64_t> OffsetLedger::advance() {
       commit_ = std::max(commit_, gaps_.begin()->second);
       gaps_.erase(gaps_.begin());
     }
-    // Entries the prefix passed (a repeat started again after its commit) are dropped.
-    while (!entries_.empty() && entries_.begin()->first < commit_ &&
-           entries_.begin()->second.finished) {
-      entries_.erase(entries_.begin());
-    }
     if (entries_.empty() || entries_.begin()->first != commit_ ||
         !entries_.begin()->second.finished) {
       break;
