@@ -304,7 +304,7 @@ class Encoder {
         auto [it, fresh] = index.emplace(key, members.size());
         if (fresh) {
           members.emplace_back(std::move(key), std::move(value));
-          member_slots.push_back(PyUnicode_Check(k) ? slot_for(k) : nullptr);
+          member_slots.push_back(slot_for(k));
         } else {
           members[it->second].second = std::move(value);
         }
