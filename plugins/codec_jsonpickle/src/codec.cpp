@@ -396,6 +396,10 @@ Result<std::string> JsonpickleCodec::encode(const Message& m) const {
   PRPC_RETURN_IF_ERROR(w.fragment("func_kwargs", m.func_kwargs.empty() ? "{}" : m.func_kwargs));
   w.key("message_id");
   w.uuid(m.message_id);
+  // The original PRPC's attribute order: its constructor set the creation time before the
+  // result fields.
+  w.key("date_create_message");
+  PRPC_RETURN_IF_ERROR(w.date("date_create_message", m.date_create_message));
   w.key("result");
   PRPC_RETURN_IF_ERROR(w.fragment("result", m.result.empty() ? "null" : m.result));
   w.key("exception_info");
@@ -404,8 +408,6 @@ Result<std::string> JsonpickleCodec::encode(const Message& m) const {
   } else {
     out += "null";
   }
-  w.key("date_create_message");
-  PRPC_RETURN_IF_ERROR(w.date("date_create_message", m.date_create_message));
   w.key("date_done_message");
   PRPC_RETURN_IF_ERROR(w.date("date_done_message", m.date_done_message));
   // Extensions exist on the Python object only when they have a value, after the eight.

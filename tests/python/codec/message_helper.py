@@ -1,7 +1,7 @@
 """A stand-in for prpc.prpcmessage.PRPCMessage until the SDK package provides it.
 
-The shape is the contract: a plain class whose __init__ sets the eight fields in this order, and
-the extension attributes only when they have a value.
+The shape is the contract: a plain class whose __init__ sets the eight fields in the original
+PRPC's order, and the extension attributes only when they have a value.
 """
 import datetime
 import importlib
@@ -18,13 +18,13 @@ def _define():
                      result=None, exception_info=None, date_create_message=None,
                      date_done_message=None):
             self.func_name = func_name
-            self.func_args = list(func_args) if func_args is not None else []
-            self.func_kwargs = dict(func_kwargs) if func_kwargs is not None else {}
+            self.func_args = func_args if func_args is not None else []
+            self.func_kwargs = func_kwargs if func_kwargs is not None else {}
             self.message_id = uuid.uuid4() if message_id is None else message_id
-            self.result = result
-            self.exception_info = exception_info
             self.date_create_message = (datetime.datetime.now(datetime.timezone.utc)
                                         if date_create_message is None else date_create_message)
+            self.result = result
+            self.exception_info = exception_info
             self.date_done_message = date_done_message
 
     PRPCMessage.__module__ = "prpc.prpcmessage"

@@ -11,12 +11,13 @@ namespace {
 // PRPCMessage('summ', [1, [2, 3]], {'z': 0.5}, UUID('1b4e28ba-...'), None, None,
 //             datetime(2024, 11, 6, 9, 0, 5, 123456, tzinfo=utc), None)
 constexpr std::string_view kSumm =
-    R"({"py/object": "prpc.prpcmessage.PRPCMessage", "func_name": "summ", "func_args": [1, [2, 3]], "func_kwargs": {"z": 0.5}, "message_id": {"py/object": "uuid.UUID", "hex": "1b4e28ba2fa141d2883f0016d3cca427"}, "result": null, "exception_info": null, "date_create_message": {"py/object": "datetime.datetime", "__reduce__": [{"py/type": "datetime.datetime"}, ["B+gLBgkABQHiQA==", {"py/reduce": [{"py/type": "datetime.timezone"}, {"py/tuple": [{"py/reduce": [{"py/type": "datetime.timedelta"}, {"py/tuple": [0, 0, 0]}]}]}]}]]}, "date_done_message": null})";
+    R"({"py/object": "prpc.prpcmessage.PRPCMessage", "func_name": "summ", "func_args": [1, [2, 3]], "func_kwargs": {"z": 0.5}, "message_id": {"py/object": "uuid.UUID", "hex": "1b4e28ba2fa141d2883f0016d3cca427"}, "date_create_message": {"py/object": "datetime.datetime", "__reduce__": [{"py/type": "datetime.datetime"}, ["B+gLBgkABQHiQA==", {"py/reduce": [{"py/type": "datetime.timezone"}, {"py/tuple": [{"py/reduce": [{"py/type": "datetime.timedelta"}, {"py/tuple": [0, 0, 0]}]}]}]}]]}, "result": null, "exception_info": null, "date_done_message": null})";
 
-// func_args holds a UTC datetime, so timezone.utc is first met there (id 4) and the result's
-// and both dates' timezones are references to it. Extensions follow the eight fields.
+// func_args holds a UTC datetime, so timezone.utc is first met there (id 4) and both dates' and
+// the result's timezones are references to it. Extensions follow the eight fields, which are in
+// the original PRPC's order (date_create_message before result).
 constexpr std::string_view kSharedUtc =
-    R"({"py/object": "prpc.prpcmessage.PRPCMessage", "func_name": "echo", "func_args": [[1], {"py/object": "datetime.datetime", "__reduce__": [{"py/type": "datetime.datetime"}, ["B+gBAgAAAAAAAA==", {"py/reduce": [{"py/type": "datetime.timezone"}, {"py/tuple": [{"py/reduce": [{"py/type": "datetime.timedelta"}, {"py/tuple": [0, 0, 0]}]}]}]}]]}], "func_kwargs": {}, "message_id": {"py/object": "uuid.UUID", "hex": "1b4e28ba2fa141d2883f0016d3cca427"}, "result": {"v": [1], "w": {"py/object": "datetime.datetime", "__reduce__": [{"py/type": "datetime.datetime"}, ["B+gBAwAAAAAAAA==", {"py/id": 4}]]}}, "exception_info": "ValueError: bad", "date_create_message": {"py/object": "datetime.datetime", "__reduce__": [{"py/type": "datetime.datetime"}, ["B+gLBgkABQHiQA==", {"py/id": 4}]]}, "date_done_message": {"py/object": "datetime.datetime", "__reduce__": [{"py/type": "datetime.datetime"}, ["B+gLBgkABgAAAA==", {"py/id": 4}]]}, "reply_to": "r1", "attempt": 2})";
+    R"({"py/object": "prpc.prpcmessage.PRPCMessage", "func_name": "echo", "func_args": [[1], {"py/object": "datetime.datetime", "__reduce__": [{"py/type": "datetime.datetime"}, ["B+gBAgAAAAAAAA==", {"py/reduce": [{"py/type": "datetime.timezone"}, {"py/tuple": [{"py/reduce": [{"py/type": "datetime.timedelta"}, {"py/tuple": [0, 0, 0]}]}]}]}]]}], "func_kwargs": {}, "message_id": {"py/object": "uuid.UUID", "hex": "1b4e28ba2fa141d2883f0016d3cca427"}, "date_create_message": {"py/object": "datetime.datetime", "__reduce__": [{"py/type": "datetime.datetime"}, ["B+gLBgkABQHiQA==", {"py/id": 4}]]}, "result": {"v": [1], "w": {"py/object": "datetime.datetime", "__reduce__": [{"py/type": "datetime.datetime"}, ["B+gBAwAAAAAAAA==", {"py/id": 4}]]}}, "exception_info": "ValueError: bad", "date_done_message": {"py/object": "datetime.datetime", "__reduce__": [{"py/type": "datetime.datetime"}, ["B+gLBgkABgAAAA==", {"py/id": 4}]]}, "reply_to": "r1", "attempt": 2})";
 
 constexpr std::string_view kUtcFragment =
     R"({"py/object": "datetime.datetime", "__reduce__": [{"py/type": "datetime.datetime"}, ["B+gBAgAAAAAAAA==", {"py/reduce": [{"py/type": "datetime.timezone"}, {"py/tuple": [{"py/reduce": [{"py/type": "datetime.timedelta"}, {"py/tuple": [0, 0, 0]}]}]}]}]]})";
@@ -97,7 +98,7 @@ TEST(JsonpickleCodec, DecodeRebasesFragmentsAndFollowsSharedTimezones) {
 TEST(JsonpickleCodec, DecodesSharedObjectsAsCopies) {
   // Python: x = [1]; PRPCMessage('echo', [x], {}, ..., result={'v': x}, ...)
   constexpr std::string_view kShared =
-      R"({"py/object": "prpc.prpcmessage.PRPCMessage", "func_name": "echo", "func_args": [[1]], "func_kwargs": {}, "message_id": "id-1", "result": {"v": {"py/id": 2}, "w": {"py/id": 2}}, "exception_info": null, "date_create_message": null, "date_done_message": null})";
+      R"({"py/object": "prpc.prpcmessage.PRPCMessage", "func_name": "echo", "func_args": [[1]], "func_kwargs": {}, "message_id": "id-1", "date_create_message": null, "result": {"v": {"py/id": 2}, "w": {"py/id": 2}}, "exception_info": null, "date_done_message": null})";
   auto m = JsonpickleCodec().decode(kShared);
   ASSERT_TRUE(m.is_ok()) << m.status().to_string();
   EXPECT_EQ(m->result, R"({"v": [1], "w": {"py/id": 1}})");
@@ -109,7 +110,7 @@ TEST(JsonpickleCodec, AcceptsTupleArgsStringIdsIsoDatesAndOffsets) {
   //   datetime(2024,1,2,3,4,5,tzinfo=timezone(timedelta(hours=-3, minutes=-30))),
   //   datetime(2024,1,2,3,4,5))
   constexpr std::string_view kVariants =
-      R"({"py/object": "prpc.prpcmessage.PRPCMessage", "func_name": "f", "func_args": {"py/tuple": [1]}, "func_kwargs": {}, "message_id": "plain-id", "result": [1], "exception_info": null, "date_create_message": {"py/object": "datetime.datetime", "__reduce__": [{"py/type": "datetime.datetime"}, ["B+gBAgMEBQAAAA==", {"py/reduce": [{"py/type": "datetime.timezone"}, {"py/tuple": [{"py/reduce": [{"py/type": "datetime.timedelta"}, {"py/tuple": [-1, 73800, 0]}]}]}]}]]}, "date_done_message": {"py/object": "datetime.datetime", "__reduce__": [{"py/type": "datetime.datetime"}, ["B+gBAgMEBQAAAA=="]]}})";
+      R"({"py/object": "prpc.prpcmessage.PRPCMessage", "func_name": "f", "func_args": {"py/tuple": [1]}, "func_kwargs": {}, "message_id": "plain-id", "date_create_message": {"py/object": "datetime.datetime", "__reduce__": [{"py/type": "datetime.datetime"}, ["B+gBAgMEBQAAAA==", {"py/reduce": [{"py/type": "datetime.timezone"}, {"py/tuple": [{"py/reduce": [{"py/type": "datetime.timedelta"}, {"py/tuple": [-1, 73800, 0]}]}]}]}]]}, "result": [1], "exception_info": null, "date_done_message": {"py/object": "datetime.datetime", "__reduce__": [{"py/type": "datetime.datetime"}, ["B+gBAgMEBQAAAA=="]]}})";
   JsonpickleCodec codec;
   auto m = codec.decode(kVariants);
   ASSERT_TRUE(m.is_ok()) << m.status().to_string();
