@@ -40,7 +40,7 @@ void FunctionRouter::invoke(const Invocation& call, OutcomeCallback done) {
   }
   if (target == nullptr) {
     done(Outcome::failure(StatusCode::kNotFound, error_types::kUnknownFunction,
-                          "function '" + std::string(call.func_name) + "' is not registered"));
+                          not_found_text(call.func_name)));
     return;
   }
   target->invoke(call, [this, id = call.call_id, done = std::move(done)](Outcome o) {

@@ -299,8 +299,10 @@ class Server::Impl : public std::enable_shared_from_this<Server::Impl> {
       return;
     }
     if (req.func_name == kManifest) {
-      reply_success(call, function_manifest(options_.queue, functions_->list(),
-                                            options_.default_worker));
+      reply_success(call, wants_manifest(req.func_kwargs)
+                              ? function_manifest(options_.queue, functions_->list(),
+                                                  options_.default_worker)
+                              : original_function_list(functions_->list()));
       return;
     }
     std::string worker;
@@ -314,8 +316,7 @@ class Server::Impl : public std::enable_shared_from_this<Server::Impl> {
     }
     if (worker.empty()) {
       reply_error(call, StatusCode::kNotFound, error_types::kUnknownFunction,
-                  "function '" + req.func_name + "' is not registered on queue '" +
-                      options_.queue + "'");
+                  not_found_text(req.func_name) + " (queue '" + options_.queue + "')");
       return;
     }
     auto executor = executors_.find(worker);

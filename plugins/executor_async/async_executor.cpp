@@ -162,8 +162,7 @@ struct AsyncExecutor::State : std::enable_shared_from_this<AsyncExecutor::State>
              std::to_string(limit_ms) + " ms and was cancelled");
     cancel_in_invoker(entry.call);
     answer(entry, Outcome::failure(StatusCode::kTimeout, error_types::kTimeout,
-                                   "the call to '" + name + "' did not finish within " +
-                                       std::to_string(limit_ms) + " ms"));
+                                   server_timeout_text(name, inv.timeout)));
     count([](AsyncStats& s) { ++s.timed_out; });
     refill();
   }

@@ -678,8 +678,7 @@ class ProcessExecutor::Supervisor : public std::enable_shared_from_this<Supervis
                   " was killed and is being replaced");
         answer(std::move(job),
                Outcome::failure(StatusCode::kTimeout, error_types::kTimeout,
-                                "the call to '" + func + "' did not finish within " +
-                                    std::to_string(limit) + " ms"));
+                                server_timeout_text(func, job->call.timeout)));
         std::lock_guard lock(mutex_);
         ++stats_.timed_out;
       }

@@ -137,7 +137,7 @@ struct ThreadExecutor::State : std::enable_shared_from_this<ThreadExecutor::Stat
       auto limit = job->call.timeout.count();
       bool won = job->finish(Outcome::failure(
           StatusCode::kTimeout, error_types::kTimeout,
-          "the call to '" + name + "' did not finish within " + std::to_string(limit) + " ms"));
+          server_timeout_text(name, job->call.timeout)));
       if (won) {
         invoker.cancel(job->call.call_id);
         log.warn("call " + job->call.message_id + " to '" + name + "' passed its limit of " +

@@ -1,6 +1,7 @@
 // The message model of PROTOCOL.md section 2, free of any broker, codec or language.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -58,6 +59,28 @@ inline std::string format_exception_info(std::string_view type, std::string_view
   std::string out(type.empty() ? std::string_view("Exception") : type);
   out += ": ";
   out += message;
+  return out;
+}
+
+// The original PRPC's texts for an unknown function and a server-side timeout, which its callers
+// may match on; ours add the detail after them.
+inline std::string not_found_text(std::string_view func_name) {
+  std::string out = "func name '";
+  out += func_name;
+  out += "' not found in server";
+  return out;
+}
+
+// "the task was completed by server timeout 1.5 secs." (seconds written as Python prints a float)
+inline std::string server_timeout_text(std::string_view func_name,
+                                       std::chrono::milliseconds limit) {
+  auto ms = limit.count() < 0 ? 0 : limit.count();
+  std::string fraction = std::to_string(1000 + ms % 1000).substr(1);
+  while (fraction.size() > 1 && fraction.back() == '0') fraction.pop_back();
+  std::string out = "the task was completed by server timeout " + std::to_string(ms / 1000) +
+                    "." + fraction + " secs. (the call to '";
+  out += func_name;
+  out += "' did not finish within " + std::to_string(ms) + " ms)";
   return out;
 }
 
