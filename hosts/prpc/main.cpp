@@ -293,8 +293,9 @@ std::string signature(const rapidjson::Value& spec) {
   return out;
 }
 
-int command_funcs(Session& s, const Args& args) {
+int command_funcs(Session& s, Args args) {
   Message reply;
+  args.kwargs = R"({"format": "manifest"})";
   if (int code = call(s, args, "get_function_server", "[]", reply); code != kExitOk) return code;
   if (reply.failed()) return error(kExitFailure, *reply.exception_info);
   if (args.json) {

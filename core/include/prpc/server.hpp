@@ -70,8 +70,14 @@ class Server {
   std::shared_ptr<Impl> impl_;
 };
 
-// The JSON manifest the reserved function get_function_server answers with.
+// The JSON manifest get_function_server(format="manifest") answers with.
 std::string function_manifest(const std::string& queue, const std::vector<FunctionInfo>& functions,
                               const std::string& default_worker);
+// What a plain get_function_server() answers, as the original PRPC did: a list of
+// {"func_name", "func_args": [parameters without defaults], "func_kwargs": [with defaults]},
+// "ping" first. An original client's create_server_func reads it.
+std::string original_function_list(const std::vector<FunctionInfo>& functions);
+// Whether a get_function_server request's kwargs (JSON) ask for format="manifest".
+bool wants_manifest(std::string_view func_kwargs);
 
 }  // namespace prpc

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import math
 from typing import Any, Callable
 
 __all__ = ["spec_of", "spec_json"]
@@ -23,8 +24,24 @@ def _annotation_text(annotation: Any) -> str:
     return repr(annotation).replace("NoneType", "None")
 
 
+def _plain(value: Any, depth: int = 0) -> bool:
+    """Whether a default is plain JSON (the original PRPC's function list carries its value)."""
+    if depth > 20:
+        return False
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if value is None or isinstance(value, (bool, int, str)):
+        return True
+    if isinstance(value, list):
+        return all(_plain(v, depth + 1) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _plain(v, depth + 1) for k, v in value.items())
+    return False
+
+
 def spec_of(fn: Callable[..., Any]) -> dict[str, Any]:
-    """The parameters of `fn` with their kinds, defaults (source text) and annotations (text)."""
+    """The parameters of `fn` with their kinds, defaults (source text, and the value itself
+    when it is plain JSON) and annotations (text)."""
     try:
         sig = inspect.signature(fn)
     except (TypeError, ValueError):  # builtins without a signature
@@ -39,6 +56,8 @@ def spec_of(fn: Callable[..., Any]) -> dict[str, Any]:
             item["annotation"] = _annotation_text(p.annotation)
         if p.default is not inspect.Parameter.empty:
             item["default"] = repr(p.default)
+            if _plain(p.default):
+                item["value"] = p.default
         params.append(item)
     spec: dict[str, Any] = {"parameters": params}
     if sig.return_annotation is not inspect.Signature.empty:
