@@ -65,6 +65,21 @@ void append_nullable(std::string& out, std::string_view name, std::string_view v
   }
 }
 
+// The original PRPC's servers wrote a raw reply's message_id as {"hex": "<32 hex digits>"}
+// (jsonpickle's unpicklable form of a UUID); read it as the UUID it is.
+Status original_message_id(const json::Member& f, Message& m, bool& have_id) {
+  std::string hex;
+  Status s = json::scan_object(f.raw, json::Limits{}, [&](const json::Member& inner) {
+    if (inner.key == "hex" && inner.type == json::Type::kString) hex.assign(inner.text);
+    return Status::ok();
+  });
+  auto id = s.is_ok() && !hex.empty() ? canonical_uuid(hex) : std::nullopt;
+  if (!id) return wrong_type(f.key, "string", f.type);
+  m.message_id = *id;
+  have_id = true;
+  return Status::ok();
+}
+
 }  // namespace
 
 std::vector<sdk::OptionSpec> RawJsonCodec::options() {
@@ -106,6 +121,7 @@ Result<Message> RawJsonCodec::decode(std::string_view bytes, Message* salvaged) 
       if (f.type != json::Type::kObject) return wrong_type(f.key, "object", f.type);
       m.func_kwargs.assign(f.raw);
     } else if (f.key == "message_id") {
+      if (f.type == json::Type::kObject) return original_message_id(f, m, have_id);
       if (f.type != json::Type::kString) return wrong_type(f.key, "string", f.type);
       m.message_id.assign(f.text);
       have_id = true;

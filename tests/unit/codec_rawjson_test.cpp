@@ -74,6 +74,16 @@ TEST(RawJsonCodec, MessageIdComesBackAsSent) {
   EXPECT_NE(encoded->find("\"message_id\": \"" + upper + "\""), std::string::npos);
 }
 
+TEST(RawJsonCodec, ReadsTheOriginalServersHexMessageId) {
+  // The original PRPC's servers answered raw requests with message_id as {"hex": ...}.
+  RawJsonCodec codec;
+  auto r = codec.decode(
+      R"({"func_name": "f", "message_id": {"hex": "6f1c2a4e9a3b4c1d8e2f0a1b2c3d4e5f"}, "result": 4})");
+  ASSERT_TRUE(r.is_ok()) << r.status().to_string();
+  EXPECT_EQ(r->message_id, "6f1c2a4e-9a3b-4c1d-8e2f-0a1b2c3d4e5f");
+  EXPECT_EQ(r->result, "4");
+}
+
 TEST(RawJsonCodec, EncodesInTheSeedsFieldOrder) {
   RawJsonCodec codec;
   Message m;
@@ -156,8 +166,11 @@ INSTANTIATE_TEST_SUITE_P(
                 "message_id: expected string, got number"},
         BadCase{"message_id_not_uuid", with(R"("func_name": "f", "message_id": "uuid4")"),
                 "message_id: 'uuid4' is not a UUID"},
-        BadCase{"message_id_hex_object",
-                with(R"("func_name": "f", "message_id": {"hex": "6f1c2a4e9a3b4c1d8e2f0a1b2c3d4e5f"})"),
+        BadCase{"message_id_object_without_hex",
+                with(R"("func_name": "f", "message_id": {"uuid": "6f1c2a4e9a3b4c1d8e2f0a1b2c3d4e5f"})"),
+                "message_id: expected string, got object"},
+        BadCase{"message_id_hex_not_uuid",
+                with(R"("func_name": "f", "message_id": {"hex": "6f1c"})"),
                 "message_id: expected string, got object"},
         BadCase{"exception_info_number",
                 with(R"("func_name": "f", "exception_info": 3, )" + kIdField),
