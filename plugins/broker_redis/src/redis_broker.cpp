@@ -334,7 +334,7 @@ class RedisBroker::Impl {
       return;
     }
     std::string stream = names::request_stream(d.flavour, d.queue);
-    std::string result_key, reply_stream, dead_stream;
+    std::string result_key, legacy_key, reply_stream, dead_stream;
     std::string_view payload;
     bool store = false, push = false, dead = !what.dead_letter_reason.empty();
     if (what.reply != nullptr && !what.reply->message_id.empty()) {
@@ -344,6 +344,11 @@ class RedisBroker::Impl {
       if (!r.push_only) {
         store = true;
         result_key = names::result_key(r.flavour, r.queue, r.message_id);
+        // A Python request without reply_to comes from an original PRPC client, which polls
+        // its own key.
+        if (r.flavour == Flavour::kPython && r.reply_to.empty()) {
+          legacy_key = names::legacy_result_key(r.queue, r.message_id);
+        }
       }
       if (!r.reply_to.empty()) {
         if (names::is_reply_stream(r.reply_to, d.queue)) {
@@ -358,8 +363,14 @@ class RedisBroker::Impl {
     std::string result_ttl = ms_arg(settings_.result_ttl);
     if (!dead) {
       finish_in_transaction(op, stream, group, d.token, store ? result_key : std::string(),
-                            push ? reply_stream : std::string(), payload, result_ttl);
+                            legacy_key, push ? reply_stream : std::string(), payload,
+                            result_ttl);
       return;
+    }
+    if (!legacy_key.empty()) {
+      // Before the script on the same connection, so it is stored by the time the ack is.
+      send_now(Command::make({"SET", legacy_key, payload, "PX", result_ttl}),
+               [](const Status&, const ReplyPtr&) {});
     }
     dead_stream = names::dead_letter_stream(d.queue);
     std::string reply_ttl = ms_arg(settings_.reply_ttl);
@@ -430,18 +441,29 @@ class RedisBroker::Impl {
 
   void lookup_result(Flavour flavour, std::string_view queue, std::string_view message_id,
                      LookupCallback done) {
-    send_now(Command::make({"GET", names::result_key(flavour, queue, message_id)}),
-             [done = std::move(done)](const Status& s, ReplyPtr r) {
-               if (!s.is_ok()) {
-                 done(s.with_context("reading the stored result"));
-               } else if (is_error(r.get())) {
-                 done(error_status(r.get(), "reading the stored result"));
-               } else if (is_nil(r.get())) {
-                 done(std::optional<std::string>());
-               } else {
-                 done(std::optional<std::string>(std::string(text(r.get()))));
-               }
-             });
+    std::string legacy;
+    if (flavour == Flavour::kPython) legacy = names::legacy_result_key(queue, message_id);
+    get_stored(names::result_key(flavour, queue, message_id), std::move(legacy), std::move(done));
+  }
+
+  // GETs `key`; when it holds nothing, `fallback` (if any): where an original PRPC server stored
+  // the result of a request it served.
+  void get_stored(const std::string& key, std::string fallback, LookupCallback done) {
+    send_now(Command::make({"GET", key}), [this, fallback = std::move(fallback),
+                                           done = std::move(done)](const Status& s,
+                                                                   ReplyPtr r) mutable {
+      if (!s.is_ok()) {
+        done(s.with_context("reading the stored result"));
+      } else if (is_error(r.get())) {
+        done(error_status(r.get(), "reading the stored result"));
+      } else if (!is_nil(r.get())) {
+        done(std::optional<std::string>(std::string(text(r.get()))));
+      } else if (!fallback.empty()) {
+        get_stored(fallback, std::string(), std::move(done));
+      } else {
+        done(std::optional<std::string>());
+      }
+    });
   }
 
   // ---- client side ---------------------------------------------------------------------------
@@ -1195,8 +1217,9 @@ class RedisBroker::Impl {
   // Only the push may fail inside EXEC (a foreign key of another type under the reply address).
   void finish_in_transaction(const std::shared_ptr<FinishOp>& op, const std::string& stream,
                              const std::string& group, std::string_view id,
-                             const std::string& result_key, const std::string& reply_stream,
-                             std::string_view payload, const std::string& result_ttl) {
+                             const std::string& result_key, const std::string& legacy_key,
+                             const std::string& reply_stream, std::string_view payload,
+                             const std::string& result_ttl) {
     std::vector<Request> batch;
     // Each command's own answer is QUEUED, or why it was refused; keep the first refusal, which
     // says more than EXEC's EXECABORT.
@@ -1211,6 +1234,11 @@ class RedisBroker::Impl {
       batch.push_back(
           Request{Command::make({"SET", result_key, payload, "PX", result_ttl}), ignore, {}});
       store_at = index++;
+    }
+    if (!legacy_key.empty()) {
+      batch.push_back(
+          Request{Command::make({"SET", legacy_key, payload, "PX", result_ttl}), ignore, {}});
+      ++index;
     }
     if (!reply_stream.empty()) {
       std::string cap = std::to_string(settings_.reply_max_len);

@@ -34,6 +34,17 @@ inline std::string result_key(Flavour flavour, std::string_view queue,
   return out;
 }
 
+// prpc_feedback_{q}_{message_id}: where the original PRPC's servers stored a Python result and
+// its clients poll (GET, then DEL). Our servers also store there for a request without reply_to
+// (an original client), and our clients look there for a reply an original server stored.
+inline std::string legacy_result_key(std::string_view queue, std::string_view message_id) {
+  std::string out("prpc_feedback_");
+  out += queue;
+  out += '_';
+  out += message_id;
+  return out;
+}
+
 inline std::string dead_letter_stream(std::string_view queue) {
   std::string out("prpc_dead_");
   out += queue;
