@@ -41,7 +41,8 @@ class Client::Impl {
         broker_(std::move(broker)),
         codec_(std::move(codec)),
         gate_(std::move(gate)),
-        deadline_timer_(loop_.io()) {}
+        deadline_timer_(loop_.io()),
+        poll_timer_(loop_.io()) {}
 
   ~Impl() {
     std::unordered_map<std::string, Pending> left;
@@ -89,6 +90,11 @@ class Client::Impl {
     if (!reply_to.is_ok()) return reply_to.status();
     reply_to_ = std::move(*reply_to);
     started_ = true;
+    if (options_.stored_reply_poll.count() > 0) {
+      asio::post(loop_.io(), [gate = gate_] {
+        enter(gate, [](Impl& self) { self.schedule_poll(); });
+      });
+    }
     return Status::ok();
   }
 
@@ -115,7 +121,7 @@ class Client::Impl {
                                                      " is already pending"));
         return id;
       }
-      Pending p{std::move(done), deadlines_.end(), timeout};
+      Pending p{std::move(done), deadlines_.end(), timeout, Clock::now()};
       if (timeout.count() > 0) {
         // One timer serves every call; it is re-armed only for an earlier deadline.
         Clock::time_point at = Clock::now() + timeout;
@@ -179,6 +185,8 @@ class Client::Impl {
     ReplyCallback done;
     Deadlines::iterator deadline;
     std::chrono::milliseconds timeout{0};
+    Clock::time_point sent{};
+    bool looking = false;  // a lookup of its stored result is under way
   };
 
   void on_reply(std::string_view id, std::string_view payload) {
@@ -252,14 +260,60 @@ class Client::Impl {
     schedule_expiry();
   }
 
+  // On the loop thread: looks up the stored results of calls that waited a poll interval for
+  // their push, one lookup per call at a time.
+  void schedule_poll() {
+    poll_timer_.expires_after(options_.stored_reply_poll);
+    poll_timer_.async_wait([gate = gate_](const boost::system::error_code& ec) {
+      if (ec) return;
+      enter(gate, [](Impl& self) { self.poll_stored(); });
+    });
+  }
+
+  void poll_stored() {
+    std::vector<std::string> due;
+    {
+      std::lock_guard lock(mutex_);
+      auto before = Clock::now() - options_.stored_reply_poll;
+      for (auto& [id, p] : pending_) {
+        if (p.looking || p.sent > before) continue;
+        p.looking = true;
+        due.push_back(id);
+      }
+    }
+    for (const std::string& id : due) {
+      broker_->lookup_result(
+          options_.flavour, options_.queue, id,
+          [gate = gate_, id](Result<std::optional<std::string>> found) {
+            enter(gate, [&](Impl& self) { self.on_stored(id, found); });
+          });
+    }
+    schedule_poll();
+  }
+
+  void on_stored(const std::string& id, const Result<std::optional<std::string>>& found) {
+    {
+      std::lock_guard lock(mutex_);
+      auto it = pending_.find(id);
+      if (it == pending_.end()) return;  // answered meanwhile
+      it->second.looking = false;
+    }
+    if (found.is_ok() && found->has_value()) {
+      log::debug("client", "the reply of " + id + " was not pushed; read where it is stored");
+      on_reply(id, **found);
+    }
+  }
+
   void cancel_timer() {
     if (loop_.in_loop_thread()) {
       deadline_timer_.cancel();
+      poll_timer_.cancel();
       return;
     }
     std::promise<void> cancelled;
     asio::post(loop_.io(), [&] {
       deadline_timer_.cancel();
+      poll_timer_.cancel();
       cancelled.set_value();
     });
     cancelled.get_future().wait();
@@ -271,6 +325,7 @@ class Client::Impl {
   std::shared_ptr<ClientGate> gate_;
   details::EventLoop loop_;
   asio::steady_timer deadline_timer_;
+  asio::steady_timer poll_timer_;
   std::mutex start_mutex_;
   bool started_ = false;
   std::string reply_to_;

@@ -84,6 +84,18 @@ Result<ExecutorMap> make_configured_executors(PluginRegistry& registry, const Co
   return out;
 }
 
+Result<ClientOptions> configured_client_options(const Config& config, Flavour flavour) {
+  ClientOptions o;
+  o.queue = config.get_or("queue.name", "task_prpc");
+  o.flavour = flavour;
+  auto fallback = config.get_or("broker.type", "redis") == "kafka" ? std::chrono::milliseconds(0)
+                                                                   : std::chrono::seconds(1);
+  auto poll = config.get_duration("client.stored_reply_poll", fallback);
+  if (!poll.is_ok()) return poll.status();
+  o.stored_reply_poll = *poll;
+  return o;
+}
+
 Result<ServerOptions> configured_server_options(const Config& config) {
   ServerOptions o;
   o.queue = config.get_or("queue.name", o.queue);

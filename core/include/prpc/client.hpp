@@ -21,6 +21,10 @@ struct ClientGate;
 struct ClientOptions {
   std::string queue = "task_prpc";
   Flavour flavour = Flavour::kPython;
+  // A call without a pushed reply for this long is looked up where its result is stored, then
+  // again at this interval: servers that do not push (the original PRPC's) are still heard,
+  // about as fast as their own clients polled. 0 turns it off (a broker whose lookup is costly).
+  std::chrono::milliseconds stored_reply_poll{0};
 };
 
 class Client {

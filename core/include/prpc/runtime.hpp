@@ -7,6 +7,7 @@
 #include <string>
 
 #include "prpc/broker.hpp"
+#include "prpc/client.hpp"
 #include "prpc/codec.hpp"
 #include "prpc/config.hpp"
 #include "prpc/function_router.hpp"
@@ -42,6 +43,10 @@ Result<ExecutorMap> make_configured_executors(PluginRegistry& registry, const Co
 
 // queue.name, queue.group and the [server] table.
 Result<ServerOptions> configured_server_options(const Config& config);
+
+// queue.name and the [client] table: stored_reply_poll (default 1s, but 0 on Kafka, where a
+// lookup scans the feedback topic).
+Result<ClientOptions> configured_client_options(const Config& config, Flavour flavour);
 
 // The option values under `prefix.` (e.g. "broker.options").
 OptionValues options_under(const Config& config, std::string_view prefix);

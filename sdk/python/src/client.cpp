@@ -157,11 +157,12 @@ PyClient::PyClient(const std::map<std::string, std::string>& values, bool raw) {
                                : config.get_or("codec.python", "jsonpickle");
   auto codec = reg.make_codec(codec_name, options_under(config, "codec.options." + codec_name));
   if (!codec.is_ok()) raise_status(codec.status());
-  queue_ = config.get_or("queue.name", "task_prpc");
+  auto options = configured_client_options(config, raw ? Flavour::kRaw : Flavour::kPython);
+  if (!options.is_ok()) raise_status(options.status());
+  queue_ = options->queue;
   broker_ = *broker;
   codec_ = *codec;
-  client_ = std::make_unique<Client>(ClientOptions{queue_, raw ? Flavour::kRaw : Flavour::kPython},
-                                     broker_, codec_);
+  client_ = std::make_unique<Client>(std::move(*options), broker_, codec_);
   Status started;
   {
     pyb::gil_scoped_release nogil;
