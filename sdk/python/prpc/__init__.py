@@ -14,9 +14,14 @@ Server::
 
 Client (PRPC_TYPE_BROKER, PRPC_URL_BROKER, PRPC_QUEUE_NAME in the environment)::
 
-    import prpc
-    task = prpc.call("hello_world")
-    print(task.sync_wait_result_task(5))
+    import datetime
+    from prpc.app_client import AwaitableTask
+    task = AwaitableTask("hello_world", (), {})
+    print(task.sync_wait_result_task(datetime.timedelta(seconds=5)))   # or prpc.call(...)
+
+The original PRPC's modules (prpc.app_server, prpc.app_client, prpc.prpcmessage,
+prpc.support_module.exceptions, prpc.server_func) work unchanged; their names are the same
+objects as the ones exported here.
 """
 
 from __future__ import annotations
@@ -30,10 +35,15 @@ from .exceptions import (
     ConfigurationError,
     DecodeError,
     EncodeError,
+    JSONDeserializeError,
+    MessageFromStreamDataValidationError,
+    NotFoundFunc,
     PluginError,
     PRPCError,
+    PRPCMessageDeserializeError,
     RegistrationError,
     RemoteError,
+    ResultNotReadyError,
 )
 
 # The converters raise the package's own exception types; the bundled plugins live beside us.
@@ -42,6 +52,7 @@ _core.set_plugin_dirs([_os.path.join(_os.path.dirname(_os.path.abspath(__file__)
 _core.set_log_level(_os.environ.get("PRPC_LOG_LEVEL", "warn"))
 
 from .app_server import AppServer  # noqa: E402
+from .app_client import get_function_server, ping  # noqa: E402
 from .client import AwaitableTask, Client, call, get_client  # noqa: E402
 from .prpcmessage import PRPCMessage  # noqa: E402
 
@@ -68,13 +79,20 @@ __all__ = [
     "ConfigurationError",
     "DecodeError",
     "EncodeError",
+    "JSONDeserializeError",
+    "MessageFromStreamDataValidationError",
+    "NotFoundFunc",
     "PluginError",
     "PRPCError",
     "PRPCMessage",
+    "PRPCMessageDeserializeError",
     "RegistrationError",
     "RemoteError",
+    "ResultNotReadyError",
     "call",
     "get_client",
+    "get_function_server",
+    "ping",
     "register_class",
     "unregister_class",
 ]

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import functools
 import inspect
+import os
+import urllib.parse
 from typing import Any, Callable, TypeVar
 
 from .client import AwaitableTask, get_client
 
-__all__ = ["remote_function", "RemoteDefault"]
+__all__ = ["remote_function", "RemoteDefault", "stubs_path"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -41,3 +43,14 @@ def remote_function(queue: str, name: str) -> Callable[[F], F]:
         return call  # type: ignore[return-value]
 
     return wrap
+
+
+def stubs_path(queue: str) -> str:
+    """Where create_server_func keeps a copy of a queue's stubs for ``prpc.server_func``:
+    $PRPC_STUBS_DIR, else $XDG_DATA_HOME/prpc/stubs, else ~/.local/share/prpc/stubs."""
+    root = os.environ.get("PRPC_STUBS_DIR")
+    if not root:
+        data = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local",
+                                                                "share")
+        root = os.path.join(data, "prpc", "stubs")
+    return os.path.join(root, urllib.parse.quote(queue, safe="") + ".py")

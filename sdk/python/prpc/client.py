@@ -16,8 +16,10 @@ from .exceptions import (
     ClientTimeOutError,
     ConfigurationError,
     DecodeError,
+    NotFoundFunc,
     PRPCError,
     RemoteError,
+    ResultNotReadyError,
 )
 from .prpcmessage import PRPCMessage
 
@@ -26,12 +28,28 @@ __all__ = ["Client", "AwaitableTask", "get_client", "call", "close_shared_client
 _NOT_SET: Any = object()
 
 
-def _raise_for(status: str, value: Any, func_name: str) -> None:
+_UNKNOWN_FUNCTION = "UnknownFunctionError"
+
+
+def _seconds(timeout: datetime.timedelta | float | None) -> float | None:
+    """A wait limit as seconds: the original's timedelta, or seconds as a number, or None."""
+    if timeout is None:
+        return None
+    if isinstance(timeout, datetime.timedelta):
+        return max(0.0, timeout.total_seconds())
+    if isinstance(timeout, (int, float)) and not isinstance(timeout, bool):
+        return max(0.0, float(timeout))
+    raise TypeError(f"timeout must be a datetime.timedelta, seconds or None, not {timeout!r}")
+
+
+def _raise_for(status: str, value: Any, func_name: str, message_id: str) -> None:
     if status == "remote":
         remote_type, message, traceback = value
+        if remote_type == _UNKNOWN_FUNCTION:
+            raise NotFoundFunc(func_name, message, traceback)
         raise RemoteError(remote_type, message, traceback)
     if status == "Timeout":
-        raise ClientTimeOutError(f"{func_name}: {value}")
+        raise ClientTimeOutError(None, f"{func_name} (message_id {message_id}): {value}")
     if status in ("Unavailable", "Cancelled"):
         raise BrokerError(f"{func_name}: {value}")
     if status == "DecodeError":
@@ -45,16 +63,37 @@ def _wake(future: asyncio.Future[None]) -> None:
 
 
 class AwaitableTask:
-    """One call in progress. Wait for it with the original API (sync_wait_result_task,
-    async_wait_result_task, is_done_task, get_result) or the idiomatic one (``await task``,
-    ``task.result(timeout=...)``). A remote failure raises RemoteError; no reply in time raises
-    ClientTimeOutError."""
+    """One call in progress.
 
-    __slots__ = ("_handle", "_request")
+    ``AwaitableTask(func_name, args, kwargs)`` sends the call at once through the process's
+    shared client (configured by PRPC_TYPE_BROKER, PRPC_URL_BROKER and PRPC_QUEUE_NAME), as in
+    the original PRPC. Wait for it with the original API (sync_wait_result_task,
+    async_wait_result_task, is_done_task, get_result; timeouts as datetime.timedelta or seconds)
+    or the idiomatic one (``await task``, ``task.result(timeout=...)``). A remote failure raises
+    RemoteError (NotFoundFunc for an unknown function); no reply in time raises
+    ClientTimeOutError, and the task can be waited on again.
+    """
 
-    def __init__(self, handle: _core.CallHandle, request: PRPCMessage) -> None:
-        self._handle = handle
-        self._request = request
+    __slots__ = ("_handle", "_request", "_reply")
+
+    def __init__(self, func_name: str, args: Sequence[Any] = (),
+                 kwargs: Mapping[str, Any] | None = None) -> None:
+        if not isinstance(func_name, str):
+            raise TypeError(f"func_name must be a str, not {type(func_name).__name__}")
+        if not isinstance(args, (list, tuple)):
+            raise TypeError(f"args must be a list or tuple, not {type(args).__name__}")
+        task = get_client().call_with(func_name, args, kwargs)
+        self._handle = task._handle
+        self._request = task._request
+        self._reply: PRPCMessage | None = None
+
+    @classmethod
+    def _attach(cls, handle: _core.CallHandle, request: PRPCMessage) -> AwaitableTask:
+        task = cls.__new__(cls)
+        task._handle = handle
+        task._request = request
+        task._reply = None
+        return task
 
     def __repr__(self) -> str:
         state = "done" if self._handle.done() else "pending"
@@ -67,50 +106,53 @@ class AwaitableTask:
     @property
     def message(self) -> PRPCMessage:
         """The reply once it arrived (result, exception_info, dates), else the request."""
-        if self._handle.done():
+        if self._reply is None and self._handle.done():
             fields = self._handle.reply_fields()
             if fields:
-                return PRPCMessage._from_fields(fields)
-        return self._request
+                self._reply = PRPCMessage._from_fields(fields)
+        return self._reply if self._reply is not None else self._request
 
     @property
-    def time_execution(self) -> float | None:
-        """Seconds from sending the request to receiving its reply, once done."""
-        return self._handle.elapsed() if self._handle.done() else None
+    def time_execution(self) -> datetime.timedelta | None:
+        """From sending the request to receiving its reply, once done (a timedelta)."""
+        if not self._handle.done():
+            return None
+        return datetime.timedelta(seconds=self._handle.elapsed())
 
-    def is_done_task(self) -> bool:
+    def is_done_task(self, *, update_status: bool = False) -> bool:
+        """Whether the reply arrived. Replies are pushed, so `update_status` (the original
+        polled the broker with it) changes nothing."""
         return self._handle.done()
 
     def done(self) -> bool:
         return self._handle.done()
 
     def get_result(self) -> Any:
-        """The result if the reply arrived (raising RemoteError for a remote failure), else None."""
+        """The result. Raises ResultNotReadyError ("task in process") before the reply came,
+        RemoteError when the remote function failed."""
         if not self._handle.done():
-            return None
+            raise ResultNotReadyError()
         return self._value()
 
-    def sync_wait_result_task(self, timeout: float | None = None) -> Any:
-        """Blocks until the reply arrives (at most `timeout` seconds) and returns the result."""
-        if not self._handle.wait(-1.0 if timeout is None else max(0.0, float(timeout))):
-            raise ClientTimeOutError(
-                f"{self._handle.func_name}: no reply within {timeout} s "
-                f"(message_id {self._handle.message_id})"
-            )
+    def sync_wait_result_task(self, timeout: datetime.timedelta | float | None = None) -> Any:
+        """Blocks until the reply arrives and returns the result; `timeout` (a timedelta or
+        seconds; None waits for ever) raises ClientTimeOutError when it passes first."""
+        seconds = _seconds(timeout)
+        if not self._handle.wait(-1.0 if seconds is None else seconds):
+            raise self._timed_out(timeout)
         return self._value()
 
-    def result(self, timeout: float | None = None) -> Any:
+    def result(self, timeout: datetime.timedelta | float | None = None) -> Any:
         return self.sync_wait_result_task(timeout)
 
-    async def async_wait_result_task(self, timeout: float | None = None) -> Any:
-        """Waits without blocking the event loop (at most `timeout` seconds)."""
+    async def async_wait_result_task(
+        self, timeout: datetime.timedelta | float | None = None
+    ) -> Any:
+        """Waits without blocking the event loop; `timeout` as in sync_wait_result_task."""
         try:
-            return await asyncio.wait_for(self._wait(), timeout)
+            return await asyncio.wait_for(self._wait(), _seconds(timeout))
         except asyncio.TimeoutError:
-            raise ClientTimeOutError(
-                f"{self._handle.func_name}: no reply within {timeout} s "
-                f"(message_id {self._handle.message_id})"
-            ) from None
+            raise self._timed_out(timeout) from None
 
     def __await__(self) -> Generator[Any, None, Any]:
         return self._wait().__await__()
@@ -130,11 +172,16 @@ class AwaitableTask:
             await future
         return self._value()
 
+    def _timed_out(self, timeout: datetime.timedelta | float | None) -> ClientTimeOutError:
+        return ClientTimeOutError(
+            timeout, f"{self._handle.func_name}: no reply (message_id {self._handle.message_id})"
+        )
+
     def _value(self) -> Any:
         status, value = self._handle.outcome()
         if status == "ok":
             return value
-        _raise_for(status, value, self._handle.func_name)
+        _raise_for(status, value, self._handle.func_name, self._handle.message_id)
 
 
 class Client:
@@ -199,29 +246,32 @@ class Client:
         args: Sequence[Any] = (),
         kwargs: Mapping[str, Any] | None = None,
         *,
-        timeout: float | None = None,
+        timeout: datetime.timedelta | float | None = None,
         deadline: datetime.datetime | None = None,
     ) -> AwaitableTask:
-        """Calls with explicit argument containers. `timeout` fails the call locally when no
-        reply came in time; `deadline` also tells the server not to start it after then."""
+        """Calls with explicit argument containers. `timeout` (seconds or a timedelta) fails the
+        call locally when no reply came in time; `deadline` also tells the server not to start
+        it after then."""
         kwargs = dict(kwargs) if kwargs else {}
+        if not isinstance(args, (list, tuple)):
+            args = list(args)
         deadline_text = ""
         if deadline is not None:
             if deadline.tzinfo is None:
                 deadline = deadline.astimezone()
             deadline_text = deadline.isoformat()
         handle = self._core.call(
-            func_name, list(args), kwargs, float(timeout or 0.0), deadline_text
+            func_name, list(args), kwargs, _seconds(timeout) or 0.0, deadline_text
         )
-        request = PRPCMessage(func_name, list(args), kwargs, uuid.UUID(handle.message_id))
-        return AwaitableTask(handle, request)
+        request = PRPCMessage(func_name, args, kwargs, uuid.UUID(handle.message_id))
+        return AwaitableTask._attach(handle, request)
 
-    def ping(self, timeout: float = 10.0) -> str:
+    def ping(self, timeout: datetime.timedelta | float = 10.0) -> str:
         return self.call("ping").sync_wait_result_task(timeout)
 
-    def get_function_server(self, timeout: float = 10.0) -> dict[str, Any]:
+    def get_function_server(self, timeout: datetime.timedelta | float = 10.0) -> dict[str, Any]:
         """The server's manifest: its functions with their signatures and worker types."""
-        return self.call("get_function_server").sync_wait_result_task(timeout)
+        return self.call_with("get_function_server", (), {"format": "manifest"}).result(timeout)
 
 
 _clients: dict[tuple[str, str, str, bool], Client] = {}

@@ -5,6 +5,10 @@
 The server is found through PRPC_TYPE_BROKER, PRPC_URL_BROKER and PRPC_QUEUE_NAME; it answers
 with its manifest (the reserved function get_function_server). Calling a generated function
 sends the call and returns a prpc.AwaitableTask.
+
+The file is written to ./server_func.py (import it as `server_func`) and a copy is kept for the
+queue (see prpc._stubs.stubs_path), which `from prpc.server_func import ...` loads, as the
+original PRPC's clients import their functions.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import re
 import sys
 from typing import Any
 
+from ._stubs import stubs_path
 from .client import Client
 from .exceptions import PRPCError
 
@@ -142,6 +147,14 @@ def generate(manifest: dict[str, Any], queue: str, source: str) -> str:
     return "\n".join(header) + "\n\n\n" + "\n\n\n".join(bodies) + "\n"
 
 
+def _write(path: str, text: str) -> None:
+    """Replaces the file at once, so a process importing it never reads half of it."""
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m prpc.create_server_func",
@@ -162,10 +175,16 @@ def main(argv: list[str] | None = None) -> int:
     source = f"{client.type_broker} {client.broker_url}"
     text = generate(manifest, client.queue_name, source)
     output = os.path.abspath(args.output)
-    with open(output, "w", encoding="utf-8") as f:
-        f.write(text)
+    _write(output, text)
     names = [f["name"] for f in manifest.get("functions", [])]
     print(f"wrote {output}: {len(names)} functions ({', '.join(names)})")
+    kept = stubs_path(client.queue_name)
+    try:
+        os.makedirs(os.path.dirname(kept), exist_ok=True)
+        _write(kept, text)
+    except OSError as e:
+        print(f"create_server_func: prpc.server_func will not find these stubs ({e})",
+              file=sys.stderr)
     client.close()
     return 0
 

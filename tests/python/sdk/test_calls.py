@@ -219,9 +219,11 @@ def test_client_side_wait_timeout(server, client):
     with pytest.raises(prpc.ClientTimeOutError):
         task.sync_wait_result_task(0.05)
     assert not task.is_done_task()
-    assert task.get_result() is None
+    with pytest.raises(prpc.ResultNotReadyError, match="task in process"):
+        task.get_result()
     assert task.time_execution is None
     assert task.sync_wait_result_task(10) == 1  # the call itself goes on
+    assert task.get_result() == 1
 
 
 def test_awaitable_task_api(server, client):
@@ -243,7 +245,7 @@ def test_awaitable_task_api(server, client):
     assert message.result == 2
     assert isinstance(message.message_id, uuid.UUID)
     assert message.date_done_message >= message.date_create_message
-    assert task.time_execution > 0
+    assert task.time_execution > datetime.timedelta(0)
 
 
 def test_thousand_concurrent_calls_from_asyncio(server, client):

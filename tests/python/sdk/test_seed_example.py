@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import importlib
 import subprocess
 import sys
@@ -61,4 +62,4 @@ def test_seed_server_and_generated_client(seed_queue, start_app, tmp_path, monke
     assert hello.is_done_task()
     assert hello.get_result() == "hello_world"
     assert hello.message.result == "hello_world"
-    assert hello.time_execution >= 0.5
+    assert hello.time_execution >= datetime.timedelta(seconds=0.5)
