@@ -27,6 +27,25 @@ void append_value(std::string& out, const rapidjson::Value& v) {
   out.append(buffer.GetString(), buffer.GetSize());
 }
 
+// A default given as source text (native functions, or a Python default that is not plain
+// JSON) as the value the original sent: JSON text and Python's None, True, False and simple
+// quoted strings are values; anything else stays its text.
+void append_default_text(std::string& out, std::string_view text) {
+  if (text == "None") {
+    out += "null";
+  } else if (text == "True" || text == "False") {
+    out += text == "True" ? "true" : "false";
+  } else if (json::validate(text, json::Limits{}).is_ok()) {
+    out += text;
+  } else if (text.size() >= 2 && (text.front() == '\'' || text.front() == '"') &&
+             text.back() == text.front() && text.find('\\') == std::string_view::npos &&
+             text.substr(1, text.size() - 2).find(text.front()) == std::string_view::npos) {
+    json::append_quoted(out, text.substr(1, text.size() - 2));
+  } else {
+    json::append_quoted(out, text);
+  }
+}
+
 // {"name": ..., "default": ..., "annotation": ...} in the original's key order.
 void append_parameter(std::string& out, const rapidjson::Value& p) {
   out += "{\"name\": ";
@@ -35,9 +54,9 @@ void append_parameter(std::string& out, const rapidjson::Value& p) {
     out += ", \"default\": ";
     append_value(out, p["value"]);
   } else if (p.HasMember("default") && p["default"].IsString()) {
-    // A default that is not plain JSON: its source text, as the original's str() showed it.
     out += ", \"default\": ";
-    json::append_quoted(out, p["default"].GetString());
+    append_default_text(out, std::string_view(p["default"].GetString(),
+                                              p["default"].GetStringLength()));
   }
   if (p.HasMember("annotation") && p["annotation"].IsString()) {
     out += ", \"annotation\": ";
@@ -51,6 +70,7 @@ void append_parameter(std::string& out, const rapidjson::Value& p) {
 std::string original_function_list(const std::vector<FunctionInfo>& functions) {
   std::string out = R"([{"func_name": "ping", "func_args": [], "func_kwargs": []})";
   for (const FunctionInfo& f : functions) {
+    if (f.name == "ping" || f.name == "get_function_server") continue;  // the engine's own
     std::string args, kwargs;
     rapidjson::Document spec;
     spec.Parse(f.spec_json.c_str(), f.spec_json.size());

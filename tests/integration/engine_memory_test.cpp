@@ -130,18 +130,36 @@ TEST_F(EngineTest, CallsEndToEnd) {
 TEST_F(EngineTest, ReservedFunctions) {
   auto server = start_server();
   EXPECT_EQ(call("ping").result, "\"pong\"");
-  Message manifest = call("get_function_server");
+  Message manifest = call("get_function_server", "[]", R"({"format": "manifest"})");
   ASSERT_FALSE(manifest.failed());
   EXPECT_NE(manifest.result.find(R"("name": "summ")"), std::string::npos) << manifest.result;
   EXPECT_NE(manifest.result.find(R"("default": "0.5")"), std::string::npos) << manifest.result;
   EXPECT_NE(manifest.result.find(R"("queue": "engine_test")"), std::string::npos);
+
+  // Without a format: the original PRPC's list, which its create_server_func reads. ping comes
+  // first, once, and defaults are values.
+  Message original = call("get_function_server");
+  ASSERT_FALSE(original.failed());
+  EXPECT_EQ(original.result.rfind(R"([{"func_name": "ping", "func_args": [], "func_kwargs": []}, )"
+                                  R"({"func_name": "summ", "func_args": [{"name": "a", )"
+                                  R"("annotation": "int | float"}, {"name": "b"}], )"
+                                  R"("func_kwargs": [{"name": "z", "default": 0.5}]})",
+                                  0),
+            0u)
+      << original.result;
+  EXPECT_NE(original.result.find(R"({"name": "type", "default": "ValueError"})"),
+            std::string::npos)
+      << original.result;
 }
 
 TEST_F(EngineTest, ErrorsBecomeReplies) {
   auto server = start_server();
   Message unknown = call("nope");
   ASSERT_TRUE(unknown.failed());
-  EXPECT_EQ(unknown.exception_info->rfind("UnknownFunctionError: function 'nope'", 0), 0u)
+  EXPECT_EQ(unknown.exception_info->rfind(
+                "UnknownFunctionError: func name 'nope' not found in server (queue 'engine_test')",
+                0),
+            0u)
       << *unknown.exception_info;
   EXPECT_EQ(unknown.result, "null");
 

@@ -170,7 +170,7 @@ TEST_F(EngineExecutorsTest, ProcessRoutedFunctionsEndToEnd) {
   Message wrong = call("summ", "[1]");
   EXPECT_EQ(*wrong.exception_info, "TypeError: summ() missing required argument: 'b'");
   // The manifest says where each function runs.
-  Message manifest = call("get_function_server");
+  Message manifest = call("get_function_server", "[]", R"({"format": "manifest"})");
   EXPECT_NE(manifest.result.find(R"("name": "summ", "worker": "process")"), std::string::npos)
       << manifest.result;
   EXPECT_NE(manifest.result.find(R"("name": "asleep", "worker": "async")"), std::string::npos);
@@ -182,7 +182,11 @@ TEST_F(EngineExecutorsTest, ProcessTimeoutAnswersAndTheServerKeepsServing) {
   start_server(options);
   Message slow = call("slow", "[10]");
   ASSERT_TRUE(slow.failed());
-  EXPECT_EQ(slow.exception_info->rfind("TimeoutError: the call to 'slow' did not finish", 0), 0u)
+  EXPECT_EQ(slow.exception_info->rfind(
+                "TimeoutError: the task was completed by server timeout 0.3 secs. (the call to "
+                "'slow' did not finish within 300 ms)",
+                0),
+            0u)
       << *slow.exception_info;
   EXPECT_EQ(call("summ", "[2, 2]").result, "4.5");
   EXPECT_EQ(call("slow", "[0.01]").result, "0.01");
