@@ -551,8 +551,14 @@ class KafkaBroker::Impl : public std::enable_shared_from_this<KafkaBroker::Impl>
       return it->second->address;
     }
     PRPC_RETURN_IF_ERROR(ensure_topics(q));
+    // Python replies come on a partition of prpc_feedback_{q}, raw ones on the same partition
+    // of prpc_feedback_raw_{q}: an original PRPC client scanning prpc_feedback_{q} decodes every
+    // record there as jsonpickle, so no raw JSON may land on it.
     std::string topic = reply_topic(q, Flavour::kPython);
+    std::string raw_topic = reply_topic(q, Flavour::kRaw);
     PRPC_ASSIGN_OR_RETURN(std::int32_t count, partition_count(producer_.get(), topic));
+    PRPC_ASSIGN_OR_RETURN(std::int32_t raw_count, partition_count(producer_.get(), raw_topic));
+    count = std::min(count, raw_count);
     if (count <= 0) return Status(StatusCode::kUnavailable, "kafka: topic " + topic + " has no partitions");
     std::random_device rd;
     std::int32_t partition = static_cast<std::int32_t>(rd() % static_cast<unsigned>(count));
@@ -562,13 +568,15 @@ class KafkaBroker::Impl : public std::enable_shared_from_this<KafkaBroker::Impl>
                           make_consumer(standalone()));
     // Read from the end as it is now, not as it is when the first fetch starts: a reply produced
     // in between would otherwise be skipped.
-    std::int64_t low = 0;
-    std::int64_t high = 0;
-    rd_kafka_resp_err_t e = watermarks(listener->consumer.get(), topic.c_str(), partition, &low, &high);
-    if (e != RD_KAFKA_RESP_ERR_NO_ERROR) return kafka_status(e, "kafka: end offset of " + topic);
-    PartitionListPtr list(rd_kafka_topic_partition_list_new(1));
-    rd_kafka_topic_partition_list_add(list.get(), topic.c_str(), partition)->offset = high;
-    e = rd_kafka_assign(listener->consumer.get(), list.get());
+    PartitionListPtr list(rd_kafka_topic_partition_list_new(2));
+    for (const std::string& t : {topic, raw_topic}) {
+      std::int64_t low = 0;
+      std::int64_t high = 0;
+      rd_kafka_resp_err_t e = watermarks(listener->consumer.get(), t.c_str(), partition, &low, &high);
+      if (e != RD_KAFKA_RESP_ERR_NO_ERROR) return kafka_status(e, "kafka: end offset of " + t);
+      rd_kafka_topic_partition_list_add(list.get(), t.c_str(), partition)->offset = high;
+    }
+    rd_kafka_resp_err_t e = rd_kafka_assign(listener->consumer.get(), list.get());
     if (e != RD_KAFKA_RESP_ERR_NO_ERROR) return kafka_status(e, "kafka: assigning " + topic);
     listener->address = topic + ":" + std::to_string(partition);
     listener->handler = std::make_shared<ReplyHandler>(std::move(on_reply));
@@ -1178,12 +1186,12 @@ class KafkaBroker::Impl : public std::enable_shared_from_this<KafkaBroker::Impl>
       reply_queue = reply->queue.empty() ? d.queue : reply->queue;
       push_partition = reply_partition(reply->reply_to, reply_topic(reply_queue, Flavour::kPython));
     }
-    // The result is stored on the flavour's feedback topic; a caller that listens on a partition
-    // of prpc_feedback_{q} (reply_to) gets it pushed there. For the Python flavour both are one
-    // record; a raw reply to such a caller is written twice.
+    // The result is stored on the flavour's feedback topic; for a caller that listens on
+    // partition p (reply_to names it on prpc_feedback_{q}; it also reads p of
+    // prpc_feedback_raw_{q}) it is stored on p, which is its push. A deduplicated redelivery is
+    // stored already and is only pushed.
     bool store = reply != nullptr && !reply->push_only;
-    bool push = reply != nullptr && push_partition.has_value() &&
-                (reply->flavour == Flavour::kRaw || reply->push_only);
+    bool push = reply != nullptr && push_partition.has_value() && reply->push_only;
     bool send_dead = !what.dead_letter_reason.empty();
     if (reply != nullptr) job->key = std::string(reply->message_id);
     if (store || push || send_dead) job->payload = std::string(d.payload);
@@ -1224,15 +1232,14 @@ class KafkaBroker::Impl : public std::enable_shared_from_this<KafkaBroker::Impl>
       produce(dead_topic(d.queue), RD_KAFKA_PARTITION_UA, job->key, d.payload, headers, on_report);
     }
     if (store) {
-      std::int32_t partition = RD_KAFKA_PARTITION_UA;
-      if (reply->flavour == Flavour::kPython && push_partition) partition = *push_partition;
+      std::int32_t partition = push_partition ? *push_partition : RD_KAFKA_PARTITION_UA;
       job->cache_key = cache_key(reply->flavour, reply_queue, reply->message_id);
       job->result = std::string(reply->payload);
       produce(reply_topic(reply_queue, reply->flavour), partition, reply->message_id,
               reply->payload, {}, on_report);
     }
     if (push) {
-      produce(reply_topic(reply_queue, Flavour::kPython), *push_partition, reply->message_id,
+      produce(reply_topic(reply_queue, reply->flavour), *push_partition, reply->message_id,
               reply->payload, {}, on_report);
     }
   }
