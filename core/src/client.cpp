@@ -1,5 +1,6 @@
 #include "prpc/client.hpp"
 
+#include <atomic>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <condition_variable>
@@ -175,6 +176,13 @@ class Client::Impl {
     return pending_.size();
   }
 
+  std::string diagnosis() const {
+    if (!foreign_replies_.load()) return {};
+    return "replies without a key were seen on queue '" + options_.queue +
+           "': its servers look like the original PRPC, which stores replies where only its own "
+           "clients look; upgrade the servers first (docs/migration.md)";
+  }
+
   const std::string& reply_to() const { return reply_to_; }
   const Codec& codec() const { return *codec_; }
   const ClientOptions& options() const { return options_; }
@@ -190,6 +198,15 @@ class Client::Impl {
   };
 
   void on_reply(std::string_view id, std::string_view payload) {
+    if (id.empty()) {
+      on_unaddressed_reply(payload);
+      return;
+    }
+    {
+      // Replies for other clients that share the channel are not even decoded.
+      std::lock_guard lock(mutex_);
+      if (pending_.find(std::string(id)) == pending_.end()) return;
+    }
     auto decoded = codec_->decode(payload);
     if (!decoded.is_ok()) {
       log::warn("client", "undecodable reply for " + std::string(id) + ": " +
@@ -198,6 +215,22 @@ class Client::Impl {
       return;
     }
     resolve(std::string(id), std::move(*decoded));
+  }
+
+  // A reply without an address (no Kafka key): written by a server that does not know
+  // reply_to, as the original PRPC's did. Routed by the message_id inside it when it decodes,
+  // and remembered: the calls such a server answers elsewhere will time out, and say why.
+  void on_unaddressed_reply(std::string_view payload) {
+    auto decoded = codec_->decode(payload);
+    if (!decoded.is_ok()) return;
+    bool first = !foreign_replies_.exchange(true);
+    if (first) {
+      log::warn("client", "a reply without a key arrived on queue '" + options_.queue +
+                              "': its servers look like the original PRPC, which does not send "
+                              "replies where this client waits (upgrade the servers first)");
+    }
+    std::string id = decoded->message_id;
+    resolve(id, std::move(*decoded));
   }
 
   bool resolve(const std::string& id, Result<Message> result) {
@@ -253,9 +286,10 @@ class Client::Impl {
         pending_.erase(it);
       }
     }
+    std::string why = diagnosis();
     for (auto& [id, p] : expired) {
-      p.done(Status(StatusCode::kTimeout,
-                    "no reply within " + std::to_string(p.timeout.count()) + " ms"));
+      p.done(Status(StatusCode::kTimeout, "no reply within " + std::to_string(p.timeout.count()) +
+                                              " ms" + (why.empty() ? "" : "; " + why)));
     }
     schedule_expiry();
   }
@@ -334,6 +368,7 @@ class Client::Impl {
   Deadlines deadlines_;
   bool timer_armed_ = false;
   Clock::time_point timer_at_{};
+  std::atomic<bool> foreign_replies_{false};
 };
 
 Client::Client(ClientOptions options, std::shared_ptr<Broker> broker, std::shared_ptr<Codec> codec)
@@ -378,6 +413,7 @@ void Client::fetch(std::string_view message_id,
 }
 
 std::size_t Client::pending() const { return impl_->pending(); }
+std::string Client::diagnosis() const { return impl_->diagnosis(); }
 const std::string& Client::reply_to() const { return impl_->reply_to(); }
 const Codec& Client::codec() const { return impl_->codec(); }
 const ClientOptions& Client::options() const { return impl_->options(); }

@@ -54,6 +54,9 @@ class Client {
              std::function<void(Result<std::optional<Message>>)> done);
 
   std::size_t pending() const;
+  // Why calls may go unanswered, when the client has seen a reason (e.g. replies from servers
+  // of the original PRPC, which do not address them); empty otherwise.
+  std::string diagnosis() const;
   const std::string& reply_to() const;
   const Codec& codec() const;
   const ClientOptions& options() const;

@@ -42,14 +42,15 @@ def _seconds(timeout: datetime.timedelta | float | None) -> float | None:
     raise TypeError(f"timeout must be a datetime.timedelta, seconds or None, not {timeout!r}")
 
 
-def _raise_for(status: str, value: Any, func_name: str, message_id: str) -> None:
+def _raise_for(status: str, value: Any, func_name: str, message_id: str,
+               limit: datetime.timedelta | float | None) -> None:
     if status == "remote":
         remote_type, message, traceback = value
         if remote_type == _UNKNOWN_FUNCTION:
             raise NotFoundFunc(func_name, message, traceback)
         raise RemoteError(remote_type, message, traceback)
     if status == "Timeout":
-        raise ClientTimeOutError(None, f"{func_name} (message_id {message_id}): {value}")
+        raise ClientTimeOutError(limit, f"{func_name} (message_id {message_id}): {value}")
     if status in ("Unavailable", "Cancelled"):
         raise BrokerError(f"{func_name}: {value}")
     if status == "DecodeError":
@@ -74,7 +75,7 @@ class AwaitableTask:
     ClientTimeOutError, and the task can be waited on again.
     """
 
-    __slots__ = ("_handle", "_request", "_reply")
+    __slots__ = ("_handle", "_request", "_reply", "_client", "_limit")
 
     def __init__(self, func_name: str, args: Sequence[Any] = (),
                  kwargs: Mapping[str, Any] | None = None) -> None:
@@ -86,13 +87,18 @@ class AwaitableTask:
         self._handle = task._handle
         self._request = task._request
         self._reply: PRPCMessage | None = None
+        self._client = task._client
+        self._limit = task._limit
 
     @classmethod
-    def _attach(cls, handle: _core.CallHandle, request: PRPCMessage) -> AwaitableTask:
+    def _attach(cls, handle: _core.CallHandle, request: PRPCMessage, client: _core.Client,
+                limit: datetime.timedelta | float | None = None) -> AwaitableTask:
         task = cls.__new__(cls)
         task._handle = handle
         task._request = request
         task._reply = None
+        task._client = client
+        task._limit = limit  # the call's own timeout (call_with), if it has one
         return task
 
     def __repr__(self) -> str:
@@ -173,15 +179,15 @@ class AwaitableTask:
         return self._value()
 
     def _timed_out(self, timeout: datetime.timedelta | float | None) -> ClientTimeOutError:
-        return ClientTimeOutError(
-            timeout, f"{self._handle.func_name}: no reply (message_id {self._handle.message_id})"
-        )
+        detail = f"{self._handle.func_name}: no reply (message_id {self._handle.message_id})"
+        why = self._client.diagnosis
+        return ClientTimeOutError(timeout, f"{detail}; {why}" if why else detail)
 
     def _value(self) -> Any:
         status, value = self._handle.outcome()
         if status == "ok":
             return value
-        _raise_for(status, value, self._handle.func_name, self._handle.message_id)
+        _raise_for(status, value, self._handle.func_name, self._handle.message_id, self._limit)
 
 
 class Client:
@@ -264,7 +270,7 @@ class Client:
             func_name, list(args), kwargs, _seconds(timeout) or 0.0, deadline_text
         )
         request = PRPCMessage(func_name, args, kwargs, uuid.UUID(handle.message_id))
-        return AwaitableTask._attach(handle, request)
+        return AwaitableTask._attach(handle, request, self._core, timeout)
 
     def ping(self, timeout: datetime.timedelta | float = 10.0) -> str:
         return self.call("ping").sync_wait_result_task(timeout)

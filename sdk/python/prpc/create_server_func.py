@@ -101,7 +101,11 @@ def _signature(spec: dict[str, Any]) -> tuple[str, list[str]]:
 
 def generate(manifest: dict[str, Any], queue: str, source: str) -> str:
     """The text of server_func.py for a server's manifest."""
-    functions = manifest.get("functions", [])
+    functions = list(manifest.get("functions", []))
+    if not any(f.get("name") == "ping" for f in functions):
+        # Every server answers it; the original's generated files had it first.
+        functions.insert(0, {"name": "ping", "worker": "reserved", "spec": {"parameters": []},
+                             "doc": 'Answers "pong".'})
     bodies = []
     all_annotations: list[str] = []
     skipped = []
@@ -115,7 +119,9 @@ def generate(manifest: dict[str, Any], queue: str, source: str) -> str:
         doc = (f.get("doc") or "").strip()
         worker = f.get("worker", "")
         lines = [f"@_remote(_QUEUE, {name!r})", f"def {name}({params}) -> AwaitableTask:"]
-        docstring = (doc + "\n\n" if doc else "") + f"Runs on the server's {worker} workers."
+        docstring = (doc + "\n\n" if doc else "") + (
+            "Answered by the server itself." if worker == "reserved"
+            else f"Runs on the server's {worker} workers.")
         lines.append('    """' + docstring.replace("\\", "\\\\").replace('"""', '\\"\\"\\"')
                      .replace("\n", "\n    ") + '"""')
         bodies.append("\n".join(lines))

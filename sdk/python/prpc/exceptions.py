@@ -44,7 +44,8 @@ class ClientTimeOutError(PRPCError, TimeoutError):
 
     ``ClientTimeOutError(timeout)`` as in the original PRPC: ``.timeout`` is that
     datetime.timedelta (seconds are accepted too) and the text is the original's. ``detail``
-    says which call it was and what may be wrong; it is shown by repr(), not by str().
+    says which call it was and what may be wrong (for instance that the queue's servers look
+    like the original PRPC's); str() appends it after the original's text.
     """
 
     def __init__(self, timeout: datetime.timedelta | float | None = None, detail: str = "") -> None:
@@ -54,10 +55,8 @@ class ClientTimeOutError(PRPCError, TimeoutError):
 
     def __str__(self) -> str:
         seconds = self.timeout.total_seconds() if self.timeout is not None else None
-        return f"the task was completed by wait timeout {seconds} secs."
-
-    def __repr__(self) -> str:
-        return f"ClientTimeOutError({self!s} {self.detail})".replace(" )", ")")
+        text = f"the task was completed by wait timeout {seconds} secs."
+        return f"{text} ({self.detail})" if self.detail else text
 
 
 class ResultNotReadyError(PRPCError, RuntimeError):

@@ -69,6 +69,7 @@ class PyClient {
   std::string dialect() const { return std::string(codec_->dialect()); }
   std::string reply_to() const { return client_ ? client_->reply_to() : std::string(); }
   std::size_t pending() const { return client_ ? client_->pending() : 0; }
+  std::string diagnosis() const { return client_ ? client_->diagnosis() : std::string(); }
 
  private:
   std::string queue_;

@@ -121,5 +121,6 @@ PYBIND11_MODULE(_core, m) {
       .def_property_readonly("queue", &PyClient::queue)
       .def_property_readonly("dialect", &PyClient::dialect)
       .def_property_readonly("reply_to", &PyClient::reply_to)
-      .def_property_readonly("pending", &PyClient::pending);
+      .def_property_readonly("pending", &PyClient::pending)
+      .def_property_readonly("diagnosis", &PyClient::diagnosis);
 }

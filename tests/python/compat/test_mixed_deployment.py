@@ -202,3 +202,31 @@ def test_original_client_gets_its_results_from_our_kafka_server(kafka_env, origi
         check_answers(answers)
     finally:
         server.terminate()
+
+
+@pytest.mark.kafka
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_our_kafka_client_says_when_the_server_looks_like_the_original(kafka_env, original):
+    """Over Kafka an original server writes each reply, without a key, to a random partition of
+    prpc_feedback_{q}; our client reads one partition. Replies that land there are taken by the
+    message_id inside them; the other calls time out, saying the server looks like the
+    original PRPC."""
+    client = prpc.Client()  # creates the queue's topics, as an upgraded deployment has them
+    try:
+        original.serve(kafka_env)
+        tasks = [client.call("summ", i, 1) for i in range(40)]
+        answered, diagnosed = 0, 0
+        deadline = time.monotonic() + 8
+        for i, task in enumerate(tasks):
+            try:
+                left = max(0.0, deadline - time.monotonic())
+                assert task.sync_wait_result_task(datetime.timedelta(seconds=left)) == i + 1.5
+                answered += 1
+            except prpc.ClientTimeOutError as e:
+                assert "look like the original PRPC" in str(e), str(e)
+                diagnosed += 1
+        assert answered + diagnosed == 40
+        assert diagnosed > 0, "every reply landed on the client's partition"
+    finally:
+        client.close()
+        original.close()

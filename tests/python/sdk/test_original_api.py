@@ -137,7 +137,8 @@ def test_waiting_again_after_a_timeout(server, env):
     with pytest.raises(ClientTimeOutError) as info:
         task.sync_wait_result_task(datetime.timedelta(milliseconds=50))
     assert info.value.timeout == datetime.timedelta(milliseconds=50)
-    assert str(info.value) == "the task was completed by wait timeout 0.05 secs."
+    assert str(info.value).startswith("the task was completed by wait timeout 0.05 secs. (")
+    assert info.value.detail.startswith("sleepy: no reply")
     assert not task.is_done_task(update_status=True)
     with pytest.raises(prpc.ResultNotReadyError, match="task in process"):
         task.get_result()

@@ -1,12 +1,15 @@
-"""A Redis server that behaves on the wire as the original PRPC's server does (ORIGINAL.md 4.2),
+"""A server that behaves on the wire as the original PRPC's server does (ORIGINAL.md 4.2, 4.3),
 for testing what our clients do against it. It serves a few fixed functions.
 
-    python original_server.py      # PRPC_URL_BROKER and PRPC_QUEUE_NAME from the environment
+    python original_server.py      # PRPC_TYPE_BROKER, PRPC_URL_BROKER, PRPC_QUEUE_NAME
 
-Creates the group from "$" on both streams, reads with XREADGROUP as consumer
+Redis: creates the group from "$" on both streams, reads with XREADGROUP as consumer
 "<uuid4>_0", decodes with jsonpickle, stores the result at prpc_feedback_{q}_{message_id} (raw:
 prpc_feedback_raw_{q}_{message_id}, as jsonpickle's unpicklable form) with EX 21600, then XACKs.
-It knows nothing of reply_to. Prints "READY" once its group exists.
+Kafka: a consumer in group prpc_group_consumers (offset reset "latest", no auto-commit) on
+prpc_{q} and prpc_raw_{q}; commits, then produces the result to prpc_feedback_{q} (raw:
+prpc_feedback_raw_{q}) without a key. It knows nothing of reply_to. Prints "READY" once it
+reads.
 """
 
 import os
@@ -46,8 +49,46 @@ def stop(*_):
     running = False
 
 
+def run(message):
+    func = FUNCTIONS.get(message.func_name)
+    try:
+        if func is None:
+            raise LookupError(f"func name '{message.func_name}' not found in server")
+        message.message_to_done(result=func(*message.func_args, **message.func_kwargs))
+    except Exception as e:
+        message.message_to_done(exception_info=str(e))
+
+
+def serve_kafka():
+    import kafka
+
+    topics = {f"prpc_{QUEUE}": "python", f"prpc_raw_{QUEUE}": "raw"}
+    consumer = kafka.KafkaConsumer(*topics, bootstrap_servers=URL, group_id=GROUP,
+                                   auto_offset_reset="latest", enable_auto_commit=False,
+                                   client_id="aiokafka-0.11.0")
+    producer = kafka.KafkaProducer(bootstrap_servers=URL, client_id="aiokafka-0.11.0")
+    while not consumer.assignment():
+        consumer.poll(timeout_ms=100)
+    print("READY", flush=True)
+    while running:
+        for records in consumer.poll(timeout_ms=200).values():
+            for record in records:
+                raw = topics[record.topic] == "raw"
+                text = record.value
+                message = PRPCMessage.deserialize_raw(text) if raw else PRPCMessage.deserialize(text)
+                run(message)
+                consumer.commit()  # before the reply, as the original did
+                feedback = f"prpc_feedback_raw_{QUEUE}" if raw else f"prpc_feedback_{QUEUE}"
+                producer.send(feedback, message.serialize(serialize_raw=raw).encode())
+                producer.flush()
+    consumer.close()
+
+
 def main():
     signal.signal(signal.SIGTERM, stop)
+    if os.environ.get("PRPC_TYPE_BROKER") == "kafka":
+        serve_kafka()
+        return
     client = redis.Redis.from_url(URL)
     for stream in STREAMS:
         try:
@@ -70,14 +111,7 @@ def main():
                 else:
                     message = PRPCMessage.deserialize(text)
                     feedback = f"prpc_feedback_{QUEUE}_{message.message_id}"
-                func = FUNCTIONS.get(message.func_name)
-                try:
-                    if func is None:
-                        raise LookupError(f"func name '{message.func_name}' not found in server")
-                    message.message_to_done(result=func(*message.func_args,
-                                                        **message.func_kwargs))
-                except Exception as e:
-                    message.message_to_done(exception_info=str(e))
+                run(message)
                 payload = message.serialize(serialize_raw=STREAMS[stream] == "raw")
                 client.set(feedback, payload, ex=21600)
                 client.xack(stream, GROUP, entry_id)
