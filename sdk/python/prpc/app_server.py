@@ -17,7 +17,7 @@ from ._async import AsyncRunner
 from ._signature import spec_json
 from .exceptions import ConfigurationError, RegistrationError
 
-__all__ = ["AppServer", "WORKER_TYPES"]
+__all__ = ["AppServer", "FuncData", "WORKER_TYPES"]
 
 WORKER_TYPES = ("thread", "process", "async")
 _RESERVED = ("ping", "get_function_server")
@@ -38,6 +38,60 @@ def _seconds(value: datetime.timedelta | float | int | None, what: str) -> float
     if seconds <= 0:
         raise ConfigurationError(f"{what} must be positive, not {value!r}")
     return seconds
+
+
+# The original PRPC's server settings (environment variables, in seconds or counts), as
+# configuration keys of the broker they apply to.
+_ORIGINAL_SETTINGS = {
+    "redis": (
+        ("PRPC_REDIS_EXPIRE_MESSAGE_FEEDBACK_SEC", "broker.options.result_ttl", "s"),
+        ("PRPC_REDIS_RECOVER_INTERVAL_SEC", "server.visibility_timeout", "s"),
+    ),
+    "kafka": (
+        ("PRPC_KAFKA_FEEDBACK_TOPIC_NUMBER_PARTITIONS", "broker.options.partitions", ""),
+        ("PRPC_KAFKA_QUEUE_TOPIC_NUMBER_PARTITIONS", "broker.options.partitions", ""),
+        ("PRPC_KAFKA_REPLICATION_FACTOR", "broker.options.replication_factor", ""),
+    ),
+}
+
+
+def _original_settings(type_broker: str) -> dict[str, str]:
+    """The original's environment variables that are set, as our configuration. Later entries
+    win (the queue topics' partition count over the feedback topics': ours share one count)."""
+    out: dict[str, str] = {}
+    instance = os.environ.get("PRPC_INSTANCE_NAME")
+    if instance:
+        out["server.consumer"] = instance
+    for env, key, unit in _ORIGINAL_SETTINGS.get(type_broker, ()):
+        value = os.environ.get(env)
+        if value is None or value == "":
+            continue
+        try:
+            number = int(value)
+        except ValueError:
+            raise ConfigurationError(f"{env} must be a whole number, not {value!r}") from None
+        out[key] = f"{number}{unit}"
+    return out
+
+
+class FuncData:
+    """A registered function as the original's AppServer.func_data listed it."""
+
+    def __init__(self, func: Callable[..., Any], worker_type: str, func_name: str) -> None:
+        self.func = func
+        self.worker_type = worker_type
+        self.func_name = func_name
+        self.is_coroutine = inspect.iscoroutinefunction(func)
+        try:
+            parameters = inspect.signature(func).parameters
+        except (TypeError, ValueError):
+            parameters = {}  # type: ignore[assignment]
+        empty = inspect.Parameter.empty
+        self.func_args = {n: p for n, p in parameters.items() if p.default is empty}
+        self.func_kwargs = {n: p for n, p in parameters.items() if p.default is not empty}
+
+    def __repr__(self) -> str:
+        return f"FuncData: func_name={self.func_name}, worker_type={self.worker_type}"
 
 
 def _main_module_args() -> list[str]:
@@ -64,6 +118,15 @@ class AppServer:
     ("thread", "process" or "async"); `max_number_worker` is the number of workers of each type;
     `timeout_worker` limits one call (a timedelta, or None for no limit).
     """
+
+    _instance: AppServer | None = None
+
+    @classmethod
+    def get_instance(cls) -> AppServer:
+        """The AppServer this process made last (the original allowed only one)."""
+        if cls._instance is None:
+            raise ConfigurationError("no AppServer was created in this process")
+        return cls._instance
 
     def __init__(
         self,
@@ -104,6 +167,7 @@ class AppServer:
         self._functions: dict[str, tuple[Callable[..., Any], str]] = {}
         self._stop = threading.Event()
         self._server: _core.Server | None = None
+        AppServer._instance = self
 
     def __repr__(self) -> str:
         return f"<AppServer {self.type_broker} queue={self.name_queue!r} functions={list(self._functions)}>"
@@ -171,6 +235,11 @@ class AppServer:
         """Registered function names and their worker types."""
         return {name: worker for name, (_, worker) in self._functions.items()}
 
+    @property
+    def func_data(self) -> list[FuncData]:
+        """The registered functions, as the original's AppServer listed them."""
+        return [FuncData(func, worker, name) for name, (func, worker) in self._functions.items()]
+
     # ---- serving --------------------------------------------------------------------------
 
     def _config(self) -> dict[str, str]:
@@ -183,6 +252,7 @@ class AppServer:
             "server.call_timeout": str(int(self._timeout_s * 1000)) if self._timeout_s else "0",
             "server.drain_grace": str(int(self._grace_s * 1000)),
         }
+        config.update(_original_settings(self.type_broker))
         workers = {w for _, w in self._functions.values()} | {self.default_type_worker}
         for worker in sorted(workers):
             config[f"executors.{worker}.plugin"] = worker

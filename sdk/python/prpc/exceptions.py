@@ -48,14 +48,18 @@ class ClientTimeOutError(PRPCError, TimeoutError):
     like the original PRPC's); str() appends it after the original's text.
     """
 
-    def __init__(self, timeout: datetime.timedelta | float | None = None, detail: str = "") -> None:
+    def __init__(self, timeout: datetime.timedelta | float | str | None = None,
+                 detail: str = "") -> None:
+        if isinstance(timeout, str):  # raised with only a message (by the runtime)
+            timeout, detail = None, timeout
         self.timeout = _as_timedelta(timeout)
         self.detail = detail
         super().__init__(self.timeout, detail)
 
     def __str__(self) -> str:
-        seconds = self.timeout.total_seconds() if self.timeout is not None else None
-        text = f"the task was completed by wait timeout {seconds} secs."
+        if self.timeout is None:
+            return self.detail or "the task was completed by wait timeout"
+        text = f"the task was completed by wait timeout {self.timeout.total_seconds()} secs."
         return f"{text} ({self.detail})" if self.detail else text
 
 

@@ -257,3 +257,34 @@ def test_server_func_without_generated_stubs_says_what_to_run(env, tmp_path, mon
     with pytest.raises(ImportError, match="python -m prpc.create_server_func"):
         importlib.import_module("prpc.server_func")
     sys.modules.pop("prpc.server_func", None)
+
+
+def test_the_original_server_settings_apply(start_app, env, redis_server):
+    """The original's environment variables: here the result TTL (setting it crashed the
+    original) and the instance name, which names the server's consumer."""
+    env["PRPC_REDIS_EXPIRE_MESSAGE_FEEDBACK_SEC"] = "120"
+    env["PRPC_INSTANCE_NAME"] = "billing-1"
+    start_app(APP)
+    task = prpc.call("summ", 1, 2)
+    assert task.sync_wait_result_task(datetime.timedelta(seconds=20)) == 3.5
+    ttl = redis_server.client.pttl(f"prcp_message_feedback_{task.message_id}")
+    assert 0 < ttl <= 120_000
+    consumers = redis_server.client.xinfo_consumers(f"prpc_{env['PRPC_QUEUE_NAME']}",
+                                                    "prpc_group_consumers")
+    assert [c["name"] for c in consumers] == [b"billing-1"]
+
+
+def test_app_server_singleton_access_and_func_data(monkeypatch):
+    from prpc.app_server import AppServer
+
+    app = AppServer("redis", "redis://127.0.0.1:1/0", "thread", 2)
+
+    @app.decorator_reg_func()
+    def greet(name, greeting="hello"):
+        return f"{greeting} {name}"
+
+    assert AppServer.get_instance() is app
+    [data] = app.func_data
+    assert (data.func_name, data.worker_type, data.func) == ("greet", "thread", greet)
+    assert list(data.func_args) == ["name"] and list(data.func_kwargs) == ["greeting"]
+    assert greet("you") == "hello you"  # the decorated function stays callable here
