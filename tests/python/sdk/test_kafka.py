@@ -93,6 +93,25 @@ def test_calls_over_kafka(kafka_app):
         assert [t.result(60) for t in tasks] == list(range(200))
 
 
+def test_the_original_api_over_kafka(kafka_app):
+    import datetime
+
+    from prpc import ping
+    from prpc.app_client import AwaitableTask
+    from prpc.support_module.exceptions import ClientTimeOutError, NotFoundFunc
+
+    task = AwaitableTask("summ", (1, 2), {})
+    assert task.sync_wait_result_task(datetime.timedelta(seconds=60)) == 3.5
+    assert task.is_done_task(update_status=True) and task.get_result() == 3.5
+    assert isinstance(task.time_execution, datetime.timedelta)
+    assert ping().sync_wait_result_task(datetime.timedelta(seconds=30)) == "pong"
+    with pytest.raises(NotFoundFunc):
+        AwaitableTask("no_such_function", (), {}).sync_wait_result_task(30)
+    with pytest.raises(ClientTimeOutError) as info:
+        AwaitableTask("summ", (1, 2), {}).sync_wait_result_task(datetime.timedelta(0))
+    assert info.value.timeout == datetime.timedelta(0)
+
+
 def test_generated_stubs_over_kafka(kafka_app, tmp_path, monkeypatch):
     done = subprocess.run([sys.executable, "-m", "prpc.create_server_func"], cwd=tmp_path,
                           capture_output=True, text=True, timeout=120)
