@@ -28,7 +28,8 @@ struct Job {
   std::mutex mutex;
   std::condition_variable returned_cv;
   bool returned = false;   // the invoker's callback has run
-  bool finished = false;   // `done` has been called (by the result, a timeout or shutdown)
+  bool finished = false;   // `done` was claimed (by the result, a timeout or shutdown)
+  bool delivered = false;  // ... and has returned: the caller has the outcome
   bool abandoned = false;  // its thread was replaced; it exits when the call returns
 
   // Calls `done` unless someone already did. True when this call won.
@@ -41,6 +42,8 @@ struct Job {
       cb = std::move(done);
     }
     cb(std::move(outcome));
+    std::lock_guard lock(mutex);
+    delivered = true;
     return true;
   }
 };
@@ -86,12 +89,14 @@ struct ThreadExecutor::State : std::enable_shared_from_this<ThreadExecutor::Stat
       }
       lock.unlock();
       invoker.invoke(job->call.view(), [job](Outcome outcome) {
+        // Delivered before the thread is released, so a shutdown that waits for the thread
+        // also waits for the caller to have the outcome.
+        job->finish(std::move(outcome));
         {
           std::lock_guard l(job->mutex);
           job->returned = true;
         }
         job->returned_cv.notify_all();
-        job->finish(std::move(outcome));
       });
       {
         // An asynchronous invoker completes later; the thread stays busy until it does.
@@ -217,7 +222,7 @@ void ThreadExecutor::shutdown(std::chrono::milliseconds grace) {
       if (!state_->queue.empty()) return false;
       for (const JobPtr& j : state_->active) {
         std::lock_guard l(j->mutex);
-        if (!j->finished) return false;
+        if (!j->delivered) return false;
       }
       return true;
     });
