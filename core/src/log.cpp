@@ -6,8 +6,8 @@
 #include <mutex>
 #include <string>
 
+#include "prpc/abi_views.hpp"
 #include "prpc/iso_time.hpp"
-#include "prpc/sdk/abi_views.hpp"
 
 namespace prpc::log {
 namespace {

@@ -10,9 +10,9 @@
 #include <system_error>
 
 #include "plugin_objects.hpp"
+#include "prpc/abi_views.hpp"
 #include "prpc/config.hpp"
 #include "prpc/log.hpp"
-#include "prpc/sdk/abi_views.hpp"
 
 #ifndef PRPC_BUILD_PLUGIN_DIR
 #define PRPC_BUILD_PLUGIN_DIR ""

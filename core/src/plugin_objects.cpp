@@ -7,8 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "prpc/abi_views.hpp"
 #include "prpc/log.hpp"
-#include "prpc/sdk/abi_views.hpp"
 #include "prpc/sdk/plugin.hpp"
 
 namespace prpc::details {

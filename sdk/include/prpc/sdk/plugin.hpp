@@ -28,12 +28,12 @@
 #include <utility>
 #include <vector>
 
+#include "prpc/abi_views.hpp"
 #include "prpc/broker.hpp"
 #include "prpc/codec.hpp"
 #include "prpc/executor.hpp"
 #include "prpc/functions.hpp"
 #include "prpc/plugin_abi.h"
-#include "prpc/sdk/abi_views.hpp"
 
 namespace prpc::sdk {
 
