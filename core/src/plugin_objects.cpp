@@ -9,13 +9,9 @@
 
 #include "prpc/abi_views.hpp"
 #include "prpc/log.hpp"
-#include "prpc/sdk/plugin.hpp"
 
 namespace prpc::details {
 namespace {
-
-using sdk::details::delivery_from;
-using sdk::details::delivery_view;
 
 constexpr std::size_t kErrorCapacity = 1024;
 
@@ -112,7 +108,7 @@ void lookup_thunk(void* ud, prpc_status code, const prpc_bytes* payload,
 }
 
 void outcome_thunk(void* ud, const prpc_outcome* raw) noexcept {
-  run_once<OutcomeCallback>(ud, [&](OutcomeCallback& fn) { fn(sdk::details::outcome_from(raw)); });
+  run_once<OutcomeCallback>(ud, [&](OutcomeCallback& fn) { fn(abi::outcome_from(raw)); });
 }
 
 void string_sink(void* ud, prpc_bytes value) noexcept {
@@ -141,14 +137,7 @@ class PluginBroker final : public Broker {
       std::lock_guard lock(mutex_);
       handler_.reset(tagged<DeliveryHandler>(this, std::move(handler)));
     }
-    auto o = abi::make_sized<prpc_subscribe_options>();
-    o.queue = abi::str(options.queue);
-    o.group = abi::str(options.group);
-    o.consumer = abi::str(options.consumer);
-    o.flavours = (options.python ? PRPC_SUBSCRIBE_PYTHON : 0u) | (options.raw ? PRPC_SUBSCRIBE_RAW : 0u);
-    o.max_outstanding = options.max_outstanding;
-    o.batch_size = options.batch_size;
-    o.visibility_timeout_ms = options.visibility_timeout.count();
+    prpc_subscribe_options o = abi::subscribe_options_view(options);
     ErrorBuffer e;
     prpc_status code = vt_.subscribe(self_, &o, &deliver_thunk, handler_.get(), &e.err);
     return code == PRPC_OK ? Status::ok() : e.status(code, "subscribe");
@@ -164,25 +153,15 @@ class PluginBroker final : public Broker {
       done(unimplemented("finish"));
       return;
     }
-    prpc_delivery d = delivery_view(delivery);
-    auto f = abi::make_sized<prpc_finish>();
-    auto r = abi::make_sized<prpc_reply>();
-    if (what.reply != nullptr) {
-      r.flavour = static_cast<std::int32_t>(what.reply->flavour);
-      r.queue = abi::str(what.reply->queue);
-      r.message_id = abi::str(what.reply->message_id);
-      r.reply_to = abi::str(what.reply->reply_to);
-      r.payload = abi::bytes(what.reply->payload);
-      r.flags = what.reply->push_only ? PRPC_REPLY_PUSH_ONLY : 0u;
-      f.reply = &r;
-    }
-    f.dead_letter_reason = abi::str(what.dead_letter_reason);
+    prpc_delivery d = abi::delivery_view(delivery);
+    prpc_reply r;
+    prpc_finish f = abi::finish_view(what, r);
     vt_.finish(self_, &d, &f, &done_thunk, tagged(this, std::move(done)));
   }
 
   void touch(const DeliveryView& delivery) override {
     if (vt_.touch == nullptr) return;
-    prpc_delivery d = delivery_view(delivery);
+    prpc_delivery d = abi::delivery_view(delivery);
     vt_.touch(self_, &d);
   }
 
@@ -201,11 +180,7 @@ class PluginBroker final : public Broker {
       done(unimplemented("publish"));
       return;
     }
-    auto p = abi::make_sized<prpc_publish>();
-    p.flavour = static_cast<std::int32_t>(message.flavour);
-    p.queue = abi::str(message.queue);
-    p.message_id = abi::str(message.message_id);
-    p.payload = abi::bytes(message.payload);
+    prpc_publish p = abi::publish_view(message);
     vt_.publish(self_, &p, &done_thunk, tagged(this, std::move(done)));
   }
 
@@ -231,7 +206,7 @@ class PluginBroker final : public Broker {
     ErrorBuffer e;
     prpc_status code = vt_.queue_stats(self_, abi::str(queue), &out, &e.err);
     if (code != PRPC_OK) return e.status(code, "queue_stats");
-    return QueueStats{out.length, out.pending, out.consumers, out.dead_letters};
+    return abi::queue_stats_from(out);
   }
 
   Result<std::vector<DeadLetter>> dead_letters(std::string_view queue,
@@ -269,7 +244,7 @@ class PluginBroker final : public Broker {
     abi::barrier_void([&] {
       std::vector<DeliveryView> views;
       views.reserve(count);
-      for (std::size_t i = 0; i < count; ++i) views.push_back(delivery_from(items[i]));
+      for (std::size_t i = 0; i < count; ++i) views.push_back(abi::delivery_from(items[i]));
       handler->fn(views);
     });
   }
@@ -279,12 +254,8 @@ class PluginBroker final : public Broker {
     abi::barrier_void([&] { handler->fn(abi::view(message_id), abi::view(payload)); });
   }
   static void dead_letter_sink(void* ud, const prpc_dead_letter* raw) noexcept {
-    abi::barrier_void([&] {
-      prpc_dead_letter v = abi::copy_sized(raw);
-      static_cast<std::vector<DeadLetter>*>(ud)->push_back(
-          DeadLetter{std::string(abi::view(v.id)), static_cast<Flavour>(v.flavour),
-                     std::string(abi::view(v.reason)), std::string(abi::view(v.payload))});
-    });
+    abi::barrier_void(
+        [&] { static_cast<std::vector<DeadLetter>*>(ud)->push_back(abi::dead_letter_from(raw)); });
   }
 
   LibraryHandle lib_;
@@ -353,11 +324,10 @@ class PluginCodec final : public Codec {
 void invoker_invoke(void* ud, const prpc_invocation* inv, prpc_outcome_fn done,
                     void* done_ud) noexcept {
   try {
-    static_cast<Invoker*>(ud)->invoke(sdk::details::invocation_from(inv),
-                                      sdk::details::outcome_to_c(done, done_ud));
+    static_cast<Invoker*>(ud)->invoke(abi::invocation_from(inv), abi::outcome_to_c(done, done_ud));
   } catch (const std::exception& e) {
     Outcome o = Outcome::failure(StatusCode::kInternal, error_types::kInternal, e.what());
-    prpc_outcome v = sdk::details::outcome_view(o);
+    prpc_outcome v = abi::outcome_view(o);
     done(done_ud, &v);
   }
 }
@@ -399,7 +369,7 @@ class PluginExecutor final : public Executor {
                             "the executor plugin does not implement submit"));
       return;
     }
-    prpc_invocation v = sdk::details::invocation_view(call);
+    prpc_invocation v = abi::invocation_view(call);
     vt_.submit(self_, &v, &outcome_thunk, tagged(this, std::move(done)));
   }
 
@@ -421,13 +391,7 @@ class PluginExecutor final : public Executor {
 
 void function_info_sink(void* ud, const prpc_function_info* raw) noexcept {
   abi::barrier_void([&] {
-    prpc_function_info v = abi::copy_sized(raw);
-    FunctionInfo f;
-    f.name = abi::view(v.name);
-    f.worker = abi::view(v.worker);
-    f.spec_json = v.spec_json.data ? std::string(abi::view(v.spec_json)) : std::string("{}");
-    f.doc = abi::view(v.doc);
-    static_cast<std::vector<FunctionInfo>*>(ud)->push_back(std::move(f));
+    static_cast<std::vector<FunctionInfo>*>(ud)->push_back(abi::function_info_from(raw));
   });
 }
 
@@ -451,7 +415,7 @@ class PluginFunctions final : public FunctionTable {
                             "the functions plugin does not implement invoke"));
       return;
     }
-    prpc_invocation v = sdk::details::invocation_view(call);
+    prpc_invocation v = abi::invocation_view(call);
     vt_.invoke(self_, &v, &outcome_thunk, tagged(this, std::move(done)));
   }
 

@@ -1,7 +1,10 @@
-// Conversions between the C ABI's views and C++ types, shared by the plugin SDK and the host.
+// Conversions between the C ABI's views and C++ types, shared by the plugin SDK and the host: each
+// *_view borrows a C++ object's storage as an ABI struct, each *_from reads one back (through
+// copy_sized, so a shorter struct from an older peer reads as zeroes past its end).
 #pragma once
 
 #include <algorithm>
+#include <chrono>
 #include <cstddef>
 #include <cstring>
 #include <exception>
@@ -9,6 +12,9 @@
 #include <string>
 #include <string_view>
 
+#include "prpc/broker.hpp"
+#include "prpc/executor.hpp"
+#include "prpc/functions.hpp"
 #include "prpc/message.hpp"
 #include "prpc/plugin_abi.h"
 #include "prpc/status.hpp"
@@ -129,6 +135,223 @@ inline Message message_from(const prpc_message* raw) {
   m.traceback = view(v.traceback);
   m.traceparent = view(v.traceparent);
   return m;
+}
+
+// ---- calls: Invocation <-> prpc_invocation, Outcome <-> prpc_outcome --------------------------
+
+inline prpc_invocation invocation_view(const Invocation& c) noexcept {
+  auto v = make_sized<prpc_invocation>();
+  v.call_id = c.call_id;
+  v.func_name = str(c.func_name);
+  v.args = str(c.args);
+  v.kwargs = str(c.kwargs);
+  v.dialect = str(c.dialect);
+  v.message_id = str(c.message_id);
+  v.timeout_ms = c.timeout.count();
+  return v;
+}
+
+inline Invocation invocation_from(const prpc_invocation* raw) noexcept {
+  prpc_invocation v = copy_sized(raw);
+  Invocation c;
+  c.call_id = v.call_id;
+  c.func_name = view(v.func_name);
+  c.args = v.args.data ? view(v.args) : std::string_view("[]");
+  c.kwargs = v.kwargs.data ? view(v.kwargs) : std::string_view("{}");
+  c.dialect = v.dialect.data ? view(v.dialect) : std::string_view("json");
+  c.message_id = view(v.message_id);
+  c.timeout = std::chrono::milliseconds(v.timeout_ms);
+  return c;
+}
+
+inline prpc_outcome outcome_view(const Outcome& o) noexcept {
+  auto v = make_sized<prpc_outcome>();
+  v.status = static_cast<prpc_status>(o.status.code());
+  v.result = str(o.result);
+  v.error_type = str(o.error_type);
+  v.error_message = str(o.error_message.empty() ? std::string_view(o.status.message())
+                                                : std::string_view(o.error_message));
+  v.traceback = str(o.traceback);
+  return v;
+}
+
+inline Outcome outcome_from(const prpc_outcome* raw) {
+  prpc_outcome v = copy_sized(raw);
+  Outcome o;
+  StatusCode code = status_code_from_abi(v.status);
+  o.error_type = view(v.error_type);
+  o.error_message = view(v.error_message);
+  o.traceback = view(v.traceback);
+  if (code == StatusCode::kOk) {
+    o.result = v.result.data ? std::string(view(v.result)) : std::string("null");
+  } else {
+    o.status = Status(code, o.error_message);
+  }
+  return o;
+}
+
+// An OutcomeCallback that forwards to a C completion.
+inline OutcomeCallback outcome_to_c(prpc_outcome_fn done, void* ud) {
+  return [done, ud](Outcome o) {
+    prpc_outcome v = outcome_view(o);
+    done(ud, &v);
+  };
+}
+
+inline prpc_function_info function_info_view(const FunctionInfo& f) noexcept {
+  auto v = make_sized<prpc_function_info>();
+  v.name = str(f.name);
+  v.worker = str(f.worker);
+  v.spec_json = str(f.spec_json);
+  v.doc = str(f.doc);
+  return v;
+}
+
+inline FunctionInfo function_info_from(const prpc_function_info* raw) {
+  prpc_function_info v = copy_sized(raw);
+  FunctionInfo f;
+  f.name = view(v.name);
+  f.worker = view(v.worker);
+  f.spec_json = v.spec_json.data ? std::string(view(v.spec_json)) : std::string("{}");
+  f.doc = view(v.doc);
+  return f;
+}
+
+// ---- broker ------------------------------------------------------------------------------------
+
+inline prpc_delivery delivery_view(const DeliveryView& d) noexcept {
+  auto v = make_sized<prpc_delivery>();
+  v.flavour = static_cast<std::int32_t>(d.flavour);
+  v.queue = str(d.queue);
+  v.token = str(d.token);
+  v.payload = bytes(d.payload);
+  v.delivery_count = d.delivery_count;
+  return v;
+}
+
+inline DeliveryView delivery_from(const prpc_delivery* raw) noexcept {
+  prpc_delivery v = copy_sized(raw);
+  DeliveryView d;
+  d.flavour = static_cast<Flavour>(v.flavour);
+  d.queue = view(v.queue);
+  d.token = view(v.token);
+  d.payload = view(v.payload);
+  d.delivery_count = v.delivery_count;
+  return d;
+}
+
+// A DoneCallback that forwards to a C completion (which may be NULL).
+inline DoneCallback done_to_c(prpc_done_fn done, void* ud) {
+  return [done, ud](const Status& s) {
+    if (done != nullptr) done(ud, static_cast<prpc_status>(s.code()), str(s.message()));
+  };
+}
+
+inline prpc_subscribe_options subscribe_options_view(const SubscribeOptions& options) noexcept {
+  auto o = make_sized<prpc_subscribe_options>();
+  o.queue = str(options.queue);
+  o.group = str(options.group);
+  o.consumer = str(options.consumer);
+  o.flavours =
+      (options.python ? PRPC_SUBSCRIBE_PYTHON : 0u) | (options.raw ? PRPC_SUBSCRIBE_RAW : 0u);
+  o.max_outstanding = options.max_outstanding;
+  o.batch_size = options.batch_size;
+  o.visibility_timeout_ms = options.visibility_timeout.count();
+  return o;
+}
+
+inline SubscribeOptions subscribe_options_from(const prpc_subscribe_options* raw) {
+  prpc_subscribe_options o = copy_sized(raw);
+  SubscribeOptions options;
+  options.queue = view(o.queue);
+  options.group = view(o.group);
+  options.consumer = view(o.consumer);
+  options.python = (o.flavours & PRPC_SUBSCRIBE_PYTHON) != 0;
+  options.raw = (o.flavours & PRPC_SUBSCRIBE_RAW) != 0;
+  options.max_outstanding = o.max_outstanding;
+  options.batch_size = o.batch_size;
+  options.visibility_timeout = std::chrono::milliseconds(o.visibility_timeout_ms);
+  return options;
+}
+
+// The finish request's reply, when it has one, is written to `reply`, which must outlive the
+// returned view.
+inline prpc_finish finish_view(const FinishRequest& what, prpc_reply& reply) noexcept {
+  auto f = make_sized<prpc_finish>();
+  reply = make_sized<prpc_reply>();
+  if (what.reply != nullptr) {
+    reply.flavour = static_cast<std::int32_t>(what.reply->flavour);
+    reply.queue = str(what.reply->queue);
+    reply.message_id = str(what.reply->message_id);
+    reply.reply_to = str(what.reply->reply_to);
+    reply.payload = bytes(what.reply->payload);
+    reply.flags = what.reply->push_only ? PRPC_REPLY_PUSH_ONLY : 0u;
+    f.reply = &reply;
+  }
+  f.dead_letter_reason = str(what.dead_letter_reason);
+  return f;
+}
+
+// The same, read back: the reply, when there is one, is written to `reply`, which must outlive
+// the returned request.
+inline FinishRequest finish_from(const prpc_finish* raw, ReplyView& reply) noexcept {
+  prpc_finish f = copy_sized(raw);
+  FinishRequest req;
+  if (f.reply != nullptr) {
+    prpc_reply r = copy_sized(f.reply);
+    reply.flavour = static_cast<Flavour>(r.flavour);
+    reply.queue = view(r.queue);
+    reply.message_id = view(r.message_id);
+    reply.reply_to = view(r.reply_to);
+    reply.payload = view(r.payload);
+    reply.push_only = (r.flags & PRPC_REPLY_PUSH_ONLY) != 0;
+    req.reply = &reply;
+  }
+  req.dead_letter_reason = view(f.dead_letter_reason);
+  return req;
+}
+
+inline prpc_publish publish_view(const PublishView& message) noexcept {
+  auto p = make_sized<prpc_publish>();
+  p.flavour = static_cast<std::int32_t>(message.flavour);
+  p.queue = str(message.queue);
+  p.message_id = str(message.message_id);
+  p.payload = bytes(message.payload);
+  return p;
+}
+
+inline PublishView publish_from(const prpc_publish* raw) noexcept {
+  prpc_publish p = copy_sized(raw);
+  return PublishView{static_cast<Flavour>(p.flavour), view(p.queue), view(p.message_id),
+                     view(p.payload)};
+}
+
+inline prpc_queue_stats queue_stats_view(const QueueStats& s) noexcept {
+  auto v = make_sized<prpc_queue_stats>();
+  v.length = s.length;
+  v.pending = s.pending;
+  v.consumers = s.consumers;
+  v.dead_letters = s.dead_letters;
+  return v;
+}
+
+inline QueueStats queue_stats_from(const prpc_queue_stats& v) noexcept {
+  return QueueStats{v.length, v.pending, v.consumers, v.dead_letters};
+}
+
+inline prpc_dead_letter dead_letter_view(const DeadLetter& d) noexcept {
+  auto v = make_sized<prpc_dead_letter>();
+  v.id = str(d.id);
+  v.flavour = static_cast<std::int32_t>(d.flavour);
+  v.reason = str(d.reason);
+  v.payload = bytes(d.payload);
+  return v;
+}
+
+inline DeadLetter dead_letter_from(const prpc_dead_letter* raw) {
+  prpc_dead_letter v = copy_sized(raw);
+  return DeadLetter{std::string(view(v.id)), static_cast<Flavour>(v.flavour),
+                    std::string(view(v.reason)), std::string(view(v.payload))};
 }
 
 }  // namespace prpc::abi

@@ -129,69 +129,10 @@ struct OptionSpec {
 
 namespace details {
 
-inline prpc_invocation invocation_view(const Invocation& c) noexcept {
-  auto v = abi::make_sized<prpc_invocation>();
-  v.call_id = c.call_id;
-  v.func_name = abi::str(c.func_name);
-  v.args = abi::str(c.args);
-  v.kwargs = abi::str(c.kwargs);
-  v.dialect = abi::str(c.dialect);
-  v.message_id = abi::str(c.message_id);
-  v.timeout_ms = c.timeout.count();
-  return v;
-}
-
-inline Invocation invocation_from(const prpc_invocation* raw) noexcept {
-  prpc_invocation v = abi::copy_sized(raw);
-  Invocation c;
-  c.call_id = v.call_id;
-  c.func_name = abi::view(v.func_name);
-  c.args = v.args.data ? abi::view(v.args) : std::string_view("[]");
-  c.kwargs = v.kwargs.data ? abi::view(v.kwargs) : std::string_view("{}");
-  c.dialect = v.dialect.data ? abi::view(v.dialect) : std::string_view("json");
-  c.message_id = abi::view(v.message_id);
-  c.timeout = std::chrono::milliseconds(v.timeout_ms);
-  return c;
-}
-
-inline prpc_outcome outcome_view(const Outcome& o) noexcept {
-  auto v = abi::make_sized<prpc_outcome>();
-  v.status = static_cast<prpc_status>(o.status.code());
-  v.result = abi::str(o.result);
-  v.error_type = abi::str(o.error_type);
-  v.error_message = abi::str(o.error_message.empty() ? std::string_view(o.status.message())
-                                                     : std::string_view(o.error_message));
-  v.traceback = abi::str(o.traceback);
-  return v;
-}
-
-inline Outcome outcome_from(const prpc_outcome* raw) {
-  prpc_outcome v = abi::copy_sized(raw);
-  Outcome o;
-  StatusCode code = status_code_from_abi(v.status);
-  o.error_type = abi::view(v.error_type);
-  o.error_message = abi::view(v.error_message);
-  o.traceback = abi::view(v.traceback);
-  if (code == StatusCode::kOk) {
-    o.result = v.result.data ? std::string(abi::view(v.result)) : std::string("null");
-  } else {
-    o.status = Status(code, o.error_message);
-  }
-  return o;
-}
-
-// An OutcomeCallback that forwards to a C completion.
-inline OutcomeCallback outcome_to_c(prpc_outcome_fn done, void* ud) {
-  return [done, ud](Outcome o) {
-    prpc_outcome v = outcome_view(o);
-    done(ud, &v);
-  };
-}
-
 // Heap-held C++ callback handed through a C `void* ud`; the thunk runs it once and frees it.
 inline void outcome_thunk(void* ud, const prpc_outcome* raw) noexcept {
   std::unique_ptr<OutcomeCallback> cb(static_cast<OutcomeCallback*>(ud));
-  abi::barrier_void([&] { (*cb)(outcome_from(raw)); });
+  abi::barrier_void([&] { (*cb)(abi::outcome_from(raw)); });
 }
 
 }  // namespace details
@@ -206,7 +147,7 @@ class InvokerRef final : public Invoker {
                             "the host gave no invoker"));
       return;
     }
-    prpc_invocation v = details::invocation_view(call);
+    prpc_invocation v = abi::invocation_view(call);
     raw_.invoke(raw_.ud, &v, &details::outcome_thunk, new OutcomeCallback(std::move(done)));
   }
   void cancel(std::uint64_t call_id) override {
@@ -224,33 +165,6 @@ namespace details {
 template <typename T>
 T* as(void* self) noexcept {
   return static_cast<T*>(self);
-}
-
-inline prpc_delivery delivery_view(const DeliveryView& d) noexcept {
-  auto v = abi::make_sized<prpc_delivery>();
-  v.flavour = static_cast<std::int32_t>(d.flavour);
-  v.queue = abi::str(d.queue);
-  v.token = abi::str(d.token);
-  v.payload = abi::bytes(d.payload);
-  v.delivery_count = d.delivery_count;
-  return v;
-}
-
-inline DeliveryView delivery_from(const prpc_delivery* raw) noexcept {
-  prpc_delivery v = abi::copy_sized(raw);
-  DeliveryView d;
-  d.flavour = static_cast<Flavour>(v.flavour);
-  d.queue = abi::view(v.queue);
-  d.token = abi::view(v.token);
-  d.payload = abi::view(v.payload);
-  d.delivery_count = v.delivery_count;
-  return d;
-}
-
-inline DoneCallback done_to_c(prpc_done_fn done, void* ud) {
-  return [done, ud](const Status& s) {
-    if (done != nullptr) done(ud, static_cast<prpc_status>(s.code()), abi::str(s.message()));
-  };
 }
 
 template <typename T>
@@ -283,20 +197,11 @@ struct BrokerThunks : LifecycleThunks<T> {
   static prpc_status subscribe(void* self, const prpc_subscribe_options* raw,
                                prpc_delivery_fn sink, void* sink_ud, prpc_error* err) noexcept {
     return abi::barrier(err, [&] {
-      prpc_subscribe_options o = abi::copy_sized(raw);
-      SubscribeOptions options;
-      options.queue = abi::view(o.queue);
-      options.group = abi::view(o.group);
-      options.consumer = abi::view(o.consumer);
-      options.python = (o.flavours & PRPC_SUBSCRIBE_PYTHON) != 0;
-      options.raw = (o.flavours & PRPC_SUBSCRIBE_RAW) != 0;
-      options.max_outstanding = o.max_outstanding;
-      options.batch_size = o.batch_size;
-      options.visibility_timeout = std::chrono::milliseconds(o.visibility_timeout_ms);
+      SubscribeOptions options = abi::subscribe_options_from(raw);
       return as<T>(self)->subscribe(options, [sink, sink_ud](std::span<const DeliveryView> items) {
         std::vector<prpc_delivery> views;
         views.reserve(items.size());
-        for (const auto& d : items) views.push_back(delivery_view(d));
+        for (const auto& d : items) views.push_back(abi::delivery_view(d));
         std::vector<const prpc_delivery*> ptrs;
         ptrs.reserve(views.size());
         for (const auto& v : views) ptrs.push_back(&v);
@@ -310,21 +215,9 @@ struct BrokerThunks : LifecycleThunks<T> {
   static void finish(void* self, const prpc_delivery* delivery, const prpc_finish* raw,
                      prpc_done_fn done, void* ud) noexcept {
     try {
-      prpc_finish f = abi::copy_sized(raw);
       ReplyView reply;
-      FinishRequest req;
-      if (f.reply != nullptr) {
-        prpc_reply r = abi::copy_sized(f.reply);
-        reply.flavour = static_cast<Flavour>(r.flavour);
-        reply.queue = abi::view(r.queue);
-        reply.message_id = abi::view(r.message_id);
-        reply.reply_to = abi::view(r.reply_to);
-        reply.payload = abi::view(r.payload);
-        reply.push_only = (r.flags & PRPC_REPLY_PUSH_ONLY) != 0;
-        req.reply = &reply;
-      }
-      req.dead_letter_reason = abi::view(f.dead_letter_reason);
-      as<T>(self)->finish(delivery_from(delivery), req, done_to_c(done, ud));
+      FinishRequest req = abi::finish_from(raw, reply);
+      as<T>(self)->finish(abi::delivery_from(delivery), req, abi::done_to_c(done, ud));
     } catch (const std::exception& e) {
       if (done != nullptr) done(ud, PRPC_ERR_INTERNAL, abi::str(e.what()));
     } catch (...) {
@@ -332,7 +225,7 @@ struct BrokerThunks : LifecycleThunks<T> {
     }
   }
   static void touch(void* self, const prpc_delivery* delivery) noexcept {
-    abi::barrier_void([&] { as<T>(self)->touch(delivery_from(delivery)); });
+    abi::barrier_void([&] { as<T>(self)->touch(abi::delivery_from(delivery)); });
   }
   static void lookup_result(void* self, std::int32_t flavour, prpc_str queue,
                             prpc_str message_id, prpc_lookup_fn done, void* ud) noexcept {
@@ -358,10 +251,7 @@ struct BrokerThunks : LifecycleThunks<T> {
   }
   static void publish(void* self, const prpc_publish* raw, prpc_done_fn done, void* ud) noexcept {
     try {
-      prpc_publish p = abi::copy_sized(raw);
-      PublishView view{static_cast<Flavour>(p.flavour), abi::view(p.queue),
-                       abi::view(p.message_id), abi::view(p.payload)};
-      as<T>(self)->publish(view, done_to_c(done, ud));
+      as<T>(self)->publish(abi::publish_from(raw), abi::done_to_c(done, ud));
     } catch (const std::exception& e) {
       if (done != nullptr) done(ud, PRPC_ERR_INTERNAL, abi::str(e.what()));
     } catch (...) {
@@ -387,11 +277,7 @@ struct BrokerThunks : LifecycleThunks<T> {
     return abi::barrier(err, [&]() -> Status {
       auto r = as<T>(self)->queue_stats(abi::view(queue));
       if (!r.is_ok()) return r.status();
-      auto v = abi::make_sized<prpc_queue_stats>();
-      v.length = r->length;
-      v.pending = r->pending;
-      v.consumers = r->consumers;
-      v.dead_letters = r->dead_letters;
+      prpc_queue_stats v = abi::queue_stats_view(*r);
       std::memcpy(out, &v, std::min<std::size_t>(sizeof(v), out->struct_size));
       return Status::ok();
     });
@@ -402,11 +288,7 @@ struct BrokerThunks : LifecycleThunks<T> {
       auto r = as<T>(self)->dead_letters(abi::view(queue), max_count);
       if (!r.is_ok()) return r.status();
       for (const auto& d : *r) {
-        auto v = abi::make_sized<prpc_dead_letter>();
-        v.id = abi::str(d.id);
-        v.flavour = static_cast<std::int32_t>(d.flavour);
-        v.reason = abi::str(d.reason);
-        v.payload = abi::bytes(d.payload);
+        prpc_dead_letter v = abi::dead_letter_view(d);
         sink(ud, &v);
       }
       return Status::ok();
@@ -523,10 +405,10 @@ struct ExecutorThunks {
   static void submit(void* self, const prpc_invocation* inv, prpc_outcome_fn done,
                      void* ud) noexcept {
     try {
-      as<Instance>(self)->executor.submit(invocation_from(inv), outcome_to_c(done, ud));
+      as<Instance>(self)->executor.submit(abi::invocation_from(inv), abi::outcome_to_c(done, ud));
     } catch (const std::exception& e) {
       Outcome o = Outcome::failure(StatusCode::kInternal, error_types::kInternal, e.what());
-      prpc_outcome v = outcome_view(o);
+      prpc_outcome v = abi::outcome_view(o);
       done(ud, &v);
     }
   }
@@ -562,11 +444,7 @@ struct FunctionsThunks : LifecycleThunks<T> {
   static void list(void* self, prpc_function_info_fn sink, void* ud) noexcept {
     abi::barrier_void([&] {
       for (const FunctionInfo& f : as<T>(self)->list()) {
-        auto v = abi::make_sized<prpc_function_info>();
-        v.name = abi::str(f.name);
-        v.worker = abi::str(f.worker);
-        v.spec_json = abi::str(f.spec_json);
-        v.doc = abi::str(f.doc);
+        prpc_function_info v = abi::function_info_view(f);
         sink(ud, &v);
       }
     });
@@ -574,10 +452,10 @@ struct FunctionsThunks : LifecycleThunks<T> {
   static void invoke(void* self, const prpc_invocation* inv, prpc_outcome_fn done,
                      void* ud) noexcept {
     try {
-      as<T>(self)->invoke(invocation_from(inv), outcome_to_c(done, ud));
+      as<T>(self)->invoke(abi::invocation_from(inv), abi::outcome_to_c(done, ud));
     } catch (const std::exception& e) {
       Outcome o = Outcome::failure(StatusCode::kInternal, error_types::kInternal, e.what());
-      prpc_outcome v = outcome_view(o);
+      prpc_outcome v = abi::outcome_view(o);
       done(ud, &v);
     }
   }
