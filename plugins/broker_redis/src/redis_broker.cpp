@@ -16,8 +16,8 @@
 #include <unordered_set>
 
 #include "connection.hpp"
-#include "prpc/broker_redis/names.hpp"
 #include "prpc/broker_redis/url.hpp"
+#include "prpc/protocol.hpp"
 #include "scripts.hpp"
 
 namespace prpc::redis {

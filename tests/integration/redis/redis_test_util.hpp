@@ -18,9 +18,9 @@
 #include <vector>
 
 #include "log_capture.hpp"
-#include "prpc/broker_redis/names.hpp"
 #include "prpc/broker_redis/redis_broker.hpp"
 #include "prpc/log.hpp"
+#include "prpc/protocol.hpp"
 #include "prpc/uuid.hpp"
 #include "redis_server.hpp"
 

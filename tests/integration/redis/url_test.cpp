@@ -3,7 +3,7 @@
 
 #include <gtest/gtest.h>
 
-#include "prpc/broker_redis/names.hpp"
+#include "prpc/protocol.hpp"
 
 namespace prpc::redis {
 namespace {
