@@ -17,16 +17,17 @@
 
 #include "kafka_handles.hpp"
 #include "offset_ledger.hpp"
+#include "prpc/protocol.hpp"
 
 namespace prpc::kafka {
 
 std::string request_topic(std::string_view queue, Flavour flavour) {
-  return (flavour == Flavour::kRaw ? "prpc_raw_" : "prpc_") + std::string(queue);
+  return protocol::request_stream(flavour, queue);
 }
 std::string reply_topic(std::string_view queue, Flavour flavour) {
-  return (flavour == Flavour::kRaw ? "prpc_feedback_raw_" : "prpc_feedback_") + std::string(queue);
+  return protocol::reply_topic(flavour, queue);
 }
-std::string dead_topic(std::string_view queue) { return "prpc_dead_" + std::string(queue); }
+std::string dead_topic(std::string_view queue) { return protocol::dead_letter_stream(queue); }
 
 namespace {
 

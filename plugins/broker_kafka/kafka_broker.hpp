@@ -19,7 +19,7 @@
 
 namespace prpc::kafka {
 
-// The topic names of PROTOCOL.md section 1.
+// The topic names of PROTOCOL.md section 1, in the Kafka broker's words (prpc/protocol.hpp).
 std::string request_topic(std::string_view queue, Flavour flavour);
 std::string reply_topic(std::string_view queue, Flavour flavour);
 std::string dead_topic(std::string_view queue);

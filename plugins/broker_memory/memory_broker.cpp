@@ -2,24 +2,15 @@
 
 #include <algorithm>
 
+#include "prpc/protocol.hpp"
 #include "prpc/uuid.hpp"
 
 namespace prpc::memory {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-std::string request_stream(Flavour f, std::string_view queue) {
-  return (f == Flavour::kRaw ? "prpc_raw_" : "prpc_") + std::string(queue);
-}
-
-// The result keys of PROTOCOL.md section 1 (the Python one keeps the seed's spelling).
-std::string result_key(Flavour f, std::string_view queue, std::string_view message_id) {
-  if (f == Flavour::kRaw) {
-    return "prpc_feedback_raw_" + std::string(queue) + "_" + std::string(message_id);
-  }
-  return "prcp_message_feedback_" + std::string(message_id);
-}
+using protocol::request_stream;
+using protocol::result_key;
 
 std::string make_token(const std::string& stream, std::uint64_t seq) {
   return stream + "#" + std::to_string(seq);

@@ -24,6 +24,7 @@ namespace prpc::redis {
 
 using namespace details;  // NOLINT(google-build-using-namespace): this file is the broker
 using namespace std::chrono_literals;
+namespace names = protocol;  // the keys and streams of docs/protocol.md, by their old short name
 
 namespace {
 

@@ -1,4 +1,5 @@
-// Every Redis key the broker touches, derived from the queue name alone (PROTOCOL.md section 1).
+// The names of a queue's streams, topics and keys (PROTOCOL.md section 1), derived from the queue
+// name alone, for every broker: a "stream" is a Redis stream or a Kafka topic.
 #pragma once
 
 #include <string>
@@ -6,14 +7,23 @@
 
 #include "prpc/message.hpp"
 
-namespace prpc::redis::names {
+namespace prpc::protocol {
 
+// The fields of a stream entry: the request or reply payload, and the message_id of a reply.
 inline constexpr std::string_view kMessageField = "message";
 inline constexpr std::string_view kMessageIdField = "message_id";
 
-// prpc_{q} (Python flavour) or prpc_raw_{q} (raw JSON).
+// prpc_{q} (Python flavour) or prpc_raw_{q} (raw JSON): where requests are published.
 inline std::string request_stream(Flavour flavour, std::string_view queue) {
   std::string out(flavour == Flavour::kRaw ? "prpc_raw_" : "prpc_");
+  out += queue;
+  return out;
+}
+
+// prpc_feedback_{q} or prpc_feedback_raw_{q}: one stream that holds every reply to the queue,
+// keyed by message_id (Kafka, which has no result keys).
+inline std::string reply_topic(Flavour flavour, std::string_view queue) {
+  std::string out(flavour == Flavour::kRaw ? "prpc_feedback_raw_" : "prpc_feedback_");
   out += queue;
   return out;
 }
@@ -51,8 +61,9 @@ inline std::string dead_letter_stream(std::string_view queue) {
   return out;
 }
 
-// Per-client reply streams are prpc_feedback_{q}:{client}. The ':' keeps them apart from the raw
-// result keys (prpc_feedback_raw_...), whatever the queue is called.
+// A client's reply address is prpc_feedback_{q}:{client} (a Redis stream per client, a partition
+// of the reply topic on Kafka). The ':' keeps them apart from the raw result keys
+// (prpc_feedback_raw_...), whatever the queue is called.
 inline std::string reply_stream_prefix(std::string_view queue) {
   std::string out("prpc_feedback_");
   out += queue;
@@ -74,4 +85,4 @@ inline bool is_reply_stream(std::string_view reply_to, std::string_view queue) {
   return true;
 }
 
-}  // namespace prpc::redis::names
+}  // namespace prpc::protocol

@@ -71,7 +71,7 @@ TEST_F(RedisBrokerTest, FinishStoresTheResultPushesTheReplyAndAcks) {
       pushed.set_value({std::string(id), std::string(payload)});
     });
     ASSERT_TRUE(reply_to.is_ok()) << reply_to.status().to_string();
-    EXPECT_EQ(reply_to->rfind(names::reply_stream_prefix(q), 0), 0u) << *reply_to;
+    EXPECT_EQ(reply_to->rfind(protocol::reply_stream_prefix(q), 0), 0u) << *reply_to;
 
     std::string id = new_uuid();
     ASSERT_TRUE(publish_sync(*cli, f, q, "request", id).is_ok());
@@ -85,11 +85,11 @@ TEST_F(RedisBrokerTest, FinishStoresTheResultPushesTheReplyAndAcks) {
     EXPECT_EQ(fut.get(), std::make_pair(id, std::string("the result")));
 
     RedisClient c = server().client();
-    EXPECT_EQ(c.get(names::result_key(f, q, id)), "the result");
-    long long ttl = c.integer({"PTTL", names::result_key(f, q, id)});
+    EXPECT_EQ(c.get(protocol::result_key(f, q, id)), "the result");
+    long long ttl = c.integer({"PTTL", protocol::result_key(f, q, id)});
     EXPECT_GT(ttl, 0);
     EXPECT_LE(ttl, 6LL * 3600 * 1000);
-    EXPECT_EQ(pending_count(c, names::request_stream(f, q)), 0);
+    EXPECT_EQ(pending_count(c, protocol::request_stream(f, q)), 0);
     long long reply_ttl = c.integer({"PTTL", *reply_to});
     EXPECT_GT(reply_ttl, 0);
     EXPECT_LE(reply_ttl, 5LL * 60 * 1000);
@@ -172,8 +172,8 @@ TEST_F(RedisBrokerTest, AResultThatCannotBeStoredIsNotAcknowledged) {
               s.message().find("can't run this command") != std::string::npos)
       << s.to_string();
   RedisClient c = server().client();
-  EXPECT_EQ(pending_count(c, names::request_stream(Flavour::kPython, q_)), 1);
-  EXPECT_EQ(c.get(names::result_key(Flavour::kPython, q_, id)), std::nullopt);
+  EXPECT_EQ(pending_count(c, protocol::request_stream(Flavour::kPython, q_)), 1);
+  EXPECT_EQ(c.get(protocol::result_key(Flavour::kPython, q_, id)), std::nullopt);
 }
 
 TEST_F(RedisBrokerTest, LookupFindsAStoredResultOnly) {
@@ -207,7 +207,7 @@ TEST_F(RedisBrokerTest, PushOnlyDoesNotRewriteTheStoredResult) {
   ASSERT_TRUE(reply_to.is_ok());
   std::string id = new_uuid();
   RedisClient c = server().client();
-  c.command({"SET", names::result_key(Flavour::kPython, q_, id), "stored"});
+  c.command({"SET", protocol::result_key(Flavour::kPython, q_, id), "stored"});
   ASSERT_TRUE(publish_sync(*cli, Flavour::kPython, q_, "req", id).is_ok());
   auto got = col.wait_for(1);
   ASSERT_EQ(got.size(), 1u);
@@ -216,7 +216,7 @@ TEST_F(RedisBrokerTest, PushOnlyDoesNotRewriteTheStoredResult) {
   auto fut = pushed.get_future();
   ASSERT_EQ(fut.wait_for(10s), std::future_status::ready);
   EXPECT_EQ(fut.get(), "stored");
-  EXPECT_EQ(c.integer({"PTTL", names::result_key(Flavour::kPython, q_, id)}), -1)
+  EXPECT_EQ(c.integer({"PTTL", protocol::result_key(Flavour::kPython, q_, id)}), -1)
       << "push_only must not SET the key again";
 }
 
@@ -234,7 +234,7 @@ TEST_F(RedisBrokerTest, AForeignReplyToIsNeverWritten) {
   ASSERT_TRUE(finish_sync(*srv, got[0], &reply).is_ok());
   RedisClient c = server().client();
   EXPECT_EQ(c.integer({"EXISTS", victim}), 0);
-  EXPECT_EQ(c.get(names::result_key(Flavour::kRaw, q_, id)), "{}");
+  EXPECT_EQ(c.get(protocol::result_key(Flavour::kRaw, q_, id)), "{}");
 }
 
 TEST_F(RedisBrokerTest, DeadLettersKeepReasonFlavourAndPayload) {
@@ -257,7 +257,7 @@ TEST_F(RedisBrokerTest, DeadLettersKeepReasonFlavourAndPayload) {
   ASSERT_TRUE(stats.is_ok());
   EXPECT_EQ(stats->dead_letters, 1);
   RedisClient c = server().client();
-  EXPECT_EQ(pending_count(c, names::request_stream(Flavour::kRaw, q_)), 0);
+  EXPECT_EQ(pending_count(c, protocol::request_stream(Flavour::kRaw, q_)), 0);
 }
 
 TEST_F(RedisBrokerTest, AnEntryWithoutAMessageFieldIsDeliveredForTheEngineToReject) {
@@ -265,7 +265,7 @@ TEST_F(RedisBrokerTest, AnEntryWithoutAMessageFieldIsDeliveredForTheEngineToReje
   Collector col;
   ASSERT_TRUE(srv->subscribe(sub_options(q_, "s1"), col.handler()).is_ok());
   RedisClient c = server().client();
-  c.command({"XADD", names::request_stream(Flavour::kPython, q_), "*", "colour", "blue"});
+  c.command({"XADD", protocol::request_stream(Flavour::kPython, q_), "*", "colour", "blue"});
   auto got = col.wait_for(1);
   ASSERT_EQ(got.size(), 1u);
   EXPECT_TRUE(got[0].payload.empty());
@@ -276,7 +276,7 @@ TEST_F(RedisBrokerTest, AnEntryWithoutAMessageFieldIsDeliveredForTheEngineToReje
   EXPECT_NE((*dead)[0].reason.find("the message is not valid JSON"), std::string::npos);
   EXPECT_NE((*dead)[0].reason.find("no 'message' field"), std::string::npos) << (*dead)[0].reason;
   EXPECT_NE((*dead)[0].reason.find("colour"), std::string::npos);
-  EXPECT_EQ(pending_count(c, names::request_stream(Flavour::kPython, q_)), 0);
+  EXPECT_EQ(pending_count(c, protocol::request_stream(Flavour::kPython, q_)), 0);
 }
 
 TEST_F(RedisBrokerTest, NeverHandsOverMoreThanMaxOutstanding) {
@@ -319,8 +319,8 @@ TEST_F(RedisBrokerTest, BackPressureHoldsWithTwoStreamsAndOneSlot) {
   }
   EXPECT_EQ(col.max_unfinished(), 1u);
   RedisClient c = server().client();
-  EXPECT_EQ(pending_count(c, names::request_stream(Flavour::kPython, q_)), 0);
-  EXPECT_EQ(pending_count(c, names::request_stream(Flavour::kRaw, q_)), 0);
+  EXPECT_EQ(pending_count(c, protocol::request_stream(Flavour::kPython, q_)), 0);
+  EXPECT_EQ(pending_count(c, protocol::request_stream(Flavour::kRaw, q_)), 0);
 }
 
 TEST_F(RedisBrokerTest, ResultsExpireAfterTheConfiguredTtl) {
@@ -335,7 +335,7 @@ TEST_F(RedisBrokerTest, ResultsExpireAfterTheConfiguredTtl) {
   ReplyView reply{Flavour::kPython, q_, id, {}, "r", false};
   ASSERT_TRUE(finish_sync(*srv, got[0], &reply).is_ok());
   RedisClient c = server().client();
-  std::string key = names::result_key(Flavour::kPython, q_, id);
+  std::string key = protocol::result_key(Flavour::kPython, q_, id);
   long long ttl = c.integer({"PTTL", key});
   EXPECT_GT(ttl, 0);
   EXPECT_LE(ttl, 1500);
@@ -412,7 +412,7 @@ TEST_F(RedisBrokerTest, ServedRequestsAreTrimmedAndUnservedOnesAreKept) {
     ASSERT_TRUE(finish_sync(*srv, all[static_cast<std::size_t>(i)], nullptr).is_ok());
   }
   RedisClient c = server().client();
-  std::string stream = names::request_stream(Flavour::kPython, q_);
+  std::string stream = protocol::request_stream(Flavour::kPython, q_);
   // MINID ~ drops whole stream nodes (100 entries each by default).
   EXPECT_TRUE(wait_until(
       [&] {
@@ -430,7 +430,7 @@ TEST_F(RedisBrokerTest, ServedRequestsAreTrimmedAndUnservedOnesAreKept) {
     ASSERT_TRUE(publish_sync(*cli, Flavour::kPython, q2, "m").is_ok());
   }
   ASSERT_EQ(col2.wait_for(5).size(), 5u);
-  std::string stream2 = names::request_stream(Flavour::kPython, q2);
+  std::string stream2 = protocol::request_stream(Flavour::kPython, q2);
   EXPECT_FALSE(wait_until([&] { return c.integer({"XLEN", stream2}) < n; }, 500ms));
 }
 
@@ -440,7 +440,7 @@ TEST_F(RedisBrokerTest, PublishCapsTheStreamWhenAskedTo) {
     ASSERT_TRUE(publish_sync(*cli, Flavour::kRaw, q_, "m").is_ok());
   }
   RedisClient c = server().client();
-  EXPECT_LT(c.integer({"XLEN", names::request_stream(Flavour::kRaw, q_)}), 1000);
+  EXPECT_LT(c.integer({"XLEN", protocol::request_stream(Flavour::kRaw, q_)}), 1000);
 }
 
 TEST_F(RedisBrokerTest, BinaryPayloadsSurviveTheRoundTrip) {
@@ -467,7 +467,7 @@ TEST_F(RedisBrokerTest, A64MegabytePayloadIsDeliveredAndItsDeadLetterTruncated) 
   EXPECT_EQ(got[0].payload.size(), big.size());
   ASSERT_TRUE(finish_sync(*srv, got[0], nullptr, "message too large").is_ok());
   RedisClient c = server().client();
-  auto r = c.command({"XRANGE", names::dead_letter_stream(q_), "-", "+"});
+  auto r = c.command({"XRANGE", protocol::dead_letter_stream(q_), "-", "+"});
   ASSERT_EQ(r->type, REDIS_REPLY_ARRAY);
   ASSERT_EQ(r->elements, 1u);
   const redisReply* fields = r->element[0]->element[1];

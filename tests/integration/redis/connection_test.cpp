@@ -23,7 +23,7 @@ TEST(RedisConnection, AnAclUserLogsInAndWorks) {
   ASSERT_TRUE(b->connect().is_ok());
   ASSERT_TRUE(publish_sync(*b, Flavour::kRaw, q, "{}").is_ok());
   RedisClient c = server.client();
-  EXPECT_EQ(c.integer({"XLEN", names::request_stream(Flavour::kRaw, q)}), 1);
+  EXPECT_EQ(c.integer({"XLEN", protocol::request_stream(Flavour::kRaw, q)}), 1);
   // Redis saw the commands as alice's.
   std::string clients = c.text({"CLIENT", "LIST"});
   EXPECT_NE(clients.find("user=alice"), std::string::npos) << clients;
@@ -67,7 +67,7 @@ TEST(RedisConnection, TheDatabaseComesFromTheUrl) {
   auto b = make_broker(server.url(5));
   ASSERT_TRUE(publish_sync(*b, Flavour::kPython, q, "x").is_ok());
   RedisClient c = server.client();
-  std::string stream = names::request_stream(Flavour::kPython, q);
+  std::string stream = protocol::request_stream(Flavour::kPython, q);
   EXPECT_EQ(c.integer({"EXISTS", stream}), 0);
   c.command({"SELECT", "5"});
   EXPECT_EQ(c.integer({"XLEN", stream}), 1);
@@ -98,7 +98,7 @@ TEST(RedisConnection, AUnixSocketUrlWithCredentialsAndDatabase) {
   EXPECT_EQ(got[0].payload, "via socket");
   RedisClient c = RedisClient::unix_socket(server.unix_path(), "carol", "carol-pw");
   c.command({"SELECT", "2"});
-  EXPECT_EQ(c.integer({"XLEN", names::request_stream(Flavour::kRaw, q)}), 1);
+  EXPECT_EQ(c.integer({"XLEN", protocol::request_stream(Flavour::kRaw, q)}), 1);
 }
 
 TEST(RedisConnection, AnUnreachableRedisIsUnavailableWithinTheConnectTimeout) {
@@ -128,7 +128,7 @@ TEST(RedisConnection, CommandsWhileRedisIsDownFailClearlyAfterTheHoldThenRecover
   EXPECT_TRUE(wait_until([&] { return publish_sync(*b, Flavour::kPython, q, "after").is_ok(); },
                          10s, 50ms));
   RedisClient c = server.client();
-  EXPECT_GE(c.integer({"XLEN", names::request_stream(Flavour::kPython, q)}), 2);
+  EXPECT_GE(c.integer({"XLEN", protocol::request_stream(Flavour::kPython, q)}), 2);
 }
 
 TEST(RedisConnection, ARestartInTheMiddleOfTrafficLosesNothing) {
@@ -198,7 +198,7 @@ TEST(RedisConnection, ARestartInTheMiddleOfTrafficLosesNothing) {
   EXPECT_LE(failed.size(), static_cast<std::size_t>(most_in_flight));
   RedisClient c = server.client();
   EXPECT_TRUE(wait_until(
-      [&] { return pending_count(c, names::request_stream(Flavour::kPython, q)) == 0; }, 30s));
+      [&] { return pending_count(c, protocol::request_stream(Flavour::kPython, q)) == 0; }, 30s));
   for (const auto& id : ids) {
     if (replies.has(id)) {
       EXPECT_EQ(replies.payload(id), "echo:" + id);

@@ -67,7 +67,7 @@ class RedisEngineTest : public ::testing::Test {
 
   // XADD straight into the stream, as a program in another language would.
   void xadd(const std::vector<std::string>& fields, Flavour f = Flavour::kRaw) {
-    std::vector<std::string> args{"XADD", names::request_stream(f, q_), "*"};
+    std::vector<std::string> args{"XADD", protocol::request_stream(f, q_), "*"};
     args.insert(args.end(), fields.begin(), fields.end());
     RedisClient c = redis_.client();
     auto r = c.command(args);
@@ -79,7 +79,7 @@ class RedisEngineTest : public ::testing::Test {
 
   std::optional<Message> stored(const std::string& id, Flavour f = Flavour::kRaw) {
     RedisClient c = redis_.client();
-    auto payload = c.get(names::result_key(f, q_, id));
+    auto payload = c.get(protocol::result_key(f, q_, id));
     if (!payload) return std::nullopt;
     auto decoded = lenient_->decode(*payload);
     if (!decoded.is_ok()) return std::nullopt;
@@ -94,7 +94,7 @@ class RedisEngineTest : public ::testing::Test {
   // Makes a request pending under a consumer that is gone, delivered `times` times.
   void strand(const std::string& payload, std::uint32_t times) {
     RedisClient c = redis_.client();
-    std::string stream = names::request_stream(Flavour::kRaw, q_);
+    std::string stream = protocol::request_stream(Flavour::kRaw, q_);
     c.command({"XGROUP", "CREATE", stream, "prpc_group_consumers", "0", "MKSTREAM"});
     auto id = c.command({"XADD", stream, "*", "message", payload});
     c.command({"XREADGROUP", "GROUP", "prpc_group_consumers", "gone", "COUNT", "1", "STREAMS",
@@ -137,7 +137,7 @@ TEST_F(RedisEngineTest, ARedeliveryWhoseResultExistsIsNotRunAgain) {
   std::string id = new_uuid();
   strand(R"({"func_name": "summ", "func_args": [1, 1], "message_id": ")" + id + R"("})", 1);
   RedisClient c = redis_.client();
-  c.command({"SET", names::result_key(Flavour::kRaw, q_, id),
+  c.command({"SET", protocol::result_key(Flavour::kRaw, q_, id),
              R"({"func_name": "summ", "func_args": [1, 1], "func_kwargs": {}, "message_id": ")" +
                  id + R"(", "result": 999, "exception_info": null})"});
   ServerOptions options;

@@ -83,7 +83,7 @@ TEST_F(RedisHostTest, ACallWhoseServerIsKilledIsFinishedByAnother) {
 
   // Find the host running it from the pending entry's consumer name (host-pid-random).
   RedisClient c = redis_.client();
-  std::string stream = names::request_stream(Flavour::kRaw, q_);
+  std::string stream = protocol::request_stream(Flavour::kRaw, q_);
   std::string owner;
   ASSERT_TRUE(wait_until(
       [&] {
@@ -140,9 +140,9 @@ TEST_F(RedisHostTest, TwoHostsShareAQueueUnderLoadEachCallRunsOnce) {
   auto at = info.find("cmdstat_set:calls=");
   ASSERT_NE(at, std::string::npos) << info;
   EXPECT_EQ(std::stol(info.substr(at + 18)), kCalls) << info;
-  EXPECT_EQ(pending_count(c, names::request_stream(Flavour::kRaw, q_)), 0);
+  EXPECT_EQ(pending_count(c, protocol::request_stream(Flavour::kRaw, q_)), 0);
   auto consumers = c.command(
-      {"XINFO", "CONSUMERS", names::request_stream(Flavour::kRaw, q_), "prpc_group_consumers"});
+      {"XINFO", "CONSUMERS", protocol::request_stream(Flavour::kRaw, q_), "prpc_group_consumers"});
   EXPECT_EQ(consumers->elements, 2u);
   EXPECT_TRUE(a.running());
   EXPECT_TRUE(b.running());

@@ -29,7 +29,7 @@ TEST_F(RedisRecoveryTest, ARequestOfACrashedConsumerIsRedeliveredToAnother) {
     // `a` goes away without finishing: the entry stays pending under consumer "a".
   }
   RedisClient c = server_.client();
-  EXPECT_EQ(pending_count(c, names::request_stream(Flavour::kPython, q_)), 1);
+  EXPECT_EQ(pending_count(c, protocol::request_stream(Flavour::kPython, q_)), 1);
 
   auto b = make_broker(server_.url());
   Collector col;
@@ -39,7 +39,7 @@ TEST_F(RedisRecoveryTest, ARequestOfACrashedConsumerIsRedeliveredToAnother) {
   EXPECT_EQ(got[0].payload, "work");
   EXPECT_EQ(got[0].delivery_count, 2u);
   ASSERT_TRUE(finish_sync(*b, got[0], nullptr).is_ok());
-  EXPECT_EQ(pending_count(c, names::request_stream(Flavour::kPython, q_)), 0);
+  EXPECT_EQ(pending_count(c, protocol::request_stream(Flavour::kPython, q_)), 0);
 }
 
 TEST_F(RedisRecoveryTest, AStalledConsumerLosesTheRequestToALiveOne) {
@@ -108,7 +108,7 @@ TEST_F(RedisRecoveryTest, DeliveryCountsGrowWithEveryRedelivery) {
   ASSERT_TRUE(dead.is_ok());
   ASSERT_EQ(dead->size(), 1u);
   RedisClient c = server_.client();
-  EXPECT_EQ(pending_count(c, names::request_stream(Flavour::kPython, q_)), 0);
+  EXPECT_EQ(pending_count(c, protocol::request_stream(Flavour::kPython, q_)), 0);
 }
 
 TEST_F(RedisRecoveryTest, ARedeliveryFindsTheResultOfTheRunWhoseAckWasLost) {
@@ -123,7 +123,7 @@ TEST_F(RedisRecoveryTest, ARedeliveryFindsTheResultOfTheRunWhoseAckWasLost) {
     ASSERT_TRUE(publish_sync(*cli, Flavour::kPython, q_, "req", id).is_ok());
     ASSERT_EQ(col.wait_for(1).size(), 1u);
     RedisClient c = server_.client();
-    c.command({"SET", names::result_key(Flavour::kPython, q_, id), "done once", "PX", "60000"});
+    c.command({"SET", protocol::result_key(Flavour::kPython, q_, id), "done once", "PX", "60000"});
   }
   auto b = make_broker(server_.url());
   Collector col;
@@ -172,7 +172,7 @@ TEST_F(RedisRecoveryTest, ItsOwnEntriesThatNeverReachedItAreRecoveredBySoleServe
   auto cli = make_broker(server_.url());
   ASSERT_TRUE(publish_sync(*cli, Flavour::kPython, q_, "lost read").is_ok());
   RedisClient c = server_.client();
-  std::string stream = names::request_stream(Flavour::kPython, q_);
+  std::string stream = protocol::request_stream(Flavour::kPython, q_);
   c.command({"XGROUP", "CREATE", stream, "prpc_group_consumers", "0", "MKSTREAM"});
   c.command({"XREADGROUP", "GROUP", "prpc_group_consumers", "solo", "COUNT", "1", "STREAMS", stream,
              ">"});

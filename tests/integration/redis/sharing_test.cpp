@@ -49,8 +49,8 @@ TEST(RedisSharing, TwoServersShareAQueueUnderLoadWithoutDuplicatesOrLoss) {
   EXPECT_GT(a.handled(), 0u);
   EXPECT_GT(b.handled(), 0u);
   RedisClient c = server.client();
-  EXPECT_EQ(pending_count(c, names::request_stream(Flavour::kPython, q)), 0);
-  EXPECT_EQ(pending_count(c, names::request_stream(Flavour::kRaw, q)), 0);
+  EXPECT_EQ(pending_count(c, protocol::request_stream(Flavour::kPython, q)), 0);
+  EXPECT_EQ(pending_count(c, protocol::request_stream(Flavour::kRaw, q)), 0);
 }
 
 TEST(RedisPlugin, TheBrokerWorksThroughTheCAbi) {
@@ -88,7 +88,7 @@ TEST(RedisPlugin, TheBrokerWorksThroughTheCAbi) {
   ASSERT_TRUE(replies.wait_for_ids({id}, 10s));
   EXPECT_EQ(replies.payload(id), "{\"result\": 1}");
   RedisClient c = server.client();
-  long long ttl = c.integer({"PTTL", names::result_key(Flavour::kRaw, q, id)});
+  long long ttl = c.integer({"PTTL", protocol::result_key(Flavour::kRaw, q, id)});
   EXPECT_GT(ttl, 0);
   EXPECT_LE(ttl, 60000);
   auto stats = (*cli)->queue_stats(q);

@@ -105,22 +105,23 @@ TEST(RedisUrl, Refusals) {
 }
 
 TEST(RedisNames, KeysFollowTheProtocol) {
-  EXPECT_EQ(names::request_stream(Flavour::kPython, "task_prpc"), "prpc_task_prpc");
-  EXPECT_EQ(names::request_stream(Flavour::kRaw, "task_prpc"), "prpc_raw_task_prpc");
-  EXPECT_EQ(names::result_key(Flavour::kPython, "task_prpc", "id1"), "prcp_message_feedback_id1");
-  EXPECT_EQ(names::result_key(Flavour::kRaw, "task_prpc", "id1"),
+  EXPECT_EQ(protocol::request_stream(Flavour::kPython, "task_prpc"), "prpc_task_prpc");
+  EXPECT_EQ(protocol::request_stream(Flavour::kRaw, "task_prpc"), "prpc_raw_task_prpc");
+  EXPECT_EQ(protocol::result_key(Flavour::kPython, "task_prpc", "id1"),
+            "prcp_message_feedback_id1");
+  EXPECT_EQ(protocol::result_key(Flavour::kRaw, "task_prpc", "id1"),
             "prpc_feedback_raw_task_prpc_id1");
-  EXPECT_EQ(names::dead_letter_stream("task_prpc"), "prpc_dead_task_prpc");
-  EXPECT_EQ(names::reply_stream_prefix("task_prpc"), "prpc_feedback_task_prpc:");
+  EXPECT_EQ(protocol::dead_letter_stream("task_prpc"), "prpc_dead_task_prpc");
+  EXPECT_EQ(protocol::reply_stream_prefix("task_prpc"), "prpc_feedback_task_prpc:");
 }
 
 TEST(RedisNames, OnlyReplyStreamsOfTheQueueArePushedTo) {
-  EXPECT_TRUE(names::is_reply_stream("prpc_feedback_q:abc123", "q"));
-  EXPECT_FALSE(names::is_reply_stream("prpc_feedback_q:", "q"));
-  EXPECT_FALSE(names::is_reply_stream("prpc_feedback_other:abc", "q"));
-  EXPECT_FALSE(names::is_reply_stream("prcp_message_feedback_x", "q"));
-  EXPECT_FALSE(names::is_reply_stream("prpc_feedback_q:a b", "q"));
-  EXPECT_FALSE(names::is_reply_stream("prpc_feedback_q:" + std::string(65, 'a'), "q"));
+  EXPECT_TRUE(protocol::is_reply_stream("prpc_feedback_q:abc123", "q"));
+  EXPECT_FALSE(protocol::is_reply_stream("prpc_feedback_q:", "q"));
+  EXPECT_FALSE(protocol::is_reply_stream("prpc_feedback_other:abc", "q"));
+  EXPECT_FALSE(protocol::is_reply_stream("prcp_message_feedback_x", "q"));
+  EXPECT_FALSE(protocol::is_reply_stream("prpc_feedback_q:a b", "q"));
+  EXPECT_FALSE(protocol::is_reply_stream("prpc_feedback_q:" + std::string(65, 'a'), "q"));
 }
 
 }  // namespace
