@@ -1,4 +1,4 @@
-#include "runtime.hpp"
+#include "py_runtime.hpp"
 
 #include <pybind11/pybind11.h>
 

@@ -1,6 +1,6 @@
-#include "functions.hpp"
+#include "py_functions.hpp"
 
-#include "values.hpp"
+#include "py_values.hpp"
 
 namespace prpc::py {
 

@@ -1,7 +1,7 @@
-#include "server.hpp"
+#include "py_server.hpp"
 
 #include "prpc/runtime.hpp"
-#include "runtime.hpp"
+#include "py_runtime.hpp"
 
 namespace prpc::py {
 

@@ -1,4 +1,4 @@
-#include "values.hpp"
+#include "py_values.hpp"
 
 #include "prpc/python/jsonpickle.hpp"
 

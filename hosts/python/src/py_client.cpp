@@ -1,8 +1,8 @@
-#include "client.hpp"
+#include "py_client.hpp"
 
 #include "prpc/runtime.hpp"
-#include "runtime.hpp"
-#include "values.hpp"
+#include "py_runtime.hpp"
+#include "py_values.hpp"
 
 namespace prpc::py {
 

@@ -8,8 +8,8 @@
 #include <memory>
 #include <string>
 
-#include "functions.hpp"
 #include "prpc/server.hpp"
+#include "py_functions.hpp"
 
 namespace prpc::py {
 

@@ -3,15 +3,15 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
-#include "client.hpp"
-#include "functions.hpp"
 #include "prpc/log.hpp"
 #include "prpc/python/jsonpickle.hpp"
 #include "prpc/version.h"
 #include "prpc/worker.hpp"
-#include "runtime.hpp"
-#include "server.hpp"
-#include "values.hpp"
+#include "py_client.hpp"
+#include "py_functions.hpp"
+#include "py_runtime.hpp"
+#include "py_server.hpp"
+#include "py_values.hpp"
 
 namespace pyb = pybind11;
 using namespace prpc::py;
