@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "support"))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "python" / "support"))
 from sdk_fixtures import *  # noqa: E402,F401,F403 - the shared fixtures
 
 BIN = Path(os.environ.get("PRPC_BIN_DIR",
-                          Path(__file__).resolve().parents[3] / "build" / "dev" / "bin"))
+                          Path(__file__).resolve().parents[2] / "build" / "dev" / "bin"))
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-// The process executor with real worker processes (tests/unit/executors/test_worker.cpp): calls,
+// The process executor with real worker processes (test_worker.cpp beside this file): calls,
 // parallelism, timeouts, workers that die, workers that never start, recycling and shutdown.
 #include <gtest/gtest.h>
 #include <signal.h>
