@@ -240,12 +240,14 @@ int RedisSentinel::kill_master(std::chrono::milliseconds timeout) {
   bool done = wait_until(
       [&] {
         auto named = master_port_per_sentinel();
+        promoted = -1;
         for (std::size_t i = 0; i < named.size(); ++i) {
           if (!sentinels_[i]->process.running()) continue;
           if (named[i] == -1 || named[i] == old_master) return false;
-          if (named[i] != named.front()) return false;
+          if (promoted != -1 && named[i] != promoted) return false;
+          promoted = named[i];
         }
-        promoted = named.front();
+        if (promoted == -1) return false;
         try {
           return info_field(client(promoted).text({"INFO", "replication"}), "role") == "master";
         } catch (const std::exception&) {

@@ -40,8 +40,8 @@ with warnings.catch_warnings():
     from kafka.errors import KafkaError
 
 from kafka_fixture import _cluster_id, kafka_classpath, queue_topics, wait_for_kafka
-from service_process import (file_tail, free_port, kill_process, start_process, stop_process,
-                             wait_until)
+from service_process import (file_tail, free_port, kill_process, remove_unless_failed,
+                             start_process, stop_process, wait_until)
 
 # Small heaps: the test machine has 2 cores and other builds; a test broker holds little.
 JVM_OPTIONS = ["-Xms64m", "-Xmx256m", "-XX:+UseSerialGC", "-Djava.awt.headless=true"]
@@ -204,7 +204,7 @@ class KafkaCluster:
                 finish_format(proc, n.dir / "server.properties")
             for n in self._nodes:
                 n.proc = start_broker(self.classpath, n.dir)
-            all_alive = lambda: all(n.proc.poll() is None for n in self._nodes)  # noqa: E731
+            all_alive = lambda: all(self.running(n.id) for n in self._nodes)  # noqa: E731
             if not wait_for_kafka(self.bootstrap, 120, all_alive, min_brokers=brokers):
                 raise RuntimeError("the Kafka cluster did not form:\n"
                                    + "".join(file_tail(n.dir / "kafka.log") for n in self._nodes))
@@ -254,16 +254,16 @@ class KafkaCluster:
         node = self._node(node_id)
         if self.running(node_id):
             return
-        node.proc = start_broker(self.classpath, node.dir)
+        proc = node.proc = start_broker(self.classpath, node.dir)
 
         def back() -> bool:
-            if node.proc.poll() is not None:
+            if proc.poll() is not None:
                 return True
             md = metadata(self.broker_address(node_id))
-            return bool(md) and md.get("originating_broker", {}).get("id") == node_id and \
-                any(b.get("id") == node_id for b in md.get("brokers", []))
+            return md is not None and md.get("originating_broker", {}).get("id") == node_id \
+                and any(b.get("id") == node_id for b in md.get("brokers", []))
 
-        if not wait_until(back, timeout, 0.1) or node.proc.poll() is not None:
+        if not wait_until(back, timeout, 0.1) or proc.poll() is not None:
             raise RuntimeError(f"Kafka node {node_id} did not come back:\n"
                                + file_tail(node.dir / "kafka.log")
                                + file_tail(node.dir / "stdout.log"))
@@ -380,10 +380,13 @@ class KafkaCluster:
 
 
 @pytest.fixture
-def kafka_cluster(tmp_path: pathlib.Path) -> Iterator[KafkaCluster]:
+def kafka_cluster(tmp_path: pathlib.Path,
+                  request: pytest.FixtureRequest) -> Iterator[KafkaCluster]:
     """A fresh 3-node Kafka cluster for one test (RF 3, min.insync.replicas=2)."""
+    failed_before = request.session.testsfailed
     cluster = KafkaCluster(tmp_path / "kafka-cluster")
     try:
         yield cluster
     finally:
         cluster.close()
+        remove_unless_failed(request.session, cluster.dir, failed_before)

@@ -30,7 +30,8 @@ import pytest
 
 from kafka_cluster_fixture import finish_format, format_storage, start_broker, write_log4j
 from kafka_fixture import _cluster_id, kafka_classpath, wait_for_kafka
-from service_process import file_tail, free_port, kill_process, run_program, stop_process
+from service_process import (file_tail, free_port, kill_process, remove_unless_failed,
+                             run_program, stop_process)
 
 _SCRAM_FORBIDDEN = re.compile(r'[,\[\]="\\\s]')
 
@@ -110,11 +111,11 @@ class KafkaSaslSslServer:
         with os.fdopen(fd, "w") as f:
             f.write("".join(f"{k}={v}\n" for k, v in self.client_config().items()))
         try:
-            finish_format(format_storage(
-                self.classpath, _cluster_id(), d / "server.properties",
-                ["--add-scram", f"SCRAM-SHA-512=[name=prpc-broker,password={self._broker_password}]",
-                 "--add-scram", f"SCRAM-SHA-512=[name={self.user},password={self.password}]"]),
-                d / "server.properties")
+            scram = [f"SCRAM-SHA-512=[name=prpc-broker,password={self._broker_password}]",
+                     f"SCRAM-SHA-512=[name={self.user},password={self.password}]"]
+            finish_format(format_storage(self.classpath, _cluster_id(), d / "server.properties",
+                                         ["--add-scram", scram[0], "--add-scram", scram[1]]),
+                          d / "server.properties")
             self.start()
         except BaseException:
             self.close()
@@ -161,11 +162,11 @@ class KafkaSaslSslServer:
         """Starts the broker (again after stop(): same data, ports and users)."""
         if self._proc is not None and self._proc.poll() is None:
             return
-        self._proc = start_broker(self.classpath, self.dir)
-        if not wait_for_kafka(self.bootstrap, 120, lambda: self._proc.poll() is None,
+        proc = self._proc = start_broker(self.classpath, self.dir)
+        if not wait_for_kafka(self.bootstrap, 120, lambda: proc.poll() is None,
                               config_file=self._client_file):
             tail = file_tail(self.log_file) + file_tail(self.dir / "stdout.log")
-            kill_process(self._proc)
+            kill_process(proc)
             raise RuntimeError(f"Kafka (SASL_SSL) did not start at {self.bootstrap}:\n{tail}")
 
     def stop(self) -> None:
@@ -207,10 +208,13 @@ class KafkaSaslSslServer:
 
 
 @pytest.fixture(scope="session")
-def kafka_sasl_ssl(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaSaslSslServer]:
+def kafka_sasl_ssl(tmp_path_factory: pytest.TempPathFactory,
+                   request: pytest.FixtureRequest) -> Iterator[KafkaSaslSslServer]:
     """One SASL_SSL broker per session (user ``alice``, a random password)."""
+    failed_before = request.session.testsfailed
     server = KafkaSaslSslServer(tmp_path_factory.mktemp("kafka-sasl"))
     try:
         yield server
     finally:
         server.close()
+        remove_unless_failed(request.session, server.dir, failed_before)

@@ -22,6 +22,7 @@ import pytest
 import redis
 
 from redis_fixture import RedisServer
+from service_process import remove_unless_failed
 
 # The commands docs/brokers/redis.md lists for a dedicated PRPC user, as ACL rules.
 PRPC_COMMANDS = ("+@stream", "+get", "+set", "+pexpire", "+exists", "+multi", "+exec",
@@ -70,10 +71,13 @@ class RedisAclServer:
 
 
 @pytest.fixture
-def redis_acl_server(tmp_path: pathlib.Path) -> Iterator[RedisAclServer]:
+def redis_acl_server(tmp_path: pathlib.Path,
+                     request: pytest.FixtureRequest) -> Iterator[RedisAclServer]:
     """A redis-server with the PRPC ACL user ``prpc`` and the default user off."""
+    failed_before = request.session.testsfailed
     server = RedisAclServer(tmp_path / "redis-acl")
     try:
         yield server
     finally:
         server.close()
+        remove_unless_failed(request.session, server.server.dir, failed_before)

@@ -22,14 +22,15 @@ from __future__ import annotations
 import dataclasses
 import pathlib
 import shutil
+import subprocess
 from typing import Iterator, Optional, Sequence, Union
 
 import pytest
 import redis
 import redis.cluster
 
-from service_process import (file_tail, free_port, kill_process, run_program, start_process,
-                             wait_until)
+from service_process import (file_tail, free_port, kill_process, remove_unless_failed,
+                             run_program, start_process, wait_until)
 
 SLOTS = 16384
 
@@ -95,7 +96,7 @@ class _Node:
         self.dir = directory
         self.port = 0
         self.bus_port = 0
-        self.proc = None
+        self.proc: Optional[subprocess.Popen] = None
         self.slots_at_kill: list[tuple[int, int]] = []
         self.replicas_at_kill: list[int] = []
 
@@ -401,10 +402,10 @@ class RedisCluster:
         config = self._write_config(node)
         log_path = node.dir / "redis.log"
         offset = log_path.stat().st_size if log_path.exists() else 0
-        node.proc = start_process(["redis-server", str(config)], log_path)
+        proc = node.proc = start_process(["redis-server", str(config)], log_path)
 
         def answers() -> bool:
-            if node.proc.poll() is not None:
+            if proc.poll() is not None:
                 return True
             try:
                 with self.client(node.port) as c:
@@ -412,9 +413,9 @@ class RedisCluster:
             except redis.RedisError:
                 return False
 
-        if wait_until(answers, 15) and node.proc.poll() is None:
+        if wait_until(answers, 15) and proc.poll() is None:
             return True
-        kill_process(node.proc)
+        kill_process(proc)
         output = log_path.read_text(errors="replace")[offset:]
         if "Address already in use" in output:
             return False
@@ -422,10 +423,13 @@ class RedisCluster:
 
 
 @pytest.fixture
-def redis_cluster(tmp_path: pathlib.Path) -> Iterator[RedisCluster]:
+def redis_cluster(tmp_path: pathlib.Path,
+                  request: pytest.FixtureRequest) -> Iterator[RedisCluster]:
     """A fresh 3-master, 3-replica Redis Cluster for one test."""
+    failed_before = request.session.testsfailed
     cluster = RedisCluster(tmp_path / "redis-cluster")
     try:
         yield cluster
     finally:
         cluster.close()
+        remove_unless_failed(request.session, cluster.dir, failed_before)

@@ -20,13 +20,15 @@ from __future__ import annotations
 
 import pathlib
 import shutil
+import subprocess
 from typing import Iterator, Optional, Sequence
 
 import pytest
 import redis
 import redis.sentinel
 
-from service_process import file_tail, free_port, kill_process, start_process, wait_until
+from service_process import (file_tail, free_port, kill_process, remove_unless_failed,
+                             start_process, wait_until)
 
 
 class _Process:
@@ -35,7 +37,7 @@ class _Process:
         self.sentinel = sentinel
         self.replica_of = replica_of
         self.port = 0
-        self.proc = None
+        self.proc: Optional[subprocess.Popen] = None
 
 
 class RedisSentinel:
@@ -146,17 +148,20 @@ class RedisSentinel:
         promoted: list[int] = []
 
         def replaced() -> bool:
-            named = [p for s, p in zip(self._sentinels, self.master_port_per_sentinel())
-                     if s.proc is not None and s.proc.poll() is None]
-            if not named or any(p is None or p == old or p != named[0] for p in named):
+            named = {p for s, p in zip(self._sentinels, self.master_port_per_sentinel())
+                     if s.proc is not None and s.proc.poll() is None}
+            if len(named) != 1:
+                return False
+            (port,) = named
+            if port is None or port == old:
                 return False
             try:
-                with self.client(named[0]) as c:
+                with self.client(port) as c:
                     if c.info("replication").get("role") != "master":
                         return False
             except redis.RedisError:
                 return False
-            promoted[:] = [named[0]]
+            promoted[:] = [port]
             return True
 
         if not wait_until(replaced, timeout):
@@ -264,10 +269,10 @@ class RedisSentinel:
         argv = ["redis-server", str(p.dir / "redis.conf")] + (["--sentinel"] if p.sentinel else [])
         log_path = p.dir / "redis.log"
         offset = log_path.stat().st_size if log_path.exists() else 0
-        p.proc = start_process(argv, log_path)
+        proc = p.proc = start_process(argv, log_path)
 
         def answers() -> bool:
-            if p.proc.poll() is not None:
+            if proc.poll() is not None:
                 return True
             try:
                 with self.client(p.port) as c:
@@ -275,9 +280,9 @@ class RedisSentinel:
             except redis.RedisError:
                 return False
 
-        if wait_until(answers, 15) and p.proc.poll() is None:
+        if wait_until(answers, 15) and proc.poll() is None:
             return True
-        kill_process(p.proc)
+        kill_process(proc)
         output = log_path.read_text(errors="replace")[offset:]
         if "Address already in use" in output:
             return False
@@ -285,10 +290,13 @@ class RedisSentinel:
 
 
 @pytest.fixture
-def redis_sentinel(tmp_path: pathlib.Path) -> Iterator[RedisSentinel]:
+def redis_sentinel(tmp_path: pathlib.Path,
+                   request: pytest.FixtureRequest) -> Iterator[RedisSentinel]:
     """A fresh master, replica and three sentinels (master name ``mymaster``) for one test."""
+    failed_before = request.session.testsfailed
     setup = RedisSentinel(tmp_path / "redis-sentinel")
     try:
         yield setup
     finally:
         setup.close()
+        remove_unless_failed(request.session, setup.dir, failed_before)

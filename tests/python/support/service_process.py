@@ -11,6 +11,7 @@ import ctypes
 import ctypes.util
 import os
 import pathlib
+import shutil
 import signal
 import socket
 import subprocess
@@ -103,3 +104,10 @@ def file_tail(path: pathlib.Path, size: int = 4000) -> str:
         return path.read_text(errors="replace")[-size:]
     except FileNotFoundError:
         return ""
+
+
+def remove_unless_failed(session, directory: pathlib.Path, failed_before: int) -> None:
+    """Removes a fixture's directory (data, keys, logs) when no test failed while it was in
+    use; otherwise pytest's temporary directory keeps it for a look."""
+    if session.testsfailed == failed_before:
+        shutil.rmtree(directory, ignore_errors=True)

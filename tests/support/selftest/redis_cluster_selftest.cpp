@@ -70,6 +70,7 @@ class IncrTraffic {
           ++done_;
         } catch (const std::exception& e) {
           error_ = e.what();
+          failed_ = true;
           return;
         }
       }
@@ -81,6 +82,8 @@ class IncrTraffic {
     if (thread_.joinable()) thread_.join();
   }
   long long done() const { return done_; }
+  bool failed() const { return failed_; }
+  // Read after finish(): the thread writes it.
   const std::string& error() const { return error_; }
 
  private:
@@ -89,6 +92,7 @@ class IncrTraffic {
   int port_ = 0;
   std::atomic<bool> stop_{false};
   std::atomic<long long> done_{0};
+  std::atomic<bool> failed_{false};
   std::string error_;
   std::thread thread_;
 };
@@ -218,13 +222,13 @@ TEST(RedisClusterFixture, MigrateSlotWhileTrafficRuns) {
   ASSERT_EQ(c.command({"XADD", "prpc_raw_{moving}", "*", "message", "m"})->type,
             REDIS_REPLY_STRING);
   IncrTraffic traffic(cluster, counter);
-  ASSERT_TRUE(wait_until([&] { return traffic.done() > 50 || !traffic.error().empty(); },
+  ASSERT_TRUE(wait_until([&] { return traffic.done() > 50 || traffic.failed(); },
                          std::chrono::seconds(10)));
   auto t0 = steady_clock::now();
   cluster.migrate_slot(slot, to);
   std::cout << "migrate_slot took " << ms_since(t0) << " ms\n";
   const long long before = traffic.done();
-  ASSERT_TRUE(wait_until([&] { return traffic.done() > before + 50 || !traffic.error().empty(); },
+  ASSERT_TRUE(wait_until([&] { return traffic.done() > before + 50 || traffic.failed(); },
                          std::chrono::seconds(10)));
   traffic.finish();
   ASSERT_EQ(traffic.error(), "");
@@ -259,13 +263,13 @@ TEST(RedisClusterFixture, ReshardWithRedisCliWhileTrafficRuns) {
   const int source_slots = slot_count(*source);
   const int target_slots = slot_count(*target);
   IncrTraffic traffic(cluster, counter);
-  ASSERT_TRUE(wait_until([&] { return traffic.done() > 50 || !traffic.error().empty(); },
+  ASSERT_TRUE(wait_until([&] { return traffic.done() > 50 || traffic.failed(); },
                          std::chrono::seconds(10)));
   auto t0 = steady_clock::now();
   cluster.reshard(source->port, target->port, 10);
   std::cout << "reshard of 10 slots took " << ms_since(t0) << " ms\n";
   const long long before = traffic.done();
-  ASSERT_TRUE(wait_until([&] { return traffic.done() > before + 50 || !traffic.error().empty(); },
+  ASSERT_TRUE(wait_until([&] { return traffic.done() > before + 50 || traffic.failed(); },
                          std::chrono::seconds(10)));
   traffic.finish();
   ASSERT_EQ(traffic.error(), "");
