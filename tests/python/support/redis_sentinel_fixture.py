@@ -197,7 +197,7 @@ class RedisSentinel:
                     if not listed:
                         return False
                 return True
-            except redis.RedisError:
+            except (redis.RedisError, RuntimeError):  # RuntimeError: no sentinel answered
                 return False
 
         if not wait_until(rejoined, timeout):
