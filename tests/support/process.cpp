@@ -188,6 +188,19 @@ bool port_open(int port) {
   return ok;
 }
 
+ProgramResult run_program(const std::vector<std::string>& argv,
+                          const std::filesystem::path& log_file,
+                          std::chrono::milliseconds timeout) {
+  std::error_code ignored;
+  std::filesystem::remove(log_file, ignored);  // start() appends: keep this run's output only
+  ChildProcess child = ChildProcess::start(argv, log_file);
+  ProgramResult result;
+  result.exit_code = child.wait(timeout);
+  if (result.exit_code == -1) child.kill_now();
+  result.output = child.output();
+  return result;
+}
+
 TempDir::TempDir(const std::string& prefix) {
   std::random_device rd;
   for (int attempt = 0; attempt < 100; ++attempt) {

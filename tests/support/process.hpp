@@ -72,4 +72,16 @@ bool wait_until(const std::function<bool()>& condition, std::chrono::millisecond
 // True when a TCP connect to 127.0.0.1:port succeeds.
 bool port_open(int port);
 
+// What a short-lived helper program (redis-cli, openssl, keytool, ...) did.
+struct ProgramResult {
+  int exit_code = -1;  // -1: still running at the deadline, and then killed
+  std::string output;  // stdout and stderr together
+};
+
+// Runs argv to completion with its output in `log_file` (overwritten), killing it after
+// `timeout`. Throws only when the program cannot be started.
+ProgramResult run_program(const std::vector<std::string>& argv,
+                          const std::filesystem::path& log_file,
+                          std::chrono::milliseconds timeout = std::chrono::seconds(60));
+
 }  // namespace prpc::testing

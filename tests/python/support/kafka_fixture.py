@@ -17,6 +17,7 @@ The helper binary is found through ``PRPC_KAFKA_MOCK`` or the build trees under 
 from __future__ import annotations
 
 import base64
+import json
 import os
 import pathlib
 import shutil
@@ -46,17 +47,24 @@ def queue_topics(queue: str) -> list[str]:
 
 
 def wait_for_kafka(bootstrap: str, timeout: float = 60.0,
-                   alive: Optional[Callable[[], bool]] = None) -> bool:
-    """Polls the cluster's metadata (``kcat -L``, librdkafka like the broker plugin) until a
-    broker answers."""
+                   alive: Optional[Callable[[], bool]] = None, *,
+                   config_file: Optional[pathlib.Path] = None, min_brokers: int = 1) -> bool:
+    """Polls the cluster's metadata (``kcat -L``, librdkafka like the broker plugin) until at
+    least ``min_brokers`` brokers are listed. ``config_file`` holds more librdkafka options
+    (security settings), so that no secret goes on a command line."""
     deadline = time.monotonic() + timeout
+    extra = ["-F", str(config_file)] if config_file is not None else []
     while time.monotonic() < deadline:
         if alive is not None and not alive():
             return False
-        probe = subprocess.run(["kcat", "-L", "-b", bootstrap, "-m", "2"],
+        probe = subprocess.run(["kcat", *extra, "-L", "-J", "-b", bootstrap, "-m", "2"],
                                capture_output=True, text=True)
-        if probe.returncode == 0 and "broker" in probe.stdout:
-            return True
+        if probe.returncode == 0:
+            try:
+                if len(json.loads(probe.stdout).get("brokers", [])) >= min_brokers:
+                    return True
+            except ValueError:
+                pass
         time.sleep(0.1)  # a bounded poll interval, not a readiness guess
     return False
 

@@ -1,5 +1,7 @@
 #include "kafka_fixtures.hpp"
 
+#include "kafka_jvm.hpp"
+
 #include <fcntl.h>
 #include <librdkafka/rdkafka.h>
 #include <signal.h>
@@ -29,55 +31,36 @@ std::string run_capture(const std::string& command) {
   return out;
 }
 
-std::string tail(const std::filesystem::path& file, std::size_t bytes = 4000) {
-  std::ifstream in(file);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  std::string s = ss.str();
-  return s.size() > bytes ? s.substr(s.size() - bytes) : s;
-}
-
-// A KRaft cluster id: 16 random bytes in unpadded URL-safe base64.
-std::string new_cluster_id() {
-  static const char* kAlphabet =
-      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-  std::random_device rd;
-  std::array<unsigned char, 16> b{};
-  for (auto& c : b) c = static_cast<unsigned char>(rd());
-  std::string out;
-  std::uint32_t acc = 0;
-  int bits = 0;
-  for (unsigned char c : b) {
-    acc = (acc << 8) | c;
-    bits += 8;
-    while (bits >= 6) {
-      bits -= 6;
-      out += kAlphabet[(acc >> bits) & 0x3f];
-    }
-  }
-  if (bits > 0) out += kAlphabet[(acc << (6 - bits)) & 0x3f];
-  return out;
-}
-
 }  // namespace
 
 bool wait_for_kafka(const std::string& bootstrap, std::chrono::milliseconds timeout) {
+  return wait_for_kafka({{"bootstrap.servers", bootstrap}}, timeout);
+}
+
+bool wait_for_kafka(const std::map<std::string, std::string>& config,
+                    std::chrono::milliseconds timeout, int min_brokers) {
   char err[512];
   rd_kafka_conf_t* conf = rd_kafka_conf_new();
-  rd_kafka_conf_set(conf, "bootstrap.servers", bootstrap.c_str(), err, sizeof(err));
   rd_kafka_conf_set(conf, "log_level", "0", err, sizeof(err));
   rd_kafka_conf_set(conf, "reconnect.backoff.max.ms", "200", err, sizeof(err));
+  for (const auto& [key, value] : config) {
+    if (rd_kafka_conf_set(conf, key.c_str(), value.c_str(), err, sizeof(err)) !=
+        RD_KAFKA_CONF_OK) {
+      rd_kafka_conf_destroy(conf);
+      throw std::invalid_argument("librdkafka option " + key + ": " + err);
+    }
+  }
   rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
   if (rk == nullptr) return false;
   bool ok = wait_until(
-      [rk] {
+      [rk, min_brokers] {
         const rd_kafka_metadata_t* md = nullptr;
         if (rd_kafka_metadata(rk, 1, nullptr, &md, 1000) != RD_KAFKA_RESP_ERR_NO_ERROR) {
           return false;
         }
-        bool any = md->broker_cnt > 0;
+        bool enough = md->broker_cnt >= min_brokers;
         rd_kafka_metadata_destroy(md);
-        return any;
+        return enough;
       },
       timeout, std::chrono::milliseconds(50));
   rd_kafka_destroy(rk);
@@ -272,9 +255,7 @@ KafkaServer::KafkaServer() : classpath_(kafka_classpath()) {
       << "log4j.logger.kafka.server.KafkaServer=INFO\n"
       << "log4j.logger.kafka.server.BrokerServer=INFO\n";
   }
-  // An id that starts with '-' would be read as an option by the tool's argument parser.
-  std::string cluster_id = new_cluster_id();
-  while (cluster_id.front() == '-') cluster_id = new_cluster_id();
+  std::string cluster_id = details::new_kafka_cluster_id();
   auto format = ChildProcess::start(
       {"java", "-Xshare:auto", "-cp", classpath_, "kafka.tools.StorageTool", "format", "-t",
        cluster_id, "-c", (d / "server.properties").string()},
@@ -282,7 +263,7 @@ KafkaServer::KafkaServer() : classpath_(kafka_classpath()) {
   int rc = format.wait(std::chrono::seconds(120));
   if (rc != 0) {
     throw std::runtime_error("kafka StorageTool format failed (" + std::to_string(rc) +
-                             "):\n" + tail(d / "format.log"));
+                             "):\n" + details::file_tail(d / "format.log"));
   }
   launch();
 }
@@ -301,7 +282,7 @@ void KafkaServer::launch() {
       [this] { return !process_.running() || wait_for_kafka(bootstrap_, std::chrono::seconds(1)); },
       std::chrono::seconds(120), std::chrono::milliseconds(100));
   if (!ready || !process_.running()) {
-    std::string why = tail(log_file_) + tail(d / "stdout.log");
+    std::string why = details::file_tail(log_file_) + details::file_tail(d / "stdout.log");
     process_.kill_now();
     throw std::runtime_error("Apache Kafka did not start at " + bootstrap_ + ":\n" + why);
   }

@@ -20,6 +20,10 @@ namespace prpc::testing {
 
 // Polls the cluster's metadata until it answers with at least one broker.
 bool wait_for_kafka(const std::string& bootstrap, std::chrono::milliseconds timeout);
+// The same with any librdkafka options (bootstrap.servers, security settings), until the
+// metadata lists at least `min_brokers` brokers.
+bool wait_for_kafka(const std::map<std::string, std::string>& config,
+                    std::chrono::milliseconds timeout, int min_brokers = 1);
 
 // Writes `payloads` to one partition inside a transaction that is then aborted: the records and
 // the abort marker take offsets that a read_committed consumer never sees (a hole in the offsets).
