@@ -57,18 +57,29 @@ trap cleanup EXIT
 mkdir -p "$work/cache" "$target"
 debootstrap --variant=minbase --cache-dir="$work/cache" bookworm "$target" "$mirror" \
   > "$work/debootstrap.log" 2>&1 || { tail -n 20 "$work/debootstrap.log"; exit 1; }
+du -sh "$target" | cut -f1 | sed 's/^/root size: /'
 cp /etc/resolv.conf "$target/etc/resolv.conf"
+# This workplace reaches the package registries through a TLS proxy whose CA its machines trust
+# (in /usr/local/share/ca-certificates, and pip's configuration names the bundle): a bare machine
+# here has that too. The CA bundle is the host's until the root installs ca-certificates, which
+# rebuilds it from the same sources.
+if [ -d /usr/local/share/ca-certificates ]; then
+  mkdir -p "$target/usr/local/share/ca-certificates" "$target/etc/ssl/certs"
+  cp -r /usr/local/share/ca-certificates/. "$target/usr/local/share/ca-certificates/"
+  cp /etc/ssl/certs/ca-certificates.crt "$target/etc/ssl/certs/"
+fi
+[ -f /etc/pip.conf ] && cp /etc/pip.conf "$target/etc/pip.conf"
 # Packages' maintainer scripts start no services inside the root (redis-server's would).
 printf '#!/bin/sh\nexit 101\n' > "$target/usr/sbin/policy-rc.d"
 chmod +x "$target/usr/sbin/policy-rc.d"
+# The host's Debian sources (with the security suite) replace debootstrap's one line.
 for f in /etc/apt/sources.list.d/*.sources; do
-  grep -q '/debian' "$f" && cp "$f" "$target/etc/apt/sources.list.d/"
+  grep -q '/debian' "$f" && cp "$f" "$target/etc/apt/sources.list.d/" && rm -f "$target/etc/apt/sources.list"
 done
 mount -t proc proc "$target/proc"
 mount -t sysfs sys "$target/sys"
 mount --bind /dev "$target/dev"
 mount --bind /dev/pts "$target/dev/pts"
-du -sh "$target" | cut -f1 | sed 's/^/root size: /'
 
 # Runs a command inside the root with a clean environment.
 inside() {
