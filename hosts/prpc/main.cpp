@@ -71,7 +71,8 @@ when NO_COLOR is set.
 
 Exit codes: 0 ok, 1 the call failed remotely (or the broker refused the operation, or some
 --id was not requeued), 2 usage, 3 configuration, 4 plugin, 5 broker unreachable, 6 no reply
-in time, 7 gen-stubs cannot run Python or import the prpc package.
+in time, 7 gen-stubs cannot run Python or import the prpc package; serve exits with
+prpc-host's codes.
 )";
 
 // gen-stubs: no python3, or it cannot import the prpc package.
