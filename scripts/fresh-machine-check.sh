@@ -196,7 +196,7 @@ say "(b) git clone and make demo, on the same root with git and make added"
 git -C "$repo" bundle create "$target/opt/prpc.bundle" HEAD > /dev/null 2>&1
 inside_sh 'DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
   git make ca-certificates > /dev/null'
-inside git clone -q /opt/prpc.bundle /root/prpc
+inside git -c advice.detachedHead=false clone -q /opt/prpc.bundle /root/prpc
 demo_start=$(date +%s)
 # apt-get's and pip's progress lines are left out; the log keeps them.
 inside_sh 'cd /root/prpc && make demo' 2>&1 | tee "$work/demo.log" | grep -vE \
