@@ -14,6 +14,12 @@ import pytest
 
 from test_prpc_host import APP, Host, run, wait_ping
 
+SERVED_APP = APP + '''
+@app.decorator_reg_func()
+def hosting_config():
+    return os.environ.get("PRPC_HOSTING_CONFIG")
+'''
+
 # The launcher in the build tree's package finds the programs in <build>/bin.
 PRPC = [sys.executable, "-m", "prpc"]
 PRPC_HOST = [sys.executable, "-c", "from prpc._commands import prpc_host; prpc_host()"]
@@ -21,7 +27,7 @@ PRPC_HOST = [sys.executable, "-c", "from prpc._commands import prpc_host; prpc_h
 
 @pytest.mark.parametrize("mode", ["embedded", "python process"])
 def test_prpc_serve_serves_an_app_server(mode, env, client, tmp_path):
-    (tmp_path / "myservice.py").write_text(APP)
+    (tmp_path / "myservice.py").write_text(SERVED_APP)
     serve_env = dict(env)
     if mode == "python process":
         serve_env["PRPC_HOST_PYTHON_MODULE"] = str(tmp_path / "no_embedding_module.so")
@@ -31,6 +37,8 @@ def test_prpc_serve_serves_an_app_server(mode, env, client, tmp_path):
         assert client.call("greet", "serve").result(20).startswith("hello serve from pid ")
         assert client.call("square", 9).result(30) == 81
         assert client.call("later", [1, 2]).result(20) == [1, 2]
+        # The configuration (it may hold the broker's password) is not left in the environment.
+        assert client.call("hosting_config").result(20) is None
         out = run([*PRPC, "call", "greet", '["shell"]'], env)
         assert out.returncode == 0, out.stderr
         assert json.loads(out.stdout).startswith("hello shell")

@@ -81,7 +81,8 @@ def main(argv: list[str] | None = None) -> int:
         _error("usage: python -m prpc._hosting MODULE:ATTR [--check]")
         return 2
     try:
-        config = json.loads(os.environ.get("PRPC_HOSTING_CONFIG", "{}"))
+        # Taken out of the environment: the application's own child processes need not see it.
+        config = json.loads(os.environ.pop("PRPC_HOSTING_CONFIG", "{}"))
     except ValueError as e:
         _error(f"PRPC_HOSTING_CONFIG is not JSON: {e}")
         return EXIT_CONFIG
