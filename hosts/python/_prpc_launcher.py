@@ -1,19 +1,28 @@
-"""The commands a wheel installs, `prpc` and `prpc-host`: they run the programs bundled in the
-package (prpc/bin; a wheel's find the package's plugins in prpc/plugins by themselves) with this
-Python in PRPC_PYTHON, for `prpc gen-stubs` and for serving Python applications."""
+"""The commands the prpc wheel installs, `prpc` and `prpc-host`: they run the programs bundled in
+the package (prpc/bin; they find the package's plugins in prpc/plugins by themselves) with this
+Python in PRPC_PYTHON, for `prpc gen-stubs` and for serving Python applications. A module of its
+own, beside the package rather than in it, so a command starts without importing prpc (its
+extension, asyncio): the launcher only finds the package's directory."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
 
-_PACKAGE = os.path.dirname(os.path.abspath(__file__))
+
+def _package_dir() -> str:
+    spec = importlib.util.find_spec("prpc")  # locates the package without importing it
+    if spec is None or not spec.submodule_search_locations:
+        sys.exit("prpc: error: the prpc package is not installed for " + sys.executable)
+    return os.path.abspath(list(spec.submodule_search_locations)[0])
 
 
 def _run(program: str) -> None:
-    executable = os.path.join(_PACKAGE, "bin", program)
+    package = _package_dir()
+    executable = os.path.join(package, "bin", program)
     if not os.access(executable, os.X_OK):  # the build tree's package: <build>/python/prpc
-        built = os.path.join(os.path.dirname(os.path.dirname(_PACKAGE)), "bin", program)
+        built = os.path.join(os.path.dirname(os.path.dirname(package)), "bin", program)
         executable = built if os.access(built, os.X_OK) else executable
     if not os.access(executable, os.X_OK):
         print(f"{program}: error: this prpc package has no {executable} (it was installed "

@@ -1,4 +1,4 @@
-"""`prpc serve module:app` and the console scripts' launcher (prpc._commands, what a wheel's
+"""`prpc serve module:app` and the console scripts' launcher (_prpc_launcher, what a wheel's
 `prpc` and `prpc-host` run): an AppServer served without `if __name__ == "__main__"`, by the
 embedded interpreter and by a Python process of its own (how a wheel, which has no embedding
 module, serves it), against a real redis-server."""
@@ -22,7 +22,7 @@ def hosting_config():
 
 # The launcher in the build tree's package finds the programs in <build>/bin.
 PRPC = [sys.executable, "-m", "prpc"]
-PRPC_HOST = [sys.executable, "-c", "from prpc._commands import prpc_host; prpc_host()"]
+PRPC_HOST = [sys.executable, "-c", "from _prpc_launcher import prpc_host; prpc_host()"]
 
 
 @pytest.mark.parametrize("mode", ["embedded", "python process"])

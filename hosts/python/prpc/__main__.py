@@ -1,5 +1,5 @@
 """`python -m prpc ...` is the `prpc` command (prpc serve module:app, prpc call ...)."""
 
-from ._commands import prpc
+from _prpc_launcher import prpc
 
 prpc()

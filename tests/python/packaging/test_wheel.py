@@ -112,8 +112,9 @@ def test_the_wheel_holds_the_programs_plugins_libraries_and_commands(wheel):
     assert not any("prpc_host_python" in n for n in names)
     entry_points = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
     text = zipfile.ZipFile(wheel).read(entry_points).decode()
-    assert "prpc = prpc._commands:prpc" in text
-    assert "prpc-host = prpc._commands:prpc_host" in text
+    assert "prpc = _prpc_launcher:prpc" in text
+    assert "prpc-host = _prpc_launcher:prpc_host" in text
+    assert "_prpc_launcher.py" in names
 
 
 def test_every_library_resolves_inside_the_package(venv):
