@@ -13,7 +13,7 @@
 #   sudo scripts/fresh-machine-check.sh [WHEEL]   (default: the newest dist/prpc-*.whl)
 #   PRPC_FRESH_DIR   where the root is built (default /tmp/prpc-fresh; its debootstrap cache is
 #                    kept there between runs); PRPC_FRESH_KEEP=1 keeps the root afterwards.
-# Takes 15-30 minutes (most of it the demo's first build); not part of CI.
+# Takes 6-12 minutes on two cores (most of it the demo's first build); not part of CI.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD
