@@ -20,6 +20,7 @@ from .exceptions import (
     PRPCError,
     RemoteError,
     ResultNotReadyError,
+    exception_for,
 )
 from .prpcmessage import PRPCMessage
 
@@ -51,11 +52,12 @@ def _raise_for(status: str, value: Any, func_name: str, message_id: str,
         raise RemoteError(remote_type, message, traceback)
     if status == "Timeout":
         raise ClientTimeOutError(limit, f"{func_name} (message_id {message_id}): {value}")
-    if status in ("Unavailable", "Cancelled"):
-        raise BrokerError(f"{func_name}: {value}")
-    if status == "DecodeError":
+    error = exception_for(status)  # the one table, shared with the extension
+    if error is DecodeError:
         raise DecodeError(f"{func_name}: the reply cannot be decoded: {value}")
-    raise PRPCError(f"{func_name}: {status}: {value}")
+    if error is PRPCError:
+        raise PRPCError(f"{func_name}: {status}: {value}")
+    raise error(f"{func_name}: {value}")
 
 
 def _wake(future: asyncio.Future[None]) -> None:
