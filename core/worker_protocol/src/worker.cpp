@@ -282,8 +282,7 @@ std::string encode_result(std::uint64_t id, const Outcome& outcome, const Limits
                          limits);
   }
   auto code = static_cast<std::int32_t>(outcome.status.code());
-  const std::string& message =
-      outcome.error_message.empty() ? outcome.status.message() : outcome.error_message;
+  const std::string& message = outcome.status.message();
   // Error texts are cut rather than refused: the reply must reach the parent.
   std::size_t budget = limits.max_frame_bytes / 4;
   body += ", \"ok\": false, \"code\": " + std::to_string(code) + ", \"type\": ";
@@ -306,6 +305,7 @@ Result<WorkerFrame> decode_worker_frame(std::string_view body, const Limits& lim
   std::optional<bool> ok;
   bool has_result = false;
   Outcome outcome;
+  std::string message;  // a failure's, until the outcome is made
   std::int32_t code = PRPC_ERR_FUNCTION;
   Status scanned = json::scan_object(body, jl, [&](const json::Member& m) -> Status {
     if (m.key == "hello") {
@@ -336,7 +336,7 @@ Result<WorkerFrame> decode_worker_frame(std::string_view body, const Limits& lim
       if (m.type == json::Type::kNull) return Status::ok();
       PRPC_RETURN_IF_ERROR(expect(m, json::Type::kString));
       std::string& field = m.key == "type"      ? outcome.error_type
-                           : m.key == "message" ? outcome.error_message
+                           : m.key == "message" ? message
                                                 : outcome.traceback;
       field.assign(m.text);
     }
@@ -363,7 +363,7 @@ Result<WorkerFrame> decode_worker_frame(std::string_view body, const Limits& lim
     StatusCode sc = code == PRPC_OK ? StatusCode::kFunction : status_code_from_abi(code);
     std::string type = outcome.error_type.empty() ? std::string(status_code_name(sc))
                                                   : std::move(outcome.error_type);
-    reply.outcome = Outcome::failure(sc, type, std::move(outcome.error_message),
+    reply.outcome = Outcome::failure(sc, type, std::move(message),
                                      std::move(outcome.traceback));
   }
   return WorkerFrame(std::move(reply));

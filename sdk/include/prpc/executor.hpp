@@ -52,7 +52,6 @@ struct Outcome {
   Status status;  // OK, kFunction (the function raised), kTimeout, kCancelled, ...
   std::string result = "null";
   std::string error_type;
-  std::string error_message;
   std::string traceback;
 
   static Outcome success(std::string json) {
@@ -63,13 +62,14 @@ struct Outcome {
   static Outcome failure(StatusCode code, std::string_view type, std::string message,
                          std::string traceback = {}) {
     Outcome o;
-    o.status = Status(code, message);
+    o.status = Status(code, std::move(message));
     o.error_type = std::string(type);
-    o.error_message = std::move(message);
     o.traceback = std::move(traceback);
     return o;
   }
   bool ok() const noexcept { return status.is_ok(); }
+  // The failure's text, kept once: in the status.
+  const std::string& error_message() const noexcept { return status.message(); }
 };
 
 using OutcomeCallback = std::function<void(Outcome)>;
