@@ -323,13 +323,9 @@ class PluginCodec final : public Codec {
 
 void invoker_invoke(void* ud, const prpc_invocation* inv, prpc_outcome_fn done,
                     void* done_ud) noexcept {
-  try {
-    static_cast<Invoker*>(ud)->invoke(abi::invocation_from(inv), abi::outcome_to_c(done, done_ud));
-  } catch (const std::exception& e) {
-    Outcome o = Outcome::failure(StatusCode::kInternal, error_types::kInternal, e.what());
-    prpc_outcome v = abi::outcome_view(o);
-    done(done_ud, &v);
-  }
+  run_guarded("the invoker", abi::outcome_to_c(done, done_ud), [&](OutcomeCallback once) {
+    static_cast<Invoker*>(ud)->invoke(abi::invocation_from(inv), std::move(once));
+  });
 }
 
 void invoker_cancel(void* ud, std::uint64_t call_id) noexcept {

@@ -189,6 +189,8 @@ struct AsyncExecutor::State : std::enable_shared_from_this<AsyncExecutor::State>
       done(std::move(outcome));
     } catch (const std::exception& e) {
       log.error(std::string("async executor: a completion threw: ") + e.what());
+    } catch (...) {
+      log.error("async executor: a completion threw");
     }
   }
 
@@ -231,15 +233,9 @@ struct AsyncExecutor::State : std::enable_shared_from_this<AsyncExecutor::State>
         if (auto s = weak.lock()) s->completed(seq, std::move(o));
       });
     };
-    try {
-      invoker.invoke(call->invocation.view(), on_done);
-    } catch (const std::exception& e) {
-      on_done(Outcome::failure(StatusCode::kInternal, error_types::kInternal,
-                               std::string("the invoker threw: ") + e.what()));
-    } catch (...) {
-      on_done(Outcome::failure(StatusCode::kInternal, error_types::kInternal,
-                               "the invoker threw an unknown exception"));
-    }
+    run_guarded("the invoker", on_done, [&](OutcomeCallback once) {
+      invoker.invoke(call->invocation.view(), std::move(once));
+    });
     std::lock_guard lock(dispatch_mutex);
     in_invoke = false;
   }

@@ -131,12 +131,16 @@ class ProcessExecutor::Supervisor : public std::enable_shared_from_this<Supervis
       } catch (const std::exception& e) {
         // Nothing here is expected to throw but allocation; keep supervising.
         log_.error(std::string("process executor: ") + e.what());
+      } catch (...) {
+        log_.error("process executor: an unknown exception in the supervisor");
       }
     }
     try {
       stop_all();
     } catch (const std::exception& e) {
       log_.error(std::string("process executor: stopping: ") + e.what());
+    } catch (...) {
+      log_.error("process executor: stopping: an unknown exception");
     }
   }
 
@@ -238,6 +242,8 @@ class ProcessExecutor::Supervisor : public std::enable_shared_from_this<Supervis
         job->done(std::move(outcome));
       } catch (const std::exception& e) {
         log_.error(std::string("process executor: a completion threw: ") + e.what());
+      } catch (...) {
+        log_.error("process executor: a completion threw");
       }
     }
     std::lock_guard lock(mutex_);

@@ -186,26 +186,13 @@ Outcome run_call(Invoker& invoker, const Invocation& call) {
     std::optional<Outcome> outcome;
   };
   auto slot = std::make_shared<Slot>();
-  try {
-    invoker.invoke(call, [slot](Outcome o) {
-      std::lock_guard lock(slot->mutex);
-      if (slot->outcome) return;  // a second completion is a bug in the invoker; keep the first
-      slot->outcome = std::move(o);
-      slot->cv.notify_all();
-    });
-  } catch (const std::exception& e) {
+  OutcomeCallback done = [slot](Outcome o) {
     std::lock_guard lock(slot->mutex);
-    if (!slot->outcome) {
-      slot->outcome = Outcome::failure(StatusCode::kInternal, error_types::kInternal,
-                                       std::string("the invoker threw: ") + e.what());
-    }
-  } catch (...) {
-    std::lock_guard lock(slot->mutex);
-    if (!slot->outcome) {
-      slot->outcome = Outcome::failure(StatusCode::kInternal, error_types::kInternal,
-                                       "the invoker threw an unknown exception");
-    }
-  }
+    slot->outcome = std::move(o);
+    slot->cv.notify_all();
+  };
+  run_guarded("the invoker", std::move(done),
+              [&](OutcomeCallback once) { invoker.invoke(call, std::move(once)); });
   std::unique_lock lock(slot->mutex);
   slot->cv.wait(lock, [&] { return slot->outcome.has_value(); });
   return std::move(*slot->outcome);

@@ -1,9 +1,12 @@
 // Executors run function calls; the invoker says how one call runs in this process.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <exception>
 #include <functional>
+#include <memory>
 #include <string>
 #include <string_view>
 
@@ -73,6 +76,31 @@ struct Outcome {
 };
 
 using OutcomeCallback = std::function<void(Outcome)>;
+
+// Hands `start` a completion that runs `done` at most once, and answers a call whose start
+// throws (anything at all) with kInternal unless the completion already ran: the one guard of
+// every place that runs a call it did not write (an executor's submit, an invoker, a plugin's
+// thunk), so a throw never escapes and never answers a call twice. `who` names the thrower.
+template <typename Start>
+void run_guarded(std::string_view who, OutcomeCallback done, Start&& start) noexcept {
+  try {
+    auto ran = std::make_shared<std::atomic<bool>>(false);
+    auto shared = std::make_shared<OutcomeCallback>(std::move(done));
+    OutcomeCallback once = [ran, shared](Outcome o) {
+      if (!ran->exchange(true)) (*shared)(std::move(o));
+    };
+    try {
+      start(once);
+    } catch (const std::exception& e) {
+      once(Outcome::failure(StatusCode::kInternal, error_types::kInternal,
+                            std::string(who) + " threw: " + e.what()));
+    } catch (...) {
+      once(Outcome::failure(StatusCode::kInternal, error_types::kInternal,
+                            std::string(who) + " threw an unknown exception"));
+    }
+  } catch (...) {  // NOLINT(bugprone-empty-catch): out of memory, or `done` itself threw
+  }
+}
 
 // Runs one call in the current process. invoke() may call `done` before returning or later from
 // any thread, exactly once.
