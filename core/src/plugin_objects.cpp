@@ -9,6 +9,7 @@
 
 #include "prpc/abi_views.hpp"
 #include "prpc/log.hpp"
+#include "prpc/own_thread.hpp"
 
 namespace prpc::details {
 namespace {
@@ -55,11 +56,7 @@ bool in_callback_of(const void* owner) {
 // Runs `destroy` now, or on a fresh thread when this thread is inside a callback of `owner`.
 template <typename Destroy>
 void destroy_safely(const void* owner, Destroy destroy) {
-  if (in_callback_of(owner)) {
-    std::thread(std::move(destroy)).detach();
-  } else {
-    destroy();
-  }
+  tear_down(in_callback_of(owner), std::move(destroy));
 }
 
 // A callback handed through a C `void* ud`, tagged with the wrapper whose plugin calls it.

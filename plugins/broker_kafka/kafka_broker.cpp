@@ -4,6 +4,7 @@
 #include <thread>
 
 #include "kafka_impl.hpp"
+#include "prpc/own_thread.hpp"
 #include "prpc/protocol.hpp"
 
 namespace prpc::kafka {
@@ -33,15 +34,12 @@ KafkaBroker::KafkaBroker(Settings settings, sdk::Logger log)
     : impl_(std::make_shared<Impl>(std::move(settings), std::move(log))) {}
 
 KafkaBroker::~KafkaBroker() {
-  if (impl_->on_own_thread()) {
-    // Released from inside one of our callbacks: finish on a thread of its own.
-    std::thread([impl = std::move(impl_)]() mutable {
-      impl->shutdown();
-      impl.reset();
-    }).detach();
-    return;
-  }
-  impl_->shutdown();
+  // Released from inside one of our callbacks, it shuts down on a thread of its own.
+  bool own = impl_->on_own_thread();
+  tear_down(own, [impl = std::move(impl_)]() mutable {
+    impl->shutdown();
+    impl.reset();
+  });
 }
 
 Status KafkaBroker::connect() { return impl_->connect(); }

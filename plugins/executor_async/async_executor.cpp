@@ -15,6 +15,8 @@
 #include <thread>
 #include <unordered_map>
 
+#include "prpc/own_thread.hpp"
+
 namespace prpc::async_pool {
 namespace {
 
@@ -269,12 +271,7 @@ AsyncExecutor::~AsyncExecutor() {
   bool detached = false;
   s.control_work.reset();
   s.control.stop();
-  if (s.control_thread.get_id() == std::this_thread::get_id()) {
-    s.control_thread.detach();
-    detached = true;
-  } else {
-    s.control_thread.join();
-  }
+  detached = join_or_detach(s.control_thread);
   bool stuck = false;
   {
     std::lock_guard lock(s.dispatch_mutex);
@@ -283,11 +280,11 @@ AsyncExecutor::~AsyncExecutor() {
   }
   // Pending cancels still reach the invoker; pending invokes are skipped.
   s.dispatcher_work.reset();
-  if (stuck || s.dispatcher_thread.get_id() == std::this_thread::get_id()) {
-    s.dispatcher_thread.detach();
+  if (stuck) {
+    s.dispatcher_thread.detach();  // it is inside the invoker, which may never return
     detached = true;
   } else {
-    s.dispatcher_thread.join();
+    detached = join_or_detach(s.dispatcher_thread) || detached;
   }
   if (detached || s.outstanding.load() > 0) pin_this_library();
 }

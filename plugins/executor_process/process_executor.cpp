@@ -23,6 +23,7 @@
 #include <thread>
 
 #include "prpc/worker.hpp"
+#include "prpc/own_thread.hpp"
 #include "worker_process.hpp"
 
 namespace prpc::process_pool {
@@ -97,12 +98,8 @@ class ProcessExecutor::Supervisor : public std::enable_shared_from_this<Supervis
     }
     wake();
     std::lock_guard join_lock(join_mutex_);
-    if (!thread_.joinable()) return;
-    if (std::this_thread::get_id() == loop_id_) {
-      thread_.detach();  // called from a completion: the loop ends after this iteration
-    } else {
-      thread_.join();
-    }
+    // Called from a completion, the loop ends after this iteration.
+    join_or_detach(thread_);
   }
 
   std::vector<WorkerSnapshot> snapshot() const {

@@ -264,7 +264,6 @@ class RedisBroker::Impl {
   asio::io_context io_;
   asio::executor_work_guard<asio::io_context::executor_type> work_;
   std::thread thread_;
-  std::atomic<bool> orphaned_{false};
 
   // Everything below belongs to the broker's thread.
   std::atomic<bool> closed_{false};  // read by finish() and publish() on any thread

@@ -6,6 +6,7 @@
 #include <stdexcept>
 
 #include "broker_impl.hpp"
+#include "prpc/own_thread.hpp"
 
 namespace prpc::redis {
 
@@ -112,26 +113,24 @@ RedisBroker::Impl::Impl(const sdk::Context& ctx)
         log_.error("unexpected exception on the broker's thread");
       }
     }
-    // Destroyed from its own thread (see release()): the last handler has returned now.
-    if (orphaned_.load()) delete this;
   });
 }
 
 // Closes everything and frees the instance, from any thread.
 void RedisBroker::Impl::release() {
-  if (std::this_thread::get_id() == thread_.get_id()) {
-    // Called from a callback on the broker's own thread (a handler dropped the last reference).
-    // The thread cannot join itself: close now and let it delete the instance on its way out.
+  // From a callback on the broker's own thread (a handler dropped the last reference) it closes
+  // at once, and the instance goes once that handler has returned.
+  bool own = std::this_thread::get_id() == thread_.get_id();
+  if (own) {
     close_all();
-    work_.reset();
-    orphaned_.store(true);
-    thread_.detach();
-    return;
+  } else {
+    asio::post(io_, [this] { close_all(); });
   }
-  asio::post(io_, [this] { close_all(); });
   work_.reset();
-  thread_.join();
-  delete this;
+  tear_down(own, [this] {
+    thread_.join();
+    delete this;
+  });
 }
 
 Status RedisBroker::Impl::connect() {
