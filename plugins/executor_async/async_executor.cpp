@@ -17,7 +17,7 @@
 
 #include "prpc/own_thread.hpp"
 
-namespace prpc::async_pool {
+namespace prpc::async {
 namespace {
 
 namespace asio = boost::asio;
@@ -338,4 +338,4 @@ AsyncStats AsyncExecutor::stats() const {
   return state_->counters;
 }
 
-}  // namespace prpc::async_pool
+}  // namespace prpc::async

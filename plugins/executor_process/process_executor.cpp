@@ -26,7 +26,7 @@
 #include "prpc/own_thread.hpp"
 #include "worker_process.hpp"
 
-namespace prpc::process_pool {
+namespace prpc::process {
 namespace {
 
 using Clock = std::chrono::steady_clock;
@@ -365,12 +365,12 @@ class ProcessExecutor::Supervisor : public std::enable_shared_from_this<Supervis
         return false;
       }
       if (!next->has_value()) return true;
-      auto frame = worker::decode_worker_frame(**next);
+      auto frame = worker_protocol::decode_worker_frame(**next);
       if (!frame.is_ok()) {
         broke_protocol(slot, now, frame.status().message());
         return false;
       }
-      if (auto* hello = std::get_if<worker::Hello>(&*frame)) {
+      if (auto* hello = std::get_if<worker_protocol::Hello>(&*frame)) {
         if (w->phase != Phase::kStarting) {
           broke_protocol(slot, now, "a second hello");
           return false;
@@ -386,7 +386,7 @@ class ProcessExecutor::Supervisor : public std::enable_shared_from_this<Supervis
                                          : std::string()));
         continue;
       }
-      auto& reply = std::get<worker::Reply>(*frame);
+      auto& reply = std::get<worker_protocol::Reply>(*frame);
       if (w->phase != Phase::kBusy || !w->job || reply.id != w->job->call.call_id) {
         broke_protocol(slot, now,
                        "a reply to call " + std::to_string(reply.id) + ", which it was not given");
@@ -561,7 +561,7 @@ class ProcessExecutor::Supervisor : public std::enable_shared_from_this<Supervis
           job = std::move(queue_.front());
           queue_.pop_front();
         }
-        auto frame = worker::encode_call(job->call.view());
+        auto frame = worker_protocol::encode_call(job->call.view());
         if (!frame.is_ok()) {
           std::string type(frame.status().code() == StatusCode::kInvalidArgument
                                ? error_types::kDecode
@@ -747,4 +747,4 @@ std::vector<WorkerSnapshot> ProcessExecutor::snapshot() const { return superviso
 
 ProcessStats ProcessExecutor::stats() const { return supervisor_->stats(); }
 
-}  // namespace prpc::process_pool
+}  // namespace prpc::process

@@ -17,7 +17,7 @@
 
 extern char** environ;  // NOLINT(readability-redundant-declaration)
 
-namespace prpc::process_pool {
+namespace prpc::process {
 
 namespace {
 
@@ -66,7 +66,7 @@ Result<Spawned> spawn_worker(const std::vector<std::string>& command) {
   }
   int parent = sv[0];
   int child = sv[1];
-  if (child == worker::kChildFd) {
+  if (child == worker_protocol::kChildFd) {
     // dup2 onto itself would leave close-on-exec set.
     int moved = ::fcntl(child, F_DUPFD_CLOEXEC, 10);
     ::close(child);
@@ -81,10 +81,10 @@ Result<Spawned> spawn_worker(const std::vector<std::string>& command) {
   posix_spawnattr_t attr;
   posix_spawn_file_actions_init(&actions);
   posix_spawnattr_init(&attr);
-  posix_spawn_file_actions_adddup2(&actions, child, worker::kChildFd);
+  posix_spawn_file_actions_adddup2(&actions, child, worker_protocol::kChildFd);
 #if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 34))
   // Descriptors the application opened without close-on-exec stay out of the worker.
-  posix_spawn_file_actions_addclosefrom_np(&actions, worker::kChildFd + 1);
+  posix_spawn_file_actions_addclosefrom_np(&actions, worker_protocol::kChildFd + 1);
 #endif
   // Its own process group: a terminal's Ctrl-C reaches the host, which drains, not the workers;
   // and a timeout kills the worker together with any process it started.
@@ -102,11 +102,11 @@ Result<Spawned> spawn_worker(const std::vector<std::string>& command) {
   posix_spawnattr_setsigdefault(&attr, &defaults);
 
   std::vector<std::string> env_strings;
-  const std::string fd_prefix = std::string(worker::kFdVariable) + "=";
+  const std::string fd_prefix = std::string(worker_protocol::kFdVariable) + "=";
   for (char** e = environ; e != nullptr && *e != nullptr; ++e) {
     if (std::strncmp(*e, fd_prefix.c_str(), fd_prefix.size()) != 0) env_strings.emplace_back(*e);
   }
-  env_strings.push_back(fd_prefix + std::to_string(worker::kChildFd));
+  env_strings.push_back(fd_prefix + std::to_string(worker_protocol::kChildFd));
   std::vector<char*> envp;
   for (std::string& s : env_strings) envp.push_back(s.data());
   envp.push_back(nullptr);
@@ -187,4 +187,4 @@ ProcessOptions options_from(const sdk::Context& ctx) {
   return o;
 }
 
-}  // namespace prpc::process_pool
+}  // namespace prpc::process

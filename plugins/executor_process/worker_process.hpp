@@ -15,7 +15,7 @@
 #include "prpc/status.hpp"
 #include "prpc/worker.hpp"
 
-namespace prpc::process_pool {
+namespace prpc::process {
 
 // A file descriptor with one owner, closed when the owner goes.
 class UniqueFd {
@@ -82,7 +82,7 @@ struct Live {
   UniqueFd fd;
   UniqueFd pidfd;
   Phase phase = Phase::kStarting;
-  worker::FrameReader reader;
+  worker_protocol::FrameReader reader;
   std::string out;  // bytes of the call frame not yet written
   std::size_t out_pos = 0;
   JobPtr job;
@@ -117,4 +117,4 @@ struct Slot {
   std::chrono::steady_clock::time_point retry_at{};
 };
 
-}  // namespace prpc::process_pool
+}  // namespace prpc::process

@@ -6,7 +6,7 @@
 #include <set>
 #include <unordered_map>
 
-namespace prpc::thread_pool {
+namespace prpc::thread {
 namespace {
 
 using Clock = std::chrono::steady_clock;
@@ -245,4 +245,4 @@ void ThreadExecutor::shutdown(std::chrono::milliseconds grace) {
   }
 }
 
-}  // namespace prpc::thread_pool
+}  // namespace prpc::thread

@@ -14,7 +14,7 @@
 
 #include "prpc/json.hpp"
 
-namespace prpc::worker {
+namespace prpc::worker_protocol {
 namespace {
 
 json::Limits json_limits(const Limits& limits) {
@@ -486,4 +486,4 @@ Result<int> fd_from_environment() {
   return fd;
 }
 
-}  // namespace prpc::worker
+}  // namespace prpc::worker_protocol

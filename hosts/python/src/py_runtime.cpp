@@ -8,7 +8,7 @@
 #include <memory>
 #include <mutex>
 
-namespace prpc::py {
+namespace prpc::python {
 namespace {
 
 std::mutex g_mutex;
@@ -57,4 +57,4 @@ void raise_status(const Status& status) {
   throw pybind11::error_already_set();
 }
 
-}  // namespace prpc::py
+}  // namespace prpc::python

@@ -9,7 +9,7 @@
 
 #include "prpc/worker.hpp"
 
-namespace prpc::worker {
+namespace prpc::worker_protocol {
 namespace {
 
 using namespace std::chrono_literals;
@@ -406,4 +406,4 @@ TEST(WorkerEnvironment, FdComesFromTheVariable) {
 }
 
 }  // namespace
-}  // namespace prpc::worker
+}  // namespace prpc::worker_protocol

@@ -13,7 +13,7 @@
 #include "async_executor.hpp"
 #include "process.hpp"
 
-namespace prpc::async_pool {
+namespace prpc::async {
 namespace {
 
 using namespace std::chrono_literals;
@@ -321,4 +321,4 @@ TEST(AsyncExecutor, ResubmittingFromACompletionWorks) {
 }
 
 }  // namespace
-}  // namespace prpc::async_pool
+}  // namespace prpc::async

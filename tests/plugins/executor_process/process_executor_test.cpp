@@ -16,7 +16,7 @@
 #include "process.hpp"
 #include "process_executor.hpp"
 
-namespace prpc::process_pool {
+namespace prpc::process {
 namespace {
 
 using namespace std::chrono_literals;
@@ -466,4 +466,4 @@ TEST_F(ProcessExecutorTest, DestroyingTheExecutorReapsItsWorkers) {
 }
 
 }  // namespace
-}  // namespace prpc::process_pool
+}  // namespace prpc::process

@@ -12,7 +12,7 @@
 #include "process_executor.hpp"
 #include "prpc/plugin_loader.hpp"
 
-namespace prpc::process_pool {
+namespace prpc::process {
 namespace {
 
 using namespace std::chrono_literals;
@@ -228,4 +228,4 @@ TEST(PrpcWorkerProgram, RefusesToRunWithoutItsSocket) {
 }
 
 }  // namespace
-}  // namespace prpc::process_pool
+}  // namespace prpc::process

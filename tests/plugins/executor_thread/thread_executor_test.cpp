@@ -7,7 +7,7 @@
 #include "process.hpp"
 #include "thread_executor.hpp"
 
-namespace prpc::thread_pool {
+namespace prpc::thread {
 namespace {
 
 using namespace std::chrono_literals;
@@ -162,4 +162,4 @@ TEST(ThreadExecutor, AsynchronousInvokers) {
 }
 
 }  // namespace
-}  // namespace prpc::thread_pool
+}  // namespace prpc::thread
