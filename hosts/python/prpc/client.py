@@ -8,11 +8,11 @@ import datetime
 import os
 import threading
 import uuid
-from typing import Any, Generator, Mapping, Sequence
+from collections.abc import Generator, Mapping, Sequence
+from typing import Any
 
 from . import _core
 from .exceptions import (
-    BrokerError,
     ClientTimeOutError,
     ConfigurationError,
     DecodeError,
@@ -78,6 +78,11 @@ class AwaitableTask:
     """
 
     __slots__ = ("_handle", "_request", "_reply", "_client", "_limit")
+    _handle: _core.CallHandle
+    _request: PRPCMessage
+    _reply: PRPCMessage | None
+    _client: _core.Client
+    _limit: datetime.timedelta | float | None
 
     def __init__(self, func_name: str, args: Sequence[Any] = (),
                  kwargs: Mapping[str, Any] | None = None) -> None:
@@ -88,7 +93,7 @@ class AwaitableTask:
         task = get_client().call_with(func_name, args, kwargs)
         self._handle = task._handle
         self._request = task._request
-        self._reply: PRPCMessage | None = None
+        self._reply = None
         self._client = task._client
         self._limit = task._limit
 

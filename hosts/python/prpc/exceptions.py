@@ -51,7 +51,8 @@ class ClientTimeOutError(PRPCError, TimeoutError):
     def __init__(self, timeout: datetime.timedelta | float | str | None = None,
                  detail: str = "") -> None:
         if isinstance(timeout, str):  # raised with only a message (by the runtime)
-            timeout, detail = None, timeout
+            detail = timeout
+            timeout = None
         self.timeout = _as_timedelta(timeout)
         self.detail = detail
         super().__init__(self.timeout, detail)
