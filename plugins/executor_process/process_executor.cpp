@@ -71,14 +71,16 @@ class ProcessExecutor::Supervisor : public std::enable_shared_from_this<Supervis
     job->call = OwnedInvocation(call);
     job->done = std::move(done);
     job->queued_at = Clock::now();
+    bool queued = false;
     {
       std::lock_guard lock(mutex_);
       if (accepting_) {
         queue_.push_back(std::move(job));
         ++unfinished_;
+        queued = true;
       }
     }
-    if (job) {
+    if (!queued) {
       job->done(Outcome::failure(StatusCode::kCancelled, error_types::kCancelled,
                                  "the executor is shutting down"));
       return;
@@ -480,9 +482,10 @@ class ProcessExecutor::Supervisor : public std::enable_shared_from_this<Supervis
         log_.warn("call " + job->call.message_id + " to '" + func + "' passed its limit of " +
                   std::to_string(limit) + " ms; worker process " + std::to_string(pid) +
                   " was killed and is being replaced");
-        answer(std::move(job),
-               Outcome::failure(StatusCode::kTimeout, error_types::kTimeout,
-                                server_timeout_text(func, job->call.timeout)));
+        // Made before the job moves: argument order is unspecified.
+        Outcome timed_out = Outcome::failure(StatusCode::kTimeout, error_types::kTimeout,
+                                             server_timeout_text(func, job->call.timeout));
+        answer(std::move(job), std::move(timed_out));
         std::lock_guard lock(mutex_);
         ++stats_.timed_out;
       }
