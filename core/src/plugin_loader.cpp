@@ -252,7 +252,10 @@ Result<OptionValues> resolve_options(const FactoryInfo& factory, const OptionVal
     if (known) continue;
     if (!factory.open_options) {
       std::string names;
-      for (const OptionInfo& o : factory.options) names += (names.empty() ? "" : ", ") + o.key;
+      for (const OptionInfo& o : factory.options) {
+        if (!names.empty()) names += ", ";
+        names += o.key;
+      }
       return Status(StatusCode::kInvalidArgument,
                     label + ": unknown option '" + key + "' (known: " +
                         (names.empty() ? std::string("none") : names) + ")");
@@ -359,7 +362,7 @@ std::vector<fs::path> PluginRegistry::default_search_path() {
   std::error_code ec;
   fs::path exe = boost::dll::program_location(ec);
   if (!ec) out.push_back(exe.parent_path().parent_path() / PRPC_INSTALL_PLUGIN_SUBDIR);
-  if (std::string_view(PRPC_BUILD_PLUGIN_DIR).size() > 0) out.emplace_back(PRPC_BUILD_PLUGIN_DIR);
+  if (!std::string_view(PRPC_BUILD_PLUGIN_DIR).empty()) out.emplace_back(PRPC_BUILD_PLUGIN_DIR);
   // A program run from the build tree finds the same directory twice.
   std::vector<fs::path> unique;
   std::set<fs::path> seen;

@@ -95,7 +95,7 @@ Status KafkaBroker::Impl::create_topics(const std::vector<std::string>& wanted) 
 // The topic's partition count with leaders, from a metadata request. `auto_create` asks for
 // the topic by name, which creates it on clusters that allow that.
 Result<std::int32_t> KafkaBroker::Impl::partition_count(rd_kafka_t* rk, const std::string& topic,
-                                                        bool auto_create) {
+                                                        bool auto_create) const {
   const rd_kafka_metadata_t* md = nullptr;
   rd_kafka_resp_err_t e;
   if (auto_create) {
@@ -122,7 +122,7 @@ Result<std::int32_t> KafkaBroker::Impl::partition_count(rd_kafka_t* rk, const st
 // while, so transient errors are retried within the admin timeout.
 rd_kafka_resp_err_t KafkaBroker::Impl::watermarks(rd_kafka_t* rk, const char* topic,
                                                   std::int32_t partition, std::int64_t* low,
-                                                  std::int64_t* high) {
+                                                  std::int64_t* high) const {
   auto deadline = Clock::now() + settings_.admin_timeout;
   for (;;) {
     rd_kafka_resp_err_t e = rd_kafka_query_watermark_offsets(rk, topic, partition, low, high,

@@ -213,9 +213,9 @@ class KafkaBroker::Impl : public std::enable_shared_from_this<KafkaBroker::Impl>
   Status ensure_topics(std::string_view queue);
   Status create_topics(const std::vector<std::string>& wanted);
   Result<std::int32_t> partition_count(rd_kafka_t* rk, const std::string& topic,
-                                       bool auto_create = false);
+                                       bool auto_create = false) const;
   rd_kafka_resp_err_t watermarks(rd_kafka_t* rk, const char* topic, std::int32_t partition,
-                                 std::int64_t* low, std::int64_t* high);
+                                 std::int64_t* low, std::int64_t* high) const;
 
   // ---- subscription.cpp ----
   void trace(const Subscription* sub, const std::string& what) const;

@@ -183,7 +183,7 @@ struct AsyncExecutor::State : std::enable_shared_from_this<AsyncExecutor::State>
     }
   }
 
-  void answer(Entry& entry, Outcome outcome) {
+  void answer(Entry& entry, Outcome outcome) const {
     entry.call->settled.store(true);
     if (entry.timer) entry.timer->cancel();
     OutcomeCallback done = std::move(entry.done);

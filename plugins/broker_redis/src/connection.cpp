@@ -16,7 +16,7 @@ namespace prpc::redis::details {
 
 namespace {
 
-constexpr std::size_t kReadChunk = 64 * 1024;
+constexpr std::size_t kReadChunk = std::size_t{64} * 1024;
 constexpr std::size_t kMaxIov = 64;
 // How many extra writes a caller thread makes for commands other threads queued meanwhile.
 constexpr int kMaxDirectRounds = 4;

@@ -248,7 +248,6 @@ void RedisBroker::Impl::tick() {
 void RedisBroker::Impl::close_all() {
   if (closed_) return;
   closed_ = true;
-  boost::system::error_code ignored;
   connect_timer_.cancel();
   tick_timer_.cancel();
   retry_timer_.cancel();

@@ -209,7 +209,7 @@ void RedisBroker::Impl::start_read(std::size_t room, milliseconds until_claim) {
       "XREADGROUP", "GROUP",  sub_->options.group, sub_->options.consumer, "COUNT", count, "BLOCK",
       block_ms,     "STREAMS"};
   for (const StreamState& s : sub_->streams) args.push_back(s.name);
-  for (std::size_t i = 0; i < sub_->streams.size(); ++i) args.push_back(">");
+  for (std::size_t i = 0; i < sub_->streams.size(); ++i) args.emplace_back(">");
   sub_->reading = true;
   std::weak_ptr<Subscription> weak = sub_;
   read_->send(

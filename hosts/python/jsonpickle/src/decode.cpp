@@ -32,8 +32,7 @@ enum class Special { kNone, kGetattr, kOr, kZoneInfo };
 
 class Decoder {
  public:
-  Decoder(const Document& doc, const Limits& limits, const Known* k)
-      : doc_(doc), limits_(limits), k_(k) {}
+  Decoder(const Document& doc, const Known* k) : doc_(doc), k_(k) {}
   ~Decoder() {
     for (PyObject* o : objs_) Py_XDECREF(o);
   }
@@ -657,7 +656,6 @@ class Decoder {
   }
 
   const Document& doc_;
-  const Limits& limits_;
   const Known* k_;
   std::vector<std::pair<std::string_view, Ref>> keys_;
   std::vector<Ref> spare_keys_;
@@ -679,7 +677,7 @@ PyObject* jsonpickle_decode(std::string_view text, const Limits& limits) {
     fail_decode(doc.status().message());
     return nullptr;
   }
-  Decoder d(*doc, safe, k);
+  Decoder d(*doc, k);
   return d.restore(doc->root());
 }
 
