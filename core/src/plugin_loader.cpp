@@ -256,9 +256,11 @@ Result<OptionValues> resolve_options(const FactoryInfo& factory, const OptionVal
         if (!names.empty()) names += ", ";
         names += o.key;
       }
-      return Status(StatusCode::kInvalidArgument,
-                    label + ": unknown option '" + key + "' (known: " +
-                        (names.empty() ? std::string("none") : names) + ")");
+      std::string message = label;
+      message += ": unknown option '" + key + "' (known: ";
+      message += names.empty() ? std::string("none") : names;
+      message += ")";
+      return Status(StatusCode::kInvalidArgument, std::move(message));
     }
     out[key] = value;
   }

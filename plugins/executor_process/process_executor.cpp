@@ -71,17 +71,18 @@ class ProcessExecutor::Supervisor : public std::enable_shared_from_this<Supervis
     job->call = OwnedInvocation(call);
     job->done = std::move(done);
     job->queued_at = Clock::now();
-    bool queued = false;
+    JobPtr refused;  // answered outside the lock: a completion may submit again
     {
       std::lock_guard lock(mutex_);
       if (accepting_) {
         queue_.push_back(std::move(job));
         ++unfinished_;
-        queued = true;
+      } else {
+        refused = std::move(job);
       }
     }
-    if (!queued) {
-      job->done(Outcome::failure(StatusCode::kCancelled, error_types::kCancelled,
+    if (refused) {
+      refused->done(Outcome::failure(StatusCode::kCancelled, error_types::kCancelled,
                                  "the executor is shutting down"));
       return;
     }
