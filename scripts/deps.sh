@@ -41,6 +41,8 @@ test  libbenchmark-dev      the process executor's micro-benchmark (built when p
 test  default-jre-headless  the Kafka suites run Apache Kafka
 test  maven                 fetching the Apache Kafka jars
 test  openssl               the SASL_SSL Kafka fixture's keys and certificates
+test  clang-tidy            scripts/lint.sh's static checks of the C++ sources
+test  clang-format          scripts/lint.sh --format
 kafka default-jre-headless  Apache Kafka runs on Java
 kafka maven                 fetching the Apache Kafka jars
 fresh debootstrap           building the bare Debian root

@@ -12,6 +12,7 @@
 #include "event_loop.hpp"
 #include "prpc/iso_time.hpp"
 #include "prpc/log.hpp"
+#include "prpc/own_thread.hpp"
 #include "prpc/uuid.hpp"
 
 namespace prpc {
@@ -20,14 +21,13 @@ using Clock = std::chrono::steady_clock;
 
 // Every callback into a client (pushed replies, publish completions, the deadline timer) passes
 // through its gate. Closing the gate waits for callbacks in progress, so a client is destroyed
-// by whoever closes it; closed from inside one of its own callbacks, the last callback to leave
-// destroys it instead.
+// by whoever closes it; closed from inside one of its own callbacks, it is destroyed on a thread
+// of its own once the callbacks have left (tear_down).
 struct ClientGate {
   std::mutex mutex;
   std::condition_variable idle;
   Client::Impl* impl = nullptr;
   int active = 0;
-  std::unique_ptr<Client::Impl> doomed;
 };
 
 namespace {
@@ -70,14 +70,8 @@ class Client::Impl {
     t_inside = gate.get();
     f(*impl);
     t_inside = outer;
-    std::unique_ptr<Impl> destroy;
-    {
-      std::lock_guard lock(gate->mutex);
-      if (--gate->active == 0) {
-        destroy = std::move(gate->doomed);
-        gate->idle.notify_all();
-      }
-    }
+    std::lock_guard lock(gate->mutex);
+    if (--gate->active == 0) gate->idle.notify_all();
   }
 
   Status start() {
@@ -379,16 +373,16 @@ Client::Client(ClientOptions options, std::shared_ptr<Broker> broker, std::share
 }
 
 Client::~Client() {
-  std::unique_lock lock(gate_->mutex);
-  gate_->impl = nullptr;  // no callback starts from now on
-  if (t_inside == gate_.get()) {
-    // Closed from inside one of our own callbacks: the last callback to leave destroys it.
-    gate_->doomed = std::move(impl_);
-    return;
+  {
+    std::lock_guard lock(gate_->mutex);
+    gate_->impl = nullptr;  // no callback starts from now on
   }
-  gate_->idle.wait(lock, [this] { return gate_->active == 0; });
-  lock.unlock();
-  impl_.reset();
+  tear_down(t_inside == gate_.get(), [gate = gate_, impl = std::move(impl_)]() mutable {
+    std::unique_lock lock(gate->mutex);
+    gate->idle.wait(lock, [&gate] { return gate->active == 0; });
+    lock.unlock();
+    impl.reset();
+  });
 }
 
 Status Client::start() { return impl_->start(); }

@@ -9,6 +9,7 @@
 
 #include "prpc/abi_views.hpp"
 #include "prpc/log.hpp"
+#include "prpc/own_thread.hpp"
 
 namespace prpc::details {
 namespace {
@@ -55,11 +56,7 @@ bool in_callback_of(const void* owner) {
 // Runs `destroy` now, or on a fresh thread when this thread is inside a callback of `owner`.
 template <typename Destroy>
 void destroy_safely(const void* owner, Destroy destroy) {
-  if (in_callback_of(owner)) {
-    std::thread(std::move(destroy)).detach();
-  } else {
-    destroy();
-  }
+  tear_down(in_callback_of(owner), std::move(destroy));
 }
 
 // A callback handed through a C `void* ud`, tagged with the wrapper whose plugin calls it.
@@ -323,13 +320,9 @@ class PluginCodec final : public Codec {
 
 void invoker_invoke(void* ud, const prpc_invocation* inv, prpc_outcome_fn done,
                     void* done_ud) noexcept {
-  try {
-    static_cast<Invoker*>(ud)->invoke(abi::invocation_from(inv), abi::outcome_to_c(done, done_ud));
-  } catch (const std::exception& e) {
-    Outcome o = Outcome::failure(StatusCode::kInternal, error_types::kInternal, e.what());
-    prpc_outcome v = abi::outcome_view(o);
-    done(done_ud, &v);
-  }
+  run_guarded("the invoker", abi::outcome_to_c(done, done_ud), [&](OutcomeCallback once) {
+    static_cast<Invoker*>(ud)->invoke(abi::invocation_from(inv), std::move(once));
+  });
 }
 
 void invoker_cancel(void* ud, std::uint64_t call_id) noexcept {

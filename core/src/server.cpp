@@ -358,9 +358,7 @@ class Server::Impl : public std::enable_shared_from_this<Server::Impl> {
     std::string type = outcome.error_type.empty()
                            ? std::string(status_code_name(outcome.status.code()))
                            : outcome.error_type;
-    std::string message =
-        outcome.error_message.empty() ? outcome.status.message() : outcome.error_message;
-    reply_error(call, outcome.status.code(), type, message, outcome.traceback);
+    reply_error(call, outcome.status.code(), type, outcome.status.message(), outcome.traceback);
   }
 
   Message base_reply(const CallPtr& call) const {

@@ -47,7 +47,7 @@ def serve(spec: str, config: dict[str, str], check: bool = False) -> int:
         sys.path.insert(0, "")  # like `python -m`: the working directory is importable
     try:
         module = importlib.import_module(module_name)
-    except Exception as e:  # noqa: BLE001 - any import failure is a misconfiguration
+    except Exception as e:
         last = traceback.format_exception_only(type(e), e)[-1].strip()
         _error(f"cannot import {module_name!r}: {last}")
         return EXIT_CONFIG

@@ -169,8 +169,7 @@ inline prpc_outcome outcome_view(const Outcome& o) noexcept {
   v.status = static_cast<prpc_status>(o.status.code());
   v.result = str(o.result);
   v.error_type = str(o.error_type);
-  v.error_message = str(o.error_message.empty() ? std::string_view(o.status.message())
-                                                : std::string_view(o.error_message));
+  v.error_message = str(o.status.message());
   v.traceback = str(o.traceback);
   return v;
 }
@@ -180,12 +179,11 @@ inline Outcome outcome_from(const prpc_outcome* raw) {
   Outcome o;
   StatusCode code = status_code_from_abi(v.status);
   o.error_type = view(v.error_type);
-  o.error_message = view(v.error_message);
   o.traceback = view(v.traceback);
   if (code == StatusCode::kOk) {
     o.result = v.result.data ? std::string(view(v.result)) : std::string("null");
   } else {
-    o.status = Status(code, o.error_message);
+    o.status = Status(code, std::string(view(v.error_message)));
   }
   return o;
 }

@@ -3,10 +3,10 @@ import datetime
 import decimal
 import uuid
 
-import jsonpickle
 import pytest
-
 from message_helper import make
+
+import jsonpickle
 
 UTC = datetime.timezone.utc
 
@@ -21,7 +21,8 @@ def fields_of(codec, msg):
         "message_id": str(msg.message_id),
         "result": codec.encode(msg.result),
         "exception_info": msg.exception_info,
-        "date_create_message": msg.date_create_message.isoformat() if msg.date_create_message else "",
+        "date_create_message": (msg.date_create_message.isoformat()
+                                if msg.date_create_message else ""),
         "date_done_message": msg.date_done_message.isoformat() if msg.date_done_message else "",
     }
     for name in ("reply_to", "deadline", "attempt", "exception_type", "traceback", "traceparent"):
@@ -74,8 +75,9 @@ def test_decode_python_bytes_to_fragments(codec, message_class):
         fields = codec.envelope_decode(jsonpickle.encode(msg))
         assert fields["func_name"] == msg.func_name
         assert fields["message_id"] == str(msg.message_id)
-        assert jsonpickle.encode(codec.decode(fields["func_args"])) == jsonpickle.encode(msg.func_args)
-        assert jsonpickle.encode(codec.decode(fields["func_kwargs"])) == jsonpickle.encode(msg.func_kwargs)
+        for field in ("func_args", "func_kwargs"):
+            assert (jsonpickle.encode(codec.decode(fields[field]))
+                    == jsonpickle.encode(getattr(msg, field)))
         assert jsonpickle.encode(codec.decode(fields["result"])) == jsonpickle.encode(msg.result)
         assert fields["date_create_message"] == msg.date_create_message.isoformat()
         done = msg.date_done_message
@@ -123,10 +125,10 @@ def test_refuses_other_classes_and_salvages_the_id(codec):
 
 
 # Generated message states: the whole envelope against jsonpickle, and back.
-from hypothesis import HealthCheck, assume, given, settings, strategies as st  # noqa: E402
-
-import sample  # noqa: E402
 import strategies  # noqa: E402
+from hypothesis import HealthCheck, assume, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
 
 @pytest.fixture(scope="module", autouse=True)
 def registered(codec):

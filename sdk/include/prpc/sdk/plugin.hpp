@@ -404,13 +404,9 @@ struct ExecutorThunks {
   }
   static void submit(void* self, const prpc_invocation* inv, prpc_outcome_fn done,
                      void* ud) noexcept {
-    try {
-      as<Instance>(self)->executor.submit(abi::invocation_from(inv), abi::outcome_to_c(done, ud));
-    } catch (const std::exception& e) {
-      Outcome o = Outcome::failure(StatusCode::kInternal, error_types::kInternal, e.what());
-      prpc_outcome v = abi::outcome_view(o);
-      done(ud, &v);
-    }
+    run_guarded("the executor", abi::outcome_to_c(done, ud), [&](OutcomeCallback once) {
+      as<Instance>(self)->executor.submit(abi::invocation_from(inv), std::move(once));
+    });
   }
   static void shutdown(void* self, std::int64_t grace_ms) noexcept {
     abi::barrier_void(
@@ -451,13 +447,9 @@ struct FunctionsThunks : LifecycleThunks<T> {
   }
   static void invoke(void* self, const prpc_invocation* inv, prpc_outcome_fn done,
                      void* ud) noexcept {
-    try {
-      as<T>(self)->invoke(abi::invocation_from(inv), abi::outcome_to_c(done, ud));
-    } catch (const std::exception& e) {
-      Outcome o = Outcome::failure(StatusCode::kInternal, error_types::kInternal, e.what());
-      prpc_outcome v = abi::outcome_view(o);
-      done(ud, &v);
-    }
+    run_guarded("the function table", abi::outcome_to_c(done, ud), [&](OutcomeCallback once) {
+      as<T>(self)->invoke(abi::invocation_from(inv), std::move(once));
+    });
   }
   static void cancel(void* self, std::uint64_t call_id) noexcept {
     abi::barrier_void([&] { as<T>(self)->cancel(call_id); });
