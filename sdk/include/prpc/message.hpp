@@ -37,6 +37,11 @@ struct Message {
   std::string exception_type;
   std::string traceback;
   std::string traceparent;
+  // The message's other fields as JSON object text, plain JSON values only, in the order the
+  // codec read them (e.g. {"server": "host-42", "time_queued": 0.0012}); empty when none.
+  // Codecs write them after the fields above. Read and set one with json::get_member and
+  // json::set_member (prpc/json.hpp).
+  std::string extensions;
 
   bool failed() const noexcept { return exception_info.has_value(); }
 };
