@@ -241,18 +241,6 @@ bool blank(std::string_view text) {
   return true;
 }
 
-// The members of an object as (key, raw value) pairs, in order, repeats included.
-Result<std::vector<std::pair<std::string, std::string_view>>> members_of(std::string_view text,
-                                                                        const Limits& limits) {
-  std::vector<std::pair<std::string, std::string_view>> out;
-  if (blank(text)) return out;
-  PRPC_RETURN_IF_ERROR(scan_object(text, limits, [&](const Member& m) {
-    out.emplace_back(std::string(m.key), m.raw);
-    return Status::ok();
-  }));
-  return out;
-}
-
 std::string write_members(const std::vector<std::pair<std::string, std::string_view>>& members) {
   if (members.empty()) return {};
   std::string out = "{";
@@ -267,6 +255,24 @@ std::string write_members(const std::vector<std::pair<std::string, std::string_v
 }
 
 }  // namespace
+
+Result<std::vector<std::pair<std::string, std::string_view>>> object_members(
+    std::string_view object_text, const Limits& limits) {
+  std::vector<std::pair<std::string, std::string_view>> out;
+  if (blank(object_text)) return out;
+  PRPC_RETURN_IF_ERROR(scan_object(object_text, limits, [&](const Member& m) {
+    // Objects here are small (a message's extensions): a linear search beats a map.
+    for (auto& [key, raw] : out) {
+      if (key == m.key) {
+        raw = m.raw;
+        return Status::ok();
+      }
+    }
+    out.emplace_back(std::string(m.key), m.raw);
+    return Status::ok();
+  }));
+  return out;
+}
 
 std::optional<std::string_view> get_member(std::string_view object_text, std::string_view key,
                                            const Limits& limits) {
@@ -304,26 +310,22 @@ Result<std::string> set_member(std::string_view object_text, std::string_view ke
   while (!raw_value.empty() && is_ws(raw_value.back())) raw_value.remove_suffix(1);
   Status valid = validate(raw_value, limits);
   if (!valid.is_ok()) return valid.with_context("the value of '" + std::string(key) + "'");
-  auto members = members_of(object_text, limits);
+  auto members = object_members(object_text, limits);
   if (!members.is_ok()) return members.status();
-  std::vector<std::pair<std::string, std::string_view>> out;
-  out.reserve(members->size() + 1);
   bool placed = false;
   for (auto& [k, raw] : *members) {
-    if (k != key) {
-      out.emplace_back(std::move(k), raw);
-    } else if (!placed) {
-      out.emplace_back(std::move(k), raw_value);
+    if (k == key) {
+      raw = raw_value;
       placed = true;
     }
   }
-  if (!placed) out.emplace_back(std::string(key), raw_value);
-  return write_members(out);
+  if (!placed) members->emplace_back(std::string(key), raw_value);
+  return write_members(*members);
 }
 
 Result<std::string> erase_member(std::string_view object_text, std::string_view key,
                                  const Limits& limits) {
-  auto members = members_of(object_text, limits);
+  auto members = object_members(object_text, limits);
   if (!members.is_ok()) return members.status();
   std::erase_if(*members, [&](const auto& m) { return m.first == key; });
   return write_members(*members);

@@ -91,6 +91,7 @@ TEST(Json, SetMemberReplacesInPlaceOrAppends) {
             R"({"a": 1, "b": {"x": null}, "c": 3})");
   EXPECT_EQ(set(R"({"a": 1})", "quote\"d", "true"), R"({"a": 1, "quote\"d": true})");
   EXPECT_EQ(set(R"({"k": 1, "j": 0, "k": 2})", "k", "3"), R"({"k": 3, "j": 0})");
+  EXPECT_EQ(set(R"({"k": 1, "j": 0, "k": 2})", "i", "3"), R"({"k": 2, "j": 0, "i": 3})");
   std::string built;
   built = set(built, "tracestate", R"("k=v")");
   built = set(built, "time_executing", "0.0004");
@@ -107,6 +108,18 @@ TEST(Json, SetMemberReplacesInPlaceOrAppends) {
   EXPECT_FALSE(set_member("{}", "k", "1 2").is_ok());
   EXPECT_FALSE(set_member("[1]", "k", "1").is_ok());
   EXPECT_FALSE(set_member(R"({"a": )", "k", "1").is_ok());
+}
+
+TEST(Json, ObjectMembersReadLikeAPythonDict) {
+  auto m = object_members(R"({"b": 1, "a": [2], "b": 3})");
+  ASSERT_TRUE(m.is_ok());
+  ASSERT_EQ(m->size(), 2u);
+  EXPECT_EQ((*m)[0].first, "b");
+  EXPECT_EQ((*m)[0].second, "3");
+  EXPECT_EQ((*m)[1].first, "a");
+  EXPECT_EQ((*m)[1].second, "[2]");
+  EXPECT_TRUE(object_members("")->empty());
+  EXPECT_FALSE(object_members("[]").is_ok());
 }
 
 TEST(Json, EraseMemberLeavesEmptyTextWhenNothingIsLeft) {
