@@ -46,6 +46,26 @@ struct Message {
   bool failed() const noexcept { return exception_info.has_value(); }
 };
 
+// The wire names of Message's named fields, in the raw flavour's order. Every other top-level
+// field of a message is an extension (Message::extensions), except jsonpickle's "py/" tags.
+inline constexpr std::string_view kMessageFields[] = {
+    "func_name",         "func_args",      "func_kwargs",         "message_id",
+    "result",            "exception_info", "date_create_message", "date_done_message",
+    "reply_to",          "deadline",       "attempt",             "exception_type",
+    "traceback",         "traceparent"};
+
+inline bool is_message_field(std::string_view key) noexcept {
+  for (std::string_view f : kMessageFields) {
+    if (f == key) return true;
+  }
+  return false;
+}
+
+// Whether a top-level key may be carried in Message::extensions.
+inline bool is_extension_key(std::string_view key) noexcept {
+  return !is_message_field(key) && key.substr(0, 3) != "py/";
+}
+
 // Error type names used in replies that the runtime (not a function) produces.
 namespace error_types {
 inline constexpr std::string_view kUnknownFunction = "UnknownFunctionError";
