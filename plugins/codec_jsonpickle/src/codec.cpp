@@ -1,9 +1,12 @@
 #include "prpc/jsonpickle/codec.hpp"
 
+#include <algorithm>
 #include <charconv>
 #include <chrono>
+#include <utility>
 #include <vector>
 
+#include "prpc/json.hpp"
 #include "prpc/jsonpickle/references.hpp"
 #include "prpc/uuid.hpp"
 
@@ -157,6 +160,30 @@ void fill_salvage(Message* salvaged, const Salvage& s) {
   salvaged->func_name = s.func_name;
 }
 
+// Whether the subtree at `node` holds no jsonpickle tag (no object with a "py/" key), so that
+// Python reads it as plain JSON.
+bool plain_json(const Document& doc, std::uint32_t node) {
+  std::vector<std::uint32_t> todo{node};
+  while (!todo.empty()) {
+    std::uint32_t n = todo.back();
+    todo.pop_back();
+    if (doc[n].kind == Kind::kObject && doc[n].py_keys != 0) return false;
+    for (std::uint32_t c = doc[n].first_child; c != kNoNode; c = doc[c].next_sibling) {
+      todo.push_back(c);
+    }
+  }
+  return true;
+}
+
+// The node as json.dumps writes it.
+void append_canonical(const Document& doc, std::uint32_t node, std::string& out) {
+  if (doc.canonical()) {
+    out += doc.source(node);
+  } else {
+    write_node(doc, node, out);
+  }
+}
+
 class EnvelopeWriter {
  public:
   EnvelopeWriter(const Limits& limits, std::string& out) : limits_(limits), out_(out) {}
@@ -195,6 +222,29 @@ class EnvelopeWriter {
       out_ += text;  // nothing to renumber and already in json.dumps layout
     } else {
       write_mapped(doc, doc.root(), map, replaced, out_);
+    }
+    return Status::ok();
+  }
+
+  // The members of `extensions` as further attributes, after all the others: named fields, py/
+  // tags and values holding a tag are skipped (only plain JSON crosses), a repeated key is
+  // written once with its last value. Their containers would take the next reference ids, but
+  // nothing after them refers to anything.
+  Status extensions(std::string_view text) {
+    auto members = json::object_members(text, json::Limits{limits_.max_depth, limits_.max_bytes});
+    if (!members.is_ok()) {
+      return make_error(StatusCode::kEncode, "extensions: " + members.status().message());
+    }
+    for (const auto& [k, raw] : *members) {
+      if (!is_extension_key(k)) continue;
+      auto parsed = Document::parse(raw, limits_);
+      if (!parsed.is_ok()) {
+        return make_error(StatusCode::kEncode,
+                          "extensions." + k + ": " + parsed.status().message());
+      }
+      if (!plain_json(*parsed, parsed->root())) continue;
+      key(k);
+      append_canonical(*parsed, parsed->root(), out_);
     }
     return Status::ok();
   }
@@ -425,6 +475,7 @@ Result<std::string> JsonpickleCodec::encode(const Message& m) const {
   text("exception_type", m.exception_type);
   text("traceback", m.traceback);
   text("traceparent", m.traceparent);
+  PRPC_RETURN_IF_ERROR(w.extensions(m.extensions));
   out += '}';
   if (out.size() > limits_.max_bytes) {
     return make_error(StatusCode::kResourceExhausted,
@@ -467,7 +518,9 @@ class EnvelopeReader {
     PRPC_RETURN_IF_ERROR(read_exception_info(m));
     PRPC_RETURN_IF_ERROR(date("date_create_message", m.date_create_message));
     PRPC_RETURN_IF_ERROR(date("date_done_message", m.date_done_message));
-    return read_extension_fields(m);
+    PRPC_RETURN_IF_ERROR(read_optional_fields(m));
+    read_extensions(m);
+    return Status::ok();
   }
 
  private:
@@ -587,7 +640,7 @@ class EnvelopeReader {
 
   // reply_to, deadline (a datetime or ISO text), exception_type, traceback, traceparent,
   // attempt.
-  Status read_extension_fields(Message& m) const {
+  Status read_optional_fields(Message& m) const {
     PRPC_RETURN_IF_ERROR(optional_text("reply_to", m.reply_to));
     std::uint32_t x = field("deadline");
     if (x != kNoNode && doc_[x].kind != Kind::kString && doc_[x].kind != Kind::kNull) {
@@ -608,6 +661,32 @@ class EnvelopeReader {
       m.attempt = static_cast<std::uint32_t>(a);
     }
     return Status::ok();
+  }
+
+  // The attributes the codec does not name whose values are plain JSON, in order (a repeated
+  // key once, with its last value, as Python's json keeps it); tagged values are dropped.
+  void read_extensions(Message& m) const {
+    std::vector<std::pair<std::string_view, std::uint32_t>> found;
+    for (std::uint32_t c = doc_[root()].first_child; c != kNoNode; c = doc_[c].next_sibling) {
+      std::string_view key = doc_[c].key;
+      if (!is_extension_key(key)) continue;
+      auto same = std::find_if(found.begin(), found.end(),
+                               [&](const auto& f) { return f.first == key; });
+      if (same != found.end()) {
+        same->second = c;
+      } else {
+        found.emplace_back(key, c);
+      }
+    }
+    std::string out;
+    for (const auto& [key, node] : found) {
+      if (!plain_json(doc_, node)) continue;
+      out += out.empty() ? "{" : ", ";
+      append_py_string(out, key);
+      out += ": ";
+      append_canonical(doc_, node, out);
+    }
+    if (!out.empty()) m.extensions = std::move(out) + "}";
   }
 
   // Dates: a datetime object (jsonpickle's __reduce__ form), ISO text, or null.
