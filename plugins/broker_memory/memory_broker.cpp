@@ -349,7 +349,7 @@ Result<std::string> MemoryBroker::open_replies_signed(std::string_view queue,
     it = reply_addresses_.emplace(std::string(queue), reply_to).first;
     bus_->reply_channels[reply_to] = this;
   }
-  reply_handlers_[it->second] = std::move(on_reply);
+  reply_handlers_[it->second] = std::make_shared<PushedReplyHandler>(std::move(on_reply));
   return it->second;
 }
 
@@ -544,13 +544,12 @@ void MemoryBroker::run() {
     if (!inbox_.empty()) {
       std::deque<PushedReply> batch;
       batch.swap(inbox_);
-      std::vector<std::pair<PushedReplyHandler*, PushedReply>> calls;
+      std::vector<std::pair<std::shared_ptr<PushedReplyHandler>, PushedReply>> calls;
       for (PushedReply& r : batch) {
         auto h = reply_handlers_.find(r.reply_to);
-        if (h != reply_handlers_.end()) calls.emplace_back(&h->second, std::move(r));
+        if (h != reply_handlers_.end()) calls.emplace_back(h->second, std::move(r));
       }
       lock.unlock();
-      // Handlers are never removed while the broker lives, so the pointers stay valid.
       for (auto& [handler, r] : calls) {
         (*handler)(PushedReplyView{r.message_id, r.payload, r.signature, r.key_id});
       }

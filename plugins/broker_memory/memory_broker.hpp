@@ -101,7 +101,9 @@ class MemoryBroker final : public Broker {
   DeliveryHandler handler_;
   std::set<std::string> outstanding_;  // tokens handed over and not finished
   std::map<std::string, std::string, std::less<>> reply_addresses_;  // queue -> reply_to
-  std::map<std::string, PushedReplyHandler, std::less<>> reply_handlers_;  // reply_to -> handler
+  // reply_to -> handler; shared so that a handler replaced by a later open_replies outlives a
+  // call to it already under way on the broker's thread.
+  std::map<std::string, std::shared_ptr<PushedReplyHandler>, std::less<>> reply_handlers_;
   std::deque<PushedReply> inbox_;
   std::chrono::steady_clock::time_point next_claim_scan_{};
 

@@ -334,8 +334,8 @@ inline prpc_publish publish_view(const PublishView& message) noexcept {
 
 inline PublishView publish_from(const prpc_publish* raw) noexcept {
   prpc_publish p = copy_sized(raw);
-  return PublishView{static_cast<Flavour>(p.flavour), view(p.queue),     view(p.message_id),
-                     view(p.payload),                 view(p.signature), view(p.key_id)};
+  return PublishView(static_cast<Flavour>(p.flavour), view(p.queue), view(p.message_id),
+                     view(p.payload), view(p.signature), view(p.key_id));
 }
 
 inline prpc_pushed_reply pushed_reply_view(const PushedReplyView& r) noexcept {
