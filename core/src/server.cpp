@@ -365,6 +365,9 @@ class Server::Impl : public std::enable_shared_from_this<Server::Impl> {
     Message reply = call->request;
     if (reply.date_create_message.empty()) reply.date_create_message = call->received_at;
     reply.reply_to.clear();
+    // A request's other fields are not echoed (what a reply adds is for the features that
+    // define it to say).
+    reply.extensions.clear();
     reply.date_done_message = now_iso8601();
     return reply;
   }
