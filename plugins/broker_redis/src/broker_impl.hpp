@@ -47,6 +47,7 @@ using details::expect_ok;
 using details::integer_of;
 using details::is_error;
 using details::is_nil;
+using details::is_permission_error;
 using details::starts_with;
 using details::text;
 using std::chrono::milliseconds;
@@ -237,6 +238,8 @@ class RedisBroker::Impl {
   void deliver(const std::shared_ptr<Subscription>& sub, const std::vector<DeliveryView>& batch);
   void start_claim(std::size_t room);
   void heartbeat(Clock::time_point now);
+  bool liveness_on() const;
+  void refuse_liveness(const std::string& why);
   void on_claimed(const std::weak_ptr<Subscription>& weak, std::vector<ReplyPtr>& replies,
                   std::size_t count);
   void send_touch(const std::string& stream, const std::string& id, std::function<void(bool)> done);
@@ -293,6 +296,7 @@ class RedisBroker::Impl {
   std::string consumer_;
   std::uint32_t max_outstanding_ = 1;
   milliseconds visibility_{30000};
+  bool liveness_refused_ = false;  // the ACL forbids the liveness scripts' commands
   std::unordered_set<std::string> handed_;  // handed over, finish not completed
   std::deque<Parked> parked_;
 

@@ -372,7 +372,7 @@ void RedisBroker::Impl::start_claim(std::size_t room) {
   std::string min_idle = ms_arg(visibility_);
   // A dead server leaves the liveness hash a while after its deadline (never before this server
   // could have claimed by idle time too); "0" turns the liveness pass off.
-  std::string grace = settings_.liveness_timeout.count() > 0
+  std::string grace = liveness_on()
                           ? ms_arg(std::max<milliseconds>(visibility_, std::chrono::minutes(1)))
                           : std::string("0");
   auto left = std::make_shared<std::size_t>(sub_->streams.size());
@@ -423,6 +423,9 @@ void RedisBroker::Impl::on_claimed(const std::weak_ptr<Subscription>& weak,
         create_groups(read_, sub, nullptr);
       } else if (starts_with(r, "NOSCRIPT")) {
         reload_scripts(read_);
+      } else if (is_permission_error(r) && liveness_on()) {
+        refuse_liveness(error_status(r, "claiming a dead server's requests").message());
+        more = true;  // again at once, by idle time alone
       } else {
         log_.warn(error_status(r, "claiming idle requests on " + st.name).message());
       }
@@ -457,17 +460,33 @@ void RedisBroker::Impl::send_touch(const std::string& stream, const std::string&
 }
 
 // Renews this server's liveness deadline while it serves (see scripts::kHeartbeat).
+bool RedisBroker::Impl::liveness_on() const {
+  return settings_.liveness_timeout.count() > 0 && !liveness_refused_;
+}
+
+// A user whose ACL predates liveness (no hash commands or TIME) still gets recovery by idle
+// time, with one warning that says what to grant.
+void RedisBroker::Impl::refuse_liveness(const std::string& why) {
+  if (liveness_refused_) return;
+  liveness_refused_ = true;
+  log_.warn(why + "; liveness is off for this server, so a dead server's requests wait for the " +
+            "visibility timeout (grant +hset +hgetall +hdel +time to turn it on)");
+}
+
 void RedisBroker::Impl::heartbeat(Clock::time_point now) {
-  if (!sub_ || settings_.liveness_timeout.count() <= 0 || now < sub_->next_heartbeat) return;
+  if (!sub_ || !liveness_on() || now < sub_->next_heartbeat) return;
   sub_->next_heartbeat = now + settings_.heartbeat_interval;
   command_link()->send(Command::make({"EVALSHA", scripts::shas().heartbeat, "1",
                                       sub_->liveness_key, sub_->options.consumer,
                                       ms_arg(settings_.liveness_timeout)}),
                        [this](const Status& st, ReplyPtr r) {
                          if (starts_with(r.get(), "NOSCRIPT")) reload_scripts(cmd_);
-                         if (st.is_ok() && is_error(r.get())) {
-                           log_.warn(error_status(r.get(), "renewing this server's liveness")
-                                         .message());
+                         if (!st.is_ok() || !is_error(r.get())) return;
+                         Status e = error_status(r.get(), "renewing this server's liveness");
+                         if (is_permission_error(r.get())) {
+                           refuse_liveness(e.message());
+                         } else {
+                           log_.warn(e.message());
                          }
                        });
 }
