@@ -71,6 +71,9 @@ struct Call {
   const Codec* codec = nullptr;
   std::string received_at;
   Clock::time_point started = Clock::now();
+  // Deliveries of this very request (same flavour and message_id) that arrived while it ran
+  // here: answered with its outcome instead of running again (under calls_mutex_).
+  std::vector<std::shared_ptr<Call>> twins;
 };
 using CallPtr = std::shared_ptr<Call>;
 
@@ -325,6 +328,18 @@ class Server::Impl : public std::enable_shared_from_this<Server::Impl> {
                   "no executor for worker type '" + worker + "'");
       return;
     }
+    if (!req.message_id.empty()) {
+      // A request redelivered to the server that is still running it (a Kafka rebalance that
+      // gives the partition back, a Redis claim after a stall) waits for that run: at least
+      // once, never twice at once on one server.
+      std::lock_guard lock(calls_mutex_);
+      auto [it, fresh] = running_ids_.try_emplace(running_key(call), call);
+      if (!fresh) {
+        it->second->twins.push_back(call);
+        deduplicated_.fetch_add(1);
+        return;
+      }
+    }
     Invocation inv;
     inv.call_id = call->id;
     inv.func_name = req.func_name;
@@ -339,7 +354,22 @@ class Server::Impl : public std::enable_shared_from_this<Server::Impl> {
     });
   }
 
+  static std::string running_key(const CallPtr& call) {
+    return std::string(flavour_name(call->delivery.flavour)) + ":" + call->request.message_id;
+  }
+
   void complete(const CallPtr& call, Outcome outcome) {
+    std::vector<CallPtr> twins;
+    if (!call->request.message_id.empty()) {
+      std::lock_guard lock(calls_mutex_);
+      running_ids_.erase(running_key(call));
+      twins.swap(call->twins);
+    }
+    for (const CallPtr& twin : twins) answer(twin, outcome);
+    answer(call, std::move(outcome));
+  }
+
+  void answer(const CallPtr& call, Outcome outcome) {
     if (abandoning_.load()) {
       executing_.fetch_sub(1);
       forget(call);  // left unacknowledged for another server
@@ -519,6 +549,7 @@ class Server::Impl : public std::enable_shared_from_this<Server::Impl> {
   mutable std::mutex calls_mutex_;
   std::condition_variable calls_cv_;
   std::unordered_map<std::uint64_t, CallPtr> calls_;
+  std::unordered_map<std::string, CallPtr> running_ids_;  // "<flavour>:<message_id>" -> its run
 
   std::atomic<std::uint64_t> next_call_id_{0};
   std::atomic<std::uint64_t> received_{0};

@@ -79,7 +79,13 @@ Result<ConfPtr> KafkaBroker::Impl::make_conf(bool producer,
   if (producer) {
     defaults = {{"linger.ms", settings_.linger_ms}, {"message.timeout.ms", "60000"}};
   } else {
-    defaults = {{"queued.min.messages", "1000"}, {"fetch.wait.max.ms", "100"}};
+    // The group's session timeout is how long a SIGKILLed server keeps its partitions: 6 s is
+    // the least a broker accepts by default (group.min.session.timeout.ms); librdkafka's own
+    // default is 45 s. Heartbeats go from librdkafka's thread, so a long call does not stop them.
+    defaults = {{"queued.min.messages", "1000"},
+                {"fetch.wait.max.ms", "100"},
+                {"session.timeout.ms", "6000"},
+                {"heartbeat.interval.ms", "1000"}};
   }
   for (const auto& [k, v] : defaults) PRPC_RETURN_IF_ERROR(set(k, v));
   for (const auto& [k, v] : settings_.common) PRPC_RETURN_IF_ERROR(set(k, v));

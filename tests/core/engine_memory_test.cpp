@@ -326,6 +326,46 @@ TEST_F(EngineTest, OversizedRequestIsRefusedWithItsId) {
   EXPECT_EQ(stats().dead_letters, 1);
 }
 
+// Counts the runs of each function it serves for the engine (through an executor).
+class CountingTable final : public FunctionTable {
+ public:
+  explicit CountingTable(std::shared_ptr<FunctionTable> inner) : inner_(std::move(inner)) {}
+  std::vector<FunctionInfo> list() const override { return inner_->list(); }
+  void invoke(const Invocation& call, OutcomeCallback done) override {
+    runs.fetch_add(1);
+    inner_->invoke(call, std::move(done));
+  }
+  void cancel(std::uint64_t call_id) override { inner_->cancel(call_id); }
+  std::atomic<int> runs{0};
+
+ private:
+  std::shared_ptr<FunctionTable> inner_;
+};
+
+TEST_F(EngineTest, ARequestDeliveredAgainWhileItRunsHereRunsOnce) {
+  // As when a Kafka rebalance hands a partition back to the server still running its calls:
+  // the second delivery waits for the run under way and is answered with its outcome.
+  auto counting = std::make_shared<CountingTable>(functions_);
+  functions_ = counting;
+  auto server = start_server();
+  std::string id = new_uuid();
+  std::string request = R"({"func_name": "slow", "func_args": [0.5], "message_id": ")" + id +
+                        R"("})";
+  publish_raw(request);
+  publish_raw(request);
+  ASSERT_TRUE(wait_until([&] { return server->stats().succeeded == 2; }, 10s));
+  EXPECT_EQ(counting->runs.load(), 1);
+  EXPECT_EQ(server->stats().deduplicated, 1u);
+  ASSERT_TRUE(wait_until([&] { return stats().pending == 0; }, 5s));
+  auto result = stored(id);
+  ASSERT_TRUE(result.has_value());
+  EXPECT_EQ(result->result, "0.5");
+  // Once that run is over, the same id runs again if it is delivered again (at least once).
+  publish_raw(request);
+  ASSERT_TRUE(wait_until([&] { return server->stats().succeeded == 3; }, 10s));
+  EXPECT_EQ(counting->runs.load(), 2);
+}
+
 TEST_F(EngineTest, RedeliveryOfAnsweredRequestIsNotRunAgain) {
   // The same request twice: the first copy is held by a consumer that then dies, the second is
   // served. When the first copy is redelivered, the stored result answers it.

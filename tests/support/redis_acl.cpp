@@ -35,7 +35,8 @@ const std::vector<std::string>& prpc_redis_acl_commands() {
   static const std::vector<std::string> kCommands = {
       "+@stream",    "+get",       "+set",           "+pexpire",        "+exists",
       "+multi",      "+exec",      "+evalsha",       "+script|load",    "+client|id",
-      "+client|setname", "+client|unblock", "+select", "+del"};
+      "+client|setname", "+client|unblock", "+select", "+del",
+      "+hset",       "+hgetall",   "+hdel",          "+time"};
   return kCommands;
 }
 

@@ -36,7 +36,8 @@ struct ServerStats {
   std::uint64_t succeeded = 0;      // replied with a result
   std::uint64_t failed = 0;         // replied with an error
   std::uint64_t dead_lettered = 0;
-  std::uint64_t deduplicated = 0;   // redeliveries answered from the stored result
+  std::uint64_t deduplicated = 0;   // redeliveries answered from the stored result or the run
+                                    // of the same request already under way here
   std::uint64_t in_flight = 0;       // delivered, not yet finished (at most max_in_flight)
 };
 

@@ -47,6 +47,7 @@ using details::expect_ok;
 using details::integer_of;
 using details::is_error;
 using details::is_nil;
+using details::is_permission_error;
 using details::starts_with;
 using details::text;
 using std::chrono::milliseconds;
@@ -65,6 +66,10 @@ struct Settings {
   milliseconds hold = std::chrono::seconds(5);
   milliseconds block = std::chrono::seconds(2);
   milliseconds claim_interval = milliseconds(0);  // 0: a quarter of the visibility timeout
+  // Liveness: a serving broker refreshes its deadline in prpc_alive:{q} every heartbeat; live
+  // servers take over the pending requests of one whose deadline passed. 0: off.
+  milliseconds heartbeat_interval = std::chrono::seconds(1);
+  milliseconds liveness_timeout = std::chrono::seconds(3);
   milliseconds trim_interval = std::chrono::seconds(10);
   std::int64_t stream_max_len = 0;
   std::int64_t dead_letter_max_len = 10000;
@@ -135,6 +140,8 @@ class RedisBroker::Impl {
     bool reading = false;  // an XREADGROUP or a claim is in flight on the read link
     Clock::time_point next_claim{};
     Clock::time_point next_trim{};
+    Clock::time_point next_heartbeat{};
+    std::string liveness_key;  // prpc_alive:{q}
     std::shared_ptr<std::promise<void>> stopped;  // unsubscribe() waiting for the read
   };
 
@@ -230,6 +237,9 @@ class RedisBroker::Impl {
   void hand_over_parked();
   void deliver(const std::shared_ptr<Subscription>& sub, const std::vector<DeliveryView>& batch);
   void start_claim(std::size_t room);
+  void heartbeat(Clock::time_point now);
+  bool liveness_on() const;
+  void refuse_liveness(const std::string& why);
   void on_claimed(const std::weak_ptr<Subscription>& weak, std::vector<ReplyPtr>& replies,
                   std::size_t count);
   void send_touch(const std::string& stream, const std::string& id, std::function<void(bool)> done);
@@ -286,6 +296,7 @@ class RedisBroker::Impl {
   std::string consumer_;
   std::uint32_t max_outstanding_ = 1;
   milliseconds visibility_{30000};
+  bool liveness_refused_ = false;  // the ACL forbids the liveness scripts' commands
   std::unordered_set<std::string> handed_;  // handed over, finish not completed
   std::deque<Parked> parked_;
 

@@ -65,6 +65,12 @@ Settings read_settings(const sdk::Options& o) {
   s.block = positive(o, "block", s.block);
   s.claim_interval = positive(o, "claim_interval", s.claim_interval, true);
   s.trim_interval = positive(o, "trim_interval", s.trim_interval, true);
+  s.liveness_timeout = positive(o, "liveness_timeout", s.liveness_timeout, true);
+  s.heartbeat_interval = positive(o, "heartbeat_interval", s.heartbeat_interval);
+  if (s.liveness_timeout.count() > 0 && s.liveness_timeout < 2 * s.heartbeat_interval) {
+    throw std::invalid_argument(
+        "option 'liveness_timeout' must be at least twice 'heartbeat_interval' (or 0: off)");
+  }
   s.stream_max_len = non_negative(o, "stream_max_len", s.stream_max_len);
   s.dead_letter_max_len = non_negative(o, "dead_letter_max_len", s.dead_letter_max_len);
   s.reply_max_len = non_negative(o, "reply_max_len", s.reply_max_len);
@@ -229,6 +235,9 @@ void RedisBroker::Impl::schedule_tick() {
   tick_scheduled_ = true;
   milliseconds period = 1000ms;
   if (sub_) period = std::clamp(visibility_ / 3, 10ms, 1000ms);
+  if (sub_ && settings_.liveness_timeout.count() > 0) {
+    period = std::min(period, settings_.heartbeat_interval);
+  }
   tick_timer_.expires_after(period);
   tick_timer_.async_wait([this](const boost::system::error_code& ec) {
     tick_scheduled_ = false;
@@ -240,6 +249,7 @@ void RedisBroker::Impl::schedule_tick() {
 
 void RedisBroker::Impl::tick() {
   auto now = Clock::now();
+  heartbeat(now);
   touch_parked(now);
   trim_streams(now);
   trim_replies();
@@ -286,6 +296,11 @@ std::vector<sdk::OptionSpec> RedisBroker::options() {
       {"block", PRPC_OPT_DURATION_MS, "2s", "longest blocking read (XREADGROUP/XREAD BLOCK)"},
       {"claim_interval", PRPC_OPT_DURATION_MS, "0",
        "how often idle pending requests are claimed; 0: a quarter of the visibility timeout"},
+      {"heartbeat_interval", PRPC_OPT_DURATION_MS, "1s",
+       "how often a serving broker renews its liveness deadline in prpc_alive:{q}"},
+      {"liveness_timeout", PRPC_OPT_DURATION_MS, "3s",
+       "a server silent this long is dead: live servers take its pending requests at once, "
+       "whatever their idle time; 0: off (only the visibility timeout recovers them)"},
       {"trim_interval", PRPC_OPT_DURATION_MS, "10s",
        "how often served requests are trimmed from the streams; 0: never"},
       {"stream_max_len", PRPC_OPT_INT, "0",

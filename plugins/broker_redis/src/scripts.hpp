@@ -50,38 +50,92 @@ end
 return {redis.call('XACK', KEYS[1], ARGV[1], ARGV[2]), pushed}
 )lua";
 
-// Claims entries idle past the visibility timeout and reports how often each was delivered
-// (XCLAIM increments the counter but does not return it). Entries this consumer is still working
-// on are skipped: claiming them back would only inflate their delivery count. Its own entries
-// that it is not working on (read just before a connection dropped) are claimed like any other.
-// KEYS[1] stream; ARGV group, consumer, min-idle-ms, start ('-' or '(' id), count, then the ids
-// to skip. Returns {next_start, {{id, fields}...}, {delivery_count...}}.
+// Claims the pending entries of dead servers at once, then entries idle past the visibility
+// timeout, and reports how often each was delivered (XCLAIM increments the counter but does not
+// return it). A server is dead when its deadline in the liveness hash (written by kHeartbeat) has
+// passed; a consumer that never wrote one (an older PRPC, the original) is left to the visibility
+// timeout. A dead server that holds nothing any more leaves the group (XGROUP DELCONSUMER drops a
+// consumer's pending entries, so only once they are all claimed), and leaves the hash `grace` ms
+// after its deadline. Entries this consumer is still working on are skipped: claiming them back
+// would only inflate their delivery count. Its own entries that it is not working on (read just
+// before a connection dropped) are claimed like any other.
+// KEYS[1] stream, KEYS[2] liveness hash; ARGV group, consumer, min-idle-ms, start ('-' or '(' id),
+// count, grace-ms ('0': liveness off), then the ids to skip.
+// Returns {next_start, {{id, fields}...}, {delivery_count...}}.
 inline constexpr const char* kClaim = R"lua(
-local skip = {}
-for i = 6, #ARGV do skip[ARGV[i]] = true end
 local want = tonumber(ARGV[5])
-local page = want + #ARGV - 5
-local p = redis.call('XPENDING', KEYS[1], ARGV[1], 'IDLE', ARGV[3], ARGV[4], '+', page)
-local ids, counts, last = {}, {}, nil
-for _, e in ipairs(p) do
-  if #ids >= want then break end
-  last = e[1]
-  if not (e[2] == ARGV[2] and skip[e[1]]) then
-    ids[#ids + 1] = e[1]
-    counts[e[1]] = e[4] + 1
+local ids, counts = {}, {}
+local gone = {}
+if ARGV[6] ~= '0' then
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  local alive = redis.call('HGETALL', KEYS[2])
+  for i = 1, #alive, 2 do
+    local name, deadline = alive[i], tonumber(alive[i + 1])
+    if name ~= ARGV[2] and deadline < now then
+      local room = want - #ids
+      local p = {}
+      if room > 0 then p = redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', room, name) end
+      for _, e in ipairs(p) do
+        ids[#ids + 1] = e[1]
+        counts[e[1]] = e[4] + 1
+      end
+      if room > 0 and #p < room then
+        gone[#gone + 1] = {name, deadline < now - tonumber(ARGV[6])}
+      end
+    end
   end
 end
-local nxt = '-'
-if last ~= nil and (#ids >= want or #p >= page) then nxt = '(' .. last end
 local claimed = {}
 if #ids > 0 then
-  claimed = redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], ARGV[3], unpack(ids))
+  claimed = redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, unpack(ids))
+end
+for _, g in ipairs(gone) do
+  if #redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', 1, g[1]) == 0 then
+    redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], g[1])
+    if g[2] then redis.call('HDEL', KEYS[2], g[1]) end
+  end
+end
+local nxt = ARGV[4]
+local left = want - #claimed
+if left > 0 then
+  local skip = {}
+  for i = 7, #ARGV do skip[ARGV[i]] = true end
+  local page = left + #ARGV - 6
+  local p = redis.call('XPENDING', KEYS[1], ARGV[1], 'IDLE', ARGV[3], ARGV[4], '+', page)
+  local idle, last = {}, nil
+  for _, e in ipairs(p) do
+    if #idle >= left then break end
+    last = e[1]
+    if not (e[2] == ARGV[2] and skip[e[1]]) then
+      idle[#idle + 1] = e[1]
+      counts[e[1]] = e[4] + 1
+    end
+  end
+  nxt = '-'
+  if last ~= nil and (#idle >= left or #p >= page) then nxt = '(' .. last end
+  if #idle > 0 then
+    for _, e in ipairs(redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], ARGV[3], unpack(idle))) do
+      claimed[#claimed + 1] = e
+    end
+  end
 end
 local out = {}
 for i, e in ipairs(claimed) do
   if e then out[i] = counts[e[1]] or 1 else out[i] = 1 end
 end
 return {nxt, claimed, out}
+)lua";
+
+// Renews this server's liveness deadline: Redis's clock plus the liveness timeout, so servers'
+// clocks never matter. The hash expires when no server has renewed it for a day.
+// KEYS[1] liveness hash; ARGV consumer, liveness-timeout-ms.
+inline constexpr const char* kHeartbeat = R"lua(
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('HSET', KEYS[1], ARGV[1], now + tonumber(ARGV[2]))
+redis.call('PEXPIRE', KEYS[1], 86400000)
+return now
 )lua";
 
 // Resets a pending entry's idle time, but only while this consumer still owns it: a plain
@@ -185,7 +239,7 @@ return {n, nxt, skipped}
 std::string sha1_hex(std::string_view body);
 
 struct Shas {
-  std::string finish, claim, touch, trim, requeue;
+  std::string finish, claim, touch, trim, requeue, heartbeat;
 };
 const Shas& shas();
 // Every script body, for SCRIPT LOAD at login.

@@ -33,6 +33,11 @@ Status RedisBroker::Impl::subscribe(const SubscribeOptions& options, DeliveryHan
   sub->claim_interval = settings_.claim_interval.count() > 0
                             ? settings_.claim_interval
                             : std::clamp(sub->options.visibility_timeout / 4, 10ms, 5000ms);
+  // A dead server's requests are looked for as often as servers renew their liveness.
+  if (settings_.liveness_timeout.count() > 0) {
+    sub->claim_interval = std::min(sub->claim_interval, settings_.heartbeat_interval);
+  }
+  sub->liveness_key = protocol::liveness_key(options.queue);
 
   auto r = run_sync<bool>(
       [this, sub](Complete<bool> complete) {
@@ -125,6 +130,8 @@ void RedisBroker::Impl::start_subscription(const std::shared_ptr<Subscription>& 
   auto now = Clock::now();
   sub->next_claim = now;  // recover what crashed consumers left behind right away
   sub->next_trim = now + settings_.trim_interval;
+  sub->next_heartbeat = now;
+  heartbeat(now);  // known as alive before the first read
   if (!read_) {
     read_ = make_link("reads");
     read_->on_ready([this] {
@@ -363,6 +370,11 @@ void RedisBroker::Impl::start_claim(std::size_t room) {
   sub_->next_claim = Clock::now() + sub_->claim_interval;
   std::string count = per_stream_count(room);
   std::string min_idle = ms_arg(visibility_);
+  // A dead server leaves the liveness hash a while after its deadline (never before this server
+  // could have claimed by idle time too); "0" turns the liveness pass off.
+  std::string grace = liveness_on()
+                          ? ms_arg(std::max<milliseconds>(visibility_, std::chrono::minutes(1)))
+                          : std::string("0");
   auto left = std::make_shared<std::size_t>(sub_->streams.size());
   auto replies = std::make_shared<std::vector<ReplyPtr>>(sub_->streams.size());
   std::weak_ptr<Subscription> weak = sub_;
@@ -370,13 +382,15 @@ void RedisBroker::Impl::start_claim(std::size_t room) {
     const StreamState& s = sub_->streams[i];
     std::vector<std::string_view> args{"EVALSHA",
                                        scripts::shas().claim,
-                                       "1",
+                                       "2",
                                        s.name,
+                                       sub_->liveness_key,
                                        sub_->options.group,
                                        sub_->options.consumer,
                                        min_idle,
                                        s.cursor,
-                                       count};
+                                       count,
+                                       grace};
     // The ids this consumer holds (handed over or parked) are not to be claimed back.
     char prefix = s.flavour == Flavour::kRaw ? 'r' : 'p';
     for (const std::string& key : handed_) {
@@ -409,6 +423,9 @@ void RedisBroker::Impl::on_claimed(const std::weak_ptr<Subscription>& weak,
         create_groups(read_, sub, nullptr);
       } else if (starts_with(r, "NOSCRIPT")) {
         reload_scripts(read_);
+      } else if (is_permission_error(r) && liveness_on()) {
+        refuse_liveness(error_status(r, "claiming a dead server's requests").message());
+        more = true;  // again at once, by idle time alone
       } else {
         log_.warn(error_status(r, "claiming idle requests on " + st.name).message());
       }
@@ -440,6 +457,38 @@ void RedisBroker::Impl::send_touch(const std::string& stream, const std::string&
         std::optional<bool> owned = details::read_touch(r.get());
         if (s.is_ok() && owned && done) done(*owned);
       });
+}
+
+// Renews this server's liveness deadline while it serves (see scripts::kHeartbeat).
+bool RedisBroker::Impl::liveness_on() const {
+  return settings_.liveness_timeout.count() > 0 && !liveness_refused_;
+}
+
+// A user whose ACL predates liveness (no hash commands or TIME) still gets recovery by idle
+// time, with one warning that says what to grant.
+void RedisBroker::Impl::refuse_liveness(const std::string& why) {
+  if (liveness_refused_) return;
+  liveness_refused_ = true;
+  log_.warn(why + "; liveness is off for this server, so a dead server's requests wait for the " +
+            "visibility timeout (grant +hset +hgetall +hdel +time to turn it on)");
+}
+
+void RedisBroker::Impl::heartbeat(Clock::time_point now) {
+  if (!sub_ || !liveness_on() || now < sub_->next_heartbeat) return;
+  sub_->next_heartbeat = now + settings_.heartbeat_interval;
+  command_link()->send(Command::make({"EVALSHA", scripts::shas().heartbeat, "1",
+                                      sub_->liveness_key, sub_->options.consumer,
+                                      ms_arg(settings_.liveness_timeout)}),
+                       [this](const Status& st, ReplyPtr r) {
+                         if (starts_with(r.get(), "NOSCRIPT")) reload_scripts(cmd_);
+                         if (!st.is_ok() || !is_error(r.get())) return;
+                         Status e = error_status(r.get(), "renewing this server's liveness");
+                         if (is_permission_error(r.get())) {
+                           refuse_liveness(e.message());
+                         } else {
+                           log_.warn(e.message());
+                         }
+                       });
 }
 
 // Parked entries are ours in Redis; keep them from looking abandoned.

@@ -61,6 +61,14 @@ inline std::string dead_letter_stream(std::string_view queue) {
   return out;
 }
 
+// The Redis broker's liveness hash of a queue: each serving consumer's deadline (Redis time, ms).
+// The ':' keeps it apart from prpc_{q} of a queue named "alive_...".
+inline std::string liveness_key(std::string_view queue) {
+  std::string out("prpc_alive:");
+  out += queue;
+  return out;
+}
+
 // A client's reply address is prpc_feedback_{q}:{client} (a Redis stream per client, a partition
 // of the reply topic on Kafka). The ':' keeps them apart from the raw result keys
 // (prpc_feedback_raw_...), whatever the queue is called.

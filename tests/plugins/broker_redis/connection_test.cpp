@@ -268,7 +268,8 @@ TEST(RedisConnection, TheDocumentedAclPermissionsAreEnough) {
   server.set_acl_user("minimal", "minimal-pw",
                       {"~prpc_*", "~prcp_message_feedback_*", "-@all", "+@stream", "+get", "+set",
                        "+pexpire", "+exists", "+multi", "+exec", "+evalsha", "+script|load",
-                       "+client|id", "+client|setname", "+client|unblock", "+select"});
+                       "+client|id", "+client|setname", "+client|unblock", "+select", "+hset",
+                       "+hgetall", "+hdel", "+time"});
   std::string url = tcp_url(server, "minimal:minimal-pw", 1);
   std::string q = unique_queue();
   auto srv = make_broker(url, {{"trim_interval", "50"}});
@@ -316,6 +317,37 @@ TEST(RedisConnection, TheDocumentedAclPermissionsAreEnough) {
   EXPECT_EQ(claimed[0].delivery_count, 2u);
   ASSERT_TRUE(finish_sync(*again, claimed[0], nullptr).is_ok());
   ASSERT_TRUE(again->queue_stats(q).is_ok());
+}
+
+TEST(RedisConnection, AnAclWithoutTheLivenessCommandsStillRecoversByIdleTime) {
+  // The permissions documented before liveness: the hash commands and TIME are missing.
+  RedisServer server;
+  server.set_acl_user("older", "older-pw",
+                      {"~prpc_*", "~prcp_message_feedback_*", "-@all", "+@stream", "+get", "+set",
+                       "+pexpire", "+exists", "+multi", "+exec", "+evalsha", "+script|load",
+                       "+client|id", "+client|setname", "+client|unblock", "+select"});
+  LogCapture logs;
+  std::string url = tcp_url(server, "older:older-pw", 1);
+  std::string q = unique_queue();
+  auto cli = make_broker(url);
+  std::string id = new_uuid();
+  {
+    auto crashing = make_broker(url);
+    Collector lost;
+    ASSERT_TRUE(crashing->subscribe(sub_options(q, "gone", 300ms), lost.handler()).is_ok());
+    ASSERT_TRUE(publish_sync(*cli, Flavour::kPython, q, "c", id).is_ok());
+    ASSERT_EQ(lost.wait_for(1).size(), 1u);
+  }
+  auto again = make_broker(url);
+  Collector col;
+  ASSERT_TRUE(again->subscribe(sub_options(q, "s", 300ms), col.handler()).is_ok());
+  auto claimed = col.wait_for(1, 10s);
+  ASSERT_EQ(claimed.size(), 1u) << logs.joined();
+  EXPECT_EQ(claimed[0].delivery_count, 2u);
+  ASSERT_TRUE(finish_sync(*again, claimed[0], nullptr).is_ok());
+  EXPECT_TRUE(wait_until([&] { return logs.joined().find("+hset +hgetall +hdel +time") !=
+                                      std::string::npos; }, 5s))
+      << logs.joined();
 }
 
 }  // namespace

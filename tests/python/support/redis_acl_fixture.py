@@ -26,7 +26,7 @@ from service_process import remove_unless_failed
 # The commands docs/brokers/redis.md lists for a dedicated PRPC user, as ACL rules.
 PRPC_COMMANDS = ("+@stream", "+get", "+set", "+pexpire", "+exists", "+multi", "+exec",
                  "+evalsha", "+script|load", "+client|id", "+client|setname",
-                 "+client|unblock", "+select", "+del")
+                 "+client|unblock", "+select", "+del", "+hset", "+hgetall", "+hdel", "+time")
 PRPC_KEY_PATTERNS = ("~prpc_*", "~prcp_*")
 
 
