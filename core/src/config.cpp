@@ -93,6 +93,15 @@ void flatten(const toml::table& table, const std::string& prefix,
 
 }  // namespace
 
+bool is_secret_key(std::string_view key) {
+  std::string k = lower(key);
+  for (std::string_view word :
+       {"password", "secret", "key", "token", "jaas", "credential", "oauthbearer.config"}) {
+    if (k.find(word) != std::string::npos) return true;
+  }
+  return false;
+}
+
 Result<std::int64_t> parse_int(std::string_view text) {
   text = trim(text);
   std::int64_t v = 0;

@@ -85,7 +85,10 @@ void print_factory(const PluginRegistry& registry, PluginKind kind, const std::s
   for (const auto& [k, v] : given) {
     bool known = false;
     for (const OptionInfo& o : f->options) known = known || o.key == k;
-    if (!known) std::cout << "  " << k << " = " << v << "  [passed through]\n";
+    if (!known) {
+      std::cout << "  " << k << " = " << (is_secret_key(k) ? std::string("********") : v)
+                << "  [passed through]\n";
+    }
   }
 }
 

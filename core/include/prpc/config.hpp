@@ -22,6 +22,11 @@ Result<double> parse_double(std::string_view text);
 // "250ms", "5s", "1.5s", "2m", "6h", "1d", or a plain number of milliseconds.
 Result<std::chrono::milliseconds> parse_duration(std::string_view text);
 
+// Whether a configuration key holds a secret (a password, a private or signing key, a token):
+// hosts print its value as "********" and never log it. Judged by the key's words, so it also
+// covers options passed through to a library (sasl.password, ssl.key.pem).
+bool is_secret_key(std::string_view key);
+
 class Config {
  public:
   Config() = default;
