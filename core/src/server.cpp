@@ -14,6 +14,7 @@
 #include <unordered_map>
 
 #include "event_loop.hpp"
+#include "prpc/envelope.hpp"
 #include "prpc/iso_time.hpp"
 #include "prpc/json.hpp"
 #include "prpc/log.hpp"
@@ -237,16 +238,15 @@ class Server::Impl : public std::enable_shared_from_this<Server::Impl> {
       return;
     }
     const std::string& payload = call->delivery.payload;
-    Message salvaged;
-    if (payload.size() > options_.max_message_bytes) {
-      // Decoded only to learn whom to answer.
-      auto decoded = call->codec->decode(payload, &salvaged);
-      call->request = decoded.is_ok() ? std::move(*decoded) : std::move(salvaged);
-      reject(call, "message of " + std::to_string(payload.size()) +
-                       " bytes exceeds the limit of " +
-                       std::to_string(options_.max_message_bytes) + " bytes");
+    if (std::string over = over_limits(*call); !over.empty()) {
+      // Never decoded: whom to answer is read from the top level of the bytes.
+      Sender sender = find_sender(payload, call->delivery.flavour);
+      call->request.message_id = std::move(sender.message_id);
+      call->request.reply_to = std::move(sender.reply_to);
+      reject(call, over);
       return;
     }
+    Message salvaged;
     auto decoded = call->codec->decode(payload, &salvaged);
     if (!decoded.is_ok()) {
       call->request = std::move(salvaged);
@@ -282,6 +282,23 @@ class Server::Impl : public std::enable_shared_from_this<Server::Impl> {
       return;
     }
     dispatch(call);
+  }
+
+  // Why a request is over the server's limits, checked on its bytes before any decoding; empty
+  // when it is within them. Nesting is counted for JSON codecs only.
+  std::string over_limits(const Call& call) const {
+    const std::string& payload = call.delivery.payload;
+    if (payload.size() > options_.max_message_bytes) {
+      return "message of " + std::to_string(payload.size()) + " bytes exceeds the limit of " +
+             std::to_string(options_.max_message_bytes) + " bytes (server.max_message_bytes)";
+    }
+    std::string_view dialect = call.codec->dialect();
+    if ((dialect == "json" || dialect == "jsonpickle") &&
+        json_nesting_depth(payload, options_.max_json_depth) > options_.max_json_depth) {
+      return "message nests deeper than " + std::to_string(options_.max_json_depth) +
+             " levels (server.max_json_depth)";
+    }
+    return {};
   }
 
   void dispatch(const CallPtr& call) {
