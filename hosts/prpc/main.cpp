@@ -203,7 +203,10 @@ int call(Session& s, const Args& args, const std::string& func, const std::strin
   std::string codec_name = s.config.get_or("codec.raw", "rawjson");
   auto codec = s.registry.make_codec(codec_name, options_under(s.config, "codec.options." + codec_name));
   if (!codec.is_ok()) return error(setup_exit_code(codec.status()), codec.status());
-  Client client(ClientOptions{s.queue, Flavour::kRaw}, s.broker, *codec);
+  auto options = configured_client_options(s.config, Flavour::kRaw);  // signing keys too
+  if (!options.is_ok()) return error(kExitConfig, options.status());
+  options->queue = s.queue;
+  Client client(std::move(*options), s.broker, *codec);
   Message request;
   request.func_name = func;
   request.func_args = func_args;

@@ -37,7 +37,9 @@ class Config {
   // Applies PRPC_* variables from `envp` (the process environment by default). The seed's names
   // are aliases: PRPC_TYPE_BROKER -> broker.type, PRPC_URL_BROKER -> broker.url,
   // PRPC_QUEUE_NAME -> queue.name; PRPC_PLUGIN_PATH -> plugins.path,
-  // PRPC_LOG_LEVEL -> log.level. Any other PRPC_A__B_C sets a.b_c ("__" separates levels).
+  // PRPC_LOG_LEVEL -> log.level, PRPC_SIGNING_KEY -> security.signing_key,
+  // PRPC_SIGNING_PREVIOUS_KEYS -> security.previous_keys. Any other PRPC_A__B_C sets a.b_c
+  // ("__" separates levels).
   void apply_environment(const char* const* envp = nullptr);
   // The environment variable that sets `key`.
   static std::string env_name(std::string_view key);
