@@ -1,4 +1,6 @@
 # Imported targets for the Debian packages PRPC builds on, made in one place.
+include(PrpcMissing)
+prpc_check_dependencies()  # one line naming every missing package, before any REQUIRED fails
 find_package(Threads REQUIRED)
 
 # Boost 1.81 headers only: Asio and DLL (on std::filesystem, so no Boost.Filesystem library).

@@ -16,7 +16,7 @@ jobs=${PRPC_JOBS:-2}
 venv=$root/build/bench-venv
 
 for tool in cmake redis-server python3; do
-  command -v "$tool" > /dev/null || { echo "bench: $tool is missing (see .ci/run)" >&2; exit 1; }
+  command -v "$tool" > /dev/null || { echo "bench: $tool is missing (run scripts/deps.sh test)" >&2; exit 1; }
 done
 
 echo "==> building PRPC (preset $preset)"
@@ -44,8 +44,8 @@ fi
 
 # The Kafka broker's jars (once; later runs find them in the local Maven repository). Without
 # them the Kafka rows are n/a.
-if [ -x .ci/kafka-setup ] && command -v java > /dev/null && command -v mvn > /dev/null; then
-  .ci/kafka-setup > /dev/null || echo "bench: .ci/kafka-setup failed: the Kafka rows will be n/a"
+if command -v java > /dev/null && command -v mvn > /dev/null; then
+  scripts/deps.sh kafka || echo "bench: fetching the Kafka jars failed: the Kafka rows will be n/a"
 fi
 
 echo "==> measuring"

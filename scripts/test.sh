@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The test command: builds and runs every test suite in the `ci` preset (release, warnings as
-# errors) and again in the `asan` preset (address + undefined-behaviour sanitizers).
+# errors) and again in the `asan` preset (address + undefined-behaviour sanitizers), then the
+# static checks once (scripts/lint.sh: clang-tidy, ruff, mypy).
 #   scripts/test.sh            both presets
 #   scripts/test.sh ci         one preset
 # Redis and Kafka suites start their own brokers; see docs/testing.md.
@@ -16,3 +17,5 @@ for preset in "${presets[@]}"; do
   printf '\n==> %s: tests\n' "$preset"
   ctest --preset "$preset" -j "$jobs" --timeout 900
 done
+printf '\n==> static checks\n'
+scripts/lint.sh

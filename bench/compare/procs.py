@@ -191,13 +191,13 @@ class PeakRss:
 
 class KafkaServer:
     """A private Apache Kafka broker (KRaft, one node) on free loopback ports, from the jars that
-    .ci/kafka-setup put in the local Maven repository, configured like the test fixtures'."""
+    scripts/deps.sh kafka put in the local Maven repository, configured like the test fixtures'."""
 
     def __init__(self, workdir: Path, repo: Path) -> None:
         script = repo / "tests" / "support" / "kafka" / "kafka-classpath.sh"
         found = subprocess.run([str(script)], capture_output=True, text=True, timeout=120)
         if found.returncode != 0 or not found.stdout.strip():
-            raise RuntimeError("no Kafka jars (run .ci/kafka-setup): " + found.stderr.strip()[-200:])
+            raise RuntimeError("no Kafka jars (run scripts/deps.sh kafka): " + found.stderr.strip()[-200:])
         classpath = found.stdout.strip()
         self.port = free_port()
         controller = free_port()

@@ -12,6 +12,7 @@
 #include "event_loop.hpp"
 #include "prpc/iso_time.hpp"
 #include "prpc/log.hpp"
+#include "prpc/own_thread.hpp"
 #include "prpc/uuid.hpp"
 
 namespace prpc {
@@ -20,14 +21,13 @@ using Clock = std::chrono::steady_clock;
 
 // Every callback into a client (pushed replies, publish completions, the deadline timer) passes
 // through its gate. Closing the gate waits for callbacks in progress, so a client is destroyed
-// by whoever closes it; closed from inside one of its own callbacks, the last callback to leave
-// destroys it instead.
+// by whoever closes it; closed from inside one of its own callbacks, it is destroyed on a thread
+// of its own once the callbacks have left (tear_down).
 struct ClientGate {
   std::mutex mutex;
   std::condition_variable idle;
   Client::Impl* impl = nullptr;
   int active = 0;
-  std::unique_ptr<Client::Impl> doomed;
 };
 
 namespace {
@@ -70,23 +70,19 @@ class Client::Impl {
     t_inside = gate.get();
     f(*impl);
     t_inside = outer;
-    std::unique_ptr<Impl> destroy;
-    {
-      std::lock_guard lock(gate->mutex);
-      if (--gate->active == 0) {
-        destroy = std::move(gate->doomed);
-        gate->idle.notify_all();
-      }
-    }
+    std::lock_guard lock(gate->mutex);
+    if (--gate->active == 0) gate->idle.notify_all();
   }
 
   Status start() {
     std::lock_guard lock(start_mutex_);
     if (started_) return Status::ok();
     PRPC_RETURN_IF_ERROR(broker_->connect());
-    auto reply_to = broker_->open_replies(
-        options_.queue, [gate = gate_](std::string_view id, std::string_view payload) {
-          enter(gate, [&](Impl& self) { self.on_reply(id, payload); });
+    // The signed forms cost nothing with brokers that lack them (Broker's defaults forward to
+    // the unsigned ones); signatures are not checked yet.
+    auto reply_to = broker_->open_replies_signed(
+        options_.queue, [gate = gate_](const PushedReplyView& reply) {
+          enter(gate, [&](Impl& self) { self.on_reply(reply.message_id, reply.payload); });
         });
     if (!reply_to.is_ok()) return reply_to.status();
     reply_to_ = std::move(*reply_to);
@@ -151,9 +147,9 @@ class Client::Impl {
   void fetch(std::string_view message_id,
              std::function<void(Result<std::optional<Message>>)> done) {
     auto codec = codec_;
-    broker_->lookup_result(
+    broker_->lookup_result_signed(
         options_.flavour, options_.queue, message_id,
-        [codec, done = std::move(done)](Result<std::optional<std::string>> r) {
+        [codec, done = std::move(done)](Result<std::optional<StoredResult>> r) {
           if (!r.is_ok()) {
             done(r.status());
             return;
@@ -162,7 +158,7 @@ class Client::Impl {
             done(std::optional<Message>());
             return;
           }
-          auto decoded = codec->decode(**r);
+          auto decoded = codec->decode((*r)->payload);
           if (!decoded.is_ok()) {
             done(decoded.status());
             return;
@@ -316,16 +312,16 @@ class Client::Impl {
       }
     }
     for (const std::string& id : due) {
-      broker_->lookup_result(
+      broker_->lookup_result_signed(
           options_.flavour, options_.queue, id,
-          [gate = gate_, id](Result<std::optional<std::string>> found) {
+          [gate = gate_, id](Result<std::optional<StoredResult>> found) {
             enter(gate, [&](Impl& self) { self.on_stored(id, found); });
           });
     }
     schedule_poll();
   }
 
-  void on_stored(const std::string& id, const Result<std::optional<std::string>>& found) {
+  void on_stored(const std::string& id, const Result<std::optional<StoredResult>>& found) {
     {
       std::lock_guard lock(mutex_);
       auto it = pending_.find(id);
@@ -334,7 +330,7 @@ class Client::Impl {
     }
     if (found.is_ok() && found->has_value()) {
       log::debug("client", "the reply of " + id + " was not pushed; read where it is stored");
-      on_reply(id, **found);
+      on_reply(id, (*found)->payload);
     }
   }
 
@@ -379,16 +375,16 @@ Client::Client(ClientOptions options, std::shared_ptr<Broker> broker, std::share
 }
 
 Client::~Client() {
-  std::unique_lock lock(gate_->mutex);
-  gate_->impl = nullptr;  // no callback starts from now on
-  if (t_inside == gate_.get()) {
-    // Closed from inside one of our own callbacks: the last callback to leave destroys it.
-    gate_->doomed = std::move(impl_);
-    return;
+  {
+    std::lock_guard lock(gate_->mutex);
+    gate_->impl = nullptr;  // no callback starts from now on
   }
-  gate_->idle.wait(lock, [this] { return gate_->active == 0; });
-  lock.unlock();
-  impl_.reset();
+  tear_down(t_inside == gate_.get(), [gate = gate_, impl = std::move(impl_)]() mutable {
+    std::unique_lock lock(gate->mutex);
+    gate->idle.wait(lock, [&gate] { return gate->active == 0; });
+    lock.unlock();
+    impl.reset();
+  });
 }
 
 Status Client::start() { return impl_->start(); }

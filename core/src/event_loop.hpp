@@ -8,6 +8,8 @@
 #include <memory>
 #include <thread>
 
+#include "prpc/own_thread.hpp"
+
 namespace prpc::details {
 
 class EventLoop {
@@ -18,11 +20,7 @@ class EventLoop {
   ~EventLoop() {
     state_->work.reset();
     state_->io.stop();
-    if (thread_.get_id() == std::this_thread::get_id()) {
-      thread_.detach();
-    } else {
-      thread_.join();
-    }
+    join_or_detach(thread_);
   }
   EventLoop(const EventLoop&) = delete;
   EventLoop& operator=(const EventLoop&) = delete;

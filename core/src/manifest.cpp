@@ -86,7 +86,11 @@ std::string original_function_list(const std::vector<FunctionInfo>& functions) {
     }
     out += ", {\"func_name\": ";
     json::append_quoted(out, f.name);
-    out += ", \"func_args\": [" + args + "], \"func_kwargs\": [" + kwargs + "]}";
+    out += ", \"func_args\": [";
+    out += args;
+    out += "], \"func_kwargs\": [";
+    out += kwargs;
+    out += "]}";
   }
   out += ']';
   return out;

@@ -52,12 +52,11 @@ std::string load_error_text(const std::exception& e) {
 
 std::string cstr(const char* s) { return s != nullptr ? std::string(s) : std::string(); }
 
-// Loads a library and reads its description; registers nothing.
-Result<LibraryPtr> open_library(const fs::path& path) {
-  auto lib = std::make_shared<Library>();
+// Loads the library, pins it in memory and asks its entry point for the plugin's description.
+Result<const prpc_plugin*> call_entry(Library& lib, const fs::path& path) {
   std::string where = path.string();
   try {
-    lib->dll.load(path, boost::dll::load_mode::rtld_now | boost::dll::load_mode::rtld_local);
+    lib.dll.load(path, boost::dll::load_mode::rtld_now | boost::dll::load_mode::rtld_local);
   } catch (const std::exception& e) {
     return Status(StatusCode::kNotFound, "cannot load " + where + ": " + load_error_text(e));
   }
@@ -67,12 +66,12 @@ Result<LibraryPtr> open_library(const fs::path& path) {
   if (void* pinned = dlopen(path.c_str(), RTLD_NOW | RTLD_NOLOAD | RTLD_NODELETE)) {
     dlclose(pinned);
   }
-  if (!lib->dll.has(PRPC_PLUGIN_ENTRY_SYMBOL)) {
+  if (!lib.dll.has(PRPC_PLUGIN_ENTRY_SYMBOL)) {
     return Status(StatusCode::kFailedPrecondition,
                   where + " is not a PRPC plugin: it exports no " PRPC_PLUGIN_ENTRY_SYMBOL
                           " symbol");
   }
-  auto& entry = lib->dll.get<const prpc_plugin*(std::uint16_t, std::uint16_t)>(
+  auto& entry = lib.dll.get<const prpc_plugin*(std::uint16_t, std::uint16_t)>(
       PRPC_PLUGIN_ENTRY_SYMBOL);
   const prpc_plugin* raw = nullptr;
   try {
@@ -85,15 +84,12 @@ Result<LibraryPtr> open_library(const fs::path& path) {
                   where + ": the plugin declined this host (plugin ABI " +
                       abi_text(PRPC_ABI_MAJOR, PRPC_ABI_MINOR) + ")");
   }
-  prpc_plugin desc = abi::copy_sized(raw);
-  PluginInfo& info = lib->info;
-  info.path = path;
-  info.name = cstr(desc.name);
-  info.version = cstr(desc.version);
-  info.description = cstr(desc.description);
-  info.abi_major = desc.abi_major;
-  info.abi_minor = desc.abi_minor;
-  std::string label = "plugin '" + info.name + "' (" + where + ")";
+  return raw;
+}
+
+// The checks of the description as a whole: ABI version, name, factory table.
+Status check_plugin(const prpc_plugin& desc, const PluginInfo& info, const std::string& where,
+                    const std::string& label) {
   if (desc.abi_major != PRPC_ABI_MAJOR) {
     return Status(StatusCode::kFailedPrecondition,
                   label + " was built for plugin ABI " + abi_text(desc.abi_major, desc.abi_minor) +
@@ -111,37 +107,64 @@ Result<LibraryPtr> open_library(const fs::path& path) {
   if (desc.factory_count > 0 && desc.factories == nullptr) {
     return Status(StatusCode::kFailedPrecondition, label + " lists factories but gives none");
   }
+  return Status::ok();
+}
+
+OptionInfo read_option(const prpc_option_spec& s) {
+  OptionInfo o;
+  o.key = cstr(s.key);
+  o.type = s.type;
+  if (s.default_value != nullptr) o.default_value = std::string(s.default_value);
+  o.help = cstr(s.help);
+  o.required = (s.flags & PRPC_OPT_FLAG_REQUIRED) != 0;
+  o.secret = (s.flags & PRPC_OPT_FLAG_SECRET) != 0;
+  return o;
+}
+
+// One factory of the description, checked, with its option table.
+Result<FactoryInfo> read_factory(const prpc_factory& f, const std::string& label) {
+  FactoryInfo fi;
+  fi.name = cstr(f.name);
+  fi.description = cstr(f.description);
+  fi.open_options = (f.flags & PRPC_FACTORY_OPEN_OPTIONS) != 0;
+  if (f.kind < PRPC_KIND_BROKER || f.kind > PRPC_KIND_FUNCTIONS) {
+    return Status(StatusCode::kFailedPrecondition,
+                  label + ": factory '" + fi.name + "' has unknown kind " +
+                      std::to_string(f.kind));
+  }
+  fi.kind = static_cast<PluginKind>(f.kind);
+  if (fi.name.empty()) {
+    return Status(StatusCode::kFailedPrecondition, label + ": a factory has no name");
+  }
+  if (f.vtable == nullptr) {
+    return Status(StatusCode::kFailedPrecondition,
+                  label + ": factory '" + fi.name + "' has no vtable");
+  }
+  for (std::size_t k = 0; k < f.option_count; ++k) {
+    if (f.options == nullptr || f.options[k] == nullptr) continue;
+    fi.options.push_back(read_option(abi::copy_sized(f.options[k])));
+  }
+  return fi;
+}
+
+// Loads a library and reads its description; registers nothing.
+Result<LibraryPtr> open_library(const fs::path& path) {
+  auto lib = std::make_shared<Library>();
+  std::string where = path.string();
+  PRPC_ASSIGN_OR_RETURN(const prpc_plugin* raw, call_entry(*lib, path));
+  prpc_plugin desc = abi::copy_sized(raw);
+  PluginInfo& info = lib->info;
+  info.path = path;
+  info.name = cstr(desc.name);
+  info.version = cstr(desc.version);
+  info.description = cstr(desc.description);
+  info.abi_major = desc.abi_major;
+  info.abi_minor = desc.abi_minor;
+  std::string label = "plugin '" + info.name + "' (" + where + ")";
+  PRPC_RETURN_IF_ERROR(check_plugin(desc, info, where, label));
   for (std::size_t i = 0; i < desc.factory_count; ++i) {
     prpc_factory f = abi::copy_sized(desc.factories[i]);
-    FactoryInfo fi;
-    fi.name = cstr(f.name);
-    fi.description = cstr(f.description);
-    fi.open_options = (f.flags & PRPC_FACTORY_OPEN_OPTIONS) != 0;
-    if (f.kind < PRPC_KIND_BROKER || f.kind > PRPC_KIND_FUNCTIONS) {
-      return Status(StatusCode::kFailedPrecondition,
-                    label + ": factory '" + fi.name + "' has unknown kind " +
-                        std::to_string(f.kind));
-    }
-    fi.kind = static_cast<PluginKind>(f.kind);
-    if (fi.name.empty()) {
-      return Status(StatusCode::kFailedPrecondition, label + ": a factory has no name");
-    }
-    if (f.vtable == nullptr) {
-      return Status(StatusCode::kFailedPrecondition,
-                    label + ": factory '" + fi.name + "' has no vtable");
-    }
-    for (std::size_t k = 0; k < f.option_count; ++k) {
-      if (f.options == nullptr || f.options[k] == nullptr) continue;
-      prpc_option_spec s = abi::copy_sized(f.options[k]);
-      OptionInfo o;
-      o.key = cstr(s.key);
-      o.type = s.type;
-      if (s.default_value != nullptr) o.default_value = std::string(s.default_value);
-      o.help = cstr(s.help);
-      o.required = (s.flags & PRPC_OPT_FLAG_REQUIRED) != 0;
-      o.secret = (s.flags & PRPC_OPT_FLAG_SECRET) != 0;
-      fi.options.push_back(std::move(o));
-    }
+    PRPC_ASSIGN_OR_RETURN(FactoryInfo fi, read_factory(f, label));
     for (const FactoryInfo& other : info.factories) {
       if (other.kind == fi.kind && other.name == fi.name) {
         return Status(StatusCode::kAlreadyExists,
@@ -229,10 +252,15 @@ Result<OptionValues> resolve_options(const FactoryInfo& factory, const OptionVal
     if (known) continue;
     if (!factory.open_options) {
       std::string names;
-      for (const OptionInfo& o : factory.options) names += (names.empty() ? "" : ", ") + o.key;
-      return Status(StatusCode::kInvalidArgument,
-                    label + ": unknown option '" + key + "' (known: " +
-                        (names.empty() ? std::string("none") : names) + ")");
+      for (const OptionInfo& o : factory.options) {
+        if (!names.empty()) names += ", ";
+        names += o.key;
+      }
+      std::string message = label;
+      message += ": unknown option '" + key + "' (known: ";
+      message += names.empty() ? std::string("none") : names;
+      message += ")";
+      return Status(StatusCode::kInvalidArgument, std::move(message));
     }
     out[key] = value;
   }
@@ -336,7 +364,7 @@ std::vector<fs::path> PluginRegistry::default_search_path() {
   std::error_code ec;
   fs::path exe = boost::dll::program_location(ec);
   if (!ec) out.push_back(exe.parent_path().parent_path() / PRPC_INSTALL_PLUGIN_SUBDIR);
-  if (std::string_view(PRPC_BUILD_PLUGIN_DIR).size() > 0) out.emplace_back(PRPC_BUILD_PLUGIN_DIR);
+  if (!std::string_view(PRPC_BUILD_PLUGIN_DIR).empty()) out.emplace_back(PRPC_BUILD_PLUGIN_DIR);
   // A program run from the build tree finds the same directory twice.
   std::vector<fs::path> unique;
   std::set<fs::path> seen;

@@ -9,6 +9,7 @@
 
 #include "prpc/abi_views.hpp"
 #include "prpc/log.hpp"
+#include "prpc/own_thread.hpp"
 
 namespace prpc::details {
 namespace {
@@ -55,11 +56,7 @@ bool in_callback_of(const void* owner) {
 // Runs `destroy` now, or on a fresh thread when this thread is inside a callback of `owner`.
 template <typename Destroy>
 void destroy_safely(const void* owner, Destroy destroy) {
-  if (in_callback_of(owner)) {
-    std::thread(std::move(destroy)).detach();
-  } else {
-    destroy();
-  }
+  tear_down(in_callback_of(owner), std::move(destroy));
 }
 
 // A callback handed through a C `void* ud`, tagged with the wrapper whose plugin calls it.
@@ -97,13 +94,14 @@ void done_thunk(void* ud, prpc_status code, prpc_str message) noexcept {
 void lookup_thunk(void* ud, prpc_status code, const prpc_bytes* payload,
                   prpc_str message) noexcept {
   run_once<LookupCallback>(ud, [&](LookupCallback& fn) {
-    if (code != PRPC_OK) {
-      fn(Status(status_code_from_abi(code), std::string(abi::view(message))));
-    } else if (payload == nullptr) {
-      fn(std::optional<std::string>());
-    } else {
-      fn(std::optional<std::string>(std::string(abi::view(*payload))));
-    }
+    fn(abi::lookup_from_c(code, payload, message));
+  });
+}
+
+void stored_result_thunk(void* ud, prpc_status code, const prpc_stored_result* result,
+                         prpc_str message) noexcept {
+  run_once<StoredResultCallback>(ud, [&](StoredResultCallback& fn) {
+    fn(abi::stored_result_from_c(code, result, message));
   });
 }
 
@@ -121,7 +119,8 @@ class PluginBroker final : public Broker {
       : lib_(std::move(lib)), vt_(vt), self_(self) {}
   ~PluginBroker() override {
     destroy_safely(this, [vt = vt_, self = self_, lib = lib_, handler = std::move(handler_),
-                          replies = std::move(reply_handlers_)] { vt.destroy(self); });
+                          replies = std::move(reply_handlers_),
+                          pushed = std::move(pushed_handlers_)] { vt.destroy(self); });
   }
 
   Status connect() override {
@@ -236,6 +235,58 @@ class PluginBroker final : public Broker {
     return static_cast<std::size_t>(count);
   }
 
+  // ABI 1.2. Each falls back to Broker's default when the plugin's vtable has no such pointer
+  // (copy_sized zeroed what an older plugin's vtable does not reach).
+  Result<std::string> open_replies_signed(std::string_view queue,
+                                          PushedReplyHandler on_reply) override {
+    if (vt_.open_replies_signed == nullptr) {
+      return Broker::open_replies_signed(queue, std::move(on_reply));
+    }
+    Tagged<PushedReplyHandler>* handler = nullptr;
+    {
+      std::lock_guard lock(mutex_);
+      pushed_handlers_.emplace_back(tagged<PushedReplyHandler>(this, std::move(on_reply)));
+      handler = pushed_handlers_.back().get();
+    }
+    std::string reply_to;
+    ErrorBuffer e;
+    prpc_status code = vt_.open_replies_signed(self_, abi::str(queue), &pushed_reply_thunk,
+                                               handler, &string_sink, &reply_to, &e.err);
+    if (code != PRPC_OK) return e.status(code, "open_replies_signed");
+    return reply_to;
+  }
+
+  void lookup_result_signed(Flavour flavour, std::string_view queue, std::string_view message_id,
+                            StoredResultCallback done) override {
+    if (vt_.lookup_result_signed == nullptr) {
+      Broker::lookup_result_signed(flavour, queue, message_id, std::move(done));
+      return;
+    }
+    vt_.lookup_result_signed(self_, static_cast<std::int32_t>(flavour), abi::str(queue),
+                             abi::str(message_id), &stored_result_thunk,
+                             tagged(this, std::move(done)));
+  }
+
+  void announce_server(std::string_view queue, std::string_view server_id,
+                       std::string_view info_json, std::chrono::milliseconds ttl,
+                       DoneCallback done) override {
+    if (vt_.announce_server == nullptr) {
+      Broker::announce_server(queue, server_id, info_json, ttl, std::move(done));
+      return;
+    }
+    vt_.announce_server(self_, abi::str(queue), abi::str(server_id), abi::bytes(info_json),
+                        ttl.count(), &done_thunk, tagged(this, std::move(done)));
+  }
+
+  Result<std::string> list_servers(std::string_view queue) override {
+    if (vt_.list_servers == nullptr) return Broker::list_servers(queue);
+    std::string out;
+    ErrorBuffer e;
+    prpc_status code = vt_.list_servers(self_, abi::str(queue), &string_sink, &out, &e.err);
+    if (code != PRPC_OK) return e.status(code, "list_servers");
+    return out;
+  }
+
  private:
   static void deliver_thunk(void* ud, const prpc_delivery* const* items,
                             std::size_t count) noexcept {
@@ -253,6 +304,11 @@ class PluginBroker final : public Broker {
     CallbackScope scope(handler->owner);
     abi::barrier_void([&] { handler->fn(abi::view(message_id), abi::view(payload)); });
   }
+  static void pushed_reply_thunk(void* ud, const prpc_pushed_reply* reply) noexcept {
+    auto* handler = static_cast<Tagged<PushedReplyHandler>*>(ud);
+    CallbackScope scope(handler->owner);
+    abi::barrier_void([&] { handler->fn(abi::pushed_reply_from(reply)); });
+  }
   static void dead_letter_sink(void* ud, const prpc_dead_letter* raw) noexcept {
     abi::barrier_void(
         [&] { static_cast<std::vector<DeadLetter>*>(ud)->push_back(abi::dead_letter_from(raw)); });
@@ -264,6 +320,7 @@ class PluginBroker final : public Broker {
   std::mutex mutex_;
   std::unique_ptr<Tagged<DeliveryHandler>> handler_;
   std::vector<std::unique_ptr<Tagged<ReplyHandler>>> reply_handlers_;  // live until destroy
+  std::vector<std::unique_ptr<Tagged<PushedReplyHandler>>> pushed_handlers_;
 };
 
 struct DecodeSink {
@@ -323,13 +380,9 @@ class PluginCodec final : public Codec {
 
 void invoker_invoke(void* ud, const prpc_invocation* inv, prpc_outcome_fn done,
                     void* done_ud) noexcept {
-  try {
-    static_cast<Invoker*>(ud)->invoke(abi::invocation_from(inv), abi::outcome_to_c(done, done_ud));
-  } catch (const std::exception& e) {
-    Outcome o = Outcome::failure(StatusCode::kInternal, error_types::kInternal, e.what());
-    prpc_outcome v = abi::outcome_view(o);
-    done(done_ud, &v);
-  }
+  run_guarded("the invoker", abi::outcome_to_c(done, done_ud), [&](OutcomeCallback once) {
+    static_cast<Invoker*>(ud)->invoke(abi::invocation_from(inv), std::move(once));
+  });
 }
 
 void invoker_cancel(void* ud, std::uint64_t call_id) noexcept {

@@ -375,15 +375,16 @@ class Server::Impl : public std::enable_shared_from_this<Server::Impl> {
     std::string type = outcome.error_type.empty()
                            ? std::string(status_code_name(outcome.status.code()))
                            : outcome.error_type;
-    std::string message =
-        outcome.error_message.empty() ? outcome.status.message() : outcome.error_message;
-    reply_error(call, outcome.status.code(), type, message, outcome.traceback);
+    reply_error(call, outcome.status.code(), type, outcome.status.message(), outcome.traceback);
   }
 
   Message base_reply(const CallPtr& call) const {
     Message reply = call->request;
     if (reply.date_create_message.empty()) reply.date_create_message = call->received_at;
     reply.reply_to.clear();
+    // A request's other fields are not echoed (what a reply adds is for the features that
+    // define it to say).
+    reply.extensions.clear();
     reply.date_done_message = now_iso8601();
     return reply;
   }

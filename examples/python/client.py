@@ -19,7 +19,7 @@ def main() -> None:
 
     hello = hello_world()
     print("hello_world() =", hello.sync_wait_result_task(10),
-          f"(ran {hello.time_execution:.2f} s on the server)")
+          f"(answered in {hello.time_execution.total_seconds():.2f} s)")
 
     async def concurrently() -> list[str]:
         return await asyncio.gather(*(greet(n, excited=True) for n in ("Ada", "Grace", "Linus")))

@@ -1,8 +1,10 @@
 // prpc-host: serves the functions a configuration names, through the broker, codecs and
 // executors it names, until SIGINT or SIGTERM (then it drains calls in flight).
 #include <dlfcn.h>
+#include <unistd.h>
 
 #include <boost/dll/runtime_symbol_info.hpp>
+#include <cerrno>
 #include <cstring>
 #include <filesystem>
 #include <iostream>
@@ -33,7 +35,8 @@ constexpr const char* kUsage = R"(usage: prpc-host [--config FILE] [--app MODULE
 Serves the functions named by the configuration on queue.name through broker.type at
 broker.url, until SIGINT or SIGTERM; calls in flight then get server.drain_grace to finish.
 The functions are native (functions.plugins) or a Python application (app = "module:attr", an
-AppServer, served by an embedded interpreter). Every key can also be set with a PRPC_*
+AppServer, served by an embedded interpreter, or by python.executable, $PRPC_PYTHON or python3
+when this installation has none). Every key can also be set with a PRPC_*
 environment variable or --set.
 
   --config FILE      TOML configuration (default: $PRPC_CONFIG, else none)
@@ -152,12 +155,45 @@ void default_worker_commands(Config& config, const Args& args) {
   }
 }
 
-// Python mode: hands the application and the configuration to the embedded interpreter.
+// Python mode without the embedding module (a wheel has none: the manylinux policy forbids
+// linking libpython): this process becomes `python -m prpc._hosting APP`, which serves the
+// application the same way, with the resolved configuration in PRPC_HOSTING_CONFIG (a JSON
+// object; the environment, not the command line, since it may hold the broker's password).
+int exec_python_app(const Config& config, bool check) {
+  std::string python = config.get_or("python.executable", "");
+  if (const char* env = std::getenv("PRPC_PYTHON"); python.empty() && env != nullptr) python = env;
+  if (python.empty()) python = "python3";
+  std::string text = "{";
+  for (const auto& [k, v] : config.all()) {
+    if (k == "app" || k.rfind("python.", 0) == 0) continue;
+    if (text.size() > 1) text += ", ";
+    json::append_quoted(text, k);
+    text += ": ";
+    json::append_quoted(text, v);
+  }
+  text += "}";
+  ::setenv("PRPC_HOSTING_CONFIG", text.c_str(), 1);
+  std::string app = config.get_or("app", "");
+  std::vector<std::string> argv_text{python, "-m", "prpc._hosting", app};
+  if (check) argv_text.emplace_back("--check");
+  std::vector<char*> argv;
+  for (std::string& a : argv_text) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  std::cout.flush();
+  ::execvp(argv[0], argv.data());
+  return fail(kProgram, kExitPlugin,
+              "Python applications run in " + python + ", which cannot be started: " +
+                  std::strerror(errno) + " (set python.executable or PRPC_PYTHON)");
+}
+
+// Python mode: hands the application and the configuration to the embedded interpreter, or to a
+// Python process of its own when this installation has no embedding module.
 int run_python_app(const Config& config, bool check) {
   std::error_code ec;
   std::filesystem::path module = boost::dll::program_location(ec).parent_path().parent_path() /
                                  "lib" / "prpc" / "prpc_host_python.so";
   if (const char* env = std::getenv("PRPC_HOST_PYTHON_MODULE"); env != nullptr) module = env;
+  if (!std::filesystem::exists(module, ec)) return exec_python_app(config, check);
   // RTLD_GLOBAL: extension modules the interpreter imports later resolve libpython through it.
   void* handle = dlopen(module.c_str(), RTLD_NOW | RTLD_GLOBAL);
   if (handle == nullptr) {

@@ -40,7 +40,7 @@ Exit codes: 0 the executor closed the socket, 1 the socket broke, 2 usage (no $P
 )";
 
 int run(const CommonArgs& args) {
-  auto fd = worker::fd_from_environment();
+  auto fd = worker_protocol::fd_from_environment();
   if (!fd.is_ok()) return fail(kProgram, kExitUsage, fd.status());
   // The executor reaps its workers; one orphaned by a crashed host must not live on.
   ::prctl(PR_SET_PDEATHSIG, SIGKILL);
@@ -60,7 +60,7 @@ int run(const CommonArgs& args) {
     return fail(kProgram, kExitConfig,
                 "nothing to serve: name at least one functions plugin in functions.plugins");
   }
-  Status served = worker::serve(*fd, **functions);
+  Status served = worker_protocol::serve(*fd, **functions);
   if (!served.is_ok()) return fail(kProgram, kExitFailure, served);
   return kExitOk;
 }
@@ -70,7 +70,7 @@ int run(const CommonArgs& args) {
 int main(int argc, char** argv) {
   CommonArgs args;
   std::string version = "prpc-worker " PRPC_VERSION_STRING " (worker protocol " +
-                        std::to_string(worker::kProtocolVersion) + ")";
+                        std::to_string(worker_protocol::kProtocolVersion) + ")";
   if (auto done = parse_command_line(argc, argv, kProgram, kUsage, version, args)) return *done;
   try {
     return run(args);

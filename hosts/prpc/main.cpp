@@ -39,6 +39,7 @@ constexpr const char* kUsage = R"(usage: prpc [OPTIONS] call FUNC [ARGS_JSON] [-
        prpc [OPTIONS] dead-letters [--limit N]
        prpc [OPTIONS] dead-letters --requeue [--id ID ...]
        prpc [OPTIONS] gen-stubs [--output FILE] [--timeout SECONDS]
+       prpc [OPTIONS] serve MODULE:ATTR [--check] [--log-level LEVEL]
 
 Talks to the server of one queue through the broker named by PRPC_TYPE_BROKER, PRPC_URL_BROKER
 and PRPC_QUEUE_NAME (or a configuration file), with the raw JSON protocol.
@@ -52,6 +53,11 @@ and PRPC_QUEUE_NAME (or a configuration file), with the raw JSON protocol.
   gen-stubs          write server_func.py with the server's functions, like
                      `python -m prpc.create_server_func` (it runs that module)
     --output FILE    where to write (default ./server_func.py)
+  serve MODULE:ATTR  serve the prpc.AppServer ATTR of the Python module MODULE (importable from
+                     the current directory) until SIGINT or SIGTERM: it runs
+                     `prpc-host --app MODULE:ATTR` with the same options, so exit codes are
+                     prpc-host's; the queue and broker options override the AppServer's own
+    --check          only import the application and list the functions it would serve
 
 options:
   --config FILE      TOML configuration (default: $PRPC_CONFIG)
@@ -65,7 +71,8 @@ when NO_COLOR is set.
 
 Exit codes: 0 ok, 1 the call failed remotely (or the broker refused the operation, or some
 --id was not requeued), 2 usage, 3 configuration, 4 plugin, 5 broker unreachable, 6 no reply
-in time, 7 gen-stubs cannot run Python or import the prpc package.
+in time, 7 gen-stubs cannot run Python or import the prpc package; serve exits with
+prpc-host's codes.
 )";
 
 // gen-stubs: no python3, or it cannot import the prpc package.
@@ -84,6 +91,8 @@ struct Args {
   bool requeue = false;
   std::vector<std::string> ids;
   std::string output;
+  bool check = false;
+  std::string log_level;
 };
 
 // ---- terminal --------------------------------------------------------------------------------
@@ -472,6 +481,27 @@ int command_gen_stubs(const Args& args) {
                                   std::strerror(errno));
 }
 
+// Runs prpc-host (next to this program) in place of this process with --app, so serving a Python
+// application is one command, like `celery worker` or `faststream run`.
+int command_serve(const Args& args) {
+  if (args.positional.size() != 1) return error(kExitUsage, "serve needs one MODULE:ATTR");
+  std::error_code ec;
+  std::filesystem::path exe = std::filesystem::read_symlink("/proc/self/exe", ec);
+  std::string host = ec ? std::string("prpc-host") : (exe.parent_path() / "prpc-host").string();
+  std::vector<std::string> argv_text{host, "--app", args.positional.front()};
+  if (!args.config.empty()) argv_text.insert(argv_text.end(), {"--config", args.config});
+  for (const std::string& s : args.sets) argv_text.insert(argv_text.end(), {"--set", s});
+  if (!args.log_level.empty()) argv_text.insert(argv_text.end(), {"--log-level", args.log_level});
+  if (args.check) argv_text.emplace_back("--check");
+  std::vector<char*> argv;
+  for (std::string& a : argv_text) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  std::cout.flush();
+  ::execv(argv[0], argv.data());
+  return error(kExitPlugin, "serve runs " + host + ", which cannot be started: " +
+                                std::strerror(errno));
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -514,6 +544,10 @@ int main(int argc, char** argv) {
       args.limit = static_cast<std::size_t>(std::max(1L, std::strtol(v.c_str(), nullptr, 10)));
     } else if (a == "--json") {
       args.json = true;
+    } else if (a == "--check") {
+      args.check = true;
+    } else if (a == "--log-level") {
+      if (!value(args.log_level)) return error(kExitUsage, "--log-level needs a level");
     } else if (a == "--requeue") {
       args.requeue = true;
     } else if (a == "--id") {
@@ -534,7 +568,7 @@ int main(int argc, char** argv) {
     return kExitUsage;
   }
   if (args.command != "call" && args.command != "funcs" && args.command != "stats" &&
-      args.command != "dead-letters" && args.command != "gen-stubs") {
+      args.command != "dead-letters" && args.command != "gen-stubs" && args.command != "serve") {
     return error(kExitUsage, "unknown command '" + args.command + "' (see prpc --help)");
   }
   if (!args.ids.empty() && !args.requeue) return error(kExitUsage, "--id goes with --requeue");
@@ -544,9 +578,14 @@ int main(int argc, char** argv) {
   if (!args.output.empty() && args.command != "gen-stubs") {
     return error(kExitUsage, "--output goes with gen-stubs");
   }
+  if ((args.check || !args.log_level.empty()) && args.command != "serve") {
+    return error(kExitUsage, std::string(args.check ? "--check" : "--log-level") +
+                                 " goes with serve");
+  }
   g_out.on = colour_on(STDOUT_FILENO, args);
   g_err.on = colour_on(STDERR_FILENO, args);
   if (args.command == "gen-stubs") return command_gen_stubs(args);
+  if (args.command == "serve") return command_serve(args);
   try {
     Session session;
     if (int code = open_session(args, session); code != kExitOk) return code;

@@ -29,6 +29,7 @@ struct HandleDeleter {
   void operator()(rd_kafka_AdminOptions_t* p) const noexcept { rd_kafka_AdminOptions_destroy(p); }
   void operator()(rd_kafka_headers_t* p) const noexcept { rd_kafka_headers_destroy(p); }
   void operator()(const rd_kafka_group_list* p) const noexcept { rd_kafka_group_list_destroy(p); }
+  void operator()(rd_kafka_NewTopic_t* p) const noexcept { rd_kafka_NewTopic_destroy(p); }
 };
 
 using KafkaPtr = std::unique_ptr<rd_kafka_t, HandleDeleter>;
@@ -42,6 +43,7 @@ using MetadataPtr = std::unique_ptr<const rd_kafka_metadata_t, HandleDeleter>;
 using TopicPtr = std::unique_ptr<rd_kafka_topic_t, HandleDeleter>;
 using AdminOptionsPtr = std::unique_ptr<rd_kafka_AdminOptions_t, HandleDeleter>;
 using GroupListPtr = std::unique_ptr<const rd_kafka_group_list, HandleDeleter>;
+using NewTopicPtr = std::unique_ptr<rd_kafka_NewTopic_t, HandleDeleter>;
 
 inline int timeout_ms(std::chrono::milliseconds t) {
   return static_cast<int>(std::min<std::int64_t>(t.count(), 1'000'000'000));

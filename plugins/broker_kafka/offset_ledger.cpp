@@ -1,46 +1,8 @@
 #include "offset_ledger.hpp"
 
 #include <algorithm>
-#include <charconv>
 
 namespace prpc::kafka {
-namespace {
-
-constexpr std::string_view kTag = "prpc1";
-
-template <typename T>
-bool parse_number(std::string_view text, T* out) {
-  auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), *out);
-  return ec == std::errc() && p == text.data() + text.size();
-}
-
-}  // namespace
-
-DeliveryCounts parse_ledger(std::string_view metadata, std::int64_t committed) {
-  DeliveryCounts out;
-  auto next_word = [&metadata]() {
-    while (!metadata.empty() && metadata.front() == ' ') metadata.remove_prefix(1);
-    std::size_t end = metadata.find(' ');
-    std::string_view word = metadata.substr(0, end);
-    metadata.remove_prefix(end == std::string_view::npos ? metadata.size() : end);
-    return word;
-  };
-  if (next_word() != kTag) return out;
-  std::int64_t base = 0;
-  if (!parse_number(next_word(), &base)) return out;
-  for (std::string_view word = next_word(); !word.empty(); word = next_word()) {
-    std::size_t colon = word.find(':');
-    std::int64_t delta = 0;
-    std::uint32_t count = 0;
-    if (colon == std::string_view::npos || !parse_number(word.substr(0, colon), &delta) ||
-        !parse_number(word.substr(colon + 1), &count) || delta < 0 || count == 0) {
-      return {};
-    }
-    std::int64_t offset = base + delta;
-    if (offset >= committed) out[offset] = count;
-  }
-  return out;
-}
 
 OffsetLedger::OffsetLedger(std::int64_t committed, DeliveryCounts inherited,
                            std::int64_t suspect_end)
@@ -125,11 +87,8 @@ FetchCursor::Verdict FetchCursor::offer(std::int64_t offset) {
 }
 
 std::string OffsetLedger::metadata(std::size_t max_bytes) const {
-  std::string out(kTag);
   std::int64_t base = commit_ < 0 ? 0 : commit_;
-  out += ' ';
-  out += std::to_string(base);
-  // Merge our own entries with what the previous owner wrote and we have not reached yet.
+  // Our own entries, with what the previous owner wrote and we have not reached yet.
   DeliveryCounts all;
   for (const auto& [offset, count] : inherited_) {
     if (offset >= base) all[offset] = count;
@@ -137,16 +96,7 @@ std::string OffsetLedger::metadata(std::size_t max_bytes) const {
   for (const auto& [offset, e] : entries_) {
     if (offset >= base) all[offset] = e.count;
   }
-  for (const auto& [offset, count] : all) {
-    // Appended piecewise: GCC 12 at -O3 warns (-Wrestrict) on "literal" + std::string.
-    std::string item(1, ' ');
-    item += std::to_string(offset - base);
-    item += ':';
-    item += std::to_string(count);
-    if (out.size() + item.size() > max_bytes) break;  // later records undercount; never fail
-    out += item;
-  }
-  return out;
+  return format_ledger(base, all, max_bytes);
 }
 
 std::size_t OffsetLedger::unfinished() const {

@@ -14,13 +14,9 @@
 #include <string>
 #include <string_view>
 
+#include "wire_format.hpp"
+
 namespace prpc::kafka {
-
-// offset -> deliveries already started
-using DeliveryCounts = std::map<std::int64_t, std::uint32_t>;
-
-// "prpc1 <base> <delta>:<count> ..." -> counts of offsets >= committed. Unknown text: empty.
-DeliveryCounts parse_ledger(std::string_view metadata, std::int64_t committed);
 
 class OffsetLedger {
  public:

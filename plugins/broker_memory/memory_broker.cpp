@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "prpc/json.hpp"
 #include "prpc/protocol.hpp"
 #include "prpc/uuid.hpp"
 
@@ -36,6 +37,8 @@ class Bus {
  public:
   struct Entry {
     std::string payload;
+    std::string signature;
+    std::string key_id;
   };
   struct Pending {
     std::string consumer;
@@ -53,15 +56,22 @@ class Bus {
     std::map<std::uint64_t, Entry> entries;
     std::map<std::string, Group, std::less<>> groups;
   };
-  struct StoredResult {
-    std::string payload;
+  struct Stored {
+    StoredResult result;
     Clock::time_point expires;
   };
   // The message_id (when the engine knew it) names the error result stored for the request,
-  // which a requeue must forget.
+  // which a requeue must forget; the signature goes back with the request.
   struct DeadEntry {
     DeadLetter letter;
     std::string message_id;
+    std::string signature;
+    std::string key_id;
+  };
+  struct Announced {
+    std::string info_json;
+    Clock::time_point last;
+    std::chrono::milliseconds ttl{0};
   };
 
   // A bus lives as long as the process, like a broker server outlives its clients: a request
@@ -97,7 +107,9 @@ class Bus {
   std::mutex mutex;
   std::condition_variable cv;
   std::map<std::string, Stream, std::less<>> streams;
-  std::map<std::string, StoredResult, std::less<>> results;
+  std::map<std::string, Stored, std::less<>> results;
+  // queue -> server id -> its latest announcement
+  std::map<std::string, std::map<std::string, Announced, std::less<>>, std::less<>> servers;
   std::map<std::string, std::deque<DeadEntry>, std::less<>> dead;
   std::map<std::string, MemoryBroker*, std::less<>> reply_channels;
   std::uint64_t dead_seq = 0;
@@ -127,6 +139,8 @@ std::vector<sdk::OptionSpec> MemoryBroker::options() {
       {"max_queue_length", PRPC_OPT_INT, "1000000",
        "unconsumed requests per stream before publish is refused"},
       {"max_dead_letters", PRPC_OPT_INT, "10000", "dead letters kept per queue"},
+      {"server_history", PRPC_OPT_DURATION_MS, "5m",
+       "how long a server whose announcement expired is still listed (alive: false)"},
   };
 }
 
@@ -146,6 +160,7 @@ Settings settings_from(const sdk::Context& ctx) {
       ctx.options.get_int("max_queue_length", static_cast<std::int64_t>(s.max_queue_length)));
   s.max_dead_letters = static_cast<std::size_t>(
       ctx.options.get_int("max_dead_letters", static_cast<std::int64_t>(s.max_dead_letters)));
+  s.server_history = ctx.options.get_duration("server_history", s.server_history);
   return s;
 }
 }  // namespace
@@ -214,8 +229,9 @@ void MemoryBroker::finish(const DeliveryView& delivery, const FinishRequest& wha
       const ReplyView& r = *what.reply;
       if (!r.push_only) {
         auto now = Clock::now();
-        bus_->results[result_key(r.flavour, r.queue, r.message_id)] =
-            Bus::StoredResult{std::string(r.payload), now + settings_.result_ttl};
+        bus_->results[result_key(r.flavour, r.queue, r.message_id)] = Bus::Stored{
+            StoredResult{std::string(r.payload), std::string(r.signature), std::string(r.key_id)},
+            now + settings_.result_ttl};
         if (++bus_->stores_since_sweep >= 1024) {  // expire old results, amortised
           bus_->stores_since_sweep = 0;
           std::erase_if(bus_->results, [now](const auto& kv) { return kv.second.expires <= now; });
@@ -225,8 +241,7 @@ void MemoryBroker::finish(const DeliveryView& delivery, const FinishRequest& wha
         auto channel = bus_->reply_channels.find(r.reply_to);
         // A reply for a client that is gone is dropped; the stored result remains.
         if (channel != bus_->reply_channels.end()) {
-          channel->second->enqueue_reply(std::string(r.reply_to), std::string(r.message_id),
-                                         std::string(r.payload));
+          channel->second->enqueue_reply(std::string(r.reply_to), r);
         }
       }
     }
@@ -235,7 +250,8 @@ void MemoryBroker::finish(const DeliveryView& delivery, const FinishRequest& wha
       letters.push_back(Bus::DeadEntry{
           DeadLetter{std::to_string(++bus_->dead_seq), delivery.flavour,
                      std::string(what.dead_letter_reason), std::string(delivery.payload)},
-          what.reply != nullptr ? std::string(what.reply->message_id) : std::string()});
+          what.reply != nullptr ? std::string(what.reply->message_id) : std::string(),
+          std::string(delivery.signature), std::string(delivery.key_id)});
       while (letters.size() > settings_.max_dead_letters) letters.pop_front();
     }
     auto s = bus_->streams.find(stream_name);
@@ -267,13 +283,27 @@ void MemoryBroker::touch(const DeliveryView& delivery) {
 
 void MemoryBroker::lookup_result(Flavour flavour, std::string_view queue,
                                  std::string_view message_id, LookupCallback done) {
-  std::optional<std::string> found;
+  lookup_result_signed(flavour, queue, message_id,
+                       [done = std::move(done)](Result<std::optional<StoredResult>> r) {
+                         if (!r.is_ok()) {
+                           done(r.status());
+                         } else if (!r->has_value()) {
+                           done(std::optional<std::string>());
+                         } else {
+                           done(std::optional<std::string>(std::move((*r)->payload)));
+                         }
+                       });
+}
+
+void MemoryBroker::lookup_result_signed(Flavour flavour, std::string_view queue,
+                                        std::string_view message_id, StoredResultCallback done) {
+  std::optional<StoredResult> found;
   {
     std::lock_guard lock(bus_->mutex);
     auto it = bus_->results.find(result_key(flavour, queue, message_id));
     if (it != bus_->results.end()) {
       if (it->second.expires > Clock::now()) {
-        found = it->second.payload;
+        found = it->second.result;
       } else {
         bus_->results.erase(it);
       }
@@ -296,13 +326,22 @@ void MemoryBroker::publish(const PublishView& message, DoneCallback done) {
                       std::to_string(s.entries.size()) + " requests (max_queue_length)"));
       return;
     }
-    s.entries.emplace(s.next_seq++, Bus::Entry{std::string(message.payload)});
+    s.entries.emplace(s.next_seq++,
+                      Bus::Entry{std::string(message.payload), std::string(message.signature),
+                                 std::string(message.key_id)});
   }
   bus_->cv.notify_all();
   done(Status::ok());
 }
 
 Result<std::string> MemoryBroker::open_replies(std::string_view queue, ReplyHandler on_reply) {
+  return open_replies_signed(queue, [on_reply = std::move(on_reply)](const PushedReplyView& r) {
+    on_reply(r.message_id, r.payload);
+  });
+}
+
+Result<std::string> MemoryBroker::open_replies_signed(std::string_view queue,
+                                                      PushedReplyHandler on_reply) {
   std::lock_guard lock(bus_->mutex);
   auto it = reply_addresses_.find(queue);
   if (it == reply_addresses_.end()) {
@@ -310,13 +349,13 @@ Result<std::string> MemoryBroker::open_replies(std::string_view queue, ReplyHand
     it = reply_addresses_.emplace(std::string(queue), reply_to).first;
     bus_->reply_channels[reply_to] = this;
   }
-  reply_handlers_[it->second] = std::move(on_reply);
+  reply_handlers_[it->second] = std::make_shared<PushedReplyHandler>(std::move(on_reply));
   return it->second;
 }
 
-void MemoryBroker::enqueue_reply(const std::string& reply_to, std::string message_id,
-                                 std::string payload) {
-  inbox_.push_back(PushedReply{reply_to, std::move(message_id), std::move(payload)});
+void MemoryBroker::enqueue_reply(const std::string& reply_to, const ReplyView& reply) {
+  inbox_.push_back(PushedReply{reply_to, std::string(reply.message_id), std::string(reply.payload),
+                               std::string(reply.signature), std::string(reply.key_id)});
 }
 
 Result<QueueStats> MemoryBroker::queue_stats(std::string_view queue) {
@@ -379,7 +418,8 @@ Result<std::size_t> MemoryBroker::requeue_dead_letters(std::string_view queue,
                             " was full (max_queue_length)");
         break;
       }
-      s.entries.emplace(s.next_seq++, Bus::Entry{it->letter.payload});
+      s.entries.emplace(s.next_seq++,
+                        Bus::Entry{it->letter.payload, it->signature, it->key_id});
       if (!it->message_id.empty()) {
         bus_->results.erase(result_key(it->letter.flavour, queue, it->message_id));
       }
@@ -390,6 +430,55 @@ Result<std::size_t> MemoryBroker::requeue_dead_letters(std::string_view queue,
   if (requeued > 0) bus_->cv.notify_all();
   if (!status.is_ok()) return status;
   return requeued;
+}
+
+void MemoryBroker::announce_server(std::string_view queue, std::string_view server_id,
+                                   std::string_view info_json, std::chrono::milliseconds ttl,
+                                   DoneCallback done) {
+  if (queue.empty() || server_id.empty()) {
+    done(Status(StatusCode::kInvalidArgument, "announce_server: no queue or no server id"));
+    return;
+  }
+  if (ttl.count() <= 0) {
+    done(Status(StatusCode::kInvalidArgument, "announce_server: the ttl must be positive"));
+    return;
+  }
+  std::string info = info_json.find_first_not_of(" \t\r\n") == std::string_view::npos
+                         ? std::string("{}")
+                         : std::string(info_json);
+  Status valid = json::scan_object(info, json::Limits{}, [](const json::Member&) {
+    return Status::ok();
+  });
+  if (!valid.is_ok()) {
+    done(Status(StatusCode::kInvalidArgument, "announce_server: info: " + valid.message()));
+    return;
+  }
+  {
+    std::lock_guard lock(bus_->mutex);
+    bus_->servers[std::string(queue)][std::string(server_id)] =
+        Bus::Announced{std::move(info), Clock::now(), ttl};
+  }
+  done(Status::ok());
+}
+
+Result<std::string> MemoryBroker::list_servers(std::string_view queue) {
+  std::vector<ServerRecord> records;
+  {
+    std::lock_guard lock(bus_->mutex);
+    auto q = bus_->servers.find(queue);
+    if (q == bus_->servers.end()) return servers_json(records);
+    auto now = Clock::now();
+    for (auto it = q->second.begin(); it != q->second.end();) {
+      auto age = std::chrono::duration_cast<std::chrono::milliseconds>(now - it->second.last);
+      if (age >= it->second.ttl + settings_.server_history) {
+        it = q->second.erase(it);  // silent for long enough to be forgotten
+        continue;
+      }
+      records.push_back(ServerRecord{it->first, age < it->second.ttl, age, it->second.info_json});
+      ++it;
+    }
+  }
+  return servers_json(records);
 }
 
 std::size_t MemoryBroker::collect(std::vector<Delivery>& out) {
@@ -418,6 +507,8 @@ std::size_t MemoryBroker::collect(std::vector<Delivery>& out) {
       d.token = make_token(name, seq);
       d.payload = entry.payload;
       d.delivery_count = count;
+      d.signature = entry.signature;
+      d.key_id = entry.key_id;
       outstanding_.insert(d.token);
       out.push_back(std::move(d));
     };
@@ -453,14 +544,15 @@ void MemoryBroker::run() {
     if (!inbox_.empty()) {
       std::deque<PushedReply> batch;
       batch.swap(inbox_);
-      std::vector<std::pair<ReplyHandler*, PushedReply>> calls;
+      std::vector<std::pair<std::shared_ptr<PushedReplyHandler>, PushedReply>> calls;
       for (PushedReply& r : batch) {
         auto h = reply_handlers_.find(r.reply_to);
-        if (h != reply_handlers_.end()) calls.emplace_back(&h->second, std::move(r));
+        if (h != reply_handlers_.end()) calls.emplace_back(h->second, std::move(r));
       }
       lock.unlock();
-      // Handlers are never removed while the broker lives, so the pointers stay valid.
-      for (auto& [handler, r] : calls) (*handler)(r.message_id, r.payload);
+      for (auto& [handler, r] : calls) {
+        (*handler)(PushedReplyView{r.message_id, r.payload, r.signature, r.key_id});
+      }
       lock.lock();
       continue;
     }

@@ -80,6 +80,22 @@ Status original_message_id(const json::Member& f, Message& m, bool& have_id) {
   return Status::ok();
 }
 
+// The members of `extensions` after the named fields: never a named field or a "py/" tag, and
+// a repeated key once (a reader would refuse the message), with its last value.
+Status append_extensions(std::string& out, std::string_view extensions,
+                         const json::Limits& limits) {
+  auto members = json::object_members(extensions, limits);
+  if (!members.is_ok()) {
+    return Status(StatusCode::kEncode, "extensions: " + members.status().message());
+  }
+  for (const auto& [key, raw] : *members) {
+    if (!is_extension_key(key)) continue;
+    append_field(out, key);
+    out += raw;
+  }
+  return Status::ok();
+}
+
 }  // namespace
 
 std::vector<sdk::OptionSpec> RawJsonCodec::options() {
@@ -105,6 +121,7 @@ Result<Message> RawJsonCodec::decode(std::string_view bytes, Message* salvaged) 
   bool have_name = false;
   bool have_id = false;
   std::set<std::string, std::less<>> seen;
+  std::string extensions;
   // A wrong field does not stop the scan: later fields (message_id above all) are still read, so
   // the sender can be answered. The first such error is the one reported.
   Status field_status;
@@ -156,8 +173,13 @@ Result<Message> RawJsonCodec::decode(std::string_view bytes, Message* salvaged) 
         return field_error(f.key, "expected a non-negative integer, got " + std::string(f.raw));
       }
       m.attempt = v;
+    } else if (is_extension_key(f.key)) {
+      // Other fields are allowed (PROTOCOL.md section 2) and kept, in order.
+      extensions += extensions.empty() ? "{" : ", ";
+      json::append_quoted(extensions, f.key);
+      extensions += ": ";
+      extensions += f.raw;
     }
-    // Other fields are allowed and ignored (PROTOCOL.md section 2).
     return Status::ok();
   };
   auto record = [&](const json::Member& f) {
@@ -192,6 +214,7 @@ Result<Message> RawJsonCodec::decode(std::string_view bytes, Message* salvaged) 
     return fail(field_error("message_id", "'" + m.message_id.substr(0, kMaxSalvagedId) +
                                               "' is not a UUID"));
   }
+  if (!extensions.empty()) m.extensions = std::move(extensions) + "}";
   return m;
 }
 
@@ -226,6 +249,7 @@ Result<std::string> RawJsonCodec::encode(const Message& m) const {
   if (!m.exception_type.empty()) append_nullable(out, "exception_type", m.exception_type);
   if (!m.traceback.empty()) append_nullable(out, "traceback", m.traceback);
   if (!m.traceparent.empty()) append_nullable(out, "traceparent", m.traceparent);
+  PRPC_RETURN_IF_ERROR(append_extensions(out, m.extensions, settings_.limits));
   out += '}';
   if (out.size() > settings_.limits.max_bytes) {
     return Status(StatusCode::kResourceExhausted,

@@ -15,7 +15,9 @@
 #include <thread>
 #include <unordered_map>
 
-namespace prpc::async_pool {
+#include "prpc/own_thread.hpp"
+
+namespace prpc::async {
 namespace {
 
 namespace asio = boost::asio;
@@ -181,7 +183,7 @@ struct AsyncExecutor::State : std::enable_shared_from_this<AsyncExecutor::State>
     }
   }
 
-  void answer(Entry& entry, Outcome outcome) {
+  void answer(Entry& entry, Outcome outcome) const {
     entry.call->settled.store(true);
     if (entry.timer) entry.timer->cancel();
     OutcomeCallback done = std::move(entry.done);
@@ -189,6 +191,8 @@ struct AsyncExecutor::State : std::enable_shared_from_this<AsyncExecutor::State>
       done(std::move(outcome));
     } catch (const std::exception& e) {
       log.error(std::string("async executor: a completion threw: ") + e.what());
+    } catch (...) {
+      log.error("async executor: a completion threw");
     }
   }
 
@@ -231,15 +235,9 @@ struct AsyncExecutor::State : std::enable_shared_from_this<AsyncExecutor::State>
         if (auto s = weak.lock()) s->completed(seq, std::move(o));
       });
     };
-    try {
-      invoker.invoke(call->invocation.view(), on_done);
-    } catch (const std::exception& e) {
-      on_done(Outcome::failure(StatusCode::kInternal, error_types::kInternal,
-                               std::string("the invoker threw: ") + e.what()));
-    } catch (...) {
-      on_done(Outcome::failure(StatusCode::kInternal, error_types::kInternal,
-                               "the invoker threw an unknown exception"));
-    }
+    run_guarded("the invoker", on_done, [&](OutcomeCallback once) {
+      invoker.invoke(call->invocation.view(), std::move(once));
+    });
     std::lock_guard lock(dispatch_mutex);
     in_invoke = false;
   }
@@ -273,12 +271,7 @@ AsyncExecutor::~AsyncExecutor() {
   bool detached = false;
   s.control_work.reset();
   s.control.stop();
-  if (s.control_thread.get_id() == std::this_thread::get_id()) {
-    s.control_thread.detach();
-    detached = true;
-  } else {
-    s.control_thread.join();
-  }
+  detached = join_or_detach(s.control_thread);
   bool stuck = false;
   {
     std::lock_guard lock(s.dispatch_mutex);
@@ -287,11 +280,11 @@ AsyncExecutor::~AsyncExecutor() {
   }
   // Pending cancels still reach the invoker; pending invokes are skipped.
   s.dispatcher_work.reset();
-  if (stuck || s.dispatcher_thread.get_id() == std::this_thread::get_id()) {
-    s.dispatcher_thread.detach();
+  if (stuck) {
+    s.dispatcher_thread.detach();  // it is inside the invoker, which may never return
     detached = true;
   } else {
-    s.dispatcher_thread.join();
+    detached = join_or_detach(s.dispatcher_thread) || detached;
   }
   if (detached || s.outstanding.load() > 0) pin_this_library();
 }
@@ -345,4 +338,4 @@ AsyncStats AsyncExecutor::stats() const {
   return state_->counters;
 }
 
-}  // namespace prpc::async_pool
+}  // namespace prpc::async

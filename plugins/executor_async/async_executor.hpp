@@ -14,7 +14,7 @@
 #include "prpc/executor.hpp"
 #include "prpc/sdk/plugin.hpp"
 
-namespace prpc::async_pool {
+namespace prpc::async {
 
 struct AsyncStats {
   std::uint64_t started = 0;
@@ -53,4 +53,4 @@ class AsyncExecutor final : public Executor {
   std::shared_ptr<State> state_;
 };
 
-}  // namespace prpc::async_pool
+}  // namespace prpc::async

@@ -3,4 +3,4 @@
 
 PRPC_PLUGIN("executor_async", PRPC_VERSION_STRING,
             "The async executor: many calls in flight that complete asynchronously",
-            prpc::async_pool::AsyncExecutor)
+            prpc::async::AsyncExecutor)

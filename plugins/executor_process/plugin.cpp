@@ -3,4 +3,4 @@
 
 PRPC_PLUGIN("executor_process", PRPC_VERSION_STRING,
             "The process executor: calls run in worker processes",
-            prpc::process_pool::ProcessExecutor)
+            prpc::process::ProcessExecutor)

@@ -23,10 +23,10 @@
 #include <thread>
 
 #include "prpc/worker.hpp"
+#include "prpc/own_thread.hpp"
+#include "worker_process.hpp"
 
-extern char** environ;  // NOLINT(readability-redundant-declaration)
-
-namespace prpc::process_pool {
+namespace prpc::process {
 namespace {
 
 using Clock = std::chrono::steady_clock;
@@ -41,221 +41,23 @@ constexpr milliseconds kReapPoll{20};
 // After SIGKILL a process is gone within this long unless the kernel is stuck.
 constexpr milliseconds kReapGiveUp{5'000};
 
-std::string errno_text(int err) { return std::strerror(err); }
-
-std::string describe_status(int status) {
-  if (WIFEXITED(status)) return "exited with code " + std::to_string(WEXITSTATUS(status));
-  if (WIFSIGNALED(status)) {
-    int sig = WTERMSIG(status);
-    std::string out = "was killed by signal " + std::to_string(sig);
-    if (const char* abbrev = sigabbrev_np(sig)) out += std::string(" (SIG") + abbrev + ")";
-    if (WCOREDUMP(status)) out += ", core dumped";
-    return out;
-  }
-  return "ended with status " + std::to_string(status);
-}
-
-std::string describe_command(const std::vector<std::string>& command) {
-  std::string out;
-  for (const std::string& a : command) {
-    if (!out.empty()) out += ' ';
-    out += a;
-  }
-  return out;
-}
-
 milliseconds backoff(int failures) {
   milliseconds d = kBackoffFirst;
   for (int i = 1; i < failures && d < kBackoffMax; ++i) d *= 2;
   return std::min(d, kBackoffMax);
 }
 
-int open_pidfd(pid_t pid) {
-#ifdef SYS_pidfd_open
-  long fd = ::syscall(SYS_pidfd_open, pid, 0);
-  if (fd >= 0) {
-    ::fcntl(static_cast<int>(fd), F_SETFD, FD_CLOEXEC);
-    return static_cast<int>(fd);
-  }
-#else
-  (void)pid;
-#endif
-  return -1;
-}
-
-void close_fd(int& fd) {
-  if (fd >= 0) ::close(fd);
-  fd = -1;
-}
-
-struct Spawned {
-  pid_t pid = -1;
-  int fd = -1;     // our end of the socket
-  int pidfd = -1;  // readable when the process exits; -1 when the kernel has none
-};
-
-// posix_spawn, not fork: the parent has threads, and a forked child of a threaded process may
-// only call async-signal-safe functions until it execs.
-Result<Spawned> spawn_worker(const std::vector<std::string>& command) {
-  int sv[2];
-  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
-    return Status(StatusCode::kUnavailable, "socketpair: " + errno_text(errno));
-  }
-  int parent = sv[0];
-  int child = sv[1];
-  if (child == worker::kChildFd) {
-    // dup2 onto itself would leave close-on-exec set.
-    int moved = ::fcntl(child, F_DUPFD_CLOEXEC, 10);
-    ::close(child);
-    if (moved < 0) {
-      ::close(parent);
-      return Status(StatusCode::kUnavailable, "fcntl: " + errno_text(errno));
-    }
-    child = moved;
-  }
-
-  posix_spawn_file_actions_t actions;
-  posix_spawnattr_t attr;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawnattr_init(&attr);
-  posix_spawn_file_actions_adddup2(&actions, child, worker::kChildFd);
-#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 34))
-  // Descriptors the application opened without close-on-exec stay out of the worker.
-  posix_spawn_file_actions_addclosefrom_np(&actions, worker::kChildFd + 1);
-#endif
-  // Its own process group: a terminal's Ctrl-C reaches the host, which drains, not the workers;
-  // and a timeout kills the worker together with any process it started.
-  short flags = POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF;
-  posix_spawnattr_setflags(&attr, flags);
-  posix_spawnattr_setpgroup(&attr, 0);
-  sigset_t none;
-  sigemptyset(&none);
-  posix_spawnattr_setsigmask(&attr, &none);
-  sigset_t defaults;
-  sigemptyset(&defaults);
-  for (int sig : {SIGPIPE, SIGINT, SIGTERM, SIGQUIT, SIGHUP, SIGCHLD, SIGUSR1, SIGUSR2}) {
-    sigaddset(&defaults, sig);
-  }
-  posix_spawnattr_setsigdefault(&attr, &defaults);
-
-  std::vector<std::string> env_strings;
-  const std::string fd_prefix = std::string(worker::kFdVariable) + "=";
-  for (char** e = environ; e != nullptr && *e != nullptr; ++e) {
-    if (std::strncmp(*e, fd_prefix.c_str(), fd_prefix.size()) != 0) env_strings.emplace_back(*e);
-  }
-  env_strings.push_back(fd_prefix + std::to_string(worker::kChildFd));
-  std::vector<char*> envp;
-  for (std::string& s : env_strings) envp.push_back(s.data());
-  envp.push_back(nullptr);
-  std::vector<std::string> args = command;
-  std::vector<char*> argv;
-  for (std::string& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
-
-  pid_t pid = -1;
-  int rc = ::posix_spawnp(&pid, argv[0], &actions, &attr, argv.data(), envp.data());
-  posix_spawn_file_actions_destroy(&actions);
-  posix_spawnattr_destroy(&attr);
-  ::close(child);
-  if (rc != 0) {
-    ::close(parent);
-    return Status(StatusCode::kUnavailable,
-                  "cannot start the worker command '" + describe_command(command) +
-                      "': " + errno_text(rc));
-  }
-  ::fcntl(parent, F_SETFL, ::fcntl(parent, F_GETFL) | O_NONBLOCK);
-  Spawned out;
-  out.pid = pid;
-  out.fd = parent;
-  out.pidfd = open_pidfd(pid);
-  return out;
-}
-
-struct Job {
-  OwnedInvocation call;
-  OutcomeCallback done;
-  Clock::time_point queued_at;
-};
-using JobPtr = std::unique_ptr<Job>;
-
-enum class Phase { kStarting, kIdle, kBusy };
-
-// A worker process this executor talks to.
-struct Live {
-  pid_t pid = -1;
-  int fd = -1;
-  int pidfd = -1;
-  Phase phase = Phase::kStarting;
-  worker::FrameReader reader;
-  std::string out;  // bytes of the call frame not yet written
-  std::size_t out_pos = 0;
-  JobPtr job;
-  Clock::time_point spawned_at;
-  std::optional<Clock::time_point> call_deadline;
-  std::uint64_t calls = 0;
-};
-
-// Why a worker is on its way out; decides what happens once it is reaped.
-enum class Exit {
-  kStartFailed,  // died before hello
-  kLostIdle,     // died while waiting for a call
-  kLostBusy,     // died while running a call: its call is answered with the exit status
-  kKilled,       // this executor killed it (timeout, silence, protocol); already answered
-  kRetired,      // served max_calls_per_worker, or the executor stops
-};
-
-struct Dying {
-  pid_t pid = -1;
-  int pidfd = -1;
-  Exit why = Exit::kKilled;
-  JobPtr job;
-  std::string note;  // appended to the log line ("retrying in 200 ms")
-  Clock::time_point kill_at;
-  bool killed = false;
-  std::optional<Clock::time_point> killed_at;
-};
-
-struct Slot {
-  std::unique_ptr<Live> worker;
-  int failures = 0;
-  Clock::time_point retry_at{};
-};
-
 }  // namespace
-
-Result<std::vector<std::string>> parse_worker_command(std::string_view text) {
-  auto invalid = [&](const std::string& why) {
-    return Status(StatusCode::kInvalidArgument,
-                  "worker_command: " + why +
-                      "; expected a JSON array of strings, e.g. [\"prpc-worker\", \"--config\", "
-                      "\"app.toml\"]");
-  };
-  rapidjson::Document doc;
-  doc.Parse(text.data(), text.size());
-  if (doc.HasParseError() || !doc.IsArray()) {
-    return invalid(text.empty() ? "not set" : "'" + std::string(text) + "' is not a JSON array");
-  }
-  std::vector<std::string> out;
-  for (const auto& v : doc.GetArray()) {
-    if (!v.IsString()) return invalid("every element must be a string");
-    std::string s(v.GetString(), v.GetStringLength());
-    if (s.find('\0') != std::string::npos) return invalid("an element holds a NUL byte");
-    out.push_back(std::move(s));
-  }
-  if (out.empty()) return invalid("the array is empty");
-  if (out.front().empty()) return invalid("the program name is empty");
-  return out;
-}
 
 class ProcessExecutor::Supervisor : public std::enable_shared_from_this<Supervisor> {
  public:
   Supervisor(ProcessOptions options, sdk::Logger log)
       : opts_(std::move(options)), log_(std::move(log)), slots_(opts_.workers) {
-    wake_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (wake_fd_ < 0) throw std::runtime_error("eventfd: " + errno_text(errno));
+    wake_fd_.reset(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
+    if (!wake_fd_.valid()) throw std::runtime_error("eventfd: " + errno_text(errno));
     unready_since_ = Clock::now();
   }
-  ~Supervisor() { close_fd(wake_fd_); }
+  ~Supervisor() = default;
   Supervisor(const Supervisor&) = delete;
   Supervisor& operator=(const Supervisor&) = delete;
 
@@ -269,15 +71,18 @@ class ProcessExecutor::Supervisor : public std::enable_shared_from_this<Supervis
     job->call = OwnedInvocation(call);
     job->done = std::move(done);
     job->queued_at = Clock::now();
+    JobPtr refused;  // answered outside the lock: a completion may submit again
     {
       std::lock_guard lock(mutex_);
       if (accepting_) {
         queue_.push_back(std::move(job));
         ++unfinished_;
+      } else {
+        refused = std::move(job);
       }
     }
-    if (job) {
-      job->done(Outcome::failure(StatusCode::kCancelled, error_types::kCancelled,
+    if (refused) {
+      refused->done(Outcome::failure(StatusCode::kCancelled, error_types::kCancelled,
                                  "the executor is shutting down"));
       return;
     }
@@ -296,12 +101,8 @@ class ProcessExecutor::Supervisor : public std::enable_shared_from_this<Supervis
     }
     wake();
     std::lock_guard join_lock(join_mutex_);
-    if (!thread_.joinable()) return;
-    if (std::this_thread::get_id() == loop_id_) {
-      thread_.detach();  // called from a completion: the loop ends after this iteration
-    } else {
-      thread_.join();
-    }
+    // Called from a completion, the loop ends after this iteration.
+    join_or_detach(thread_);
   }
 
   std::vector<WorkerSnapshot> snapshot() const {
@@ -330,12 +131,16 @@ class ProcessExecutor::Supervisor : public std::enable_shared_from_this<Supervis
       } catch (const std::exception& e) {
         // Nothing here is expected to throw but allocation; keep supervising.
         log_.error(std::string("process executor: ") + e.what());
+      } catch (...) {
+        log_.error("process executor: an unknown exception in the supervisor");
       }
     }
     try {
       stop_all();
     } catch (const std::exception& e) {
       log_.error(std::string("process executor: stopping: ") + e.what());
+    } catch (...) {
+      log_.error("process executor: stopping: an unknown exception");
     }
   }
 
@@ -351,19 +156,19 @@ class ProcessExecutor::Supervisor : public std::enable_shared_from_this<Supervis
 
     std::vector<pollfd> fds;
     std::vector<int> owner;  // >= 0: slot index; -1: the wake fd; <= -2: dying index -(i+2)
-    fds.push_back({wake_fd_, POLLIN, 0});
+    fds.push_back({wake_fd_.get(), POLLIN, 0});
     owner.push_back(-1);
     for (std::size_t i = 0; i < slots_.size(); ++i) {
       const Live* w = slots_[i].worker.get();
       if (w == nullptr) continue;
       short events = POLLIN;
       if (w->out_pos < w->out.size()) events |= POLLOUT;
-      fds.push_back({w->fd, events, 0});
+      fds.push_back({w->fd.get(), events, 0});
       owner.push_back(static_cast<int>(i));
     }
     for (std::size_t i = 0; i < dying_.size(); ++i) {
-      if (dying_[i].pidfd < 0) continue;
-      fds.push_back({dying_[i].pidfd, POLLIN, 0});
+      if (!dying_[i].pidfd.valid()) continue;
+      fds.push_back({dying_[i].pidfd.get(), POLLIN, 0});
       owner.push_back(-2 - static_cast<int>(i));
     }
     int rc = ::poll(fds.data(), fds.size(), poll_timeout(Clock::now()));
@@ -372,7 +177,7 @@ class ProcessExecutor::Supervisor : public std::enable_shared_from_this<Supervis
       if (fds[k].revents == 0) continue;
       if (owner[k] == -1) {
         std::uint64_t n = 0;
-        while (::read(wake_fd_, &n, sizeof(n)) > 0) {
+        while (::read(wake_fd_.get(), &n, sizeof(n)) > 0) {
         }
         // Cleared after draining: a submit that still sees it set has queued its call before
         // this point, and the next iteration's dispatch() takes it.
@@ -401,7 +206,7 @@ class ProcessExecutor::Supervisor : public std::enable_shared_from_this<Supervis
     }
     for (const Dying& d : dying_) {
       if (!d.killed) consider(d.kill_at);
-      if (d.pidfd < 0) consider(now + kReapPoll);
+      if (!d.pidfd.valid()) consider(now + kReapPoll);
       if (d.killed_at) consider(*d.killed_at + kReapGiveUp);
     }
     if (!any_ready() && !last_start_error_.empty()) {
@@ -417,7 +222,7 @@ class ProcessExecutor::Supervisor : public std::enable_shared_from_this<Supervis
 
   void wake() {
     std::uint64_t one = 1;
-    ssize_t ignored = ::write(wake_fd_, &one, sizeof(one));
+    ssize_t ignored = ::write(wake_fd_.get(), &one, sizeof(one));
     (void)ignored;  // the counter is already non-zero when this fails: the loop will wake
   }
 
@@ -437,6 +242,8 @@ class ProcessExecutor::Supervisor : public std::enable_shared_from_this<Supervis
         job->done(std::move(outcome));
       } catch (const std::exception& e) {
         log_.error(std::string("process executor: a completion threw: ") + e.what());
+      } catch (...) {
+        log_.error("process executor: a completion threw");
       }
     }
     std::lock_guard lock(mutex_);
@@ -463,8 +270,8 @@ class ProcessExecutor::Supervisor : public std::enable_shared_from_this<Supervis
       }
       auto w = std::make_unique<Live>();
       w->pid = spawned->pid;
-      w->fd = spawned->fd;
-      w->pidfd = spawned->pidfd;
+      w->fd = std::move(spawned->fd);
+      w->pidfd = std::move(spawned->pidfd);
       w->spawned_at = now;
       slot.worker = std::move(w);
       std::lock_guard lock(mutex_);
@@ -486,10 +293,10 @@ class ProcessExecutor::Supervisor : public std::enable_shared_from_this<Supervis
   Dying& retire(Slot& slot, Exit why, Clock::time_point now) {
     bool was_ready = any_ready();
     std::unique_ptr<Live> w = std::move(slot.worker);
-    close_fd(w->fd);
+    w->fd.reset();
     Dying d;
     d.pid = w->pid;
-    d.pidfd = w->pidfd;
+    d.pidfd = std::move(w->pidfd);
     d.why = why;
     d.job = std::move(w->job);
     d.kill_at = now + kExitAfterEof;
@@ -518,7 +325,7 @@ class ProcessExecutor::Supervisor : public std::enable_shared_from_this<Supervis
     if ((revents & (POLLIN | POLLHUP | POLLERR)) == 0) return;
     char buf[64 * 1024];
     while (slot.worker) {
-      ssize_t n = ::recv(w->fd, buf, sizeof(buf), 0);
+      ssize_t n = ::recv(w->fd.get(), buf, sizeof(buf), 0);
       if (n > 0) {
         w->reader.append(std::string_view(buf, static_cast<std::size_t>(n)));
         if (!read_frames(slot, now)) return;
@@ -535,7 +342,7 @@ class ProcessExecutor::Supervisor : public std::enable_shared_from_this<Supervis
   bool flush(Slot& slot, Clock::time_point now) {
     Live* w = slot.worker.get();
     while (w->out_pos < w->out.size()) {
-      ssize_t n = ::send(w->fd, w->out.data() + w->out_pos, w->out.size() - w->out_pos,
+      ssize_t n = ::send(w->fd.get(), w->out.data() + w->out_pos, w->out.size() - w->out_pos,
                          MSG_NOSIGNAL);
       if (n > 0) {
         w->out_pos += static_cast<std::size_t>(n);
@@ -561,12 +368,12 @@ class ProcessExecutor::Supervisor : public std::enable_shared_from_this<Supervis
         return false;
       }
       if (!next->has_value()) return true;
-      auto frame = worker::decode_worker_frame(**next);
+      auto frame = worker_protocol::decode_worker_frame(**next);
       if (!frame.is_ok()) {
         broke_protocol(slot, now, frame.status().message());
         return false;
       }
-      if (auto* hello = std::get_if<worker::Hello>(&*frame)) {
+      if (auto* hello = std::get_if<worker_protocol::Hello>(&*frame)) {
         if (w->phase != Phase::kStarting) {
           broke_protocol(slot, now, "a second hello");
           return false;
@@ -582,7 +389,7 @@ class ProcessExecutor::Supervisor : public std::enable_shared_from_this<Supervis
                                          : std::string()));
         continue;
       }
-      auto& reply = std::get<worker::Reply>(*frame);
+      auto& reply = std::get<worker_protocol::Reply>(*frame);
       if (w->phase != Phase::kBusy || !w->job || reply.id != w->job->call.call_id) {
         broke_protocol(slot, now,
                        "a reply to call " + std::to_string(reply.id) + ", which it was not given");
@@ -676,9 +483,10 @@ class ProcessExecutor::Supervisor : public std::enable_shared_from_this<Supervis
         log_.warn("call " + job->call.message_id + " to '" + func + "' passed its limit of " +
                   std::to_string(limit) + " ms; worker process " + std::to_string(pid) +
                   " was killed and is being replaced");
-        answer(std::move(job),
-               Outcome::failure(StatusCode::kTimeout, error_types::kTimeout,
-                                server_timeout_text(func, job->call.timeout)));
+        // Made before the job moves: argument order is unspecified.
+        Outcome timed_out = Outcome::failure(StatusCode::kTimeout, error_types::kTimeout,
+                                             server_timeout_text(func, job->call.timeout));
+        answer(std::move(job), std::move(timed_out));
         std::lock_guard lock(mutex_);
         ++stats_.timed_out;
       }
@@ -707,7 +515,7 @@ class ProcessExecutor::Supervisor : public std::enable_shared_from_this<Supervis
         continue;
       }
       reaped(*it, *how);
-      close_fd(it->pidfd);
+      it->pidfd.reset();
       it = dying_.erase(it);
     }
   }
@@ -757,7 +565,7 @@ class ProcessExecutor::Supervisor : public std::enable_shared_from_this<Supervis
           job = std::move(queue_.front());
           queue_.pop_front();
         }
-        auto frame = worker::encode_call(job->call.view());
+        auto frame = worker_protocol::encode_call(job->call.view());
         if (!frame.is_ok()) {
           std::string type(frame.status().code() == StatusCode::kInvalidArgument
                                ? error_types::kDecode
@@ -872,8 +680,8 @@ class ProcessExecutor::Supervisor : public std::enable_shared_from_this<Supervis
       std::vector<pollfd> fds;
       bool polling = false;
       for (const Dying& d : dying_) {
-        if (d.pidfd >= 0) {
-          fds.push_back({d.pidfd, POLLIN, 0});
+        if (d.pidfd.valid()) {
+          fds.push_back({d.pidfd.get(), POLLIN, 0});
         } else {
           polling = true;
         }
@@ -887,7 +695,7 @@ class ProcessExecutor::Supervisor : public std::enable_shared_from_this<Supervis
 
   const ProcessOptions opts_;
   sdk::Logger log_;
-  int wake_fd_ = -1;
+  UniqueFd wake_fd_;
   std::atomic<bool> wake_pending_{false};
   std::thread thread_;
   std::thread::id loop_id_;
@@ -912,20 +720,6 @@ class ProcessExecutor::Supervisor : public std::enable_shared_from_this<Supervis
   std::vector<WorkerSnapshot> published_;
 };
 
-std::vector<sdk::OptionSpec> ProcessExecutor::options() {
-  return {
-      {"workers", PRPC_OPT_INT, "4", "number of worker processes (calls running at once)"},
-      {"worker_command", PRPC_OPT_STRING, nullptr,
-       "the command that starts one worker, as a JSON array of strings; it gets its socket as "
-       "descriptor 3 (PRPC_WORKER_FD=3) and says hello when ready",
-       PRPC_OPT_FLAG_REQUIRED},
-      {"start_timeout", PRPC_OPT_DURATION_MS, "30s",
-       "how long a worker may take to say hello; calls waiting for a worker fail after it"},
-      {"max_calls_per_worker", PRPC_OPT_INT, "0",
-       "replace a worker after this many calls (0: never)"},
-  };
-}
-
 ProcessExecutor::ProcessExecutor(ProcessOptions options, Invoker& /*invoker*/, sdk::Logger log) {
   if (options.workers == 0 || options.workers > 1024) {
     throw std::invalid_argument("workers: must be between 1 and 1024");
@@ -939,25 +733,6 @@ ProcessExecutor::ProcessExecutor(ProcessOptions options, Invoker& /*invoker*/, s
   supervisor_ = std::make_shared<Supervisor>(std::move(options), std::move(log));
   supervisor_->start();
 }
-
-namespace {
-
-ProcessOptions options_from(const sdk::Context& ctx) {
-  ProcessOptions o;
-  std::int64_t workers = ctx.options.get_int("workers", 4);
-  if (workers < 1 || workers > 1024) throw std::invalid_argument("workers: must be between 1 and 1024");
-  o.workers = static_cast<std::uint32_t>(workers);
-  auto command = parse_worker_command(ctx.options.get("worker_command"));
-  if (!command.is_ok()) throw std::invalid_argument(command.status().message());
-  o.command = std::move(*command);
-  o.start_timeout = ctx.options.get_duration("start_timeout", o.start_timeout);
-  std::int64_t max_calls = ctx.options.get_int("max_calls_per_worker", 0);
-  if (max_calls < 0) throw std::invalid_argument("max_calls_per_worker: must not be negative");
-  o.max_calls_per_worker = static_cast<std::uint64_t>(max_calls);
-  return o;
-}
-
-}  // namespace
 
 ProcessExecutor::ProcessExecutor(const sdk::Context& ctx, Invoker& invoker)
     : ProcessExecutor(options_from(ctx), invoker, ctx.log) {}
@@ -976,4 +751,4 @@ std::vector<WorkerSnapshot> ProcessExecutor::snapshot() const { return superviso
 
 ProcessStats ProcessExecutor::stats() const { return supervisor_->stats(); }
 
-}  // namespace prpc::process_pool
+}  // namespace prpc::process

@@ -19,7 +19,7 @@
 #include "prpc/executor.hpp"
 #include "prpc/sdk/plugin.hpp"
 
-namespace prpc::process_pool {
+namespace prpc::process {
 
 struct ProcessOptions {
   std::uint32_t workers = 4;
@@ -82,4 +82,4 @@ class ProcessExecutor final : public Executor {
   std::shared_ptr<Supervisor> supervisor_;
 };
 
-}  // namespace prpc::process_pool
+}  // namespace prpc::process

@@ -2,4 +2,4 @@
 #include "thread_executor.hpp"
 
 PRPC_PLUGIN("executor_thread", PRPC_VERSION_STRING, "The thread-pool executor",
-            prpc::thread_pool::ThreadExecutor)
+            prpc::thread::ThreadExecutor)

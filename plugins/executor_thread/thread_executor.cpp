@@ -6,7 +6,7 @@
 #include <set>
 #include <unordered_map>
 
-namespace prpc::thread_pool {
+namespace prpc::thread {
 namespace {
 
 using Clock = std::chrono::steady_clock;
@@ -88,7 +88,7 @@ struct ThreadExecutor::State : std::enable_shared_from_this<ThreadExecutor::Stat
         watchdog_cv.notify_one();
       }
       lock.unlock();
-      invoker.invoke(job->call.view(), [job](Outcome outcome) {
+      OutcomeCallback returned = [job](Outcome outcome) {
         // Delivered before the thread is released, so a shutdown that waits for the thread
         // also waits for the caller to have the outcome.
         job->finish(std::move(outcome));
@@ -97,6 +97,9 @@ struct ThreadExecutor::State : std::enable_shared_from_this<ThreadExecutor::Stat
           job->returned = true;
         }
         job->returned_cv.notify_all();
+      };
+      run_guarded("the invoker", std::move(returned), [&](OutcomeCallback once) {
+        invoker.invoke(job->call.view(), std::move(once));
       });
       {
         // An asynchronous invoker completes later; the thread stays busy until it does.
@@ -242,4 +245,4 @@ void ThreadExecutor::shutdown(std::chrono::milliseconds grace) {
   }
 }
 
-}  // namespace prpc::thread_pool
+}  // namespace prpc::thread

@@ -16,7 +16,7 @@
 #include "prpc/executor.hpp"
 #include "prpc/sdk/plugin.hpp"
 
-namespace prpc::thread_pool {
+namespace prpc::thread {
 
 class ThreadExecutor final : public Executor {
  public:
@@ -40,4 +40,4 @@ class ThreadExecutor final : public Executor {
   std::shared_ptr<State> state_;
 };
 
-}  // namespace prpc::thread_pool
+}  // namespace prpc::thread

@@ -9,7 +9,7 @@
 #include "process.hpp"
 #include "process_executor.hpp"
 
-namespace prpc::process_pool {
+namespace prpc::process {
 namespace {
 
 using namespace std::chrono_literals;
@@ -122,4 +122,4 @@ TEST(HostWorkerCommand, AnExplicitCommandIsKept) {
 }
 
 }  // namespace
-}  // namespace prpc::process_pool
+}  // namespace prpc::process

@@ -1,7 +1,9 @@
 /* The plugin ABI's struct sizes and member offsets on x86_64 (LP64), frozen. A plugin built
  * against an older plugin_abi.h reads and writes exactly these offsets, so a member never moves
  * and a struct only grows at its end: a failing row is an ABI break (a new major), and a member
- * added at the end (a new minor) adds its row here and changes its struct's size. */
+ * added at the end (a new minor) adds its row here and changes its struct's size. A new struct
+ * adds its rows at the end of each list. ABI 1.2 grew prpc_message, prpc_delivery, prpc_reply,
+ * prpc_publish and prpc_broker_vtable and added prpc_pushed_reply and prpc_stored_result. */
 #ifndef PRPC_TESTS_SDK_ABI_LAYOUT_H
 #define PRPC_TESTS_SDK_ABI_LAYOUT_H
 
@@ -18,24 +20,26 @@
   X(prpc_option_spec, 48) \
   X(prpc_option, 32) \
   X(prpc_config, 24) \
-  X(prpc_message, 232) \
+  X(prpc_message, 248) \
   X(prpc_invocation, 104) \
   X(prpc_outcome, 72) \
   X(prpc_invoker, 32) \
   X(prpc_function_info, 72) \
-  X(prpc_delivery, 64) \
+  X(prpc_delivery, 96) \
   X(prpc_subscribe_options, 80) \
-  X(prpc_reply, 80) \
+  X(prpc_reply, 112) \
   X(prpc_finish, 32) \
-  X(prpc_publish, 56) \
+  X(prpc_publish, 88) \
   X(prpc_queue_stats, 40) \
   X(prpc_dead_letter, 64) \
-  X(prpc_broker_vtable, 112) \
+  X(prpc_broker_vtable, 144) \
   X(prpc_codec_vtable, 48) \
   X(prpc_executor_vtable, 48) \
   X(prpc_functions_vtable, 48) \
   X(prpc_factory, 56) \
-  X(prpc_plugin, 48)
+  X(prpc_plugin, 48) \
+  X(prpc_pushed_reply, 72) \
+  X(prpc_stored_result, 56)
 
 /* X(struct, member, offset) */
 #define PRPC_FROZEN_OFFSETS(X) \
@@ -77,6 +81,7 @@
   X(prpc_message, exception_type, 184) \
   X(prpc_message, traceback, 200) \
   X(prpc_message, traceparent, 216) \
+  X(prpc_message, extensions, 232) \
   X(prpc_invocation, struct_size, 0) \
   X(prpc_invocation, call_id, 8) \
   X(prpc_invocation, func_name, 16) \
@@ -106,6 +111,8 @@
   X(prpc_delivery, token, 24) \
   X(prpc_delivery, payload, 40) \
   X(prpc_delivery, delivery_count, 56) \
+  X(prpc_delivery, signature, 64) \
+  X(prpc_delivery, key_id, 80) \
   X(prpc_subscribe_options, struct_size, 0) \
   X(prpc_subscribe_options, queue, 8) \
   X(prpc_subscribe_options, group, 24) \
@@ -121,6 +128,8 @@
   X(prpc_reply, reply_to, 40) \
   X(prpc_reply, payload, 56) \
   X(prpc_reply, flags, 72) \
+  X(prpc_reply, signature, 80) \
+  X(prpc_reply, key_id, 96) \
   X(prpc_finish, struct_size, 0) \
   X(prpc_finish, reply, 8) \
   X(prpc_finish, dead_letter_reason, 16) \
@@ -129,6 +138,8 @@
   X(prpc_publish, queue, 8) \
   X(prpc_publish, message_id, 24) \
   X(prpc_publish, payload, 40) \
+  X(prpc_publish, signature, 56) \
+  X(prpc_publish, key_id, 72) \
   X(prpc_queue_stats, struct_size, 0) \
   X(prpc_queue_stats, length, 8) \
   X(prpc_queue_stats, pending, 16) \
@@ -153,6 +164,10 @@
   X(prpc_broker_vtable, queue_stats, 88) \
   X(prpc_broker_vtable, dead_letters, 96) \
   X(prpc_broker_vtable, requeue_dead_letters, 104) \
+  X(prpc_broker_vtable, open_replies_signed, 112) \
+  X(prpc_broker_vtable, lookup_result_signed, 120) \
+  X(prpc_broker_vtable, announce_server, 128) \
+  X(prpc_broker_vtable, list_servers, 136) \
   X(prpc_codec_vtable, struct_size, 0) \
   X(prpc_codec_vtable, create, 8) \
   X(prpc_codec_vtable, destroy, 16) \
@@ -186,7 +201,16 @@
   X(prpc_plugin, version, 16) \
   X(prpc_plugin, description, 24) \
   X(prpc_plugin, factories, 32) \
-  X(prpc_plugin, factory_count, 40)
+  X(prpc_plugin, factory_count, 40) \
+  X(prpc_pushed_reply, struct_size, 0) \
+  X(prpc_pushed_reply, message_id, 8) \
+  X(prpc_pushed_reply, payload, 24) \
+  X(prpc_pushed_reply, signature, 40) \
+  X(prpc_pushed_reply, key_id, 56) \
+  X(prpc_stored_result, struct_size, 0) \
+  X(prpc_stored_result, payload, 8) \
+  X(prpc_stored_result, signature, 24) \
+  X(prpc_stored_result, key_id, 40)
 
 /* One row as a compiler laid it out: "sizeof(prpc_str)" or "prpc_str.data", and the number. */
 typedef struct prpc_layout_row {

@@ -15,6 +15,16 @@ TEST(Message, DefaultsMatchTheProtocol) {
   EXPECT_FALSE(m.failed());
 }
 
+TEST(Message, ExtensionKeysAreTheUnnamedOnesWithoutPyTags) {
+  EXPECT_TRUE(Message{}.extensions.empty());
+  for (std::string_view named : kMessageFields) EXPECT_FALSE(is_extension_key(named)) << named;
+  EXPECT_FALSE(is_extension_key("py/object"));
+  EXPECT_FALSE(is_extension_key("py/id"));
+  EXPECT_TRUE(is_extension_key("server"));
+  EXPECT_TRUE(is_extension_key("py"));
+  EXPECT_TRUE(is_extension_key("signature"));
+}
+
 TEST(Message, ExceptionInfoIsNeverEmpty) {
   EXPECT_EQ(format_exception_info("ValueError", ""), "ValueError: ");
   EXPECT_EQ(format_exception_info("KeyError", "x"), "KeyError: x");

@@ -6,6 +6,8 @@
 
 #include <array>
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace prpc::json {
 namespace {
@@ -25,13 +27,14 @@ std::string parse_error_text(const rapidjson::Reader& reader) {
 }
 
 // SAX handler that enforces the depth limit and, when `scan` is set, reports the members of the
-// top-level object. With kParseIterativeFlag RapidJSON calls Start*/End* before consuming the
-// bracket, so a container ends at Tell() + 1.
+// top-level object (or the elements of the top-level array, when `top` says kArray). With
+// kParseIterativeFlag RapidJSON calls Start*/End* before consuming the bracket, so a container
+// ends at Tell() + 1.
 class Handler : public rapidjson::BaseReaderHandler<rapidjson::UTF8<>, Handler> {
  public:
   Handler(std::string_view input, const rapidjson::MemoryStream& stream, const Limits& limits,
-          const std::function<Status(const Member&)>* scan)
-      : input_(input), stream_(stream), limits_(limits), scan_(scan) {}
+          const std::function<Status(const Member&)>* scan, Type top)
+      : input_(input), stream_(stream), limits_(limits), scan_(scan), top_(top) {}
 
   bool Null() { return scalar(Type::kNull); }
   bool Bool(bool b) {
@@ -62,26 +65,32 @@ class Handler : public rapidjson::BaseReaderHandler<rapidjson::UTF8<>, Handler> 
   const Status& error() const { return error_; }
 
  private:
+  // Where the value after the current key (in an object) or after the previous element (in an
+  // array) begins.
   std::size_t value_start() const {
-    std::size_t p = key_end_;
-    while (p < input_.size() && (is_ws(input_[p]) || input_[p] == ':')) ++p;
+    std::size_t p = top_ == Type::kArray ? element_end_ : key_end_;
+    while (p < input_.size() && (is_ws(input_[p]) || input_[p] == ':' || input_[p] == ',')) ++p;
     return p;
   }
 
   bool scalar(Type t) {
-    if (depth_ == 0 && scan_ != nullptr) return fail_not_object(t);
+    if (depth_ == 0 && scan_ != nullptr) return fail_not_top(t);
     if (depth_ == 1 && scan_ != nullptr) {
       std::size_t start = value_start();
       member_.key = key_;
       member_.type = t;
       member_.raw = input_.substr(start, stream_.Tell() - start);
+      element_end_ = stream_.Tell();
       return emit();
     }
     return true;
   }
 
   bool open(Type t) {
-    if (depth_ == 0 && scan_ != nullptr && t != Type::kObject) return fail_not_object(t);
+    if (depth_ == 0 && scan_ != nullptr) {
+      if (t != top_) return fail_not_top(t);
+      element_end_ = stream_.Tell() + 1;  // after the bracket
+    }
     if (depth_ == 1 && scan_ != nullptr) {
       container_start_ = value_start();
       container_type_ = t;
@@ -102,6 +111,7 @@ class Handler : public rapidjson::BaseReaderHandler<rapidjson::UTF8<>, Handler> 
       member_.key = key_;
       member_.type = container_type_;
       member_.raw = input_.substr(container_start_, stream_.Tell() + 1 - container_start_);
+      element_end_ = stream_.Tell() + 1;
       return emit();
     }
     return true;
@@ -117,9 +127,9 @@ class Handler : public rapidjson::BaseReaderHandler<rapidjson::UTF8<>, Handler> 
     return true;
   }
 
-  bool fail_not_object(Type t) {
-    error_ = Status(StatusCode::kDecode,
-                    std::string("expected a JSON object, got ") + std::string(type_name(t)));
+  bool fail_not_top(Type t) {
+    error_ = Status(StatusCode::kDecode, "expected a JSON " + std::string(type_name(top_)) +
+                                             ", got " + std::string(type_name(t)));
     return false;
   }
 
@@ -127,9 +137,11 @@ class Handler : public rapidjson::BaseReaderHandler<rapidjson::UTF8<>, Handler> 
   const rapidjson::MemoryStream& stream_;
   const Limits& limits_;
   const std::function<Status(const Member&)>* scan_;
+  Type top_;
   std::size_t depth_ = 0;
   std::string key_;
   std::size_t key_end_ = 0;
+  std::size_t element_end_ = 0;
   std::size_t container_start_ = 0;
   Type container_type_ = Type::kNull;
   Member member_;
@@ -137,7 +149,7 @@ class Handler : public rapidjson::BaseReaderHandler<rapidjson::UTF8<>, Handler> 
 };
 
 Status parse(std::string_view input, const Limits& limits,
-             const std::function<Status(const Member&)>* scan) {
+             const std::function<Status(const Member&)>* scan, Type top = Type::kObject) {
   if (input.size() > limits.max_bytes) {
     return Status(StatusCode::kResourceExhausted,
                   "JSON text of " + std::to_string(input.size()) + " bytes exceeds the limit of " +
@@ -150,7 +162,7 @@ Status parse(std::string_view input, const Limits& limits,
                   "invalid JSON at offset " + std::to_string(nul) + ": NUL byte");
   }
   rapidjson::MemoryStream stream(input.data(), input.size());
-  Handler handler(input, stream, limits, scan);
+  Handler handler(input, stream, limits, scan, top);
   rapidjson::Reader reader;
   reader.Parse<kParseFlags>(stream, handler);
   if (!handler.error().is_ok()) return handler.error();
@@ -211,8 +223,112 @@ Status scan_object(std::string_view input, const Limits& limits,
   return parse(input, limits, &on_member);
 }
 
+Status scan_array(std::string_view input, const Limits& limits,
+                  const std::function<Status(const Member&)>& on_element) {
+  return parse(input, limits, &on_element, Type::kArray);
+}
+
 Status validate(std::string_view input, const Limits& limits) {
   return parse(input, limits, nullptr);
+}
+
+namespace {
+
+bool blank(std::string_view text) {
+  for (char c : text) {
+    if (!is_ws(c)) return false;
+  }
+  return true;
+}
+
+std::string write_members(const std::vector<std::pair<std::string, std::string_view>>& members) {
+  if (members.empty()) return {};
+  std::string out = "{";
+  for (const auto& [key, raw] : members) {
+    if (out.size() > 1) out += ", ";
+    append_quoted(out, key);
+    out += ": ";
+    out += raw;
+  }
+  out += '}';
+  return out;
+}
+
+}  // namespace
+
+Result<std::vector<std::pair<std::string, std::string_view>>> object_members(
+    std::string_view object_text, const Limits& limits) {
+  std::vector<std::pair<std::string, std::string_view>> out;
+  if (blank(object_text)) return out;
+  PRPC_RETURN_IF_ERROR(scan_object(object_text, limits, [&](const Member& m) {
+    // Objects here are small (a message's extensions): a linear search beats a map.
+    for (auto& [key, raw] : out) {
+      if (key == m.key) {
+        raw = m.raw;
+        return Status::ok();
+      }
+    }
+    out.emplace_back(std::string(m.key), m.raw);
+    return Status::ok();
+  }));
+  return out;
+}
+
+std::optional<std::string_view> get_member(std::string_view object_text, std::string_view key,
+                                           const Limits& limits) {
+  std::optional<std::string_view> found;
+  if (blank(object_text)) return found;
+  Status s = scan_object(object_text, limits, [&](const Member& m) {
+    if (m.key == key) found = m.raw;
+    return Status::ok();
+  });
+  if (!s.is_ok()) return std::nullopt;
+  return found;
+}
+
+std::optional<std::string> get_string_member(std::string_view object_text, std::string_view key,
+                                             const Limits& limits) {
+  std::optional<std::string> found;
+  if (blank(object_text)) return found;
+  Status s = scan_object(object_text, limits, [&](const Member& m) {
+    if (m.key != key) return Status::ok();
+    // The decoded text lives only during this call.
+    if (m.type == Type::kString) {
+      found = std::string(m.text);
+    } else {
+      found.reset();
+    }
+    return Status::ok();
+  });
+  if (!s.is_ok()) return std::nullopt;
+  return found;
+}
+
+Result<std::string> set_member(std::string_view object_text, std::string_view key,
+                               std::string_view raw_value, const Limits& limits) {
+  while (!raw_value.empty() && is_ws(raw_value.front())) raw_value.remove_prefix(1);
+  while (!raw_value.empty() && is_ws(raw_value.back())) raw_value.remove_suffix(1);
+  Status valid = validate(raw_value, limits);
+  if (!valid.is_ok()) return valid.with_context("the value of '" + std::string(key) + "'");
+  auto members = object_members(object_text, limits);
+  if (!members.is_ok()) return members.status();
+  bool placed = false;
+  for (auto& [k, raw] : *members) {
+    if (k == key) {
+      raw = raw_value;
+      placed = true;
+    }
+  }
+  if (!placed) members->emplace_back(std::string(key), raw_value);
+  return write_members(*members);
+}
+
+Result<std::string> erase_member(std::string_view object_text, std::string_view key,
+                                 const Limits& limits) {
+  auto members = object_members(object_text, limits);
+  if (!members.is_ok()) return members.status();
+  std::erase_if(*members, [&](const auto& m) { return m.first == key; });
+  return write_members(*members);
 }
 
 Type peek_type(std::string_view input) noexcept {

@@ -14,7 +14,7 @@
 
 #include "prpc/json.hpp"
 
-namespace prpc::worker {
+namespace prpc::worker_protocol {
 namespace {
 
 json::Limits json_limits(const Limits& limits) {
@@ -186,26 +186,13 @@ Outcome run_call(Invoker& invoker, const Invocation& call) {
     std::optional<Outcome> outcome;
   };
   auto slot = std::make_shared<Slot>();
-  try {
-    invoker.invoke(call, [slot](Outcome o) {
-      std::lock_guard lock(slot->mutex);
-      if (slot->outcome) return;  // a second completion is a bug in the invoker; keep the first
-      slot->outcome = std::move(o);
-      slot->cv.notify_all();
-    });
-  } catch (const std::exception& e) {
+  OutcomeCallback done = [slot](Outcome o) {
     std::lock_guard lock(slot->mutex);
-    if (!slot->outcome) {
-      slot->outcome = Outcome::failure(StatusCode::kInternal, error_types::kInternal,
-                                       std::string("the invoker threw: ") + e.what());
-    }
-  } catch (...) {
-    std::lock_guard lock(slot->mutex);
-    if (!slot->outcome) {
-      slot->outcome = Outcome::failure(StatusCode::kInternal, error_types::kInternal,
-                                       "the invoker threw an unknown exception");
-    }
-  }
+    slot->outcome = std::move(o);
+    slot->cv.notify_all();
+  };
+  run_guarded("the invoker", std::move(done),
+              [&](OutcomeCallback once) { invoker.invoke(call, std::move(once)); });
   std::unique_lock lock(slot->mutex);
   slot->cv.wait(lock, [&] { return slot->outcome.has_value(); });
   return std::move(*slot->outcome);
@@ -282,8 +269,7 @@ std::string encode_result(std::uint64_t id, const Outcome& outcome, const Limits
                          limits);
   }
   auto code = static_cast<std::int32_t>(outcome.status.code());
-  const std::string& message =
-      outcome.error_message.empty() ? outcome.status.message() : outcome.error_message;
+  const std::string& message = outcome.status.message();
   // Error texts are cut rather than refused: the reply must reach the parent.
   std::size_t budget = limits.max_frame_bytes / 4;
   body += ", \"ok\": false, \"code\": " + std::to_string(code) + ", \"type\": ";
@@ -306,6 +292,7 @@ Result<WorkerFrame> decode_worker_frame(std::string_view body, const Limits& lim
   std::optional<bool> ok;
   bool has_result = false;
   Outcome outcome;
+  std::string message;  // a failure's, until the outcome is made
   std::int32_t code = PRPC_ERR_FUNCTION;
   Status scanned = json::scan_object(body, jl, [&](const json::Member& m) -> Status {
     if (m.key == "hello") {
@@ -336,7 +323,7 @@ Result<WorkerFrame> decode_worker_frame(std::string_view body, const Limits& lim
       if (m.type == json::Type::kNull) return Status::ok();
       PRPC_RETURN_IF_ERROR(expect(m, json::Type::kString));
       std::string& field = m.key == "type"      ? outcome.error_type
-                           : m.key == "message" ? outcome.error_message
+                           : m.key == "message" ? message
                                                 : outcome.traceback;
       field.assign(m.text);
     }
@@ -363,7 +350,7 @@ Result<WorkerFrame> decode_worker_frame(std::string_view body, const Limits& lim
     StatusCode sc = code == PRPC_OK ? StatusCode::kFunction : status_code_from_abi(code);
     std::string type = outcome.error_type.empty() ? std::string(status_code_name(sc))
                                                   : std::move(outcome.error_type);
-    reply.outcome = Outcome::failure(sc, type, std::move(outcome.error_message),
+    reply.outcome = Outcome::failure(sc, type, std::move(message),
                                      std::move(outcome.traceback));
   }
   return WorkerFrame(std::move(reply));
@@ -499,4 +486,4 @@ Result<int> fd_from_environment() {
   return fd;
 }
 
-}  // namespace prpc::worker
+}  // namespace prpc::worker_protocol

@@ -48,6 +48,7 @@ prpc::Message message_from(const py::dict& d) {
   get("exception_type", m.exception_type);
   get("traceback", m.traceback);
   get("traceparent", m.traceparent);
+  get("extensions", m.extensions);
   return m;
 }
 
@@ -67,6 +68,7 @@ py::dict dict_from(const prpc::Message& m) {
   d["exception_type"] = m.exception_type;
   d["traceback"] = m.traceback;
   d["traceparent"] = m.traceparent;
+  d["extensions"] = m.extensions;
   return d;
 }
 

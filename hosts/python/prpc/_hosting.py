@@ -1,8 +1,12 @@
-"""How prpc-host serves a Python application: it embeds an interpreter and calls serve()."""
+"""How prpc-host serves a Python application: it embeds an interpreter and calls serve(), or,
+where it has no embedding module (a wheel), runs `python -m prpc._hosting MODULE:ATTR [--check]`
+with the configuration it resolved in PRPC_HOSTING_CONFIG (a JSON object of strings)."""
 
 from __future__ import annotations
 
 import importlib
+import json
+import os
 import sys
 import traceback
 
@@ -43,7 +47,7 @@ def serve(spec: str, config: dict[str, str], check: bool = False) -> int:
         sys.path.insert(0, "")  # like `python -m`: the working directory is importable
     try:
         module = importlib.import_module(module_name)
-    except Exception as e:  # noqa: BLE001 - any import failure is a misconfiguration
+    except Exception as e:
         last = traceback.format_exception_only(type(e), e)[-1].strip()
         _error(f"cannot import {module_name!r}: {last}")
         return EXIT_CONFIG
@@ -67,3 +71,26 @@ def serve(spec: str, config: dict[str, str], check: bool = False) -> int:
         _error(str(e))
         return _exit_code(e)
     return EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    check = "--check" in args
+    specs = [a for a in args if a != "--check"]
+    if len(specs) != 1:
+        _error("usage: python -m prpc._hosting MODULE:ATTR [--check]")
+        return 2
+    try:
+        # Taken out of the environment: the application's own child processes need not see it.
+        config = json.loads(os.environ.pop("PRPC_HOSTING_CONFIG", "{}"))
+    except ValueError as e:
+        _error(f"PRPC_HOSTING_CONFIG is not JSON: {e}")
+        return EXIT_CONFIG
+    if not isinstance(config, dict):
+        _error("PRPC_HOSTING_CONFIG must be a JSON object")
+        return EXIT_CONFIG
+    return serve(specs[0], {str(k): str(v) for k, v in config.items()}, check)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

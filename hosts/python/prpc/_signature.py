@@ -5,7 +5,8 @@ from __future__ import annotations
 import inspect
 import json
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 __all__ = ["spec_of", "spec_json"]
 

@@ -6,7 +6,8 @@ import functools
 import inspect
 import os
 import urllib.parse
-from typing import Any, Callable, TypeVar
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from .client import AwaitableTask, get_client
 

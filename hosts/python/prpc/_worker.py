@@ -31,13 +31,16 @@ def _load_main(path: str | None, module: str | None) -> None:
         main.__file__ = path
         sys.path.insert(0, os.path.dirname(path))
         main.__dict__.update(runpy.run_path(path, run_name="__mp_main__"))
-    else:
+    elif module:
         main.__dict__.update(runpy.run_module(module, run_name="__mp_main__", alter_sys=True))
     sys.modules["__main__"] = sys.modules["__mp_main__"] = main
 
 
 def _resolve(module: str, qualname: str) -> Any:
-    obj: Any = sys.modules["__mp_main__"] if module == "__main__" else importlib.import_module(module)
+    if module == "__main__":
+        obj: Any = sys.modules["__mp_main__"]
+    else:
+        obj = importlib.import_module(module)
     for part in qualname.split("."):
         obj = getattr(obj, part)
     return obj

@@ -10,7 +10,8 @@ import os
 import signal
 import sys
 import threading
-from typing import Any, Callable, Sequence, TypeVar
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 from . import _core
 from ._async import AsyncRunner
@@ -156,8 +157,10 @@ class AppServer:
             raise ConfigurationError(
                 f"unknown worker type {default_type_worker!r}; use one of {', '.join(WORKER_TYPES)}"
             )
-        if isinstance(max_number_worker, bool) or not isinstance(max_number_worker, int) or max_number_worker < 1:
-            raise ConfigurationError(f"max_number_worker must be a positive int, not {max_number_worker!r}")
+        if (isinstance(max_number_worker, bool) or not isinstance(max_number_worker, int)
+                or max_number_worker < 1):
+            raise ConfigurationError(
+                f"max_number_worker must be a positive int, not {max_number_worker!r}")
         if not isinstance(name_queue, str) or not name_queue:
             raise ConfigurationError("name_queue must be a non-empty string")
         self.type_broker = type_broker
@@ -178,7 +181,8 @@ class AppServer:
         AppServer._instance = self
 
     def __repr__(self) -> str:
-        return f"<AppServer {self.type_broker} queue={self.name_queue!r} functions={list(self._functions)}>"
+        return (f"<AppServer {self.type_broker} queue={self.name_queue!r} "
+                f"functions={list(self._functions)}>")
 
     # ---- registration ---------------------------------------------------------------------
 
@@ -302,8 +306,8 @@ class AppServer:
             log.info("serving %d functions on queue %r", len(self._functions), self.name_queue)
             self._stop.wait()
         finally:
-            for signo, handler in previous.items():
-                signal.signal(signo, handler)
+            for number, handler in previous.items():
+                signal.signal(number, handler)
             self._server.stop(self._grace_s)
             if runner is not None:
                 runner.stop()

@@ -8,12 +8,12 @@ import datetime
 import os
 import threading
 import uuid
-from typing import Any, Generator, Mapping, Sequence
+from collections.abc import Generator, Mapping, Sequence
+from typing import Any
 
 from . import _core
 from ._signing import signing_options
 from .exceptions import (
-    BrokerError,
     ClientTimeOutError,
     ConfigurationError,
     DecodeError,
@@ -21,6 +21,7 @@ from .exceptions import (
     PRPCError,
     RemoteError,
     ResultNotReadyError,
+    exception_for,
 )
 from .prpcmessage import PRPCMessage
 
@@ -52,11 +53,12 @@ def _raise_for(status: str, value: Any, func_name: str, message_id: str,
         raise RemoteError(remote_type, message, traceback)
     if status == "Timeout":
         raise ClientTimeOutError(limit, f"{func_name} (message_id {message_id}): {value}")
-    if status in ("Unavailable", "Cancelled"):
-        raise BrokerError(f"{func_name}: {value}")
-    if status == "DecodeError":
+    error = exception_for(status)  # the one table, shared with the extension
+    if error is DecodeError:
         raise DecodeError(f"{func_name}: the reply cannot be decoded: {value}")
-    raise PRPCError(f"{func_name}: {status}: {value}")
+    if error is PRPCError:
+        raise PRPCError(f"{func_name}: {status}: {value}")
+    raise error(f"{func_name}: {value}")
 
 
 def _wake(future: asyncio.Future[None]) -> None:
@@ -77,6 +79,11 @@ class AwaitableTask:
     """
 
     __slots__ = ("_handle", "_request", "_reply", "_client", "_limit")
+    _handle: _core.CallHandle
+    _request: PRPCMessage
+    _reply: PRPCMessage | None
+    _client: _core.Client
+    _limit: datetime.timedelta | float | None
 
     def __init__(self, func_name: str, args: Sequence[Any] = (),
                  kwargs: Mapping[str, Any] | None = None) -> None:
@@ -87,7 +94,7 @@ class AwaitableTask:
         task = get_client().call_with(func_name, args, kwargs)
         self._handle = task._handle
         self._request = task._request
-        self._reply: PRPCMessage | None = None
+        self._reply = None
         self._client = task._client
         self._limit = task._limit
 

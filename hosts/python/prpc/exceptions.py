@@ -51,7 +51,8 @@ class ClientTimeOutError(PRPCError, TimeoutError):
     def __init__(self, timeout: datetime.timedelta | float | str | None = None,
                  detail: str = "") -> None:
         if isinstance(timeout, str):  # raised with only a message (by the runtime)
-            timeout, detail = None, timeout
+            detail = timeout
+            timeout = None
         self.timeout = _as_timedelta(timeout)
         self.detail = detail
         super().__init__(self.timeout, detail)
@@ -159,3 +160,23 @@ class MessageFromStreamDataValidationError(DecodeError):
 
     def __str__(self) -> str:
         return "the message from stream does not have an attribute `message`"
+
+
+# The one table from a status code (by its name, prpc::status_code_name) to the exception raised
+# for it. The extension (raise_status in hosts/python/src/py_runtime.cpp) and the client read it.
+STATUS_EXCEPTIONS: dict[str, type[PRPCError]] = {
+    "Unavailable": BrokerError,
+    "Cancelled": BrokerError,  # the client or the broker was closed under the call
+    "Timeout": ClientTimeOutError,
+    "InvalidArgument": ConfigurationError,
+    "NotFound": PluginError,
+    "FailedPrecondition": PluginError,
+    "AlreadyExists": PluginError,
+    "DecodeError": DecodeError,
+    "EncodeError": EncodeError,
+}
+
+
+def exception_for(status: str) -> type[PRPCError]:
+    """The exception class for a status code's name; PRPCError for any other."""
+    return STATUS_EXCEPTIONS.get(status, PRPCError)

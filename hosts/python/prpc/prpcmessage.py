@@ -64,14 +64,14 @@ class PRPCMessage:
         self.func_args = func_args
         self.func_kwargs = func_kwargs
         self.message_id = message_id
-        self.date_create_message = (
+        self.date_create_message: datetime.datetime | None = (
             date_create_message if date_create_message is not None else _now()
         )
         self.result = result
         self.exception_info = exception_info
         self.date_done_message = date_done_message
         for name, value in zip(_EXTENSIONS, (reply_to, deadline, attempt, exception_type,
-                                             traceback, traceparent)):
+                                             traceback, traceparent), strict=True):
             if value is not None:
                 setattr(self, name, value)
 

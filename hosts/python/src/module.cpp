@@ -14,7 +14,7 @@
 #include "py_values.hpp"
 
 namespace pyb = pybind11;
-using namespace prpc::py;
+using namespace prpc::python;
 
 PYBIND11_MODULE(_core, m) {
   m.doc() = "The C++ runtime of PRPC (internal; use the prpc package)";
@@ -87,7 +87,7 @@ PYBIND11_MODULE(_core, m) {
         prpc::Status s;
         {
           pyb::gil_scoped_release nogil;
-          s = prpc::worker::serve(fd, *table);
+          s = prpc::worker_protocol::serve(fd, *table);
         }
         if (!s.is_ok()) raise_status(s);
       },

@@ -4,7 +4,7 @@
 #include "py_runtime.hpp"
 #include "py_values.hpp"
 
-namespace prpc::py {
+namespace prpc::python {
 
 CallHandle::CallHandle(std::string dialect, std::string func)
     : func_name(std::move(func)), dialect_(std::move(dialect)) {}
@@ -206,4 +206,4 @@ std::shared_ptr<CallHandle> PyClient::call(const std::string& func_name, pyb::ha
   return handle;
 }
 
-}  // namespace prpc::py
+}  // namespace prpc::python

@@ -16,7 +16,7 @@
 
 #include "prpc/client.hpp"
 
-namespace prpc::py {
+namespace prpc::python {
 
 namespace pyb = pybind11;
 
@@ -78,4 +78,4 @@ class PyClient {
   std::unique_ptr<Client> client_;
 };
 
-}  // namespace prpc::py
+}  // namespace prpc::python

@@ -2,7 +2,7 @@
 
 #include "py_values.hpp"
 
-namespace prpc::py {
+namespace prpc::python {
 
 PythonFunctions::~PythonFunctions() {
   // The last owner may be a C++ thread: Python references are dropped under the GIL.
@@ -138,4 +138,4 @@ void PythonFunctions::cancel(std::uint64_t call_id) {
   }
 }
 
-}  // namespace prpc::py
+}  // namespace prpc::python

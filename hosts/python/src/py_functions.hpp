@@ -13,7 +13,7 @@
 
 #include "prpc/functions.hpp"
 
-namespace prpc::py {
+namespace prpc::python {
 
 namespace pyb = pybind11;
 
@@ -50,4 +50,4 @@ class PythonFunctions final : public FunctionTable {
   std::unordered_map<std::uint64_t, pyb::object> running_;  // call_id -> runner handle
 };
 
-}  // namespace prpc::py
+}  // namespace prpc::python

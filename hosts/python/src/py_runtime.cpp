@@ -8,7 +8,7 @@
 #include <memory>
 #include <mutex>
 
-namespace prpc::py {
+namespace prpc::python {
 namespace {
 
 std::mutex g_mutex;
@@ -49,22 +49,12 @@ Config make_config(const std::map<std::string, std::string>& values) {
 }
 
 void raise_status(const Status& status) {
-  pybind11::module_ prpc = pybind11::module_::import("prpc.exceptions");
-  const char* cls = "PRPCError";
-  switch (status.code()) {
-    case StatusCode::kUnavailable: cls = "BrokerError"; break;
-    case StatusCode::kTimeout: cls = "ClientTimeOutError"; break;
-    case StatusCode::kInvalidArgument: cls = "ConfigurationError"; break;
-    case StatusCode::kNotFound:
-    case StatusCode::kFailedPrecondition:
-    case StatusCode::kAlreadyExists: cls = "PluginError"; break;
-    case StatusCode::kDecode: cls = "DecodeError"; break;
-    case StatusCode::kEncode: cls = "EncodeError"; break;
-    default: break;
-  }
-  pybind11::object type = prpc.attr(cls);
+  // The table from codes to exceptions is the package's (prpc.exceptions.STATUS_EXCEPTIONS).
+  pybind11::module_ exceptions = pybind11::module_::import("prpc.exceptions");
+  pybind11::object type =
+      exceptions.attr("exception_for")(std::string(status_code_name(status.code())));
   PyErr_SetString(type.ptr(), status.message().c_str());
   throw pybind11::error_already_set();
 }
 
-}  // namespace prpc::py
+}  // namespace prpc::python

@@ -9,7 +9,7 @@
 #include "prpc/config.hpp"
 #include "prpc/plugin_loader.hpp"
 
-namespace prpc::py {
+namespace prpc::python {
 
 // Directories searched before the defaults; the package passes its own plugins/ directory.
 void set_plugin_dirs(const std::vector<std::string>& dirs);
@@ -21,4 +21,4 @@ Config make_config(const std::map<std::string, std::string>& values);
 // Throws a Python exception of the right prpc class for a failed setup step.
 [[noreturn]] void raise_status(const Status& status);
 
-}  // namespace prpc::py
+}  // namespace prpc::python

@@ -3,7 +3,7 @@
 #include "prpc/runtime.hpp"
 #include "py_runtime.hpp"
 
-namespace prpc::py {
+namespace prpc::python {
 
 PyServer::PyServer(const std::map<std::string, std::string>& values,
                    std::shared_ptr<PythonFunctions> functions)
@@ -61,4 +61,4 @@ pyb::dict PyServer::stats() const {
 
 std::string PyServer::queue() const { return server_->options().queue; }
 
-}  // namespace prpc::py
+}  // namespace prpc::python

@@ -11,7 +11,7 @@
 #include "prpc/server.hpp"
 #include "py_functions.hpp"
 
-namespace prpc::py {
+namespace prpc::python {
 
 namespace pyb = pybind11;
 
@@ -32,4 +32,4 @@ class PyServer {
   std::unique_ptr<Server> server_;
 };
 
-}  // namespace prpc::py
+}  // namespace prpc::python

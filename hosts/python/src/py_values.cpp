@@ -2,7 +2,7 @@
 
 #include "prpc/python/jsonpickle.hpp"
 
-namespace prpc::py {
+namespace prpc::python {
 
 bool is_jsonpickle(std::string_view dialect) { return dialect == "jsonpickle"; }
 
@@ -70,4 +70,4 @@ Outcome outcome_from_error() {
   return outcome_with_traceback(err.value(), tb);
 }
 
-}  // namespace prpc::py
+}  // namespace prpc::python

@@ -10,7 +10,7 @@
 #include "prpc/executor.hpp"
 #include "prpc/status.hpp"
 
-namespace prpc::py {
+namespace prpc::python {
 
 namespace pyb = pybind11;
 
@@ -27,4 +27,4 @@ pyb::object decode_value(std::string_view text, std::string_view dialect);
 Outcome outcome_from_error();
 Outcome outcome_from_exception(pyb::handle exc);
 
-}  // namespace prpc::py
+}  // namespace prpc::python

@@ -16,7 +16,7 @@ namespace prpc::redis::details {
 
 namespace {
 
-constexpr std::size_t kReadChunk = 64 * 1024;
+constexpr std::size_t kReadChunk = std::size_t{64} * 1024;
 constexpr std::size_t kMaxIov = 64;
 // How many extra writes a caller thread makes for commands other threads queued meanwhile.
 constexpr int kMaxDirectRounds = 4;
@@ -53,32 +53,6 @@ Command Command::make(const std::vector<std::string_view>& args) {
   return c;
 }
 
-Status error_status(const redisReply* r, std::string_view context) {
-  std::string_view t = text(r);
-  StatusCode code = StatusCode::kInternal;
-  auto has = [&](std::string_view p) { return t.substr(0, p.size()) == p; };
-  if (has("NOGROUP") || has("NOSCRIPT")) {
-    code = StatusCode::kNotFound;
-  } else if (has("NOPERM") || has("NOAUTH") || has("WRONGPASS") || has("WRONGTYPE")) {
-    code = StatusCode::kFailedPrecondition;
-  } else if (has("OOM")) {
-    code = StatusCode::kResourceExhausted;
-  } else if (has("LOADING") || has("BUSY") || has("MASTERDOWN") || has("TRYAGAIN") ||
-             has("READONLY") || has("CLUSTERDOWN")) {
-    code = StatusCode::kUnavailable;
-  }
-  std::string msg(context);
-  if (!msg.empty()) msg += ": ";
-  msg += t;
-  return Status(code, std::move(msg));
-}
-
-Status expect_ok(const Status& s, const redisReply* r, std::string_view context) {
-  if (!s.is_ok()) return s.with_context(context);
-  if (is_error(r)) return error_status(r, context);
-  return Status::ok();
-}
-
 Link::Link(asio::io_context& io, LinkSettings settings, const sdk::Logger* log, std::string role)
     : io_(io),
       settings_(std::move(settings)),
@@ -92,9 +66,7 @@ Link::Link(asio::io_context& io, LinkSettings settings, const sdk::Logger* log, 
       read_buffer_(kReadChunk),
       jitter_(std::random_device{}()) {}
 
-Link::~Link() {
-  if (reader_ != nullptr) redisReaderFree(reader_);
-}
+Link::~Link() = default;
 
 std::string Link::describe() const { return settings_.url.redacted() + " (" + role_ + ")"; }
 
@@ -179,8 +151,8 @@ void Link::connect_next(std::shared_ptr<std::vector<asio::generic::stream_protoc
 }
 
 void Link::connected() {
-  reader_ = redisReaderCreate();
-  if (reader_ == nullptr) {
+  reader_.reset(redisReaderCreate());
+  if (!reader_) {
     fail(Status(StatusCode::kResourceExhausted, "cannot allocate a reply reader"));
     return;
   }
@@ -251,8 +223,8 @@ void Link::handshake_reply(const Status& s, ReplyPtr reply, bool required, std::
       handshake_error_ = step == "AUTH" || noauth ? login_error(reply.get(), "authentication")
                                                   : login_error(reply.get(), step);
     }
-  } else if (step == "CLIENT ID" && reply->type == REDIS_REPLY_INTEGER) {
-    client_id_ = reply->integer;
+  } else if (step == "CLIENT ID") {
+    client_id_ = integer_of(reply.get(), -1);
   }
   if (--handshake_left_ > 0) return;
   if (!handshake_error_.is_ok()) {
@@ -448,13 +420,13 @@ void Link::read() {
 
 void Link::on_read(std::size_t n) {
   std::uint64_t gen = generation_;
-  if (redisReaderFeed(reader_, read_buffer_.data(), n) != REDIS_OK) {
+  if (redisReaderFeed(reader_.get(), read_buffer_.data(), n) != REDIS_OK) {
     fail(Status(StatusCode::kResourceExhausted, "cannot buffer the reply"));
     return;
   }
   while (true) {
     void* raw = nullptr;
-    if (redisReaderGetReply(reader_, &raw) != REDIS_OK) {
+    if (redisReaderGetReply(reader_.get(), &raw) != REDIS_OK) {
       fail(Status(StatusCode::kInternal, std::string("Redis protocol error: ") + reader_->errstr));
       return;
     }
@@ -528,10 +500,7 @@ void Link::drop(State next, const Status& why, const Status& held_status, const 
   }
   resolver_.cancel();
   connect_timer_.cancel();
-  if (reader_ != nullptr) {
-    redisReaderFree(reader_);
-    reader_ = nullptr;
-  }
+  reader_.reset();
   client_id_ = -1;
   handshake_left_ = 0;
   for (Pending& p : inflight) p.done(why, nullptr);

@@ -35,6 +35,7 @@
 #include <vector>
 
 #include "prpc/broker_redis/url.hpp"
+#include "reply_reader.hpp"
 #include "prpc/sdk/plugin.hpp"
 #include "prpc/status.hpp"
 
@@ -44,12 +45,13 @@ namespace asio = boost::asio;
 using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
 
-struct ReplyDeleter {
-  void operator()(redisReply* r) const noexcept {
-    if (r != nullptr) freeReplyObject(r);
+// Owns hiredis' protocol parser of one connection.
+struct ReaderDeleter {
+  void operator()(redisReader* r) const noexcept {
+    if (r != nullptr) redisReaderFree(r);
   }
 };
-using ReplyPtr = std::unique_ptr<redisReply, ReplyDeleter>;
+using ReaderPtr = std::unique_ptr<redisReader, ReaderDeleter>;
 
 // A command in RESP form, formatted by hiredis from an argument vector.
 class Command {
@@ -189,7 +191,7 @@ class Link : public std::enable_shared_from_this<Link> {
   asio::steady_timer connect_timer_;
   asio::steady_timer retry_timer_;
   asio::steady_timer watchdog_timer_;
-  redisReader* reader_ = nullptr;
+  ReaderPtr reader_;
   std::vector<char> read_buffer_;
   int handshake_left_ = 0;
   Status handshake_error_;
@@ -202,24 +204,5 @@ class Link : public std::enable_shared_from_this<Link> {
   std::function<void()> on_ready_;
   std::function<void(const Status&)> on_down_;
 };
-
-// ---- reply helpers ----------------------------------------------------------------------------
-
-inline bool is_error(const redisReply* r) { return r != nullptr && r->type == REDIS_REPLY_ERROR; }
-inline bool is_nil(const redisReply* r) { return r == nullptr || r->type == REDIS_REPLY_NIL; }
-inline bool is_array(const redisReply* r) { return r != nullptr && r->type == REDIS_REPLY_ARRAY; }
-inline bool is_string(const redisReply* r) {
-  return r != nullptr && (r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_STATUS);
-}
-inline std::string_view text(const redisReply* r) {
-  return r != nullptr && r->str != nullptr ? std::string_view(r->str, r->len) : std::string_view();
-}
-inline bool starts_with(const redisReply* r, std::string_view prefix) {
-  return text(r).substr(0, prefix.size()) == prefix;
-}
-// A Redis error reply as a Status ("ERR ...", "NOPERM ...").
-Status error_status(const redisReply* r, std::string_view context);
-// The status of a reply that should be +OK / an integer / anything but an error.
-Status expect_ok(const Status& s, const redisReply* r, std::string_view context);
 
 }  // namespace prpc::redis::details

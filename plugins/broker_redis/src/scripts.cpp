@@ -11,7 +11,7 @@ std::string sha1_hex(std::string_view body) {
   boost::uuids::detail::sha1::digest_type digest;
   h.get_digest(digest);
   char out[41];
-  for (int i = 0; i < 5; ++i) std::snprintf(out + 8 * i, 9, "%08x", digest[i]);
+  for (std::size_t i = 0; i < 5; ++i) std::snprintf(out + 8 * i, 9, "%08x", digest[i]);
   return std::string(out, 40);
 }
 

@@ -1,9 +1,12 @@
 #include "prpc/jsonpickle/codec.hpp"
 
+#include <algorithm>
 #include <charconv>
 #include <chrono>
+#include <utility>
 #include <vector>
 
+#include "prpc/json.hpp"
 #include "prpc/jsonpickle/references.hpp"
 #include "prpc/uuid.hpp"
 
@@ -157,6 +160,30 @@ void fill_salvage(Message* salvaged, const Salvage& s) {
   salvaged->func_name = s.func_name;
 }
 
+// Whether the subtree at `node` holds no jsonpickle tag (no object with a "py/" key), so that
+// Python reads it as plain JSON.
+bool plain_json(const Document& doc, std::uint32_t node) {
+  std::vector<std::uint32_t> todo{node};
+  while (!todo.empty()) {
+    std::uint32_t n = todo.back();
+    todo.pop_back();
+    if (doc[n].kind == Kind::kObject && doc[n].py_keys != 0) return false;
+    for (std::uint32_t c = doc[n].first_child; c != kNoNode; c = doc[c].next_sibling) {
+      todo.push_back(c);
+    }
+  }
+  return true;
+}
+
+// The node as json.dumps writes it.
+void append_canonical(const Document& doc, std::uint32_t node, std::string& out) {
+  if (doc.canonical()) {
+    out += doc.source(node);
+  } else {
+    write_node(doc, node, out);
+  }
+}
+
 class EnvelopeWriter {
  public:
   EnvelopeWriter(const Limits& limits, std::string& out) : limits_(limits), out_(out) {}
@@ -195,6 +222,29 @@ class EnvelopeWriter {
       out_ += text;  // nothing to renumber and already in json.dumps layout
     } else {
       write_mapped(doc, doc.root(), map, replaced, out_);
+    }
+    return Status::ok();
+  }
+
+  // The members of `extensions` as further attributes, after all the others: named fields, py/
+  // tags and values holding a tag are skipped (only plain JSON crosses), a repeated key is
+  // written once with its last value. Their containers would take the next reference ids, but
+  // nothing after them refers to anything.
+  Status extensions(std::string_view text) {
+    auto members = json::object_members(text, json::Limits{limits_.max_depth, limits_.max_bytes});
+    if (!members.is_ok()) {
+      return make_error(StatusCode::kEncode, "extensions: " + members.status().message());
+    }
+    for (const auto& [k, raw] : *members) {
+      if (!is_extension_key(k)) continue;
+      auto parsed = Document::parse(raw, limits_);
+      if (!parsed.is_ok()) {
+        return make_error(StatusCode::kEncode,
+                          "extensions." + k + ": " + parsed.status().message());
+      }
+      if (!plain_json(*parsed, parsed->root())) continue;
+      key(k);
+      append_canonical(*parsed, parsed->root(), out_);
     }
     return Status::ok();
   }
@@ -425,6 +475,7 @@ Result<std::string> JsonpickleCodec::encode(const Message& m) const {
   text("exception_type", m.exception_type);
   text("traceback", m.traceback);
   text("traceparent", m.traceparent);
+  PRPC_RETURN_IF_ERROR(w.extensions(m.extensions));
   out += '}';
   if (out.size() > limits_.max_bytes) {
     return make_error(StatusCode::kResourceExhausted,
@@ -434,6 +485,286 @@ Result<std::string> JsonpickleCodec::encode(const Message& m) const {
   return out;
 }
 
+namespace {
+
+// Reads a parsed envelope into a Message one group of fields at a time, in the order the
+// checks have always run, so the first error reported stays the same.
+class EnvelopeReader {
+ public:
+  EnvelopeReader(const Document& doc, std::string_view bytes, const Limits& limits)
+      : doc_(doc), bytes_(bytes), limits_(limits) {}
+
+  // The numbering only serves py/id references; most messages have none, and numbering every
+  // node of them was a visible share of a no-op call (docs/benchmarks.md). A document in
+  // json.dumps layout spells the tag literally, so the text search is exact there.
+  Status number() {
+    if (doc_.canonical() && bytes_.find("py/id") == std::string_view::npos) return Status::ok();
+    return number_nodes(doc_, root(), global_);
+  }
+
+  // What can be recovered, read before anything can fail, so every failure can be answered.
+  Salvage salvage() const {
+    Salvage out;
+    out.func_name = string_or_empty(field("func_name"));
+    out.reply_to = string_or_empty(field("reply_to"));
+    out.message_id = message_id_text();
+    return out;
+  }
+
+  Status read(Message& m) const {
+    PRPC_RETURN_IF_ERROR(check_class());
+    PRPC_RETURN_IF_ERROR(read_name_and_id(m));
+    PRPC_RETURN_IF_ERROR(read_fragments(m));
+    PRPC_RETURN_IF_ERROR(read_exception_info(m));
+    PRPC_RETURN_IF_ERROR(date("date_create_message", m.date_create_message));
+    PRPC_RETURN_IF_ERROR(date("date_done_message", m.date_done_message));
+    PRPC_RETURN_IF_ERROR(read_optional_fields(m));
+    read_extensions(m);
+    return Status::ok();
+  }
+
+ private:
+  std::uint32_t root() const { return doc_.root(); }
+  std::uint32_t field(std::string_view name) const { return doc_.member(root(), name); }
+  std::string string_or_empty(std::uint32_t n) const {
+    return (n != kNoNode && doc_[n].kind == Kind::kString) ? std::string(doc_[n].text)
+                                                           : std::string();
+  }
+  std::uint32_t message_id_node() const { return resolve(doc_, field("message_id"), global_); }
+  // The id as sent: a string, or a uuid.UUID's hex.
+  std::string message_id_text() const {
+    std::uint32_t n = message_id_node();
+    if (n != kNoNode && doc_[n].kind == Kind::kString) return std::string(doc_[n].text);
+    if (tag_of(doc_, n) == Tag::kObject) return string_or_empty(doc_.member(n, "hex"));
+    return {};
+  }
+
+  Status check_class() const {
+    if (tag_of(doc_, root()) != Tag::kObject) {
+      return make_error(StatusCode::kDecode,
+                        "not a PRPCMessage: the document is " + describe(doc_, root()));
+    }
+    std::uint32_t cls = doc_.member(root(), "py/object");
+    if (doc_[cls].kind != Kind::kString || doc_[cls].text != kMessageClass) {
+      return make_error(StatusCode::kDecode,
+                        "not a PRPCMessage: refusing " + describe(doc_, root()));
+    }
+    return Status::ok();
+  }
+
+  Status read_name_and_id(Message& m) const {
+    std::uint32_t n = field("func_name");
+    if (n == kNoNode || doc_[n].kind != Kind::kString) {
+      return field_error("func_name", "expected a string, got " + describe(doc_, n));
+    }
+    m.func_name = std::string(doc_[n].text);
+    // message_id: a uuid.UUID (jsonpickle's handler form) or a string.
+    std::uint32_t id = message_id_node();
+    if (id != kNoNode && doc_[id].kind == Kind::kString) {
+      auto c = canonical_uuid(doc_[id].text);
+      m.message_id = c ? *c : std::string(doc_[id].text);
+    } else if (tag_of(doc_, id) == Tag::kObject &&
+               doc_[doc_.member(id, "py/object")].text == "uuid.UUID") {
+      auto c = canonical_uuid(message_id_text());
+      if (!c) return field_error("message_id", "uuid.UUID with an invalid hex");
+      m.message_id = *c;
+    } else {
+      return field_error("message_id",
+                         "expected a uuid.UUID or a string, got " + describe(doc_, id));
+    }
+    if (m.message_id.empty()) return field_error("message_id", "empty");
+    return Status::ok();
+  }
+
+  // A fragment without references is its own source text; the others are renumbered to stand
+  // alone.
+  Result<std::string> fragment(std::uint32_t node, bool as_list) const {
+    std::string_view src = doc_.source(node);
+    if (doc_.canonical() && src.find("py/id") == std::string_view::npos &&
+        !(as_list && tag_of(doc_, node) == Tag::kTuple)) {
+      return std::string(src);
+    }
+    return write_rebased(doc_, node, global_, limits_.max_depth, as_list);
+  }
+
+  Status read_fragments(Message& m) const {
+    std::uint32_t n = field("func_args");
+    if (n != kNoNode) {
+      std::uint32_t r = resolve(doc_, n, global_);
+      if (r == kNoNode || (doc_[r].kind != Kind::kArray && tag_of(doc_, r) != Tag::kTuple)) {
+        return field_error("func_args", "expected a list or a tuple, got " + describe(doc_, r));
+      }
+      auto text = fragment(n, true);
+      if (!text.is_ok()) return text.status().with_context("PRPCMessage.func_args");
+      m.func_args = std::move(*text);
+    }
+    n = field("func_kwargs");
+    if (n != kNoNode && doc_[n].kind != Kind::kNull) {
+      std::uint32_t r = resolve(doc_, n, global_);
+      if (tag_of(doc_, r) != Tag::kDict) {
+        return field_error("func_kwargs", "expected a dict, got " + describe(doc_, r));
+      }
+      auto text = fragment(n, false);
+      if (!text.is_ok()) return text.status().with_context("PRPCMessage.func_kwargs");
+      m.func_kwargs = std::move(*text);
+    }
+    n = field("result");
+    if (n != kNoNode) {
+      auto text = fragment(n, false);
+      if (!text.is_ok()) return text.status().with_context("PRPCMessage.result");
+      m.result = std::move(*text);
+    }
+    return Status::ok();
+  }
+
+  Status read_exception_info(Message& m) const {
+    std::uint32_t n = field("exception_info");
+    if (n == kNoNode || doc_[n].kind == Kind::kNull) return Status::ok();
+    if (doc_[n].kind != Kind::kString) {
+      return field_error("exception_info", "expected a string, got " + describe(doc_, n));
+    }
+    m.exception_info = std::string(doc_[n].text);
+    return Status::ok();
+  }
+
+  // A plain text field: a string, or null / absent.
+  Status optional_text(std::string_view name, std::string& out) const {
+    std::uint32_t x = field(name);
+    if (x == kNoNode || doc_[x].kind == Kind::kNull) return Status::ok();
+    if (doc_[x].kind != Kind::kString) {
+      return field_error(name, "expected a string, got " + describe(doc_, x));
+    }
+    out = std::string(doc_[x].text);
+    return Status::ok();
+  }
+
+  // reply_to, deadline (a datetime or ISO text), exception_type, traceback, traceparent,
+  // attempt.
+  Status read_optional_fields(Message& m) const {
+    PRPC_RETURN_IF_ERROR(optional_text("reply_to", m.reply_to));
+    std::uint32_t x = field("deadline");
+    if (x != kNoNode && doc_[x].kind != Kind::kString && doc_[x].kind != Kind::kNull) {
+      PRPC_RETURN_IF_ERROR(date("deadline", m.deadline));
+    } else {
+      PRPC_RETURN_IF_ERROR(optional_text("deadline", m.deadline));
+    }
+    PRPC_RETURN_IF_ERROR(optional_text("exception_type", m.exception_type));
+    PRPC_RETURN_IF_ERROR(optional_text("traceback", m.traceback));
+    PRPC_RETURN_IF_ERROR(optional_text("traceparent", m.traceparent));
+    std::uint32_t n = field("attempt");
+    if (n != kNoNode && doc_[n].kind != Kind::kNull) {
+      std::int64_t a = 0;
+      if (doc_[n].kind != Kind::kNumber || !doc_[n].integral || !read_int64(doc_[n].text, a) ||
+          a < 0 || a > 0xffffffffLL) {
+        return field_error("attempt", "expected a non-negative integer");
+      }
+      m.attempt = static_cast<std::uint32_t>(a);
+    }
+    return Status::ok();
+  }
+
+  // The attributes the codec does not name whose values are plain JSON, in order (a repeated
+  // key once, with its last value, as Python's json keeps it); tagged values are dropped.
+  void read_extensions(Message& m) const {
+    std::vector<std::pair<std::string_view, std::uint32_t>> found;
+    for (std::uint32_t c = doc_[root()].first_child; c != kNoNode; c = doc_[c].next_sibling) {
+      std::string_view key = doc_[c].key;
+      if (!is_extension_key(key)) continue;
+      auto same = std::find_if(found.begin(), found.end(),
+                               [&](const auto& f) { return f.first == key; });
+      if (same != found.end()) {
+        same->second = c;
+      } else {
+        found.emplace_back(key, c);
+      }
+    }
+    std::string out;
+    for (const auto& [key, node] : found) {
+      if (!plain_json(doc_, node)) continue;
+      out += out.empty() ? "{" : ", ";
+      append_py_string(out, key);
+      out += ": ";
+      append_canonical(doc_, node, out);
+    }
+    if (!out.empty()) m.extensions = std::move(out) + "}";
+  }
+
+  // Dates: a datetime object (jsonpickle's __reduce__ form), ISO text, or null.
+  Status date(std::string_view name, std::string& out) const {
+    std::uint32_t x = field(name);
+    if (x == kNoNode || doc_[x].kind == Kind::kNull) return Status::ok();
+    if (doc_[x].kind == Kind::kString) {
+      if (!datetime_from_iso(doc_[x].text)) {
+        return field_error(name, "not an ISO 8601 datetime: " + std::string(doc_[x].text));
+      }
+      out = std::string(doc_[x].text);
+      return Status::ok();
+    }
+    std::uint32_t r = resolve(doc_, x, global_);
+    std::uint32_t cls_node = doc_.member(r, "py/object");
+    if (tag_of(doc_, r) != Tag::kObject || doc_[cls_node].text != "datetime.datetime") {
+      return field_error(name, "expected a datetime, got " + describe(doc_, r));
+    }
+    std::uint32_t red = doc_.member(r, "__reduce__");
+    std::uint32_t args = doc_.child(red, 1);
+    if (red == kNoNode || doc_[red].kind != Kind::kArray || args == kNoNode ||
+        doc_[args].kind != Kind::kArray || doc_[args].size < 1 || doc_[args].size > 2) {
+      return field_error(name, "malformed datetime.datetime");
+    }
+    PickledDatetime dt;
+    PRPC_RETURN_IF_ERROR(datetime_state(name, doc_.child(args, 0), dt));
+    if (doc_[args].size == 2) PRPC_RETURN_IF_ERROR(timezone(name, doc_.child(args, 1), dt));
+    out = iso_from_datetime(dt);
+    return Status::ok();
+  }
+
+  // The 10-byte pickle state of a datetime, checked field by field.
+  Status datetime_state(std::string_view name, std::uint32_t st, PickledDatetime& dt) const {
+    if (doc_[st].kind != Kind::kString || !base64_decode(doc_[st].text, dt.state) ||
+        dt.state.size() != 10) {
+      return field_error(name, "malformed datetime state");
+    }
+    auto b = [&](std::size_t i) {
+      return static_cast<int>(static_cast<unsigned char>(dt.state[i]));
+    };
+    if (!valid_date(b(0) * 256 + b(1), b(2) & 0x7f, b(3)) || b(4) > 23 || b(5) > 59 ||
+        b(6) > 59 || ((b(7) << 16) | (b(8) << 8) | b(9)) > 999999) {
+      return field_error(name, "datetime state out of range");
+    }
+    return Status::ok();
+  }
+
+  // A datetime's tzinfo: null, or a datetime.timezone with an offset within a day.
+  Status timezone(std::string_view name, std::uint32_t node, PickledDatetime& dt) const {
+    std::uint32_t tz = resolve(doc_, node, global_);
+    if (tz == kNoNode || doc_[tz].kind == Kind::kNull) return Status::ok();
+    std::uint32_t tr = doc_.member(tz, "py/reduce");
+    std::uint32_t tf = doc_.member(doc_.child(tr, 0), "py/type");
+    std::uint32_t ta = doc_.member(doc_.child(tr, 1), "py/tuple");
+    if (tag_of(doc_, tz) != Tag::kReduce || doc_[tr].kind != Kind::kArray || tf == kNoNode ||
+        doc_[tf].text != "datetime.timezone" || ta == kNoNode || doc_[ta].kind != Kind::kArray ||
+        doc_[ta].size < 1) {
+      return field_error(name,
+                         "unsupported tzinfo (only datetime.timezone): " + describe(doc_, tz));
+    }
+    auto off = timedelta_micros(doc_, resolve(doc_, doc_.child(ta, 0), global_));
+    if (!off || *off <= -kSecondsPerDay * kMicrosPerSecond ||
+        *off >= kSecondsPerDay * kMicrosPerSecond) {
+      return field_error(name, "malformed timezone offset");
+    }
+    dt.has_offset = true;
+    dt.offset_us = *off;
+    return Status::ok();
+  }
+
+  const Document& doc_;
+  std::string_view bytes_;
+  const Limits& limits_;
+  Numbering global_;
+};
+
+}  // namespace
+
 Result<Message> JsonpickleCodec::decode(std::string_view bytes, Message* salvaged) const {
   auto parsed = Document::parse(bytes, limits_);
   if (!parsed.is_ok()) {
@@ -442,212 +773,13 @@ Result<Message> JsonpickleCodec::decode(std::string_view bytes, Message* salvage
                                    scan_text_field(bytes, "func_name")});
     return parsed.status().with_context("decoding a jsonpickle message");
   }
-  const Document& doc = *parsed;
-  const std::uint32_t root = doc.root();
-  Numbering global;
-  // The numbering only serves py/id references; most messages have none, and numbering every
-  // node of them was a visible share of a no-op call (docs/benchmarks.md). A document in
-  // json.dumps layout spells the tag literally, so the text search is exact there.
-  if (!doc.canonical() || bytes.find("py/id") != std::string_view::npos) {
-    PRPC_RETURN_IF_ERROR(number_nodes(doc, root, global));
-  }
-
-  auto field = [&](std::string_view name) { return doc.member(root, name); };
-  auto string_or_empty = [&](std::uint32_t n) -> std::string {
-    return (n != kNoNode && doc[n].kind == Kind::kString) ? std::string(doc[n].text)
-                                                          : std::string();
-  };
-
-  // What can be recovered comes first, so every later failure can still be answered.
-  Salvage salvage;
-  salvage.func_name = string_or_empty(field("func_name"));
-  salvage.reply_to = string_or_empty(field("reply_to"));
-  std::uint32_t id_node = resolve(doc, field("message_id"), global);
-  if (id_node != kNoNode && doc[id_node].kind == Kind::kString) {
-    salvage.message_id = std::string(doc[id_node].text);
-  } else if (tag_of(doc, id_node) == Tag::kObject) {
-    salvage.message_id = string_or_empty(doc.member(id_node, "hex"));
-  }
-  auto fail = [&](Status s) -> Result<Message> {
-    fill_salvage(salvaged, salvage);
-    return s;
-  };
-  // A fragment without references is its own source text; the others are renumbered.
-  auto fragment = [&](std::uint32_t node, bool as_list) -> Result<std::string> {
-    std::string_view src = doc.source(node);
-    if (doc.canonical() && src.find("py/id") == std::string_view::npos &&
-        !(as_list && tag_of(doc, node) == Tag::kTuple)) {
-      return std::string(src);
-    }
-    return write_rebased(doc, node, global, limits_.max_depth, as_list);
-  };
-
-  if (tag_of(doc, root) != Tag::kObject) {
-    return fail(make_error(StatusCode::kDecode,
-                           "not a PRPCMessage: the document is " + describe(doc, root)));
-  }
-  std::uint32_t cls = doc.member(root, "py/object");
-  if (doc[cls].kind != Kind::kString || doc[cls].text != kMessageClass) {
-    return fail(make_error(StatusCode::kDecode,
-                           "not a PRPCMessage: refusing " + describe(doc, root)));
-  }
-
+  EnvelopeReader reader(*parsed, bytes, limits_);
+  PRPC_RETURN_IF_ERROR(reader.number());
   Message m;
-  // func_name
-  std::uint32_t n = field("func_name");
-  if (n == kNoNode || doc[n].kind != Kind::kString) {
-    return fail(field_error("func_name", "expected a string, got " + describe(doc, n)));
-  }
-  m.func_name = std::string(doc[n].text);
-
-  // message_id: a uuid.UUID (jsonpickle's handler form) or a string.
-  if (id_node != kNoNode && doc[id_node].kind == Kind::kString) {
-    auto c = canonical_uuid(doc[id_node].text);
-    m.message_id = c ? *c : std::string(doc[id_node].text);
-  } else if (tag_of(doc, id_node) == Tag::kObject &&
-             doc[doc.member(id_node, "py/object")].text == "uuid.UUID") {
-    auto c = canonical_uuid(salvage.message_id);
-    if (!c) return fail(field_error("message_id", "uuid.UUID with an invalid hex"));
-    m.message_id = *c;
-  } else {
-    return fail(field_error("message_id", "expected a uuid.UUID or a string, got " +
-                                               describe(doc, id_node)));
-  }
-  if (m.message_id.empty()) return fail(field_error("message_id", "empty"));
-
-  // Fragments, each renumbered to stand alone.
-  n = field("func_args");
-  if (n != kNoNode) {
-    std::uint32_t r = resolve(doc, n, global);
-    Tag t = tag_of(doc, r);
-    if (r == kNoNode || (doc[r].kind != Kind::kArray && t != Tag::kTuple)) {
-      return fail(field_error("func_args", "expected a list or a tuple, got " + describe(doc, r)));
-    }
-    auto text = fragment(n, true);
-    if (!text.is_ok()) return fail(text.status().with_context("PRPCMessage.func_args"));
-    m.func_args = std::move(*text);
-  }
-  n = field("func_kwargs");
-  if (n != kNoNode && doc[n].kind != Kind::kNull) {
-    std::uint32_t r = resolve(doc, n, global);
-    if (tag_of(doc, r) != Tag::kDict) {
-      return fail(field_error("func_kwargs", "expected a dict, got " + describe(doc, r)));
-    }
-    auto text = fragment(n, false);
-    if (!text.is_ok()) return fail(text.status().with_context("PRPCMessage.func_kwargs"));
-    m.func_kwargs = std::move(*text);
-  }
-  n = field("result");
-  if (n != kNoNode) {
-    auto text = fragment(n, false);
-    if (!text.is_ok()) return fail(text.status().with_context("PRPCMessage.result"));
-    m.result = std::move(*text);
-  }
-
-  // Plain text fields: a string, or null / absent.
-  auto optional_text = [&](std::string_view name, std::string& out) -> Status {
-    std::uint32_t x = field(name);
-    if (x == kNoNode || doc[x].kind == Kind::kNull) return Status::ok();
-    if (doc[x].kind != Kind::kString) {
-      return field_error(name, "expected a string, got " + describe(doc, x));
-    }
-    out = std::string(doc[x].text);
-    return Status::ok();
-  };
-  n = field("exception_info");
-  if (n != kNoNode && doc[n].kind != Kind::kNull) {
-    if (doc[n].kind != Kind::kString) {
-      return fail(field_error("exception_info", "expected a string, got " + describe(doc, n)));
-    }
-    m.exception_info = std::string(doc[n].text);
-  }
-
-  // Dates: a datetime object (jsonpickle's __reduce__ form), ISO text, or null.
-  auto date = [&](std::string_view name, std::string& out) -> Status {
-    std::uint32_t x = field(name);
-    if (x == kNoNode || doc[x].kind == Kind::kNull) return Status::ok();
-    if (doc[x].kind == Kind::kString) {
-      if (!datetime_from_iso(doc[x].text)) {
-        return field_error(name, "not an ISO 8601 datetime: " + std::string(doc[x].text));
-      }
-      out = std::string(doc[x].text);
-      return Status::ok();
-    }
-    std::uint32_t r = resolve(doc, x, global);
-    std::uint32_t cls_node = doc.member(r, "py/object");
-    if (tag_of(doc, r) != Tag::kObject || doc[cls_node].text != "datetime.datetime") {
-      return field_error(name, "expected a datetime, got " + describe(doc, r));
-    }
-    std::uint32_t red = doc.member(r, "__reduce__");
-    std::uint32_t args = doc.child(red, 1);
-    if (red == kNoNode || doc[red].kind != Kind::kArray || args == kNoNode ||
-        doc[args].kind != Kind::kArray || doc[args].size < 1 || doc[args].size > 2) {
-      return field_error(name, "malformed datetime.datetime");
-    }
-    std::uint32_t st = doc.child(args, 0);
-    PickledDatetime dt;
-    if (doc[st].kind != Kind::kString || !base64_decode(doc[st].text, dt.state) ||
-        dt.state.size() != 10) {
-      return field_error(name, "malformed datetime state");
-    }
-    int month = static_cast<unsigned char>(dt.state[2]) & 0x7f;
-    int y = static_cast<unsigned char>(dt.state[0]) * 256 + static_cast<unsigned char>(dt.state[1]);
-    if (!valid_date(y, month, static_cast<unsigned char>(dt.state[3])) ||
-        static_cast<unsigned char>(dt.state[4]) > 23 ||
-        static_cast<unsigned char>(dt.state[5]) > 59 ||
-        static_cast<unsigned char>(dt.state[6]) > 59 ||
-        ((static_cast<unsigned char>(dt.state[7]) << 16) |
-         (static_cast<unsigned char>(dt.state[8]) << 8) |
-         static_cast<unsigned char>(dt.state[9])) > 999999) {
-      return field_error(name, "datetime state out of range");
-    }
-    if (doc[args].size == 2) {
-      std::uint32_t tz = resolve(doc, doc.child(args, 1), global);
-      if (tz != kNoNode && doc[tz].kind != Kind::kNull) {
-        std::uint32_t tr = doc.member(tz, "py/reduce");
-        std::uint32_t tf = doc.member(doc.child(tr, 0), "py/type");
-        std::uint32_t ta = doc.member(doc.child(tr, 1), "py/tuple");
-        if (tag_of(doc, tz) != Tag::kReduce || doc[tr].kind != Kind::kArray || tf == kNoNode ||
-            doc[tf].text != "datetime.timezone" || ta == kNoNode ||
-            doc[ta].kind != Kind::kArray || doc[ta].size < 1) {
-          return field_error(name, "unsupported tzinfo (only datetime.timezone): " +
-                                       describe(doc, tz));
-        }
-        auto off = timedelta_micros(doc, resolve(doc, doc.child(ta, 0), global));
-        if (!off || *off <= -kSecondsPerDay * kMicrosPerSecond ||
-            *off >= kSecondsPerDay * kMicrosPerSecond) {
-          return field_error(name, "malformed timezone offset");
-        }
-        dt.has_offset = true;
-        dt.offset_us = *off;
-      }
-    }
-    out = iso_from_datetime(dt);
-    return Status::ok();
-  };
-  Status s = date("date_create_message", m.date_create_message);
-  if (s.is_ok()) s = date("date_done_message", m.date_done_message);
-  if (s.is_ok()) s = optional_text("reply_to", m.reply_to);
-  if (s.is_ok()) {
-    std::uint32_t x = field("deadline");
-    if (x != kNoNode && doc[x].kind != Kind::kString && doc[x].kind != Kind::kNull) {
-      s = date("deadline", m.deadline);
-    } else {
-      s = optional_text("deadline", m.deadline);
-    }
-  }
-  if (s.is_ok()) s = optional_text("exception_type", m.exception_type);
-  if (s.is_ok()) s = optional_text("traceback", m.traceback);
-  if (s.is_ok()) s = optional_text("traceparent", m.traceparent);
-  if (!s.is_ok()) return fail(s);
-  n = field("attempt");
-  if (n != kNoNode && doc[n].kind != Kind::kNull) {
-    std::int64_t a = 0;
-    if (doc[n].kind != Kind::kNumber || !doc[n].integral || !read_int64(doc[n].text, a) || a < 0 ||
-        a > 0xffffffffLL) {
-      return fail(field_error("attempt", "expected a non-negative integer"));
-    }
-    m.attempt = static_cast<std::uint32_t>(a);
+  Status s = reader.read(m);
+  if (!s.is_ok()) {
+    fill_salvage(salvaged, reader.salvage());
+    return s;
   }
   return m;
 }

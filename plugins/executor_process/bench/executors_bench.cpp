@@ -82,15 +82,15 @@ void throughput(benchmark::State& state, prpc::Executor& ex, std::uint64_t in_fl
   state.SetItemsProcessed(static_cast<std::int64_t>(id));
 }
 
-prpc::process_pool::ProcessOptions worker_options(std::uint32_t workers) {
-  prpc::process_pool::ProcessOptions o;
+prpc::process::ProcessOptions worker_options(std::uint32_t workers) {
+  prpc::process::ProcessOptions o;
   o.workers = workers;
   o.command = {PRPC_BENCH_WORKER, "--set", "functions.plugins=[\"example\"]", "--log-level",
                "warn"};
   return o;
 }
 
-void wait_ready(prpc::process_pool::ProcessExecutor& ex, std::size_t workers) {
+void wait_ready(prpc::process::ProcessExecutor& ex, std::size_t workers) {
   while (true) {
     auto snap = ex.snapshot();
     std::size_t ready = 0;
@@ -103,10 +103,10 @@ void wait_ready(prpc::process_pool::ProcessExecutor& ex, std::size_t workers) {
 void BM_WorkerFrames_CallAndReply(benchmark::State& state) {
   prpc::Invocation c = summ_call(1);
   for (auto _ : state) {
-    auto frame = prpc::worker::encode_call(c);
-    auto call = prpc::worker::decode_call(std::string_view(*frame).substr(4));
-    std::string reply = prpc::worker::encode_result(call->call_id, prpc::Outcome::success("6"));
-    auto back = prpc::worker::decode_worker_frame(std::string_view(reply).substr(4));
+    auto frame = prpc::worker_protocol::encode_call(c);
+    auto call = prpc::worker_protocol::decode_call(std::string_view(*frame).substr(4));
+    std::string reply = prpc::worker_protocol::encode_result(call->call_id, prpc::Outcome::success("6"));
+    auto back = prpc::worker_protocol::decode_worker_frame(std::string_view(reply).substr(4));
     benchmark::DoNotOptimize(back);
   }
   state.SetItemsProcessed(state.iterations());
@@ -115,7 +115,7 @@ BENCHMARK(BM_WorkerFrames_CallAndReply);
 
 void BM_Process_Latency(benchmark::State& state) {
   Noop unused;
-  prpc::process_pool::ProcessExecutor ex(worker_options(1), unused);
+  prpc::process::ProcessExecutor ex(worker_options(1), unused);
   wait_ready(ex, 1);
   latency(state, ex);
 }
@@ -124,7 +124,7 @@ BENCHMARK(BM_Process_Latency)->UseRealTime();
 void BM_Process_Throughput(benchmark::State& state) {
   Noop unused;
   auto workers = static_cast<std::uint32_t>(state.range(0));
-  prpc::process_pool::ProcessExecutor ex(worker_options(workers), unused);
+  prpc::process::ProcessExecutor ex(worker_options(workers), unused);
   wait_ready(ex, workers);
   throughput(state, ex, 64);
 }
@@ -132,28 +132,28 @@ BENCHMARK(BM_Process_Throughput)->Arg(1)->Arg(2)->Arg(4)->UseRealTime();
 
 void BM_Async_Latency(benchmark::State& state) {
   Noop invoker;
-  prpc::async_pool::AsyncExecutor ex(100, invoker);
+  prpc::async::AsyncExecutor ex(100, invoker);
   latency(state, ex);
 }
 BENCHMARK(BM_Async_Latency)->UseRealTime();
 
 void BM_Async_Throughput(benchmark::State& state) {
   Noop invoker;
-  prpc::async_pool::AsyncExecutor ex(100, invoker);
+  prpc::async::AsyncExecutor ex(100, invoker);
   throughput(state, ex, 64);
 }
 BENCHMARK(BM_Async_Throughput)->UseRealTime();
 
 void BM_Thread_Latency(benchmark::State& state) {
   Noop invoker;
-  prpc::thread_pool::ThreadExecutor ex(4, invoker);
+  prpc::thread::ThreadExecutor ex(4, invoker);
   latency(state, ex);
 }
 BENCHMARK(BM_Thread_Latency)->UseRealTime();
 
 void BM_Thread_Throughput(benchmark::State& state) {
   Noop invoker;
-  prpc::thread_pool::ThreadExecutor ex(4, invoker);
+  prpc::thread::ThreadExecutor ex(4, invoker);
   throughput(state, ex, 64);
 }
 BENCHMARK(BM_Thread_Throughput)->UseRealTime();

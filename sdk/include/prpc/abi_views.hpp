@@ -113,6 +113,7 @@ inline prpc_message message_view(const Message& m) noexcept {
   out.exception_type = str(m.exception_type);
   out.traceback = str(m.traceback);
   out.traceparent = str(m.traceparent);
+  out.extensions = str(m.extensions);
   return out;
 }
 
@@ -134,6 +135,7 @@ inline Message message_from(const prpc_message* raw) {
   m.exception_type = view(v.exception_type);
   m.traceback = view(v.traceback);
   m.traceparent = view(v.traceparent);
+  m.extensions = view(v.extensions);
   return m;
 }
 
@@ -169,8 +171,7 @@ inline prpc_outcome outcome_view(const Outcome& o) noexcept {
   v.status = static_cast<prpc_status>(o.status.code());
   v.result = str(o.result);
   v.error_type = str(o.error_type);
-  v.error_message = str(o.error_message.empty() ? std::string_view(o.status.message())
-                                                : std::string_view(o.error_message));
+  v.error_message = str(o.status.message());
   v.traceback = str(o.traceback);
   return v;
 }
@@ -180,12 +181,11 @@ inline Outcome outcome_from(const prpc_outcome* raw) {
   Outcome o;
   StatusCode code = status_code_from_abi(v.status);
   o.error_type = view(v.error_type);
-  o.error_message = view(v.error_message);
   o.traceback = view(v.traceback);
   if (code == StatusCode::kOk) {
     o.result = v.result.data ? std::string(view(v.result)) : std::string("null");
   } else {
-    o.status = Status(code, o.error_message);
+    o.status = Status(code, std::string(view(v.error_message)));
   }
   return o;
 }
@@ -226,6 +226,8 @@ inline prpc_delivery delivery_view(const DeliveryView& d) noexcept {
   v.token = str(d.token);
   v.payload = bytes(d.payload);
   v.delivery_count = d.delivery_count;
+  v.signature = str(d.signature);
+  v.key_id = str(d.key_id);
   return v;
 }
 
@@ -237,6 +239,8 @@ inline DeliveryView delivery_from(const prpc_delivery* raw) noexcept {
   d.token = view(v.token);
   d.payload = view(v.payload);
   d.delivery_count = v.delivery_count;
+  d.signature = view(v.signature);
+  d.key_id = view(v.key_id);
   return d;
 }
 
@@ -286,6 +290,8 @@ inline prpc_finish finish_view(const FinishRequest& what, prpc_reply& reply) noe
     reply.reply_to = str(what.reply->reply_to);
     reply.payload = bytes(what.reply->payload);
     reply.flags = what.reply->push_only ? PRPC_REPLY_PUSH_ONLY : 0u;
+    reply.signature = str(what.reply->signature);
+    reply.key_id = str(what.reply->key_id);
     f.reply = &reply;
   }
   f.dead_letter_reason = str(what.dead_letter_reason);
@@ -305,6 +311,8 @@ inline FinishRequest finish_from(const prpc_finish* raw, ReplyView& reply) noexc
     reply.reply_to = view(r.reply_to);
     reply.payload = view(r.payload);
     reply.push_only = (r.flags & PRPC_REPLY_PUSH_ONLY) != 0;
+    reply.signature = view(r.signature);
+    reply.key_id = view(r.key_id);
     req.reply = &reply;
   }
   req.dead_letter_reason = view(f.dead_letter_reason);
@@ -317,13 +325,86 @@ inline prpc_publish publish_view(const PublishView& message) noexcept {
   p.queue = str(message.queue);
   p.message_id = str(message.message_id);
   p.payload = bytes(message.payload);
+  p.signature = str(message.signature);
+  p.key_id = str(message.key_id);
   return p;
 }
 
 inline PublishView publish_from(const prpc_publish* raw) noexcept {
   prpc_publish p = copy_sized(raw);
-  return PublishView{static_cast<Flavour>(p.flavour), view(p.queue), view(p.message_id),
-                     view(p.payload)};
+  return PublishView(static_cast<Flavour>(p.flavour), view(p.queue), view(p.message_id),
+                     view(p.payload), view(p.signature), view(p.key_id));
+}
+
+inline prpc_pushed_reply pushed_reply_view(const PushedReplyView& r) noexcept {
+  auto v = make_sized<prpc_pushed_reply>();
+  v.message_id = str(r.message_id);
+  v.payload = bytes(r.payload);
+  v.signature = str(r.signature);
+  v.key_id = str(r.key_id);
+  return v;
+}
+
+inline PushedReplyView pushed_reply_from(const prpc_pushed_reply* raw) noexcept {
+  prpc_pushed_reply v = copy_sized(raw);
+  return PushedReplyView{view(v.message_id), view(v.payload), view(v.signature), view(v.key_id)};
+}
+
+inline prpc_stored_result stored_result_view(const StoredResult& r) noexcept {
+  auto v = make_sized<prpc_stored_result>();
+  v.payload = bytes(r.payload);
+  v.signature = str(r.signature);
+  v.key_id = str(r.key_id);
+  return v;
+}
+
+inline StoredResult stored_result_from(const prpc_stored_result* raw) {
+  prpc_stored_result v = copy_sized(raw);
+  return StoredResult{std::string(view(v.payload)), std::string(view(v.signature)),
+                      std::string(view(v.key_id))};
+}
+
+// A LookupCallback's answer as the C completion's arguments (the unsigned lookup).
+inline void lookup_to_c(const Result<std::optional<std::string>>& r, prpc_lookup_fn done,
+                        void* ud) noexcept {
+  if (!r.is_ok()) {
+    done(ud, static_cast<prpc_status>(r.status().code()), nullptr, str(r.status().message()));
+  } else if (!r->has_value()) {
+    done(ud, PRPC_OK, nullptr, prpc_str{nullptr, 0});
+  } else {
+    prpc_bytes b = bytes(**r);
+    done(ud, PRPC_OK, &b, prpc_str{nullptr, 0});
+  }
+}
+
+// The same for the signed lookup.
+inline void stored_result_to_c(const Result<std::optional<StoredResult>>& r,
+                               prpc_stored_result_fn done, void* ud) noexcept {
+  if (!r.is_ok()) {
+    done(ud, static_cast<prpc_status>(r.status().code()), nullptr, str(r.status().message()));
+  } else if (!r->has_value()) {
+    done(ud, PRPC_OK, nullptr, prpc_str{nullptr, 0});
+  } else {
+    prpc_stored_result v = stored_result_view(**r);
+    done(ud, PRPC_OK, &v, prpc_str{nullptr, 0});
+  }
+}
+
+// And the reverse: what a C lookup completion reports, as the C++ callbacks' argument.
+inline Result<std::optional<std::string>> lookup_from_c(prpc_status code,
+                                                        const prpc_bytes* payload,
+                                                        prpc_str message) {
+  if (code != PRPC_OK) return Status(status_code_from_abi(code), std::string(view(message)));
+  if (payload == nullptr) return std::optional<std::string>();
+  return std::optional<std::string>(std::string(view(*payload)));
+}
+
+inline Result<std::optional<StoredResult>> stored_result_from_c(prpc_status code,
+                                                                const prpc_stored_result* result,
+                                                                prpc_str message) {
+  if (code != PRPC_OK) return Status(status_code_from_abi(code), std::string(view(message)));
+  if (result == nullptr) return std::optional<StoredResult>();
+  return std::optional<StoredResult>(stored_result_from(result));
 }
 
 inline prpc_queue_stats queue_stats_view(const QueueStats& s) noexcept {

@@ -16,6 +16,14 @@
 
 namespace prpc {
 
+// Signatures travel beside a payload: `signature` is the text its sender attached (for instance
+// lowercase hex of an HMAC of the payload's exact bytes) and `key_id` names the key. Both are
+// empty when the message is unsigned. Brokers store and hand them over as they are.
+//
+// The view structs below have positional constructors in member order whose trailing members
+// may be left out, so code written before a member was added still compiles (without
+// -Wmissing-field-initializers, which aggregates would trip).
+
 // A request handed to a server. Views stay valid only during the handler call.
 struct DeliveryView {
   Flavour flavour = Flavour::kPython;
@@ -23,6 +31,19 @@ struct DeliveryView {
   std::string_view token;  // the broker's id of this delivery
   std::string_view payload;
   std::uint32_t delivery_count = 1;
+  std::string_view signature;  // the request's, as published
+  std::string_view key_id;
+
+  DeliveryView() = default;
+  DeliveryView(Flavour f, std::string_view q, std::string_view tok, std::string_view bytes,
+               std::uint32_t count = 1, std::string_view sig = {}, std::string_view key = {})
+      : flavour(f),
+        queue(q),
+        token(tok),
+        payload(bytes),
+        delivery_count(count),
+        signature(sig),
+        key_id(key) {}
 };
 
 // An owned copy of a delivery, kept by the server while the call runs.
@@ -32,6 +53,8 @@ struct Delivery {
   std::string token;
   std::string payload;
   std::uint32_t delivery_count = 1;
+  std::string signature;
+  std::string key_id;
 
   Delivery() = default;
   explicit Delivery(const DeliveryView& v)
@@ -39,8 +62,12 @@ struct Delivery {
         queue(v.queue),
         token(v.token),
         payload(v.payload),
-        delivery_count(v.delivery_count) {}
-  DeliveryView view() const { return {flavour, queue, token, payload, delivery_count}; }
+        delivery_count(v.delivery_count),
+        signature(v.signature),
+        key_id(v.key_id) {}
+  DeliveryView view() const {
+    return {flavour, queue, token, payload, delivery_count, signature, key_id};
+  }
 };
 
 struct SubscribeOptions {
@@ -61,6 +88,21 @@ struct ReplyView {
   std::string_view reply_to;  // empty: store only
   std::string_view payload;
   bool push_only = false;     // the result is stored already
+  std::string_view signature;  // stored with the result and pushed with the reply
+  std::string_view key_id;
+
+  ReplyView() = default;
+  ReplyView(Flavour f, std::string_view q, std::string_view id, std::string_view to,
+            std::string_view bytes, bool stored = false, std::string_view sig = {},
+            std::string_view key = {})
+      : flavour(f),
+        queue(q),
+        message_id(id),
+        reply_to(to),
+        payload(bytes),
+        push_only(stored),
+        signature(sig),
+        key_id(key) {}
 };
 
 // Store and push the reply (if any), dead-letter the request (if a reason is given), then ack.
@@ -74,6 +116,29 @@ struct PublishView {
   std::string_view queue;
   std::string_view message_id;
   std::string_view payload;
+  std::string_view signature;  // handed over with the delivery
+  std::string_view key_id;
+
+  PublishView() = default;
+  PublishView(Flavour f, std::string_view q, std::string_view id, std::string_view bytes,
+              std::string_view sig = {}, std::string_view key = {})
+      : flavour(f), queue(q), message_id(id), payload(bytes), signature(sig), key_id(key) {}
+};
+
+// A reply pushed to this client, with the signature it was finished with. Views stay valid
+// only during the handler call.
+struct PushedReplyView {
+  std::string_view message_id;
+  std::string_view payload;
+  std::string_view signature;
+  std::string_view key_id;
+};
+
+// A stored result with the signature it was finished with.
+struct StoredResult {
+  std::string payload;
+  std::string signature;
+  std::string key_id;
 };
 
 struct QueueStats {
@@ -90,11 +155,55 @@ struct DeadLetter {
   std::string payload;
 };
 
+// One entry of list_servers().
+struct ServerRecord {
+  std::string id;
+  bool alive = true;
+  std::chrono::milliseconds age{0};  // since the last announcement
+  std::string info_json;             // a JSON object; empty means {}
+};
+
+// The JSON array list_servers() returns, in the order given. Ids are written as JSON strings;
+// info_json verbatim (the broker accepted only JSON objects).
+inline std::string servers_json(std::span<const ServerRecord> servers) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out = "[";
+  for (const ServerRecord& s : servers) {
+    if (out.size() > 1) out += ", ";
+    out += "{\"id\": \"";
+    for (char c : s.id) {
+      auto u = static_cast<unsigned char>(c);
+      if (c == '"' || c == '\\') {
+        out += '\\';
+        out += c;
+      } else if (u < 0x20) {
+        out += "\\u00";
+        out += kHex[u >> 4];
+        out += kHex[u & 0xF];
+      } else {
+        out += c;
+      }
+    }
+    out += "\", \"alive\": ";
+    out += s.alive ? "true" : "false";
+    out += ", \"age_ms\": ";
+    out += std::to_string(s.age.count() < 0 ? 0 : s.age.count());
+    out += ", \"info\": ";
+    out += s.info_json.empty() ? std::string_view("{}") : std::string_view(s.info_json);
+    out += '}';
+  }
+  out += ']';
+  return out;
+}
+
 using DeliveryHandler = std::function<void(std::span<const DeliveryView>)>;
 using DoneCallback = std::function<void(Status)>;
 // A stored result, std::nullopt when there is none.
 using LookupCallback = std::function<void(Result<std::optional<std::string>>)>;
 using ReplyHandler = std::function<void(std::string_view message_id, std::string_view payload)>;
+using PushedReplyHandler = std::function<void(const PushedReplyView&)>;
+// A stored result with its signature, std::nullopt when there is none.
+using StoredResultCallback = std::function<void(Result<std::optional<StoredResult>>)>;
 
 class Broker {
  public:
@@ -131,6 +240,48 @@ class Broker {
   virtual Result<std::size_t> requeue_dead_letters(std::string_view /*queue*/,
                                                    std::span<const std::string> /*ids*/) {
     return Status(StatusCode::kUnimplemented, "this broker cannot requeue dead letters");
+  }
+
+  // ABI 1.2. The defaults serve brokers that do not carry signatures or know servers.
+
+  // open_replies() whose handler also receives each reply's signature. It shares the reply
+  // address and the "newest handler wins" rule with open_replies(). Default: open_replies(),
+  // with empty signatures.
+  virtual Result<std::string> open_replies_signed(std::string_view queue,
+                                                  PushedReplyHandler on_reply) {
+    return open_replies(queue, [on_reply = std::move(on_reply)](std::string_view id,
+                                                                std::string_view payload) {
+      on_reply(PushedReplyView{id, payload, {}, {}});
+    });
+  }
+  // lookup_result() with the result's signature. Default: lookup_result(), with an empty one.
+  virtual void lookup_result_signed(Flavour flavour, std::string_view queue,
+                                    std::string_view message_id, StoredResultCallback done) {
+    lookup_result(flavour, queue, message_id,
+                  [done = std::move(done)](Result<std::optional<std::string>> r) {
+                    if (!r.is_ok()) {
+                      done(r.status());
+                    } else if (!r->has_value()) {
+                      done(std::optional<StoredResult>());
+                    } else {
+                      done(std::optional<StoredResult>(StoredResult{std::move(**r), {}, {}}));
+                    }
+                  });
+  }
+  // Records that server `server_id` (the consumer name it subscribes with) serving `queue` is
+  // alive, with `info_json` (a JSON object; empty means {}), until `ttl` passes without another
+  // announcement. A server announces itself about once a second.
+  virtual void announce_server(std::string_view /*queue*/, std::string_view /*server_id*/,
+                               std::string_view /*info_json*/, std::chrono::milliseconds /*ttl*/,
+                               DoneCallback done) {
+    done(Status(StatusCode::kUnimplemented, "this broker does not keep a list of servers"));
+  }
+  // The servers announced on `queue` as one JSON array (write it with servers_json()):
+  // [{"id": "...", "alive": true, "age_ms": 250, "info": {...}}], age_ms counting from the last
+  // announcement; servers whose announcement expired recently are listed with "alive": false
+  // when the broker can tell.
+  virtual Result<std::string> list_servers(std::string_view /*queue*/) {
+    return Status(StatusCode::kUnimplemented, "this broker does not keep a list of servers");
   }
 };
 

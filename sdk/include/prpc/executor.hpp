@@ -1,9 +1,12 @@
 // Executors run function calls; the invoker says how one call runs in this process.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <exception>
 #include <functional>
+#include <memory>
 #include <string>
 #include <string_view>
 
@@ -52,7 +55,6 @@ struct Outcome {
   Status status;  // OK, kFunction (the function raised), kTimeout, kCancelled, ...
   std::string result = "null";
   std::string error_type;
-  std::string error_message;
   std::string traceback;
 
   static Outcome success(std::string json) {
@@ -63,16 +65,42 @@ struct Outcome {
   static Outcome failure(StatusCode code, std::string_view type, std::string message,
                          std::string traceback = {}) {
     Outcome o;
-    o.status = Status(code, message);
+    o.status = Status(code, std::move(message));
     o.error_type = std::string(type);
-    o.error_message = std::move(message);
     o.traceback = std::move(traceback);
     return o;
   }
   bool ok() const noexcept { return status.is_ok(); }
+  // The failure's text, kept once: in the status.
+  const std::string& error_message() const noexcept { return status.message(); }
 };
 
 using OutcomeCallback = std::function<void(Outcome)>;
+
+// Hands `start` a completion that runs `done` at most once, and answers a call whose start
+// throws (anything at all) with kInternal unless the completion already ran: the one guard of
+// every place that runs a call it did not write (an executor's submit, an invoker, a plugin's
+// thunk), so a throw never escapes and never answers a call twice. `who` names the thrower.
+template <typename Start>
+void run_guarded(std::string_view who, OutcomeCallback done, Start&& start) noexcept {
+  try {
+    auto ran = std::make_shared<std::atomic<bool>>(false);
+    auto shared = std::make_shared<OutcomeCallback>(std::move(done));
+    OutcomeCallback once = [ran, shared](Outcome o) {
+      if (!ran->exchange(true)) (*shared)(std::move(o));
+    };
+    try {
+      start(once);
+    } catch (const std::exception& e) {
+      once(Outcome::failure(StatusCode::kInternal, error_types::kInternal,
+                            std::string(who) + " threw: " + e.what()));
+    } catch (...) {
+      once(Outcome::failure(StatusCode::kInternal, error_types::kInternal,
+                            std::string(who) + " threw an unknown exception"));
+    }
+  } catch (...) {  // NOLINT(bugprone-empty-catch): out of memory, or `done` itself threw
+  }
+}
 
 // Runs one call in the current process. invoke() may call `done` before returning or later from
 // any thread, exactly once.

@@ -37,9 +37,34 @@ struct Message {
   std::string exception_type;
   std::string traceback;
   std::string traceparent;
+  // The message's other fields as JSON object text, plain JSON values only, in the order the
+  // codec read them (e.g. {"server": "host-42", "time_queued": 0.0012}); empty when none.
+  // Codecs write them after the fields above. Read and set one with json::get_member and
+  // json::set_member (prpc/json.hpp).
+  std::string extensions;
 
   bool failed() const noexcept { return exception_info.has_value(); }
 };
+
+// The wire names of Message's named fields, in the raw flavour's order. Every other top-level
+// field of a message is an extension (Message::extensions), except jsonpickle's "py/" tags.
+inline constexpr std::string_view kMessageFields[] = {
+    "func_name",         "func_args",      "func_kwargs",         "message_id",
+    "result",            "exception_info", "date_create_message", "date_done_message",
+    "reply_to",          "deadline",       "attempt",             "exception_type",
+    "traceback",         "traceparent"};
+
+inline bool is_message_field(std::string_view key) noexcept {
+  for (std::string_view f : kMessageFields) {
+    if (f == key) return true;
+  }
+  return false;
+}
+
+// Whether a top-level key may be carried in Message::extensions.
+inline bool is_extension_key(std::string_view key) noexcept {
+  return !is_message_field(key) && key.substr(0, 3) != "py/";
+}
 
 // Error type names used in replies that the runtime (not a function) produces.
 namespace error_types {

@@ -7,6 +7,8 @@
  *  - ABI major must be equal on both sides; the plugin's minor must be <= the host's minor.
  *  - Every struct begins with `struct_size`. Structs only grow at the end. A reader copies at most
  *    `struct_size` bytes into a zeroed struct, so fields a writer did not know read as zero/NULL.
+ *    A vtable too short to hold a pointer, or a NULL pointer, means "not supported": the host
+ *    then falls back as the pointer's comment says.
  *  - No C++ object, exception, std:: type or allocator crosses this boundary. Bytes and strings
  *    cross as borrowed views, valid only for the duration of the call that passes them; a side
  *    that keeps data copies it. Results with variable size come back through sink callbacks.
@@ -23,7 +25,7 @@
 #include <stdint.h>
 
 #define PRPC_ABI_MAJOR 1
-#define PRPC_ABI_MINOR 1
+#define PRPC_ABI_MINOR 2
 
 #define PRPC_PLUGIN_ENTRY_SYMBOL "prpc_plugin_entry"
 
@@ -146,6 +148,8 @@ enum { PRPC_FLAVOUR_PYTHON = 0, PRPC_FLAVOUR_RAW = 1 };
 
 /* PROTOCOL.md section 2. func_args, func_kwargs and result are JSON text in the codec's dialect
  * ("json" or "jsonpickle"); dates are ISO 8601 text (empty when absent). */
+/* ABI 1.2: `extensions` is the JSON object text of the message's other fields, plain JSON only
+ * (e.g. {"server": "host-42", "time_queued": 0.0012}); empty when there are none. */
 typedef struct prpc_message {
   uint32_t struct_size;
   prpc_str func_name;
@@ -163,6 +167,7 @@ typedef struct prpc_message {
   prpc_str exception_type;
   prpc_str traceback;
   prpc_str traceparent;
+  prpc_str extensions; /* ABI 1.2 */
 } prpc_message;
 
 /* Receives a decoded message. On failure status != PRPC_OK, error says why, and msg (which may be
@@ -215,6 +220,11 @@ typedef void (*prpc_function_info_fn)(void* ud, const prpc_function_info* info);
 
 /* ---- broker ------------------------------------------------------------------------------ */
 
+/* Signatures (ABI 1.2) travel beside a payload, never inside it: `signature` is the text the
+ * sender attached (e.g. lowercase hex of an HMAC of the payload's exact bytes) and `key_id` names
+ * the key that made it. Both are empty when the message is unsigned or the broker predates 1.2.
+ * A broker stores and hands them over as they are; it never checks them. */
+
 typedef struct prpc_delivery {
   uint32_t struct_size;
   int32_t flavour;
@@ -222,6 +232,8 @@ typedef struct prpc_delivery {
   prpc_str token;          /* the broker's id of this delivery (stream entry id, partition/offset) */
   prpc_bytes payload;
   uint32_t delivery_count; /* 1 on the first delivery */
+  prpc_str signature;      /* ABI 1.2: the request's, as published */
+  prpc_str key_id;         /* ABI 1.2 */
 } prpc_delivery;
 
 /* Called by the broker's own thread with a batch of deliveries. */
@@ -251,6 +263,8 @@ typedef struct prpc_reply {
   prpc_str reply_to; /* empty: store only */
   prpc_bytes payload;
   uint32_t flags;
+  prpc_str signature; /* ABI 1.2: stored with the result and pushed with the reply */
+  prpc_str key_id;    /* ABI 1.2 */
 } prpc_reply;
 
 /* What to do with a delivery that is done: store and push the reply (if any), move the request to
@@ -267,6 +281,8 @@ typedef struct prpc_publish {
   prpc_str queue;
   prpc_str message_id;
   prpc_bytes payload;
+  prpc_str signature; /* ABI 1.2: handed over with the delivery */
+  prpc_str key_id;    /* ABI 1.2 */
 } prpc_publish;
 
 /* A stored result, or payload == NULL when there is none. */
@@ -275,6 +291,29 @@ typedef void (*prpc_lookup_fn)(void* ud, prpc_status status, const prpc_bytes* p
 
 /* A pushed reply for this client. */
 typedef void (*prpc_reply_fn)(void* ud, prpc_str message_id, prpc_bytes payload);
+
+/* ABI 1.2: a pushed reply with the signature it was finished with. */
+typedef struct prpc_pushed_reply {
+  uint32_t struct_size;
+  prpc_str message_id;
+  prpc_bytes payload;
+  prpc_str signature;
+  prpc_str key_id;
+} prpc_pushed_reply;
+
+typedef void (*prpc_pushed_reply_fn)(void* ud, const prpc_pushed_reply* reply);
+
+/* ABI 1.2: a stored result with the signature it was finished with. */
+typedef struct prpc_stored_result {
+  uint32_t struct_size;
+  prpc_bytes payload;
+  prpc_str signature;
+  prpc_str key_id;
+} prpc_stored_result;
+
+/* The stored result, or result == NULL when there is none. */
+typedef void (*prpc_stored_result_fn)(void* ud, prpc_status status,
+                                      const prpc_stored_result* result, prpc_str message);
 
 typedef struct prpc_queue_stats {
   uint32_t struct_size;
@@ -332,6 +371,30 @@ typedef struct prpc_broker_vtable {
    * hold this pointer, or a NULL pointer, as "this broker cannot requeue dead letters". */
   prpc_status (*requeue_dead_letters)(void* self, prpc_str queue, const prpc_str* ids,
                                       size_t id_count, uint64_t* out_count, prpc_error* err);
+
+  /* ABI 1.2. A host treats a vtable too short to hold one of these pointers, or a NULL pointer,
+   * as follows. */
+
+  /* open_replies() whose handler also receives the reply's signature. Replies for a queue go to
+   * the handler of the newest open_replies or open_replies_signed call. Missing: the host uses
+   * open_replies(), and signatures read as empty. */
+  prpc_status (*open_replies_signed)(void* self, prpc_str queue, prpc_pushed_reply_fn on_reply,
+                                     void* on_reply_ud, prpc_bytes_sink_fn reply_to_sink,
+                                     void* sink_ud, prpc_error* err);
+  /* lookup_result() with the result's signature. Missing: the host uses lookup_result(). */
+  void (*lookup_result_signed)(void* self, int32_t flavour, prpc_str queue, prpc_str message_id,
+                               prpc_stored_result_fn done, void* done_ud);
+  /* Records that server `server_id` (the consumer name it subscribes with) serving `queue` is
+   * alive, with `info_json` (a JSON object; empty means {}), until ttl_ms passes without another
+   * announcement. Servers call it about once a second. Missing: PRPC_ERR_UNIMPLEMENTED. */
+  void (*announce_server)(void* self, prpc_str queue, prpc_str server_id, prpc_bytes info_json,
+                          int64_t ttl_ms, prpc_done_fn done, void* done_ud);
+  /* Writes, through one call of `sink`, the JSON array of the servers announced on `queue`:
+   * [{"id": "...", "alive": true, "age_ms": 250, "info": {...}}], age_ms counting from the last
+   * announcement. Servers whose announcement expired recently are listed with "alive": false
+   * when the broker can tell. Missing: PRPC_ERR_UNIMPLEMENTED. */
+  prpc_status (*list_servers)(void* self, prpc_str queue, prpc_bytes_sink_fn sink, void* sink_ud,
+                              prpc_error* err);
 } prpc_broker_vtable;
 
 /* ---- codec ------------------------------------------------------------------------------- */

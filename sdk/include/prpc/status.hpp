@@ -144,10 +144,13 @@ inline StatusCode status_code_from_abi(prpc_status code) noexcept {
     if (!prpc_status_tmp_.is_ok()) return prpc_status_tmp_; \
   } while (false)
 
+// `tmp` and `lhs` are a name and a declaration, which parentheses would break.
+// NOLINTBEGIN(bugprone-macro-parentheses)
 #define PRPC_ASSIGN_OR_RETURN_IMPL(tmp, lhs, expr) \
   auto tmp = (expr);                               \
   if (!tmp.is_ok()) return tmp.status();           \
   lhs = std::move(tmp).value()
+// NOLINTEND(bugprone-macro-parentheses)
 
 // PRPC_ASSIGN_OR_RETURN(auto x, make_x()); assigns the value or returns the error.
 #define PRPC_ASSIGN_OR_RETURN(lhs, expr) \

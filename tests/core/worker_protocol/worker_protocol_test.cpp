@@ -9,7 +9,7 @@
 
 #include "prpc/worker.hpp"
 
-namespace prpc::worker {
+namespace prpc::worker_protocol {
 namespace {
 
 using namespace std::chrono_literals;
@@ -102,7 +102,7 @@ TEST(WorkerFrames, ResultRoundTrips) {
   ASSERT_FALSE(failed.outcome.ok());
   EXPECT_EQ(failed.outcome.status.code(), StatusCode::kFunction);
   EXPECT_EQ(failed.outcome.error_type, "KeyError");
-  EXPECT_EQ(failed.outcome.error_message, "no 'k'\n");
+  EXPECT_EQ(failed.outcome.error_message(), "no 'k'\n");
   EXPECT_EQ(failed.outcome.traceback, "Traceback\n  line");
 
   Reply timeout = reply_of(encode_result(44, Outcome::failure(StatusCode::kTimeout, "", "")));
@@ -115,21 +115,21 @@ TEST(WorkerFrames, ResultThatIsNotJsonBecomesAnEncodeError) {
   ASSERT_FALSE(r.outcome.ok());
   EXPECT_EQ(r.outcome.status.code(), StatusCode::kEncode);
   EXPECT_EQ(r.outcome.error_type, "EncodeError");
-  EXPECT_NE(r.outcome.error_message.find("not valid JSON"), std::string::npos);
+  EXPECT_NE(r.outcome.error_message().find("not valid JSON"), std::string::npos);
 
   Limits small;
   small.max_frame_bytes = 256;
   Reply big = reply_of(encode_result(6, Outcome::success("\"" + std::string(1000, 'x') + "\""),
                                      small));
   ASSERT_FALSE(big.outcome.ok());
-  EXPECT_NE(big.outcome.error_message.find("does not fit"), std::string::npos);
+  EXPECT_NE(big.outcome.error_message().find("does not fit"), std::string::npos);
 }
 
 TEST(WorkerFrames, ErrorTextThatIsNotUtf8IsRepaired) {
   Reply r = reply_of(encode_result(
       9, Outcome::failure(StatusCode::kFunction, "Value\xc3", "bad \xff\xfe bytes \xe2\x82\xac")));
   EXPECT_EQ(r.outcome.error_type, "Value\xEF\xBF\xBD");
-  EXPECT_EQ(r.outcome.error_message, "bad \xEF\xBF\xBD\xEF\xBF\xBD bytes \xe2\x82\xac");
+  EXPECT_EQ(r.outcome.error_message(), "bad \xEF\xBF\xBD\xEF\xBF\xBD bytes \xe2\x82\xac");
 }
 
 TEST(WorkerFrames, HelloRoundTrips) {
@@ -351,7 +351,7 @@ TEST_F(ServeTest, AnInvokerThatThrowsIsAnsweredAndServingContinues) {
   Reply r = receive_reply();
   EXPECT_EQ(r.id, 4u);
   EXPECT_EQ(r.outcome.status.code(), StatusCode::kInternal);
-  EXPECT_NE(r.outcome.error_message.find("invoker exploded"), std::string::npos);
+  EXPECT_NE(r.outcome.error_message().find("invoker exploded"), std::string::npos);
   send_call(5, "echo", "[5]");
   EXPECT_EQ(receive_reply().outcome.result, "[5]");
 }
@@ -362,7 +362,7 @@ TEST_F(ServeTest, AMalformedCallWithAnIdIsAnsweredAndServingContinues) {
   Reply r = receive_reply();
   EXPECT_EQ(r.id, 9u);
   EXPECT_EQ(r.outcome.status.code(), StatusCode::kDecode);
-  EXPECT_NE(r.outcome.error_message.find("func: expected string"), std::string::npos);
+  EXPECT_NE(r.outcome.error_message().find("func: expected string"), std::string::npos);
   send_call(10, "echo", "[10]");
   EXPECT_EQ(receive_reply().outcome.result, "[10]");
 }
@@ -406,4 +406,4 @@ TEST(WorkerEnvironment, FdComesFromTheVariable) {
 }
 
 }  // namespace
-}  // namespace prpc::worker
+}  // namespace prpc::worker_protocol

@@ -9,6 +9,7 @@
 
 #include "memory_broker.hpp"
 #include "process.hpp"
+#include "prpc/json.hpp"
 #include "prpc/uuid.hpp"
 
 namespace prpc::memory {
@@ -43,10 +44,12 @@ class Collector {
 
 class MemoryBrokerTest : public ::testing::Test {
  protected:
-  std::unique_ptr<MemoryBroker> make(std::chrono::milliseconds ttl = 6h) {
+  std::unique_ptr<MemoryBroker> make(std::chrono::milliseconds ttl = 6h,
+                                     std::chrono::milliseconds server_history = 5min) {
     Settings s;
     s.bus = bus_;
     s.result_ttl = ttl;
+    s.server_history = server_history;
     s.max_dead_letters = 3;
     s.max_queue_length = 100;
     return std::make_unique<MemoryBroker>(s);
@@ -293,6 +296,210 @@ TEST_F(MemoryBrokerTest, BusesAreIsolatedAndQueuesBounded) {
   b->publish(PublishView{Flavour::kPython, "q", "", "overflow"},
              [&](const Status& s) { p.set_value(s); });
   EXPECT_EQ(p.get_future().get().code(), StatusCode::kResourceExhausted);
+}
+
+// ABI 1.2's reference semantics: a signature travels beside its payload, unchanged, wherever
+// the payload goes (delivery, redelivery, requeue, stored result, pushed reply).
+TEST_F(MemoryBrokerTest, SignaturesTravelWithRequestsResultsAndReplies) {
+  auto server = make();
+  auto client = make();
+  std::promise<std::tuple<std::string, std::string, std::string, std::string>> pushed;
+  auto reply_to = client->open_replies_signed("q", [&](const PushedReplyView& r) {
+    pushed.set_value({std::string(r.message_id), std::string(r.payload),
+                      std::string(r.signature), std::string(r.key_id)});
+  });
+  ASSERT_TRUE(reply_to.is_ok());
+  std::promise<Status> sent;
+  client->publish(PublishView{Flavour::kPython, "q", "id-1", "request", "5ig", "k1"},
+                  [&](const Status& s) { sent.set_value(s); });
+  ASSERT_TRUE(sent.get_future().get().is_ok());
+  publish(*client, "unsigned", Flavour::kRaw);
+  Collector c;
+  ASSERT_TRUE(server->subscribe(sub("s"), c.handler()).is_ok());
+  ASSERT_TRUE(wait_until([&] { return c.size() == 2; }, 5s));
+  auto got = c.take();
+  EXPECT_EQ(got[0].payload, "request");
+  EXPECT_EQ(got[0].signature, "5ig");
+  EXPECT_EQ(got[0].key_id, "k1");
+  EXPECT_EQ(got[1].signature, "");
+  EXPECT_EQ(got[1].key_id, "");
+
+  ReplyView reply{Flavour::kPython, "q", "id-1", *reply_to, "answer", false, "r5ig", "k2"};
+  ASSERT_TRUE(finish(*server, got[0], &reply).is_ok());
+  ASSERT_TRUE(finish(*server, got[1]).is_ok());
+  auto f = pushed.get_future();
+  ASSERT_EQ(f.wait_for(5s), std::future_status::ready);
+  EXPECT_EQ(f.get(), std::make_tuple(std::string("id-1"), std::string("answer"),
+                                     std::string("r5ig"), std::string("k2")));
+
+  std::promise<Result<std::optional<StoredResult>>> stored;
+  client->lookup_result_signed(Flavour::kPython, "q", "id-1",
+                               [&](Result<std::optional<StoredResult>> r) {
+                                 stored.set_value(std::move(r));
+                               });
+  auto r = stored.get_future().get();
+  ASSERT_TRUE(r.is_ok());
+  ASSERT_TRUE(r->has_value());
+  EXPECT_EQ((*r)->payload, "answer");
+  EXPECT_EQ((*r)->signature, "r5ig");
+  EXPECT_EQ((*r)->key_id, "k2");
+  // The unsigned lookup reads the same result; a missing one is nullopt either way.
+  std::promise<std::optional<std::string>> plain;
+  client->lookup_result(Flavour::kPython, "q", "id-1", [&](Result<std::optional<std::string>> x) {
+    plain.set_value(x.is_ok() ? *x : std::nullopt);
+  });
+  EXPECT_EQ(plain.get_future().get(), "answer");
+  std::promise<bool> missing;
+  client->lookup_result_signed(Flavour::kPython, "q", "id-2",
+                               [&](Result<std::optional<StoredResult>> x) {
+                                 missing.set_value(x.is_ok() && !x->has_value());
+                               });
+  EXPECT_TRUE(missing.get_future().get());
+}
+
+TEST_F(MemoryBrokerTest, ASignatureSurvivesRedeliveryAndRequeue) {
+  std::promise<Status> sent;
+  make()->publish(PublishView{Flavour::kRaw, "q", "id-1", "work", "5ig", "k1"},
+                  [&](const Status& s) { sent.set_value(s); });
+  ASSERT_TRUE(sent.get_future().get().is_ok());
+  {
+    auto crashing = make();
+    Collector c;
+    ASSERT_TRUE(crashing->subscribe(sub("crashing"), c.handler()).is_ok());
+    ASSERT_TRUE(wait_until([&] { return c.size() == 1; }, 5s));
+  }
+  auto b = make();
+  Collector c;
+  ASSERT_TRUE(b->subscribe(sub("survivor", 64, 50ms), c.handler()).is_ok());
+  ASSERT_TRUE(wait_until([&] { return c.size() == 1; }, 5s));
+  Delivery again = c.take()[0];
+  EXPECT_EQ(again.delivery_count, 2u);
+  EXPECT_EQ(again.signature, "5ig");
+  EXPECT_EQ(again.key_id, "k1");
+  ASSERT_TRUE(finish(*b, again, nullptr, "poisoned").is_ok());
+  EXPECT_EQ(*b->requeue_dead_letters("q", {}), 1u);
+  ASSERT_TRUE(wait_until([&] { return c.size() == 1; }, 5s));
+  Delivery requeued = c.take()[0];
+  EXPECT_EQ(requeued.payload, "work");
+  EXPECT_EQ(requeued.signature, "5ig");
+  EXPECT_EQ(requeued.key_id, "k1");
+  ASSERT_TRUE(finish(*b, requeued).is_ok());
+}
+
+TEST_F(MemoryBrokerTest, OpenRepliesAndItsSignedFormShareOneAddress) {
+  auto server = make();
+  auto client = make();
+  int unsigned_calls = 0;
+  auto a = client->open_replies("q", [&](std::string_view, std::string_view) { ++unsigned_calls; });
+  std::promise<std::string> got;
+  auto b = client->open_replies_signed(
+      "q", [&](const PushedReplyView& r) { got.set_value(std::string(r.signature)); });
+  ASSERT_TRUE(a.is_ok() && b.is_ok());
+  EXPECT_EQ(*a, *b);
+  publish(*client, "req");
+  Collector c;
+  ASSERT_TRUE(server->subscribe(sub("s"), c.handler()).is_ok());
+  ASSERT_TRUE(wait_until([&] { return c.size() == 1; }, 5s));
+  ReplyView reply{Flavour::kPython, "q", "id-1", *a, "answer", false, "sig"};
+  ASSERT_TRUE(finish(*server, c.take()[0], &reply).is_ok());
+  auto f = got.get_future();
+  ASSERT_EQ(f.wait_for(5s), std::future_status::ready);
+  EXPECT_EQ(f.get(), "sig");  // the newest handler, whichever form opened it
+  EXPECT_EQ(unsigned_calls, 0);
+}
+
+struct Listed {
+  std::string id;
+  bool alive = false;
+  std::int64_t age_ms = -1;
+  std::string info;
+};
+
+std::vector<Listed> listed(Broker& b, const std::string& queue) {
+  auto text = b.list_servers(queue);
+  EXPECT_TRUE(text.is_ok()) << text.status().to_string();
+  std::vector<Listed> out;
+  if (!text.is_ok()) return out;
+  Status s = json::scan_array(*text, {}, [&](const json::Member& e) {
+    Listed l;
+    l.id = json::get_string_member(e.raw, "id").value_or("?");
+    l.alive = json::get_member(e.raw, "alive") == "true";
+    l.age_ms = std::stoll(std::string(json::get_member(e.raw, "age_ms").value_or("-1")));
+    l.info = std::string(json::get_member(e.raw, "info").value_or("?"));
+    out.push_back(std::move(l));
+    return Status::ok();
+  });
+  EXPECT_TRUE(s.is_ok()) << s.to_string() << " in " << *text;
+  return out;
+}
+
+Status announce(Broker& b, std::string_view queue, std::string_view id, std::string_view info,
+                std::chrono::milliseconds ttl) {
+  std::promise<Status> p;
+  b.announce_server(queue, id, info, ttl, [&](const Status& s) { p.set_value(s); });
+  return p.get_future().get();
+}
+
+TEST_F(MemoryBrokerTest, AnnouncedServersAreListedWhileAlive) {
+  auto one = make();
+  auto other = make();  // the same bus: every instance sees every server
+  EXPECT_EQ(*one->list_servers("q"), "[]");
+  ASSERT_TRUE(announce(*one, "q", "server-b", R"({"version": "0.1", "pid": 42})", 30s).is_ok());
+  ASSERT_TRUE(announce(*other, "q", "server-a \"quoted\"", "", 30s).is_ok());
+  ASSERT_TRUE(announce(*other, "elsewhere", "server-c", "{}", 30s).is_ok());
+  auto servers = listed(*one, "q");
+  ASSERT_EQ(servers.size(), 2u);
+  EXPECT_EQ(servers[0].id, "server-a \"quoted\"");  // by id
+  EXPECT_EQ(servers[0].info, "{}");
+  EXPECT_EQ(servers[1].id, "server-b");
+  EXPECT_EQ(servers[1].info, R"({"version": "0.1", "pid": 42})");
+  for (const Listed& s : servers) {
+    EXPECT_TRUE(s.alive);
+    EXPECT_GE(s.age_ms, 0);
+    EXPECT_LT(s.age_ms, 30000);
+  }
+  // A new announcement replaces the info.
+  ASSERT_TRUE(announce(*one, "q", "server-b", R"({"version": "0.2"})", 30s).is_ok());
+  EXPECT_EQ(listed(*other, "q")[1].info, R"({"version": "0.2"})");
+  EXPECT_EQ(listed(*other, "elsewhere").size(), 1u);
+}
+
+TEST_F(MemoryBrokerTest, AServerWhoseAnnouncementExpiredIsListedDeadThenForgotten) {
+  auto b = make(6h, 1s);
+  ASSERT_TRUE(announce(*b, "q", "steady", "{}", 1h).is_ok());
+  ASSERT_TRUE(announce(*b, "q", "crashed", "{}", 50ms).is_ok());
+  ASSERT_TRUE(wait_until(
+      [&] {
+        auto s = listed(*b, "q");
+        return s.size() == 2 && !s[0].alive;
+      },
+      5s));
+  auto s = listed(*b, "q");
+  EXPECT_EQ(s[0].id, "crashed");
+  EXPECT_GE(s[0].age_ms, 50);
+  EXPECT_TRUE(s[1].alive);
+  // Announcing again brings it back.
+  ASSERT_TRUE(announce(*b, "q", "crashed", "{}", 1h).is_ok());
+  EXPECT_TRUE(listed(*b, "q")[0].alive);
+  // Silent for ttl + server_history: no longer listed.
+  ASSERT_TRUE(announce(*b, "q", "gone", "{}", 50ms).is_ok());
+  EXPECT_EQ(listed(*b, "q").size(), 3u);
+  ASSERT_TRUE(wait_until([&] { return listed(*b, "q").size() == 2; }, 5s));
+  s = listed(*b, "q");
+  EXPECT_EQ(s[0].id, "crashed");
+  EXPECT_EQ(s[1].id, "steady");
+}
+
+TEST_F(MemoryBrokerTest, AnnouncementsAreChecked) {
+  auto b = make();
+  EXPECT_EQ(announce(*b, "q", "s", "[1]", 1s).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(announce(*b, "q", "s", "{broken", 1s).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(announce(*b, "q", "", "{}", 1s).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(announce(*b, "", "s", "{}", 1s).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(announce(*b, "q", "s", "{}", 0ms).code(), StatusCode::kInvalidArgument);
+  Status s = announce(*b, "q", "s", "[1]", 1s);
+  EXPECT_EQ(s.message(), "announce_server: info: expected a JSON object, got array");
+  EXPECT_EQ(*b->list_servers("q"), "[]");
 }
 
 TEST(MemoryBrokerUrl, Parses) {

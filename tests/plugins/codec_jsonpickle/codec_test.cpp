@@ -135,12 +135,81 @@ TEST(JsonpickleCodec, AcceptsTupleArgsStringIdsIsoDatesAndOffsets) {
   EXPECT_EQ(m2->date_done_message, "2024-01-02T03:04:05+03:00");
 }
 
-TEST(JsonpickleCodec, IgnoresUnknownAttributes) {
+TEST(JsonpickleCodec, KeepsPlainUnknownAttributesAsExtensions) {
   std::string text(kSumm);
   text.insert(text.size() - 1, R"(, "something_new": [1, {"py/id": 1}], "signature": "abc")");
   auto m = JsonpickleCodec().decode(text);
   ASSERT_TRUE(m.is_ok()) << m.status().to_string();
   EXPECT_EQ(m->func_name, "summ");
+  EXPECT_EQ(m->extensions, R"({"signature": "abc"})");  // a tagged value is dropped
+}
+
+// Python's jsonpickle 4.1 for kSumm's PRPCMessage with reply_to = "r1" and then the attributes
+// server, time_queued, time_executing, tracestate and labels set in that order.
+constexpr std::string_view kWithExtensions =
+    R"({"py/object": "prpc.prpcmessage.PRPCMessage", "func_name": "summ", "func_args": [1, [2, 3]], "func_kwargs": {"z": 0.5}, "message_id": {"py/object": "uuid.UUID", "hex": "1b4e28ba2fa141d2883f0016d3cca427"}, "date_create_message": {"py/object": "datetime.datetime", "__reduce__": [{"py/type": "datetime.datetime"}, ["B+gLBgkABQHiQA==", {"py/reduce": [{"py/type": "datetime.timezone"}, {"py/tuple": [{"py/reduce": [{"py/type": "datetime.timedelta"}, {"py/tuple": [0, 0, 0]}]}]}]}]]}, "result": null, "exception_info": null, "date_done_message": null, "reply_to": "r1", "server": "host-42", "time_queued": 0.0012, "time_executing": 0.0004, "tracestate": "k=v", "labels": {"zone": "eu\u00e9", "ids": [1, 2, {"x": null}], "empty": {}}})";
+
+constexpr std::string_view kExtensions =
+    R"({"server": "host-42", "time_queued": 0.0012, "time_executing": 0.0004, "tracestate": "k=v", "labels": {"zone": "eu\u00e9", "ids": [1, 2, {"x": null}], "empty": {}}})";
+
+TEST(JsonpickleCodec, ExtensionsEncodeLikePythonJsonpickle) {
+  Message m = summ_message();
+  m.reply_to = "r1";
+  m.extensions = kExtensions;
+  auto bytes = JsonpickleCodec().encode(m);
+  ASSERT_TRUE(bytes.is_ok()) << bytes.status().to_string();
+  EXPECT_EQ(*bytes, kWithExtensions);
+  // Any JSON layout of the same values gives the same bytes: they are written as json.dumps
+  // writes them.
+  m.extensions =
+      "{\"server\":\"host-42\", \"time_queued\" :0.0012,\"time_executing\":0.0004,"
+      "\"tracestate\":\"k=v\",\n\"labels\":{\"zone\":\"eu\xc3\xa9\",\"ids\":[1,2,{\"x\":null}],"
+      "\"empty\":{}}}";
+  bytes = JsonpickleCodec().encode(m);
+  ASSERT_TRUE(bytes.is_ok()) << bytes.status().to_string();
+  EXPECT_EQ(*bytes, kWithExtensions);
+}
+
+TEST(JsonpickleCodec, ExtensionsDecodeInOrder) {
+  auto m = JsonpickleCodec().decode(kWithExtensions);
+  ASSERT_TRUE(m.is_ok()) << m.status().to_string();
+  EXPECT_EQ(m->reply_to, "r1");
+  EXPECT_EQ(m->extensions, kExtensions);
+  auto back = JsonpickleCodec().encode(*m);
+  ASSERT_TRUE(back.is_ok());
+  EXPECT_EQ(*back, kWithExtensions);
+  auto none = JsonpickleCodec().decode(kSumm);
+  ASSERT_TRUE(none.is_ok());
+  EXPECT_EQ(none->extensions, "");
+}
+
+TEST(JsonpickleCodec, ExtensionsHoldOnlyPlainJson) {
+  // Python wrote a second reference to the same list as {"py/id": 7}: it is not plain JSON.
+  std::string text(kSumm);
+  text.insert(text.size() - 1, R"(, "shared": [1], "again": {"py/id": 7}, "when": )"
+                               R"({"py/object": "datetime.date", "x": 1}, "k": {"a": {"py/b": 1}},)"
+                               R"( "n": 1, "n": 2)");
+  auto m = JsonpickleCodec().decode(text);
+  ASSERT_TRUE(m.is_ok()) << m.status().to_string();
+  EXPECT_EQ(m->extensions, R"({"shared": [1], "n": 2})");
+
+  Message out = summ_message();
+  out.extensions = R"({"func_name": "evil", "py/object": "os.system", "t": {"py/tuple": [1]}, )"
+                   R"("ok": [true], "ok": [false]})";
+  auto bytes = JsonpickleCodec().encode(out);
+  ASSERT_TRUE(bytes.is_ok()) << bytes.status().to_string();
+  EXPECT_EQ(bytes->substr(bytes->find(R"("date_done_message")")),
+            R"("date_done_message": null, "ok": [false]})");
+  auto back = JsonpickleCodec().decode(*bytes);
+  ASSERT_TRUE(back.is_ok());
+  EXPECT_EQ(back->func_name, "summ");
+
+  out.extensions = "not json";
+  auto bad = JsonpickleCodec().encode(out);
+  ASSERT_FALSE(bad.is_ok());
+  EXPECT_EQ(bad.status().code(), StatusCode::kEncode);
+  EXPECT_EQ(bad.status().message().rfind("extensions: invalid JSON at offset 1", 0), 0u)
+      << bad.status().message();
 }
 
 TEST(JsonpickleCodec, RefusesWhatIsNotAPrpcMessage) {

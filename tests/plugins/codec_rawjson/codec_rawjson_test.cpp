@@ -61,6 +61,60 @@ TEST(RawJsonCodec, ExtensionsAndUnknownFields) {
   EXPECT_EQ(r->deadline, "2030-01-01T00:00:00Z");
   EXPECT_EQ(r->attempt, 2u);
   EXPECT_EQ(r->traceparent, "00-abc");
+  EXPECT_EQ(r->extensions, R"({"x_custom": {"ignored": true}})");
+}
+
+// Fields the codec does not name are kept in Message::extensions, in order and byte for byte,
+// and written back after the named ones.
+TEST(RawJsonCodec, ExtensionsRoundTrip) {
+  RawJsonCodec codec;
+  auto r = codec.decode(request(R"(, "server" : "host-42", "time_queued": 1.20e-3,)"
+                                R"( "reply_to": "r", "tracestate": "k=v",)"
+                                R"( "nested": {"a": [1, {"b": null}]},)"
+                                R"( "py/object": "os.system", "caf\u00e9": true)"));
+  ASSERT_TRUE(r.is_ok()) << r.status().to_string();
+  EXPECT_EQ(r->reply_to, "r");
+  // A py/ tag is not an extension; keys are written back as UTF-8.
+  EXPECT_EQ(r->extensions, "{\"server\": \"host-42\", \"time_queued\": 1.20e-3, "
+                           "\"tracestate\": \"k=v\", \"nested\": {\"a\": [1, {\"b\": null}]}, "
+                           "\"caf\xc3\xa9\": true}");
+  auto e = codec.encode(*r);
+  ASSERT_TRUE(e.is_ok()) << e.status().to_string();
+  EXPECT_EQ(e->substr(e->find("\"reply_to\"")),
+            "\"reply_to\": \"r\", \"server\": \"host-42\", \"time_queued\": 1.20e-3, "
+            "\"tracestate\": \"k=v\", \"nested\": {\"a\": [1, {\"b\": null}]}, "
+            "\"caf\xc3\xa9\": true}");
+  auto back = codec.decode(*e);
+  ASSERT_TRUE(back.is_ok()) << back.status().to_string();
+  EXPECT_EQ(back->extensions, r->extensions);
+
+  auto plain = codec.decode(request());
+  ASSERT_TRUE(plain.is_ok());
+  EXPECT_EQ(plain->extensions, "");  // empty when none
+}
+
+TEST(RawJsonCodec, EncodeSkipsNamedFieldsTagsAndRepeatsInExtensions) {
+  RawJsonCodec codec;
+  Message m;
+  m.func_name = "f";
+  m.message_id = kId;
+  m.extensions = R"({"func_name": "evil", "py/object": "x", "a": 1, "a": 2, "b": []})";
+  auto e = codec.encode(m);
+  ASSERT_TRUE(e.is_ok()) << e.status().to_string();
+  EXPECT_EQ(e->substr(e->find("\"date_done_message\"")),
+            R"("date_done_message": null, "a": 2, "b": []})");
+  auto back = codec.decode(*e);
+  ASSERT_TRUE(back.is_ok()) << back.status().to_string();
+  EXPECT_EQ(back->func_name, "f");
+  EXPECT_EQ(back->extensions, R"({"a": 2, "b": []})");
+
+  m.extensions = "{}";
+  ASSERT_TRUE(codec.encode(m).is_ok());
+  m.extensions = "[1]";
+  auto bad = codec.encode(m);
+  ASSERT_FALSE(bad.is_ok());
+  EXPECT_EQ(bad.status().code(), StatusCode::kEncode);
+  EXPECT_EQ(bad.status().message(), "extensions: expected a JSON object, got array");
 }
 
 TEST(RawJsonCodec, MessageIdComesBackAsSent) {

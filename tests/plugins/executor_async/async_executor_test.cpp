@@ -13,7 +13,7 @@
 #include "async_executor.hpp"
 #include "process.hpp"
 
-namespace prpc::async_pool {
+namespace prpc::async {
 namespace {
 
 using namespace std::chrono_literals;
@@ -177,7 +177,7 @@ TEST(AsyncExecutor, TimeoutAnswersCancelsAndDropsTheLateCompletion) {
   Outcome timed_out = r.get(1);
   EXPECT_EQ(timed_out.status.code(), StatusCode::kTimeout);
   EXPECT_EQ(timed_out.error_type, "TimeoutError");
-  EXPECT_NE(timed_out.error_message.find("within 50 ms"), std::string::npos);
+  EXPECT_NE(timed_out.error_message().find("within 50 ms"), std::string::npos);
   ASSERT_TRUE(wait_until([&] { return inv.cancelled() == std::vector<std::uint64_t>{1}; }, 2s));
   // The slot went to the next call.
   ASSERT_TRUE(wait_until([&] { return inv.invoked() == 2; }, 2s));
@@ -290,7 +290,7 @@ TEST(AsyncExecutor, SynchronousCompletionsAndThrowingInvokers) {
   for (std::uint64_t id = 1; id <= 1000; ++id) ASSERT_TRUE(r.get(id).ok()) << id;
   Outcome thrown = r.get(1001);
   EXPECT_EQ(thrown.status.code(), StatusCode::kInternal);
-  EXPECT_NE(thrown.error_message.find("no such coroutine"), std::string::npos);
+  EXPECT_NE(thrown.error_message().find("no such coroutine"), std::string::npos);
   EXPECT_EQ(inv.peak_.load(), 1);  // one dispatcher thread
 }
 
@@ -321,4 +321,4 @@ TEST(AsyncExecutor, ResubmittingFromACompletionWorks) {
 }
 
 }  // namespace
-}  // namespace prpc::async_pool
+}  // namespace prpc::async

@@ -16,7 +16,7 @@
 #include "process.hpp"
 #include "process_executor.hpp"
 
-namespace prpc::process_pool {
+namespace prpc::process {
 namespace {
 
 using namespace std::chrono_literals;
@@ -153,7 +153,7 @@ TEST(WorkerCommand, IsRequiredThroughTheContext) {
 TEST_F(ProcessExecutorTest, RunsCallsInWorkerProcesses) {
   auto ex = start(options(2));
   Outcome pid = run(*ex, "pid");
-  ASSERT_TRUE(pid.ok()) << pid.error_message;
+  ASSERT_TRUE(pid.ok()) << pid.error_message();
   EXPECT_NE(std::stoi(pid.result), ::getpid());
 
   Outcome echo = run(*ex, "echo", R"([1, 2.50, "x\u00e9", {"py/tuple": [1]}])", 5s);
@@ -166,7 +166,7 @@ TEST_F(ProcessExecutorTest, RunsCallsInWorkerProcesses) {
   ASSERT_FALSE(failed.ok());
   EXPECT_EQ(failed.status.code(), StatusCode::kFunction);
   EXPECT_EQ(failed.error_type, "KeyError");
-  EXPECT_EQ(failed.error_message, "no such key");
+  EXPECT_EQ(failed.error_message(), "no such key");
   EXPECT_NE(failed.traceback.find("Traceback (most recent call last)"), std::string::npos);
 
   Outcome later = run(*ex, "later");
@@ -176,7 +176,7 @@ TEST_F(ProcessExecutorTest, RunsCallsInWorkerProcesses) {
   EXPECT_EQ(bad_result.status.code(), StatusCode::kEncode);
 
   Outcome bad_text = run(*ex, "bad_utf8");
-  EXPECT_EQ(bad_text.error_message, "bad \xEF\xBF\xBD\xEF\xBF\xBD bytes");
+  EXPECT_EQ(bad_text.error_message(), "bad \xEF\xBF\xBD\xEF\xBF\xBD bytes");
 
   Outcome big = run(*ex, "big", "[2000000]");
   ASSERT_TRUE(big.ok());
@@ -191,7 +191,7 @@ TEST_F(ProcessExecutorTest, WorkerOutputDoesNotTouchTheProtocol) {
   auto ex = start(options(1));
   for (int i = 0; i < 3; ++i) {
     Outcome printed = run(*ex, "print");
-    ASSERT_TRUE(printed.ok()) << printed.error_message;
+    ASSERT_TRUE(printed.ok()) << printed.error_message();
     EXPECT_EQ(printed.result, "\"printed\"");
   }
   EXPECT_EQ(ex->stats().spawned, 1u);
@@ -200,7 +200,7 @@ TEST_F(ProcessExecutorTest, WorkerOutputDoesNotTouchTheProtocol) {
 TEST_F(ProcessExecutorTest, WorkersGetTheirSocketAsFd3InTheirOwnGroup) {
   auto ex = start(options(1));
   Outcome env = run(*ex, "environment");
-  ASSERT_TRUE(env.ok()) << env.error_message;
+  ASSERT_TRUE(env.ok()) << env.error_message();
   EXPECT_EQ(env.result, R"({"fd": "3", "own_group": true, "extra_fds": 0})");
 }
 
@@ -209,7 +209,7 @@ TEST_F(ProcessExecutorTest, ArgumentsThatAreNotJsonAreRefusedWithoutHarm) {
   Outcome bad = run(*ex, "echo", "[1,");
   ASSERT_FALSE(bad.ok());
   EXPECT_EQ(bad.error_type, "DecodeError");
-  EXPECT_NE(bad.error_message.find("args: invalid JSON"), std::string::npos);
+  EXPECT_NE(bad.error_message().find("args: invalid JSON"), std::string::npos);
   EXPECT_TRUE(run(*ex, "pid").ok());
   EXPECT_EQ(ex->stats().spawned, 1u);
 }
@@ -282,11 +282,11 @@ TEST_F(ProcessExecutorTest, ACallPastItsLimitKillsAndReplacesItsWorker) {
   ASSERT_FALSE(slow.ok());
   EXPECT_EQ(slow.status.code(), StatusCode::kTimeout);
   EXPECT_EQ(slow.error_type, "TimeoutError");
-  EXPECT_NE(slow.error_message.find("did not finish within 100 ms"), std::string::npos);
+  EXPECT_NE(slow.error_message().find("did not finish within 100 ms"), std::string::npos);
   ASSERT_TRUE(wait_until([&] { return !process_exists(old_pid); }, 5s));
 
   Outcome next = run(*ex, "pid");
-  ASSERT_TRUE(next.ok()) << next.error_message;
+  ASSERT_TRUE(next.ok()) << next.error_message();
   EXPECT_NE(std::stoi(next.result), old_pid);
   EXPECT_EQ(ex->stats().timed_out, 1u);
 }
@@ -301,14 +301,14 @@ TEST_F(ProcessExecutorTest, AWorkerKilledFromOutsideMidCallIsReportedAndReplaced
   Outcome lost = results_.get(id);
   EXPECT_EQ(lost.status.code(), StatusCode::kUnavailable);
   EXPECT_EQ(lost.error_type, "WorkerLostError");
-  EXPECT_NE(lost.error_message.find("worker process " + std::to_string(pid)), std::string::npos)
-      << lost.error_message;
-  EXPECT_NE(lost.error_message.find("killed by signal 9 (SIGKILL)"), std::string::npos)
-      << lost.error_message;
-  EXPECT_NE(lost.error_message.find("'sleep'"), std::string::npos);
+  EXPECT_NE(lost.error_message().find("worker process " + std::to_string(pid)), std::string::npos)
+      << lost.error_message();
+  EXPECT_NE(lost.error_message().find("killed by signal 9 (SIGKILL)"), std::string::npos)
+      << lost.error_message();
+  EXPECT_NE(lost.error_message().find("'sleep'"), std::string::npos);
 
   Outcome next = run(*ex, "pid");
-  ASSERT_TRUE(next.ok()) << next.error_message;
+  ASSERT_TRUE(next.ok()) << next.error_message();
   EXPECT_NE(std::stoi(next.result), pid);
   EXPECT_EQ(ex->stats().lost, 1u);
 }
@@ -317,12 +317,12 @@ TEST_F(ProcessExecutorTest, AWorkerThatExitsOrAbortsMidCallIsReported) {
   auto ex = start(options(1));
   Outcome exited = run(*ex, "exit", "[7]");
   EXPECT_EQ(exited.error_type, "WorkerLostError");
-  EXPECT_NE(exited.error_message.find("exited with code 7 while running 'exit'"),
+  EXPECT_NE(exited.error_message().find("exited with code 7 while running 'exit'"),
             std::string::npos)
-      << exited.error_message;
+      << exited.error_message();
   Outcome aborted = run(*ex, "abort");
   EXPECT_EQ(aborted.error_type, "WorkerLostError");
-  EXPECT_NE(aborted.error_message.find("(SIGABRT)"), std::string::npos) << aborted.error_message;
+  EXPECT_NE(aborted.error_message().find("(SIGABRT)"), std::string::npos) << aborted.error_message();
   EXPECT_TRUE(run(*ex, "pid").ok());
 }
 
@@ -343,7 +343,7 @@ TEST_F(ProcessExecutorTest, WorkersAreRecycledAfterMaxCalls) {
   std::vector<std::string> pids;
   for (int i = 0; i < 5; ++i) {
     Outcome r = run(*ex, "pid");
-    ASSERT_TRUE(r.ok()) << r.error_message;
+    ASSERT_TRUE(r.ok()) << r.error_message();
     pids.push_back(r.result);
   }
   EXPECT_EQ(pids[0], pids[1]);
@@ -363,11 +363,11 @@ TEST_F(ProcessExecutorTest, ACommandThatCannotStartFailsCallsClearly) {
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.status.code(), StatusCode::kUnavailable);
   EXPECT_EQ(r.error_type, "WorkerStartError");
-  EXPECT_NE(r.error_message.find("no worker process became ready within 300 ms"),
+  EXPECT_NE(r.error_message().find("no worker process became ready within 300 ms"),
             std::string::npos)
-      << r.error_message;
-  EXPECT_NE(r.error_message.find("/nonexistent/prpc-worker-missing --flag"), std::string::npos);
-  EXPECT_NE(r.error_message.find("No such file or directory"), std::string::npos);
+      << r.error_message();
+  EXPECT_NE(r.error_message().find("/nonexistent/prpc-worker-missing --flag"), std::string::npos);
+  EXPECT_NE(r.error_message().find("No such file or directory"), std::string::npos);
   EXPECT_GT(ex->stats().start_failures, 0u);
 }
 
@@ -377,8 +377,8 @@ TEST_F(ProcessExecutorTest, AWorkerThatDiesBeforeHelloIsReportedWithItsExitCode)
   auto ex = start(o);
   Outcome r = run(*ex, "pid");
   EXPECT_EQ(r.error_type, "WorkerStartError");
-  EXPECT_NE(r.error_message.find("exited with code 3 before saying hello"), std::string::npos)
-      << r.error_message;
+  EXPECT_NE(r.error_message().find("exited with code 3 before saying hello"), std::string::npos)
+      << r.error_message();
   // It was retried, with backoff rather than in a tight loop.
   std::uint64_t failures = ex->stats().start_failures;
   EXPECT_GE(failures, 2u);
@@ -391,8 +391,8 @@ TEST_F(ProcessExecutorTest, ASilentWorkerIsKilledAfterStartTimeout) {
   auto ex = start(o);
   Outcome r = run(*ex, "pid");
   EXPECT_EQ(r.error_type, "WorkerStartError");
-  EXPECT_NE(r.error_message.find("did not say hello within 300 ms"), std::string::npos)
-      << r.error_message;
+  EXPECT_NE(r.error_message().find("did not say hello within 300 ms"), std::string::npos)
+      << r.error_message();
   ex.reset();
   EXPECT_TRUE(no_children());
 }
@@ -403,7 +403,7 @@ TEST_F(ProcessExecutorTest, GarbageInsteadOfHelloIsAStartFailure) {
   auto ex = start(o);
   Outcome r = run(*ex, "pid");
   EXPECT_EQ(r.error_type, "WorkerStartError");
-  EXPECT_NE(r.error_message.find("broke the protocol"), std::string::npos) << r.error_message;
+  EXPECT_NE(r.error_message().find("broke the protocol"), std::string::npos) << r.error_message();
 }
 
 TEST_F(ProcessExecutorTest, CallsWaitForASlowStartWithinStartTimeout) {
@@ -411,7 +411,7 @@ TEST_F(ProcessExecutorTest, CallsWaitForASlowStartWithinStartTimeout) {
   o.start_timeout = 10s;
   auto ex = start(o);
   Outcome r = run(*ex, "pid");
-  EXPECT_TRUE(r.ok()) << r.error_message;
+  EXPECT_TRUE(r.ok()) << r.error_message();
 }
 
 TEST_F(ProcessExecutorTest, ShutdownCancelsRunningCallsAndLeavesNoProcess) {
@@ -466,4 +466,4 @@ TEST_F(ProcessExecutorTest, DestroyingTheExecutorReapsItsWorkers) {
 }
 
 }  // namespace
-}  // namespace prpc::process_pool
+}  // namespace prpc::process

@@ -12,7 +12,7 @@
 #include "process_executor.hpp"
 #include "prpc/plugin_loader.hpp"
 
-namespace prpc::process_pool {
+namespace prpc::process {
 namespace {
 
 using namespace std::chrono_literals;
@@ -96,10 +96,10 @@ TEST_F(PrpcWorkerTest, ServesTheExampleFunctions) {
   Outcome failed = run(ex, "fail", R"(["boom", "KeyError"])");
   ASSERT_FALSE(failed.ok());
   EXPECT_EQ(failed.error_type, "KeyError");
-  EXPECT_EQ(failed.error_message, "boom");
+  EXPECT_EQ(failed.error_message(), "boom");
   Outcome wrong = run(ex, "summ", "[1]");
   EXPECT_EQ(wrong.error_type, "TypeError");
-  EXPECT_EQ(wrong.error_message, "summ() missing required argument: 'b'");
+  EXPECT_EQ(wrong.error_message(), "summ() missing required argument: 'b'");
   EXPECT_EQ(run(ex, "slow", "[0.05]").result, "0.05");
   EXPECT_EQ(ex.stats().spawned, 2u);
 }
@@ -125,7 +125,7 @@ TEST_F(PrpcWorkerTest, AWorkerKilledFromOutsideGivesWorkerLostErrorAndTheNextCal
   ASSERT_EQ(::kill(pid, SIGKILL), 0);
   Outcome lost = outcome(id);
   EXPECT_EQ(lost.error_type, "WorkerLostError");
-  EXPECT_EQ(lost.error_message, "worker process " + std::to_string(pid) +
+  EXPECT_EQ(lost.error_message(), "worker process " + std::to_string(pid) +
                                     " was killed by signal 9 (SIGKILL) while running 'slow'");
   EXPECT_EQ(run(ex, "summ", "[1, 1]").result, "2.5");
 }
@@ -189,9 +189,9 @@ TEST_F(PrpcWorkerTest, AWorkerThatCannotLoadItsFunctionsFailsCallsClearly) {
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.error_type, "WorkerStartError");
   // prpc-worker exits with its plugin error code (4) before its hello, and says why on stderr.
-  EXPECT_NE(r.error_message.find("exited with code 4 before saying hello"), std::string::npos)
-      << r.error_message;
-  EXPECT_NE(r.error_message.find(kWorker), std::string::npos) << r.error_message;
+  EXPECT_NE(r.error_message().find("exited with code 4 before saying hello"), std::string::npos)
+      << r.error_message();
+  EXPECT_NE(r.error_message().find(kWorker), std::string::npos) << r.error_message();
 }
 
 TEST_F(PrpcWorkerTest, ThroughThePluginLoader) {
@@ -228,4 +228,4 @@ TEST(PrpcWorkerProgram, RefusesToRunWithoutItsSocket) {
 }
 
 }  // namespace
-}  // namespace prpc::process_pool
+}  // namespace prpc::process

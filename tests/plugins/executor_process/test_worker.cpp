@@ -78,7 +78,7 @@ class TestFunctions final : public prpc::Invoker {
       // Completes from another thread, as an asynchronous invoker would.
       std::thread([done = std::move(done)] { done(Outcome::success("\"later\"")); }).detach();
     } else if (f == "environment") {
-      const char* fd = std::getenv(prpc::worker::kFdVariable);
+      const char* fd = std::getenv(prpc::worker_protocol::kFdVariable);
       done(Outcome::success("{\"fd\": \"" + std::string(fd ? fd : "") + "\", \"own_group\": " +
                             (::getpgid(0) == ::getpid() ? "true" : "false") +
                             ", \"extra_fds\": " + std::to_string(descriptors_above(3)) + "}"));
@@ -93,7 +93,7 @@ class TestFunctions final : public prpc::Invoker {
 
 int main(int argc, char** argv) {
   std::string mode = argc > 1 ? argv[1] : "serve";
-  auto fd = prpc::worker::fd_from_environment();
+  auto fd = prpc::worker_protocol::fd_from_environment();
   if (!fd.is_ok()) {
     std::fprintf(stderr, "%s\n", fd.status().message().c_str());
     return 2;
@@ -111,7 +111,7 @@ int main(int argc, char** argv) {
     std::this_thread::sleep_for(std::chrono::milliseconds(argc > 2 ? std::atoi(argv[2]) : 200));
   }
   TestFunctions functions;
-  prpc::Status s = prpc::worker::serve(*fd, functions);
+  prpc::Status s = prpc::worker_protocol::serve(*fd, functions);
   if (!s.is_ok()) {
     std::fprintf(stderr, "test worker: %s\n", s.to_string().c_str());
     return 1;

@@ -7,7 +7,7 @@
 #include "process.hpp"
 #include "thread_executor.hpp"
 
-namespace prpc::thread_pool {
+namespace prpc::thread {
 namespace {
 
 using namespace std::chrono_literals;
@@ -71,6 +71,30 @@ TEST(ThreadExecutor, RunsAtMostWorkersCallsAtOnce) {
   }
   EXPECT_EQ(inv.peak_.load(), 3);
   for (const Outcome& o : r.outcomes) EXPECT_TRUE(o.ok());
+}
+
+// Throws something that is no std::exception, before or after answering.
+class ThrowingInvoker final : public Invoker {
+ public:
+  void invoke(const Invocation& call, OutcomeCallback done) override {
+    if (call.args == "after") done(Outcome::success("1"));
+    throw 42;  // NOLINT(hicpp-exception-baseclass): the point of the test
+  }
+};
+
+TEST(ThreadExecutor, AnInvokerThatThrowsAnythingIsAnsweredExactlyOnce) {
+  ThrowingInvoker inv;
+  Results r;
+  ThreadExecutor ex(1, inv);
+  ex.submit(call("before"), r.add());
+  ex.submit(call("after"), r.add());
+  ASSERT_TRUE(wait_until([&] { return r.size() == 2; }, 2s));
+  ex.shutdown(1s);
+  ASSERT_EQ(r.size(), 2u);  // not three: the one answered before the throw is not answered again
+  EXPECT_EQ(r.outcomes[0].status.code(), StatusCode::kInternal);
+  EXPECT_NE(r.outcomes[0].error_message().find("the invoker threw an unknown exception"),
+            std::string::npos);
+  EXPECT_TRUE(r.outcomes[1].ok());
 }
 
 TEST(ThreadExecutor, TimeoutAnswersAndReplacesTheStuckThread) {
@@ -138,4 +162,4 @@ TEST(ThreadExecutor, AsynchronousInvokers) {
 }
 
 }  // namespace
-}  // namespace prpc::thread_pool
+}  // namespace prpc::thread

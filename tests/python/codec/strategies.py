@@ -4,11 +4,9 @@ import datetime
 import decimal
 import enum
 import math
-import uuid
-
-from hypothesis import strategies as st
 
 import sample
+from hypothesis import strategies as st
 
 # Strings with the characters that stress escaping: controls, quotes, BMP, astral, surrogates.
 text = st.one_of(
@@ -110,14 +108,20 @@ def deep_equal(a, b, seen=None):
     if key in seen:
         return True
     if isinstance(a, float):
-        return (math.isnan(a) and math.isnan(b)) or (a == b and math.copysign(1, a) == math.copysign(1, b))
+        if math.isnan(a) and math.isnan(b):
+            return True
+        return a == b and math.copysign(1, a) == math.copysign(1, b)
     if isinstance(a, complex):
         return deep_equal(a.real, b.real) and deep_equal(a.imag, b.imag)
     if isinstance(a, (datetime.datetime, datetime.time)):
-        return a == b and a.utcoffset() == b.utcoffset() if not isinstance(a, datetime.time) or a.tzinfo is None else (a.replace(tzinfo=None) == b.replace(tzinfo=None) and a.utcoffset() == b.utcoffset())
+        if isinstance(a, datetime.time) and a.tzinfo is not None:
+            same = a.replace(tzinfo=None) == b.replace(tzinfo=None)
+        else:
+            same = a == b
+        return same and a.utcoffset() == b.utcoffset()
     if isinstance(a, (list, tuple, collections.deque)):
         seen.add(key)
-        return len(a) == len(b) and all(deep_equal(x, y, seen) for x, y in zip(a, b))
+        return len(a) == len(b) and all(deep_equal(x, y, seen) for x, y in zip(a, b, strict=True))
     if isinstance(a, dict):
         seen.add(key)
         return (list(a.keys()) == list(b.keys())

@@ -1,14 +1,25 @@
 """The envelope: our codec (C++) against jsonpickle.encode / decode of PRPCMessage."""
 import datetime
 import decimal
+import json
 import uuid
 
-import jsonpickle
 import pytest
-
 from message_helper import make
 
+import jsonpickle
+
 UTC = datetime.timezone.utc
+
+NAMED = ("func_name", "func_args", "func_kwargs", "message_id", "result", "exception_info",
+         "date_create_message", "date_done_message", "reply_to", "deadline", "attempt",
+         "exception_type", "traceback", "traceparent")
+
+
+def extensions_of(msg):
+    """Message.extensions for this PRPCMessage: its other attributes as JSON object text."""
+    extra = {k: v for k, v in vars(msg).items() if k not in NAMED}
+    return json.dumps(extra) if extra else ""
 
 
 def fields_of(codec, msg):
@@ -21,13 +32,21 @@ def fields_of(codec, msg):
         "message_id": str(msg.message_id),
         "result": codec.encode(msg.result),
         "exception_info": msg.exception_info,
-        "date_create_message": msg.date_create_message.isoformat() if msg.date_create_message else "",
+        "date_create_message": (msg.date_create_message.isoformat()
+                                if msg.date_create_message else ""),
         "date_done_message": msg.date_done_message.isoformat() if msg.date_done_message else "",
     }
     for name in ("reply_to", "deadline", "attempt", "exception_type", "traceback", "traceparent"):
         if hasattr(msg, name):
             fields[name] = getattr(msg, name)
+    fields["extensions"] = extensions_of(msg)
     return fields
+
+
+def with_attributes(msg, **attributes):
+    for name, value in attributes.items():
+        setattr(msg, name, value)
+    return msg
 
 
 def cases(PRPCMessage):
@@ -53,6 +72,14 @@ def cases(PRPCMessage):
                     datetime.datetime(2024, 1, 2, 3, 4, 5)),
         PRPCMessage("unicode \u2603", ["h\u00e9llo", "\U0001F600", b"\x00\xff"], {}, mid,
                     [None, True, 2 ** 80, -0.0, float("inf")], None, created, done),
+        # Attributes PRPC does not name (a reply's latency breakdown, trace state) travel as
+        # Message.extensions, after the named ones.
+        with_attributes(
+            make(PRPCMessage, "summ", [1, 2], {}, mid, 3, None, created, done, reply_to="r",
+                 traceparent="00-abc-def-01"),
+            server="host-42", time_queued=0.0012, time_executing=0.0004, tracestate="k=v",
+            labels={"zone": "eu\u00e9", "ids": [1, 2, {"x": None}], "empty": {}},
+            big=2 ** 70, flag=False, nothing=None),
     ]
 
 
@@ -74,8 +101,9 @@ def test_decode_python_bytes_to_fragments(codec, message_class):
         fields = codec.envelope_decode(jsonpickle.encode(msg))
         assert fields["func_name"] == msg.func_name
         assert fields["message_id"] == str(msg.message_id)
-        assert jsonpickle.encode(codec.decode(fields["func_args"])) == jsonpickle.encode(msg.func_args)
-        assert jsonpickle.encode(codec.decode(fields["func_kwargs"])) == jsonpickle.encode(msg.func_kwargs)
+        for field in ("func_args", "func_kwargs"):
+            assert (jsonpickle.encode(codec.decode(fields[field]))
+                    == jsonpickle.encode(getattr(msg, field)))
         assert jsonpickle.encode(codec.decode(fields["result"])) == jsonpickle.encode(msg.result)
         assert fields["date_create_message"] == msg.date_create_message.isoformat()
         done = msg.date_done_message
@@ -83,6 +111,19 @@ def test_decode_python_bytes_to_fragments(codec, message_class):
         assert fields["exception_info"] == msg.exception_info
         assert fields["reply_to"] == getattr(msg, "reply_to", "")
         assert fields["attempt"] == getattr(msg, "attempt", 0)
+        assert fields["extensions"] == extensions_of(msg)
+
+
+def test_extensions_keep_only_plain_json(codec, message_class):
+    """An attribute whose value jsonpickle tags (an object, a tuple, a reference) is dropped."""
+    shared = [1]
+    msg = with_attributes(message_class("f", [], {}, uuid.uuid4(), None, None,
+                                        datetime.datetime.now(UTC), None),
+                          shared=shared, again=shared, when=datetime.date(2024, 1, 2),
+                          pair=(1, 2), plain={"a": [1.5, "x"]})
+    fields = codec.envelope_decode(jsonpickle.encode(msg))
+    assert json.loads(fields["extensions"]) == {"shared": [1], "plain": {"a": [1.5, "x"]}}
+    assert list(json.loads(fields["extensions"])) == ["shared", "plain"]
 
 
 def test_shared_objects_across_fields_decode_equal(codec, message_class):
@@ -123,10 +164,10 @@ def test_refuses_other_classes_and_salvages_the_id(codec):
 
 
 # Generated message states: the whole envelope against jsonpickle, and back.
-from hypothesis import HealthCheck, assume, given, settings, strategies as st  # noqa: E402
-
-import sample  # noqa: E402
 import strategies  # noqa: E402
+from hypothesis import HealthCheck, assume, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
 
 @pytest.fixture(scope="module", autouse=True)
 def registered(codec):
@@ -170,6 +211,28 @@ def test_generated_envelopes(codec, message_class, name, args, kwargs, result, e
         assert strategies.deep_equal(codec.decode(fields[field]),
                                      jsonpickle.decode(jsonpickle.encode(getattr(msg, field))))
     assert fields["date_create_message"] == created.isoformat()
+
+
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3)
+    | st.dictionaries(st.text(max_size=5).filter(lambda k: not k.startswith("py/")), inner,
+                      max_size=3),
+    max_leaves=8)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(attributes=st.dictionaries(
+    st.text(min_size=1, max_size=10).filter(lambda k: k not in NAMED and not k.startswith("py/")
+                                            and not k.startswith("__")),
+    _json_values, max_size=4))
+def test_generated_extensions(codec, message_class, attributes):
+    msg = with_attributes(message_class("f", [], {}, uuid.uuid4(), None, None,
+                                        datetime.datetime.now(UTC), None), **attributes)
+    ours = codec.envelope_encode(fields_of(codec, msg))
+    assert ours.decode() == jsonpickle.encode(msg)
+    assert codec.envelope_decode(ours)["extensions"] == extensions_of(msg)
 
 
 def test_converter_handles_a_whole_prpcmessage(codec, message_class):

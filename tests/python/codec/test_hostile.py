@@ -1,7 +1,6 @@
 """Hostile payloads: refused cleanly with a DecodeError that names what was refused; nothing
 runs, nothing is imported, nothing crashes."""
 import json
-import os
 import sys
 
 import pytest

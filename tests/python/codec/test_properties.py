@@ -1,13 +1,13 @@
 """Property tests against jsonpickle from PyPI (4.x): byte-identical encoding, and both
 cross-decodings round-trip to equal values."""
 import json
-import math
+
+import pytest
+import strategies
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import jsonpickle
-import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
-
-import strategies
 
 SETTINGS = settings(max_examples=200, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -36,6 +36,7 @@ def _dict_subclass_collisions():
     "default_factory"): the item keeps its place, takes the new value, and its own value still
     numbers the py/ids (found by hypothesis)."""
     import collections
+
     import sample
     with_attr = sample.DictSub({"__dict__": [1, 2], "b": [3]})
     with_attr.extra = [4]

@@ -1,12 +1,10 @@
 """The raw (any-language) dialect converter."""
 import datetime
 import decimal
-import enum
 import json
 import uuid
 
 import pytest
-
 import sample
 
 
@@ -18,7 +16,7 @@ def test_json_types_both_ways(codec):
 
 
 def test_tuples_and_subclasses_as_json_does(codec):
-    value = {"t": (1, 2), "lvl": sample.Level.LOW, 1: "int key", None: "n", True: "t", 2.5: "f"}
+    value = {"t": (1, 2), "lvl": sample.Level.LOW, 1: "int key", None: "n", False: "b", 2.5: "f"}
     assert codec.raw_encode(value) == json.dumps(value)
 
 
@@ -50,7 +48,8 @@ def test_cycles_are_errors_not_crashes(codec):
 
 
 def test_non_finite_floats_as_python_json_writes_them(codec):
-    assert codec.raw_encode([float("nan"), float("inf"), -float("inf")]) == "[NaN, Infinity, -Infinity]"
+    text = codec.raw_encode([float("nan"), float("inf"), -float("inf")])
+    assert text == "[NaN, Infinity, -Infinity]"
 
 
 def test_malformed_input(codec):

@@ -12,15 +12,15 @@ What applies to default settings:
 - datetime_zoneinfo: the 3.0.0 form names 'builtins.ZoneInfo._unpickle', which 3.0.0 itself
   cannot decode; we read the 4.x form only.
 """
-import datetime
 import collections
+import datetime
 import re
 
-import jsonpickle
 import pytest
-
 import sample
 import vectors
+
+import jsonpickle
 
 VECTORS = vectors.load()
 DEFAULT = {k: v for k, v in VECTORS.items() if vectors.uses_default_settings(v)}
@@ -28,8 +28,8 @@ NOT_ENCODED = {"module_ref"}
 NOT_DECODED = {"module_ref", "regex", "bytearray"}
 
 # Classes an application would register to receive these vectors.
-APP_CLASSES = sample.ALL_CLASSES + [collections.OrderedDict, collections.defaultdict,
-                                    collections.Counter, collections.deque]
+APP_CLASSES = [*sample.ALL_CLASSES, collections.OrderedDict, collections.defaultdict,
+               collections.Counter, collections.deque]
 
 
 @pytest.fixture(scope="module", autouse=True)

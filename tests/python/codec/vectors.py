@@ -10,6 +10,7 @@ import zoneinfo
 
 import sample
 
+
 def _find_vectors():
     """shared/ sits beside the project checkout; look upwards from here for it."""
     if os.environ.get("PRPC_JSONPICKLE_VECTORS"):
@@ -72,7 +73,7 @@ def value_of(name, vector):
     if code is None:
         text = vector["python_repr"].split("  #")[0].strip()
         *statements, last = [s.strip() for s in text.split(";")]
-        code = "; ".join(statements + [f"__value__ = {last}"])
+        code = "; ".join([*statements, f"__value__ = {last}"])
     exec(code, ns)  # the vectors file is the project's own reference data
     return ns["__value__"]
 

@@ -11,12 +11,11 @@ import uuid
 from pathlib import Path
 
 import pytest
-import redis
 
 import prpc
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "support"))
-from kafka_fixture import kafka_server  # noqa: E402,F401 - a session fixture
+from kafka_fixture import kafka_server  # noqa: F401 - a session fixture
 
 APP = '''
 import datetime, time
@@ -66,7 +65,7 @@ CALLS = [
 
 
 def check_answers(answers: list[dict]) -> None:
-    by_name = {}
+    by_name: dict[str, list[dict]] = {}
     for a in answers:
         assert a["error"] is None, a
         assert a["done"], f"no answer for {a['func_name']} {a['message_id']}"

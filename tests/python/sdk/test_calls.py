@@ -8,7 +8,6 @@ import datetime
 import os
 import signal
 import threading
-import time
 import uuid
 
 import pytest
@@ -265,7 +264,7 @@ def test_hundred_threads_calling_at_once(server, client):
         try:
             barrier.wait(10)
             results[i] = client.call("add", i, i).result(30)
-        except BaseException as e:  # noqa: BLE001 - reported below
+        except BaseException as e:
             errors.append(e)
 
     threads = [threading.Thread(target=worker, args=(i,)) for i in range(100)]
@@ -280,6 +279,5 @@ def test_hundred_threads_calling_at_once(server, client):
 
 def test_no_server_times_out(env, monkeypatch):
     monkeypatch.setenv("PRPC_QUEUE_NAME", "nobody_serves_" + uuid.uuid4().hex)
-    with prpc.Client() as c:
-        with pytest.raises(prpc.ClientTimeOutError):
-            c.call("anything").sync_wait_result_task(0.2)
+    with prpc.Client() as c, pytest.raises(prpc.ClientTimeOutError):
+        c.call("anything").sync_wait_result_task(0.2)

@@ -5,8 +5,6 @@ from __future__ import annotations
 import signal
 import time
 
-import prpc
-
 APP = '''
 import datetime, time
 from prpc import AppServer

@@ -15,7 +15,7 @@ import pytest
 import prpc
 
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parent.parent / "support"))
-from kafka_fixture import kafka_server  # noqa: E402,F401 - a session fixture
+from kafka_fixture import kafka_server  # noqa: F401 - a session fixture
 
 # kafka-python itself uses deprecated importlib APIs.
 pytestmark = [pytest.mark.kafka, pytest.mark.filterwarnings("ignore::DeprecationWarning")]

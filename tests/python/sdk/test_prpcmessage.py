@@ -9,9 +9,9 @@ import json
 import pickle
 import uuid
 
-import jsonpickle
 import pytest
 
+import jsonpickle
 import prpc
 from prpc.prpcmessage import PRPCMessage
 from prpc.support_module.exceptions import JSONDeserializeError, PRPCMessageDeserializeError

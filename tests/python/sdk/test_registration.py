@@ -19,7 +19,8 @@ def test_seed_constructor_keywords_keep_working():
     app = AppServer(type_broker="redis", broker_url="redis://h:1/0", default_type_worker="process",
                     max_number_worker=8, timeout_worker=None, name_queue="orders",
                     group_name="workers")
-    assert (app.default_type_worker, app.max_number_worker, app.name_queue) == ("process", 8, "orders")
+    assert (app.default_type_worker, app.max_number_worker, app.name_queue) == (
+        "process", 8, "orders")
     from prpc.app_server import AppServer as Same
     assert Same is prpc.AppServer
 

@@ -32,7 +32,7 @@ def hello_world():
 
 if __name__ == "__main__":  # Обязательно использовать точку входа (особенно если используется worker типа `process`)
     app.start()
-'''
+'''  # noqa: E501 - the seed's text, verbatim
 
 
 @pytest.fixture

@@ -70,7 +70,7 @@ def test_annotations_are_importable(server_func):
     import datetime
     from decimal import Decimal
     assert hints["d"] is datetime.date
-    assert hints["e"] == typing.Optional[Decimal]
+    assert hints["e"] == typing.Optional[Decimal]  # noqa: UP045 - what the stub spells
 
 
 def test_calls_send_only_what_was_passed(server_func):
@@ -78,7 +78,8 @@ def test_calls_send_only_what_was_passed(server_func):
     out = server_func.everything(1, d=datetime.date(2024, 1, 2)).result(10)
     assert out == {"a": 1, "b": "x", "c": 0.5, "args": [], "d": datetime.date(2024, 1, 2),
                    "e": None, "kwargs": {}}
-    out = server_func.everything(1, "y", 2.0, 3, 4, d=datetime.date(2024, 1, 2), flag=True).result(10)
+    task = server_func.everything(1, "y", 2.0, 3, 4, d=datetime.date(2024, 1, 2), flag=True)
+    out = task.result(10)
     assert out["b"] == "y" and out["args"] == [3, 4] and out["kwargs"] == {"flag": True}
     task = server_func.defaults(y="mine")
     assert task.result(10) == ["0:00:05", "mine", None, (1, "two")]

@@ -1,5 +1,5 @@
 """Kafka services for pytest: librdkafka's mock cluster (the ``prpc-kafka-mock`` helper) and a
-real Apache Kafka 3.9.1 broker in KRaft combined mode (from the jars ``.ci/kafka-setup`` fetches).
+real Apache Kafka 3.9.1 broker in KRaft combined mode (from the jars ``scripts/deps.sh kafka`` fetches).
 
 Both listen on free loopback ports and are ready when started: readiness is a metadata answer,
 polled with a bound, never a sleep.
@@ -27,7 +27,8 @@ import subprocess
 import tempfile
 import time
 import uuid
-from typing import Callable, Iterator, Optional
+from collections.abc import Callable, Iterator
+from typing import IO
 
 import pytest
 
@@ -47,8 +48,8 @@ def queue_topics(queue: str) -> list[str]:
 
 
 def wait_for_kafka(bootstrap: str, timeout: float = 60.0,
-                   alive: Optional[Callable[[], bool]] = None, *,
-                   config_file: Optional[pathlib.Path] = None, min_brokers: int = 1) -> bool:
+                   alive: Callable[[], bool] | None = None, *,
+                   config_file: pathlib.Path | None = None, min_brokers: int = 1) -> bool:
     """Polls the cluster's metadata (``kcat -L``, librdkafka like the broker plugin) until at
     least ``min_brokers`` brokers are listed. ``config_file`` holds more librdkafka options
     (security settings), so that no secret goes on a command line."""
@@ -90,7 +91,10 @@ class KafkaMockCluster:
         self._proc = subprocess.Popen([str(find_mock_binary()), "--brokers", str(brokers)],
                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
                                       bufsize=1)
-        line = self._proc.stdout.readline().strip()
+        assert self._proc.stdin is not None and self._proc.stdout is not None  # both pipes
+        self._stdin: IO[str] = self._proc.stdin
+        self._stdout: IO[str] = self._proc.stdout
+        line = self._stdout.readline().strip()
         if not line.startswith("BOOTSTRAP "):
             self.close()
             raise RuntimeError(f"prpc-kafka-mock did not start: {line!r}")
@@ -100,9 +104,9 @@ class KafkaMockCluster:
             raise RuntimeError(f"the mock cluster at {self.bootstrap} does not answer")
 
     def command(self, line: str) -> str:
-        self._proc.stdin.write(line + "\n")
-        self._proc.stdin.flush()
-        return self._proc.stdout.readline().strip()
+        self._stdin.write(line + "\n")
+        self._stdin.flush()
+        return self._stdout.readline().strip()
 
     def _ok(self, line: str) -> None:
         answer = self.command(line)
@@ -131,7 +135,7 @@ class KafkaMockCluster:
     def close(self) -> None:
         if self._proc.poll() is None:
             try:
-                self._proc.stdin.close()
+                self._stdin.close()
                 self._proc.wait(timeout=5)
             except (subprocess.TimeoutExpired, OSError):
                 self._proc.kill()
@@ -194,21 +198,21 @@ class KafkaServer:
         subprocess.run(["java", "-cp", self.classpath, "kafka.tools.StorageTool", "format",
                         "-t", cluster_id, "-c", str(self.dir / "server.properties")],
                        check=True, capture_output=True, timeout=120)
-        self._proc: Optional[subprocess.Popen] = None
+        self._proc: subprocess.Popen | None = None
         self.start()
 
     def start(self) -> None:
         if self._proc is not None and self._proc.poll() is None:
             return
         out = open(self.dir / "stdout.log", "ab")
-        self._proc = subprocess.Popen(
+        proc = self._proc = subprocess.Popen(
             ["java", "-Xms256m", "-Xmx768m", "-XX:+UseSerialGC", "-Djava.awt.headless=true",
              f"-Dlog4j.configuration=file:{self.dir / 'log4j.properties'}",
              f"-Dkafka.logs.dir={self.dir / 'logs'}", "-cp", self.classpath, "kafka.Kafka",
              str(self.dir / "server.properties")],
             stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
         out.close()
-        if not wait_for_kafka(self.bootstrap, 120, alive=lambda: self._proc.poll() is None):
+        if not wait_for_kafka(self.bootstrap, 120, alive=lambda: proc.poll() is None):
             tail = self.log_file.read_text()[-4000:] if self.log_file.exists() else ""
             self.stop()
             raise RuntimeError(f"Apache Kafka did not start at {self.bootstrap}:\n{tail}")

@@ -23,7 +23,8 @@ import shutil
 import socket
 import subprocess
 import time
-from typing import Iterator, Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import pytest
 import redis
@@ -93,7 +94,7 @@ class RedisServer:
 
     def client(self, db: int = 0, *, retry: bool = True) -> redis.Redis:
         """A connection logged in as the fixture's admin user."""
-        extra = {} if retry else {"retry": Retry(NoBackoff(), 0)}
+        extra: dict[str, Any] = {} if retry else {"retry": Retry(NoBackoff(), 0)}
         return redis.Redis(
             host="127.0.0.1",
             port=self.port,
@@ -123,7 +124,7 @@ class RedisServer:
             self._process.wait(timeout=20)
         except subprocess.TimeoutExpired:
             self.kill()
-            raise RuntimeError("redis-server did not shut down")
+            raise RuntimeError("redis-server did not shut down") from None
 
     def start(self) -> None:
         """Starts again on the same port (and socket), loading what stop(keep_data=True) saved."""

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Prints the class path of the Apache Kafka broker the tests run (tests/support/kafka/pom.xml).
 #   kafka-classpath.sh           offline: the jars must be in the local Maven repository
-#   kafka-classpath.sh --fetch   resolve them from Maven Central first (what .ci/kafka-setup does)
+#   kafka-classpath.sh --fetch   resolve them from Maven Central first (what scripts/deps.sh does for the test profile)
 # The class path is cached per pom (under ~/.cache/prpc) so fixtures do not start Maven each time.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -30,7 +30,7 @@ trap 'rm -f "$tmp"' EXIT
 if ! log="$(mvn -B -q "${mode[@]}" -f "$pom" dependency:build-classpath -Dmdep.outputFile="$tmp" 2>&1)"; then
   echo "kafka-classpath: Maven could not resolve the Kafka broker's jars:" >&2
   echo "$log" >&2
-  if [[ ${#mode[@]} -gt 0 ]]; then echo "kafka-classpath: run .ci/kafka-setup first" >&2; fi
+  if [[ ${#mode[@]} -gt 0 ]]; then echo "kafka-classpath: run scripts/deps.sh kafka first" >&2; fi
   exit 1
 fi
 if ! grep -q 'kafka_2.13-3.9.1.jar' "$tmp"; then

@@ -1,6 +1,6 @@
 // Kafka services for tests: librdkafka's mock cluster in a helper process (fast, with fault
 // injection), and a real Apache Kafka 3.9.1 broker in KRaft combined mode (from the Maven jars
-// that .ci/kafka-setup fetches). Both listen on free loopback ports and are ready when the
+// that scripts/deps.sh fetches). Both listen on free loopback ports and are ready when the
 // constructor returns (a metadata answer was received; no sleeps).
 #pragma once
 

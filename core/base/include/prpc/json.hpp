@@ -5,8 +5,11 @@
 
 #include <cstddef>
 #include <functional>
+#include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 #include "prpc/status.hpp"
 
@@ -41,6 +44,36 @@ struct Member {
 // An error returned by on_member stops the scan and is returned as is.
 Status scan_object(std::string_view input, const Limits& limits,
                    const std::function<Status(const Member&)>& on_member);
+
+// The same for one JSON array: on_element is called for each top-level element in order, with
+// an empty key.
+Status scan_array(std::string_view input, const Limits& limits,
+                  const std::function<Status(const Member&)>& on_element);
+
+// One member of a JSON object such as Message::extensions. Empty text (or only whitespace)
+// reads as {}. A repeated key reads as its last value, as Python's json keeps it.
+
+// The members of a JSON object as Python's json.loads puts them in a dict: (key, exact value
+// text) in the order keys first appear, a repeated key with its last value.
+Result<std::vector<std::pair<std::string, std::string_view>>> object_members(
+    std::string_view object_text, const Limits& limits = {});
+
+// The exact text of member `key`'s value, or nullopt when it is absent or `object_text` is not
+// a JSON object within `limits`.
+std::optional<std::string_view> get_member(std::string_view object_text, std::string_view key,
+                                           const Limits& limits = {});
+// The member's value decoded, when it is a JSON string; nullopt otherwise.
+std::optional<std::string> get_string_member(std::string_view object_text, std::string_view key,
+                                             const Limits& limits = {});
+// `object_text` with member `key` set to `raw_value` (the text of one JSON value, checked):
+// in place of an existing member (repeats of it merged), else appended. The object is
+// rewritten in json.dumps' layout ({"a": 1, "b": [2]}); values keep their exact text.
+Result<std::string> set_member(std::string_view object_text, std::string_view key,
+                               std::string_view raw_value, const Limits& limits = {});
+// `object_text` without member `key`; "" when no member is left, so that a Message's
+// extensions stay empty when there are none.
+Result<std::string> erase_member(std::string_view object_text, std::string_view key,
+                                 const Limits& limits = {});
 
 // Checks that `input` is exactly one JSON value within `limits`.
 Status validate(std::string_view input, const Limits& limits);

@@ -25,7 +25,7 @@
 #include "prpc/executor.hpp"
 #include "prpc/status.hpp"
 
-namespace prpc::worker {
+namespace prpc::worker_protocol {
 
 // The environment variable that tells a worker which descriptor is its end of the socket.
 inline constexpr const char* kFdVariable = "PRPC_WORKER_FD";
@@ -104,4 +104,4 @@ Status serve(int fd, Invoker& invoker, const Limits& limits = {});
 // process executor.
 Result<int> fd_from_environment();
 
-}  // namespace prpc::worker
+}  // namespace prpc::worker_protocol

@@ -230,19 +230,11 @@ struct BrokerThunks : LifecycleThunks<T> {
   static void lookup_result(void* self, std::int32_t flavour, prpc_str queue,
                             prpc_str message_id, prpc_lookup_fn done, void* ud) noexcept {
     try {
-      as<T>(self)->lookup_result(
-          static_cast<Flavour>(flavour), abi::view(queue), abi::view(message_id),
-          [done, ud](Result<std::optional<std::string>> r) {
-            if (!r.is_ok()) {
-              done(ud, static_cast<prpc_status>(r.status().code()), nullptr,
-                   abi::str(r.status().message()));
-            } else if (!r->has_value()) {
-              done(ud, PRPC_OK, nullptr, prpc_str{nullptr, 0});
-            } else {
-              prpc_bytes b = abi::bytes(**r);
-              done(ud, PRPC_OK, &b, prpc_str{nullptr, 0});
-            }
-          });
+      as<T>(self)->lookup_result(static_cast<Flavour>(flavour), abi::view(queue),
+                                 abi::view(message_id),
+                                 [done, ud](Result<std::optional<std::string>> r) {
+                                   abi::lookup_to_c(r, done, ud);
+                                 });
     } catch (const std::exception& e) {
       done(ud, PRPC_ERR_INTERNAL, nullptr, abi::str(e.what()));
     } catch (...) {
@@ -309,6 +301,58 @@ struct BrokerThunks : LifecycleThunks<T> {
     });
   }
 
+  // ABI 1.2.
+  static prpc_status open_replies_signed(void* self, prpc_str queue, prpc_pushed_reply_fn on_reply,
+                                         void* on_reply_ud, prpc_bytes_sink_fn reply_to_sink,
+                                         void* sink_ud, prpc_error* err) noexcept {
+    return abi::barrier(err, [&]() -> Status {
+      auto r = as<T>(self)->open_replies_signed(
+          abi::view(queue), [on_reply, on_reply_ud](const PushedReplyView& reply) {
+            prpc_pushed_reply v = abi::pushed_reply_view(reply);
+            on_reply(on_reply_ud, &v);
+          });
+      if (!r.is_ok()) return r.status();
+      reply_to_sink(sink_ud, abi::bytes(*r));
+      return Status::ok();
+    });
+  }
+  static void lookup_result_signed(void* self, std::int32_t flavour, prpc_str queue,
+                                   prpc_str message_id, prpc_stored_result_fn done,
+                                   void* ud) noexcept {
+    try {
+      as<T>(self)->lookup_result_signed(static_cast<Flavour>(flavour), abi::view(queue),
+                                        abi::view(message_id),
+                                        [done, ud](Result<std::optional<StoredResult>> r) {
+                                          abi::stored_result_to_c(r, done, ud);
+                                        });
+    } catch (const std::exception& e) {
+      done(ud, PRPC_ERR_INTERNAL, nullptr, abi::str(e.what()));
+    } catch (...) {
+      done(ud, PRPC_ERR_INTERNAL, nullptr, abi::str("unknown exception"));
+    }
+  }
+  static void announce_server(void* self, prpc_str queue, prpc_str server_id,
+                              prpc_bytes info_json, std::int64_t ttl_ms, prpc_done_fn done,
+                              void* ud) noexcept {
+    try {
+      as<T>(self)->announce_server(abi::view(queue), abi::view(server_id), abi::view(info_json),
+                                   std::chrono::milliseconds(ttl_ms), abi::done_to_c(done, ud));
+    } catch (const std::exception& e) {
+      if (done != nullptr) done(ud, PRPC_ERR_INTERNAL, abi::str(e.what()));
+    } catch (...) {
+      if (done != nullptr) done(ud, PRPC_ERR_INTERNAL, abi::str("unknown exception"));
+    }
+  }
+  static prpc_status list_servers(void* self, prpc_str queue, prpc_bytes_sink_fn sink, void* ud,
+                                  prpc_error* err) noexcept {
+    return abi::barrier(err, [&]() -> Status {
+      auto r = as<T>(self)->list_servers(abi::view(queue));
+      if (!r.is_ok()) return r.status();
+      sink(ud, abi::bytes(*r));
+      return Status::ok();
+    });
+  }
+
   static const prpc_broker_vtable* vtable() noexcept {
     static const prpc_broker_vtable table = [] {
       auto t = abi::make_sized<prpc_broker_vtable>();
@@ -325,6 +369,10 @@ struct BrokerThunks : LifecycleThunks<T> {
       t.queue_stats = &queue_stats;
       t.dead_letters = &dead_letters;
       t.requeue_dead_letters = &requeue_dead_letters;
+      t.open_replies_signed = &open_replies_signed;
+      t.lookup_result_signed = &lookup_result_signed;
+      t.announce_server = &announce_server;
+      t.list_servers = &list_servers;
       return t;
     }();
     return &table;
@@ -404,13 +452,9 @@ struct ExecutorThunks {
   }
   static void submit(void* self, const prpc_invocation* inv, prpc_outcome_fn done,
                      void* ud) noexcept {
-    try {
-      as<Instance>(self)->executor.submit(abi::invocation_from(inv), abi::outcome_to_c(done, ud));
-    } catch (const std::exception& e) {
-      Outcome o = Outcome::failure(StatusCode::kInternal, error_types::kInternal, e.what());
-      prpc_outcome v = abi::outcome_view(o);
-      done(ud, &v);
-    }
+    run_guarded("the executor", abi::outcome_to_c(done, ud), [&](OutcomeCallback once) {
+      as<Instance>(self)->executor.submit(abi::invocation_from(inv), std::move(once));
+    });
   }
   static void shutdown(void* self, std::int64_t grace_ms) noexcept {
     abi::barrier_void(
@@ -451,13 +495,9 @@ struct FunctionsThunks : LifecycleThunks<T> {
   }
   static void invoke(void* self, const prpc_invocation* inv, prpc_outcome_fn done,
                      void* ud) noexcept {
-    try {
-      as<T>(self)->invoke(abi::invocation_from(inv), abi::outcome_to_c(done, ud));
-    } catch (const std::exception& e) {
-      Outcome o = Outcome::failure(StatusCode::kInternal, error_types::kInternal, e.what());
-      prpc_outcome v = abi::outcome_view(o);
-      done(ud, &v);
-    }
+    run_guarded("the function table", abi::outcome_to_c(done, ud), [&](OutcomeCallback once) {
+      as<T>(self)->invoke(abi::invocation_from(inv), std::move(once));
+    });
   }
   static void cancel(void* self, std::uint64_t call_id) noexcept {
     abi::barrier_void([&] { as<T>(self)->cancel(call_id); });

@@ -21,7 +21,6 @@ import os
 import sys
 import time
 
-import jsonpickle
 from prpc.prpcmessage import PRPCMessage
 
 TYPE = os.environ["PRPC_TYPE_BROKER"]

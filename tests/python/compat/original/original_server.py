@@ -18,6 +18,7 @@ import time
 import uuid
 
 import redis
+
 from prpc.prpcmessage import PRPCMessage
 
 URL = os.environ["PRPC_URL_BROKER"]
@@ -75,7 +76,8 @@ def serve_kafka():
             for record in records:
                 raw = topics[record.topic] == "raw"
                 text = record.value
-                message = PRPCMessage.deserialize_raw(text) if raw else PRPCMessage.deserialize(text)
+                message = (PRPCMessage.deserialize_raw(text) if raw
+                           else PRPCMessage.deserialize(text))
                 run(message)
                 consumer.commit()  # before the reply, as the original did
                 feedback = f"prpc_feedback_raw_{QUEUE}" if raw else f"prpc_feedback_{QUEUE}"

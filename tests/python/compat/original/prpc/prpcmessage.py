@@ -7,8 +7,9 @@ import json
 import uuid
 from typing import Any
 
-import jsonpickle
 import pydantic
+
+import jsonpickle
 
 
 class _Fields(pydantic.BaseModel):

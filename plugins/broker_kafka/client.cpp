@@ -1,0 +1,264 @@
+// The client frame: librdkafka configuration and logging, the producer and its thread, and
+// shutdown.
+#include <cstring>
+
+#include "kafka_impl.hpp"
+
+namespace prpc::kafka {
+
+namespace {
+
+// Where a librdkafka log line goes: syslog levels to PRPC levels.
+void log_callback(const rd_kafka_t* rk, int level, const char* fac, const char* buf) {
+  auto* ctx = static_cast<const HandleContext*>(rd_kafka_opaque(rk));
+  if (ctx == nullptr || ctx->log == nullptr) return;
+  const sdk::Logger* log = ctx->log;
+  std::string line = std::string(rd_kafka_name(rk)) + " " + fac + ": " + buf;
+  if (level <= 3) {
+    log->error(line);
+  } else if (level == 4) {
+    log->warn(line);
+  } else if (level <= 6) {
+    log->info(line);
+  } else {
+    log->debug(line);
+  }
+}
+
+}  // namespace
+
+// Offset commits that failed (async ones are only known here). Records after a partition's last
+// commit are delivered again to its next owner: a repeat, never a loss, but worth a line.
+void commit_callback(rd_kafka_t* rk, rd_kafka_resp_err_t err,
+                     rd_kafka_topic_partition_list_t* offsets, void* opaque) {
+  if (err == RD_KAFKA_RESP_ERR_NO_ERROR || err == RD_KAFKA_RESP_ERR__NO_OFFSET) return;
+  auto* ctx = static_cast<const HandleContext*>(opaque);
+  if (ctx == nullptr || ctx->log == nullptr) return;
+  std::string line =
+      std::string(rd_kafka_name(rk)) + ": offset commit failed (" + rd_kafka_err2name(err) + ")";
+  for (int i = 0; offsets != nullptr && i < offsets->cnt; ++i) {
+    const rd_kafka_topic_partition_t& p = offsets->elems[i];
+    line += ' ';
+    line += p.topic;
+    line += "[" + std::to_string(p.partition) + "]=" + std::to_string(p.offset);
+  }
+  line += "; calls after the last commit may run again on the partitions' next owner";
+  // Commits racing a rebalance are refused by design; anything else deserves a warning.
+  if (err == RD_KAFKA_RESP_ERR_ILLEGAL_GENERATION ||
+      err == RD_KAFKA_RESP_ERR_REBALANCE_IN_PROGRESS ||
+      err == RD_KAFKA_RESP_ERR_UNKNOWN_MEMBER_ID || err == RD_KAFKA_RESP_ERR__STATE) {
+    ctx->log->info(line);
+  } else {
+    ctx->log->warn(line);
+  }
+}
+
+KafkaBroker::Impl::Impl(Settings settings, sdk::Logger log)
+    : settings_(std::move(settings)), log_(std::move(log)), cache_(settings_.result_cache_entries) {
+  log_context_.log = &log_;
+}
+
+// ---- configuration ----
+Result<ConfPtr> KafkaBroker::Impl::make_conf(bool producer,
+                                             const std::map<std::string, std::string>& fixed) {
+  ConfPtr conf(rd_kafka_conf_new());
+  char err[512];
+  auto set = [&](const std::string& k, const std::string& v) -> Status {
+    if (rd_kafka_conf_set(conf.get(), k.c_str(), v.c_str(), err, sizeof(err)) != RD_KAFKA_CONF_OK) {
+      // librdkafka's text may quote the value: keep it out for secrets.
+      std::string why = is_secret_property(k) ? std::string("invalid value") : std::string(err);
+      return Status(StatusCode::kInvalidArgument, "kafka: property '" + k + "' rejected: " + why);
+    }
+    return Status::ok();
+  };
+  PRPC_RETURN_IF_ERROR(set("bootstrap.servers", settings_.bootstrap));
+  PRPC_RETURN_IF_ERROR(set("client.id", settings_.client_id));
+  PRPC_RETURN_IF_ERROR(set("socket.nagle.disable", "true"));
+  // Defaults first, then what the user passed through, then what correctness needs.
+  std::map<std::string, std::string> defaults;
+  if (producer) {
+    defaults = {{"linger.ms", settings_.linger_ms}, {"message.timeout.ms", "60000"}};
+  } else {
+    defaults = {{"queued.min.messages", "1000"}, {"fetch.wait.max.ms", "100"}};
+  }
+  for (const auto& [k, v] : defaults) PRPC_RETURN_IF_ERROR(set(k, v));
+  for (const auto& [k, v] : settings_.common) PRPC_RETURN_IF_ERROR(set(k, v));
+  for (const auto& [k, v] : producer ? settings_.producer : settings_.consumer) {
+    PRPC_RETURN_IF_ERROR(set(k, v));
+  }
+  for (const auto& [k, v] : fixed) PRPC_RETURN_IF_ERROR(set(k, v));
+  rd_kafka_conf_set_log_cb(conf.get(), &log_callback);
+  rd_kafka_conf_set_opaque(conf.get(), &log_context_);
+  return conf;
+}
+
+// A consumer that only reads assigned partitions: librdkafka 2.0 wants a group.id for
+// rd_kafka_assign, so it gets a private one that never joins nor commits.
+std::map<std::string, std::string> KafkaBroker::Impl::standalone() const {
+  return {{"group.id", "prpc-standalone-" + settings_.client_id},
+          {"enable.partition.eof", "false"},
+          {"enable.auto.commit", "false"},
+          {"enable.auto.offset.store", "false"}};
+}
+
+Result<KafkaPtr> KafkaBroker::Impl::make_consumer(
+    const std::map<std::string, std::string>& fixed,
+    void (*rebalance)(rd_kafka_t*, rd_kafka_resp_err_t, rd_kafka_topic_partition_list_t*, void*),
+    HandleContext* context) {
+  PRPC_ASSIGN_OR_RETURN(ConfPtr conf, make_conf(false, fixed));
+  if (rebalance != nullptr) rd_kafka_conf_set_rebalance_cb(conf.get(), rebalance);
+  if (context != nullptr) {
+    rd_kafka_conf_set_opaque(conf.get(), context);
+    rd_kafka_conf_set_offset_commit_cb(conf.get(), &commit_callback);
+  }
+  char err[512];
+  rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf.get(), err, sizeof(err));
+  if (rk == nullptr) return Status(StatusCode::kInvalidArgument, std::string("kafka: ") + err);
+  (void)conf.release();  // owned by rk now
+  rd_kafka_poll_set_consumer(rk);
+  return KafkaPtr(rk);
+}
+
+// ---- connection ----
+Status KafkaBroker::Impl::connect() {
+  std::lock_guard lock(connect_mutex_);
+  if (producer_) return Status::ok();
+  PRPC_ASSIGN_OR_RETURN(ConfPtr conf,
+                        make_conf(true, {{"enable.idempotence", "true"}, {"acks", "all"}}));
+  rd_kafka_conf_set_dr_msg_cb(conf.get(), &Impl::on_delivery_report);
+  char err[512];
+  rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf.get(), err, sizeof(err));
+  if (rk == nullptr) return Status(StatusCode::kInvalidArgument, std::string("kafka: ") + err);
+  (void)conf.release();
+  KafkaPtr producer(rk);
+  // Fail fast on an unreachable cluster: one metadata answer proves the connection.
+  const rd_kafka_metadata_t* md = nullptr;
+  rd_kafka_resp_err_t e =
+      rd_kafka_metadata(rk, 0, nullptr, &md, timeout_ms(settings_.connect_timeout));
+  if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    return kafka_status(e, "kafka: no metadata from " + settings_.bootstrap);
+  }
+  rd_kafka_metadata_destroy(md);
+  producer_ = std::move(producer);
+  running_ = true;
+  producer_thread_ = std::thread([this] { producer_loop(); });
+  log_.info("connected to " + settings_.bootstrap);
+  return Status::ok();
+}
+
+Status KafkaBroker::Impl::require_connected() {
+  if (producer_) return Status::ok();
+  return connect();
+}
+
+void KafkaBroker::Impl::on_delivery_report(rd_kafka_t*, const rd_kafka_message_t* m, void*) {
+  std::unique_ptr<ProduceWaiter> w(static_cast<ProduceWaiter*>(m->_private));
+  if (w && w->done) w->done(m->err);
+}
+
+void KafkaBroker::Impl::producer_loop() {
+  while (running_.load()) {
+    rd_kafka_poll(producer_.get(), 100);
+    flush_commits();
+  }
+}
+
+// Produces one record; `done` runs once with the delivery report's error.
+void KafkaBroker::Impl::produce(const std::string& topic, std::int32_t partition,
+                                std::string_view key, std::string_view value,
+                                const Headers& headers,
+                                std::function<void(rd_kafka_resp_err_t)> done) {
+  auto* waiter = new ProduceWaiter{std::move(done)};
+  std::vector<rd_kafka_vu_t> vus;
+  vus.reserve(6 + headers.size());
+  rd_kafka_vu_t v{};
+  v.vtype = RD_KAFKA_VTYPE_TOPIC;
+  v.u.cstr = topic.c_str();
+  vus.push_back(v);
+  v = {};
+  v.vtype = RD_KAFKA_VTYPE_PARTITION;
+  v.u.i32 = partition;
+  vus.push_back(v);
+  if (!key.empty()) {
+    v = {};
+    v.vtype = RD_KAFKA_VTYPE_KEY;
+    v.u.mem.ptr = const_cast<char*>(key.data());
+    v.u.mem.size = key.size();
+    vus.push_back(v);
+  }
+  v = {};
+  v.vtype = RD_KAFKA_VTYPE_VALUE;
+  v.u.mem.ptr = const_cast<char*>(value.data());
+  v.u.mem.size = value.size();
+  vus.push_back(v);
+  v = {};
+  v.vtype = RD_KAFKA_VTYPE_MSGFLAGS;
+  v.u.i = RD_KAFKA_MSG_F_COPY;
+  vus.push_back(v);
+  for (const auto& [name, val] : headers) {
+    v = {};
+    v.vtype = RD_KAFKA_VTYPE_HEADER;
+    v.u.header.name = name.c_str();
+    v.u.header.val = val.data();
+    v.u.header.size = static_cast<ssize_t>(val.size());
+    vus.push_back(v);
+  }
+  v = {};
+  v.vtype = RD_KAFKA_VTYPE_OPAQUE;
+  v.u.ptr = waiter;
+  vus.push_back(v);
+  ErrorPtr error(rd_kafka_produceva(producer_.get(), vus.data(), vus.size()));
+  if (error) {
+    rd_kafka_resp_err_t code = rd_kafka_error_code(error.get());
+    std::unique_ptr<ProduceWaiter> owned(waiter);
+    if (owned->done) owned->done(code);
+  }
+}
+
+// Whether the caller runs on one of this broker's threads (a callback that dropped the last
+// reference to the broker): such a thread cannot join itself.
+bool KafkaBroker::Impl::on_own_thread() {
+  auto me = std::this_thread::get_id();
+  if (me == producer_thread_.get_id() || me == lookup_thread_.get_id()) return true;
+  if (auto sub = subscription(); sub && me == sub->thread.get_id()) return true;
+  std::lock_guard lock(replies_mutex_);
+  for (const auto& [q, l] : listeners_) {
+    if (me == l->thread.get_id()) return true;
+  }
+  return false;
+}
+
+void KafkaBroker::Impl::shutdown() {
+  close_subscription();
+  {
+    std::lock_guard lock(replies_mutex_);
+    for (auto& [q, l] : listeners_) {
+      l->stop = true;
+      if (l->thread.joinable()) l->thread.join();
+      rd_kafka_consumer_close(l->consumer.get());
+    }
+    listeners_.clear();
+  }
+  {
+    std::lock_guard lock(lookup_mutex_);
+    lookup_stop_ = true;
+  }
+  lookup_cv_.notify_all();
+  if (lookup_thread_.joinable()) lookup_thread_.join();
+  {
+    std::lock_guard lock(scan_mutex_);
+    if (scanner_) rd_kafka_consumer_close(scanner_.get());
+    scanner_.reset();
+  }
+  if (producer_) {
+    // Replies in flight still get their chance to be delivered.
+    rd_kafka_flush(producer_.get(), 5000);
+    running_ = false;
+    if (producer_thread_.joinable()) producer_thread_.join();
+    rd_kafka_purge(producer_.get(), RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+    rd_kafka_poll(producer_.get(), 0);  // runs the purged records' callbacks
+    producer_.reset();
+  }
+}
+
+}  // namespace prpc::kafka

@@ -1,0 +1,215 @@
+// Finishing a request: store the result, push the reply, dead-letter, acknowledge. The common
+// case is one MULTI/EXEC; a dead letter goes through the finish script.
+#include "broker_impl.hpp"
+#include "prpc/protocol.hpp"
+
+namespace prpc::redis {
+
+using namespace std::chrono_literals;
+
+void RedisBroker::Impl::finish(const DeliveryView& d, const FinishRequest& what,
+                               DoneCallback done) {
+  auto op = std::make_shared<FinishOp>();
+  op->key = delivery_key(d.flavour, d.token);
+  op->done = std::move(done);
+  std::string group;
+  {
+    std::lock_guard lock(names_mutex_);
+    group = group_;
+  }
+  std::string note = take_note(op->key);
+  if (closed_ || group.empty()) {
+    Status why = closed_ ? Status(StatusCode::kCancelled, "the broker is closed")
+                         : Status(StatusCode::kFailedPrecondition,
+                                  "finish() on a broker instance that never subscribed");
+    asio::post(io_, [this, op, why] { complete(op, why); });
+    return;
+  }
+  std::string stream = protocol::request_stream(d.flavour, d.queue);
+  std::string result_key, legacy_key, reply_stream, dead_stream;
+  std::string_view payload;
+  bool store = false, push = false, dead = !what.dead_letter_reason.empty();
+  if (what.reply != nullptr && !what.reply->message_id.empty()) {
+    const ReplyView& r = *what.reply;
+    op->message_id = std::string(r.message_id);
+    payload = r.payload;
+    if (!r.push_only) {
+      store = true;
+      result_key = protocol::result_key(r.flavour, r.queue, r.message_id);
+      // A Python request without reply_to comes from an original PRPC client, which polls
+      // its own key.
+      if (r.flavour == Flavour::kPython && r.reply_to.empty()) {
+        legacy_key = protocol::legacy_result_key(r.queue, r.message_id);
+      }
+    }
+    if (!r.reply_to.empty()) {
+      if (protocol::is_reply_stream(r.reply_to, d.queue)) {
+        push = true;
+        reply_stream = std::string(r.reply_to);
+      } else {
+        log_.debug("not pushing to reply_to '" + std::string(r.reply_to.substr(0, 80)) +
+                   "': not a reply stream of queue '" + std::string(d.queue) + "'");
+      }
+    }
+  }
+  std::string result_ttl = ms_arg(settings_.result_ttl);
+  if (!dead) {
+    finish_in_transaction(op, stream, group, d.token, store ? result_key : std::string(),
+                          legacy_key, push ? reply_stream : std::string(), payload, result_ttl);
+    return;
+  }
+  if (!legacy_key.empty()) {
+    // Before the script on the same connection, so it is stored by the time the ack is.
+    send_now(Command::make({"SET", legacy_key, payload, "PX", result_ttl}),
+             [](const Status&, const ReplyPtr&) {});
+  }
+  dead_stream = protocol::dead_letter_stream(d.queue);
+  std::string reply_ttl = ms_arg(settings_.reply_ttl);
+  std::string reply_cap = std::to_string(settings_.reply_max_len);
+  std::string dead_cap = std::to_string(settings_.dead_letter_max_len);
+  std::vector<std::string_view> args{"EVALSHA",
+                                     scripts::shas().finish,
+                                     "4",
+                                     stream,
+                                     result_key,
+                                     reply_stream,
+                                     dead_stream,
+                                     group,
+                                     d.token,
+                                     store ? "1" : "0",
+                                     push ? "1" : "0",
+                                     dead ? "1" : "0",
+                                     payload,
+                                     result_ttl,
+                                     op->message_id,
+                                     reply_ttl,
+                                     reply_cap,
+                                     dead_cap};
+  // The dead letter: the reason, flavour and the original payload (capped), and where it came
+  // from.
+  std::string reason, count, size;
+  if (dead) {
+    reason = std::string(what.dead_letter_reason);
+    if (!note.empty()) reason += " (" + note + ")";
+    std::string_view original = d.payload;
+    bool truncated = false;
+    if (settings_.dead_letter_max_payload > 0 &&
+        original.size() > static_cast<std::size_t>(settings_.dead_letter_max_payload)) {
+      original = original.substr(0, static_cast<std::size_t>(settings_.dead_letter_max_payload));
+      truncated = true;
+    }
+    count = std::to_string(d.delivery_count);
+    size = std::to_string(d.payload.size());
+    for (std::string_view a :
+         {std::string_view("reason"), std::string_view(reason), std::string_view("flavour"),
+          flavour_name(d.flavour), std::string_view("stream"), std::string_view(stream),
+          std::string_view("id"), d.token, std::string_view("message_id"),
+          std::string_view(op->message_id), std::string_view("delivery_count"),
+          std::string_view(count), std::string_view("payload_bytes"), std::string_view(size),
+          std::string_view("truncated"), std::string_view(truncated ? "1" : "0"),
+          std::string_view("payload"), original}) {
+      args.push_back(a);
+    }
+  }
+  send_now(Command::make(args),
+           [this, op](const Status& s, ReplyPtr r) { on_finished(op, s, r.get()); });
+}
+
+// The common finish, without a dead letter, as one MULTI/EXEC (cheaper for Redis than a
+// script): SET, push, XACK. A command Redis refuses to queue (NOPERM, OOM, READONLY) aborts the
+// whole transaction, so the ack never runs without the store; SET has no other way to fail.
+// Only the push may fail inside EXEC (a foreign key of another type under the reply address).
+void RedisBroker::Impl::finish_in_transaction(
+    const std::shared_ptr<FinishOp>& op, const std::string& stream, const std::string& group,
+    std::string_view id, const std::string& result_key, const std::string& legacy_key,
+    const std::string& reply_stream, std::string_view payload, const std::string& result_ttl) {
+  std::vector<Request> batch;
+  // Each command's own answer is QUEUED, or why it was refused; keep the first refusal, which
+  // says more than EXEC's EXECABORT.
+  auto ignore = [op](const Status& s, ReplyPtr r) {
+    if (s.is_ok() && is_error(r.get()) && op->refused.is_ok()) {
+      op->refused = error_status(r.get(), "finishing the request");
+    }
+  };
+  batch.push_back(Request{Command::make({"MULTI"}), ignore, {}});
+  int store_at = -1, push_at = -1, index = 0;
+  if (!result_key.empty()) {
+    batch.push_back(
+        Request{Command::make({"SET", result_key, payload, "PX", result_ttl}), ignore, {}});
+    store_at = index++;
+  }
+  if (!legacy_key.empty()) {
+    batch.push_back(
+        Request{Command::make({"SET", legacy_key, payload, "PX", result_ttl}), ignore, {}});
+    ++index;
+  }
+  if (!reply_stream.empty()) {
+    std::string cap = std::to_string(settings_.reply_max_len);
+    Command xadd = settings_.reply_max_len > 0
+                       ? Command::make({"XADD", reply_stream, "MAXLEN", "~", cap, "*",
+                                        protocol::kMessageIdField, op->message_id,
+                                        protocol::kMessageField, payload})
+                       : Command::make({"XADD", reply_stream, "*", protocol::kMessageIdField,
+                                        op->message_id, protocol::kMessageField, payload});
+    batch.push_back(Request{std::move(xadd), ignore, {}});
+    push_at = index++;
+    batch.push_back(
+        Request{Command::make({"PEXPIRE", reply_stream, ms_arg(settings_.reply_ttl)}), ignore, {}});
+    ++index;
+  }
+  batch.push_back(Request{Command::make({"XACK", stream, group, id}), ignore, {}});
+  batch.push_back(Request{Command::make({"EXEC"}),
+                          [this, op, store_at, push_at](const Status& s, ReplyPtr r) {
+                            on_transaction(op, s, r.get(), store_at, push_at);
+                          },
+                          {}});
+  if (cmd_->ready() || in_io_thread()) {
+    if (in_io_thread()) command_link();
+    cmd_->send_batch(std::move(batch));
+    return;
+  }
+  auto shared = std::make_shared<std::vector<Request>>(std::move(batch));
+  asio::post(io_, [this, shared] { command_link()->send_batch(std::move(*shared)); });
+}
+
+void RedisBroker::Impl::on_transaction(const std::shared_ptr<FinishOp>& op, const Status& s,
+                                       const redisReply* r, int store_at, int push_at) {
+  details::FinishOutcome out = details::read_transaction(s, r, op->refused, store_at, push_at);
+  if (out.push_error) log_.warn("pushing the reply of " + op->message_id + ": " + *out.push_error);
+  complete(op, out.status);
+}
+
+// io thread: the finish script answered (or the connection failed under it).
+void RedisBroker::Impl::on_finished(const std::shared_ptr<FinishOp>& op, const Status& s,
+                                    const redisReply* r) {
+  details::FinishOutcome out = details::read_finish_script(s, r);
+  if (starts_with(r, "NOSCRIPT")) reload_scripts(cmd_);
+  if (out.push_error)
+    log_.warn("pushing the reply of " + op->message_id + " failed: " + *out.push_error);
+  // Not acknowledged on failure: the request comes back for another try.
+  complete(op, out.status);
+}
+
+void RedisBroker::Impl::complete(const std::shared_ptr<FinishOp>& op, const Status& s) {
+  handed_.erase(op->key);
+  pump();
+  auto done = std::move(op->done);
+  if (done) done(s);
+}
+
+void RedisBroker::Impl::put_note(const std::string& key, std::string note) {
+  std::lock_guard lock(notes_mutex_);
+  notes_[key] = std::move(note);
+}
+
+std::string RedisBroker::Impl::take_note(const std::string& key) {
+  std::lock_guard lock(notes_mutex_);
+  if (notes_.empty()) return {};
+  auto it = notes_.find(key);
+  if (it == notes_.end()) return {};
+  std::string note = std::move(it->second);
+  notes_.erase(it);
+  return note;
+}
+
+}  // namespace prpc::redis

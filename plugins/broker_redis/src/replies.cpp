@@ -1,0 +1,162 @@
+// The client side: publishing requests, the listener of this client's reply streams, and
+// stored results.
+#include "broker_impl.hpp"
+#include "prpc/protocol.hpp"
+
+namespace prpc::redis {
+
+using namespace std::chrono_literals;
+
+namespace {
+constexpr std::size_t kReplyReadCount = 512;
+}  // namespace
+
+void RedisBroker::Impl::publish(const PublishView& m, DoneCallback done) {
+  std::string stream = protocol::request_stream(m.flavour, m.queue);
+  Command xadd;
+  if (settings_.stream_max_len > 0) {
+    std::string max_len = std::to_string(settings_.stream_max_len);
+    xadd = Command::make(
+        {"XADD", stream, "MAXLEN", "~", max_len, "*", protocol::kMessageField, m.payload});
+  } else {
+    xadd = Command::make({"XADD", stream, "*", protocol::kMessageField, m.payload});
+  }
+  send_now(std::move(xadd), [done = std::move(done)](const Status& s, ReplyPtr r) {
+    if (!s.is_ok()) {
+      // Nobody can tell whether a request lost in a broken connection was queued.
+      done(Status(s.code() == StatusCode::kCancelled ? s.code() : StatusCode::kUnavailable,
+                  "the request may not have reached Redis: " + s.message()));
+    } else if (is_error(r.get())) {
+      done(error_status(r.get(), "Redis refused the request"));
+    } else {
+      done(Status::ok());
+    }
+  });
+}
+
+Result<std::string> RedisBroker::Impl::open_replies(std::string_view queue, ReplyHandler on_reply) {
+  if (queue.empty()) return Status(StatusCode::kInvalidArgument, "the queue is empty");
+  if (!on_reply) return Status(StatusCode::kInvalidArgument, "no reply handler");
+  PRPC_RETURN_IF_ERROR(connect());
+  std::string q(queue);
+  return run_sync<std::string>(
+      [this, q, on_reply = std::move(on_reply)](Complete<std::string> complete) mutable {
+        if (closed_) {
+          complete(Status(StatusCode::kCancelled, "the broker is closed"));
+          return;
+        }
+        for (ReplyStream& r : replies_) {
+          if (r.queue == q) {
+            r.handler = std::move(on_reply);
+            complete(r.key);
+            return;
+          }
+        }
+        ReplyStream r;
+        r.queue = q;
+        r.key = protocol::reply_stream_prefix(q) + client_id_;
+        r.handler = std::move(on_reply);
+        replies_.push_back(std::move(r));
+        std::string key = replies_.back().key;
+        if (!listen_) {
+          listen_ = make_link("replies");
+          listen_->on_ready([this] {
+            listening_ = false;
+            listen_next();
+          });
+          listen_->start();
+          schedule_tick();
+        } else if (listening_ && listen_->client_id() >= 0) {
+          // Wake the blocked XREAD so that it comes back listening to the new stream too.
+          unblock(listen_->client_id());
+        } else {
+          listen_next();
+        }
+        complete(key);
+      },
+      settings_.command_timeout);
+}
+
+void RedisBroker::Impl::lookup_result(Flavour flavour, std::string_view queue,
+                                      std::string_view message_id, LookupCallback done) {
+  std::string legacy;
+  if (flavour == Flavour::kPython) legacy = protocol::legacy_result_key(queue, message_id);
+  get_stored(protocol::result_key(flavour, queue, message_id), std::move(legacy), std::move(done));
+}
+
+// GETs `key`; when it holds nothing, `fallback` (if any): where an original PRPC server stored
+// the result of a request it served.
+void RedisBroker::Impl::get_stored(const std::string& key, std::string fallback,
+                                   LookupCallback done) {
+  send_now(Command::make({"GET", key}),
+           [this, fallback = std::move(fallback), done = std::move(done)](const Status& s,
+                                                                          ReplyPtr r) mutable {
+             if (!s.is_ok()) {
+               done(s.with_context("reading the stored result"));
+             } else if (is_error(r.get())) {
+               done(error_status(r.get(), "reading the stored result"));
+             } else if (!is_nil(r.get())) {
+               done(std::optional<std::string>(std::string(text(r.get()))));
+             } else if (!fallback.empty()) {
+               get_stored(fallback, std::string(), std::move(done));
+             } else {
+               done(std::optional<std::string>());
+             }
+           });
+}
+
+void RedisBroker::Impl::listen_next() {
+  if (closed_ || listening_ || !listen_ || !listen_->ready() || replies_.empty()) return;
+  std::string count = std::to_string(kReplyReadCount);
+  std::string block = ms_arg(settings_.block);
+  std::vector<std::string_view> args{"XREAD", "COUNT", count, "BLOCK", block, "STREAMS"};
+  for (const ReplyStream& r : replies_) args.push_back(r.key);
+  for (const ReplyStream& r : replies_) args.push_back(r.last_id);
+  listening_ = true;
+  listen_->send(
+      Command::make(args), [this](const Status& s, ReplyPtr r) { on_replies(s, std::move(r)); },
+      settings_.block);
+}
+
+void RedisBroker::Impl::on_replies(const Status& s, ReplyPtr r) {
+  listening_ = false;
+  if (closed_ || !s.is_ok()) return;  // on_ready of the reconnected link resumes
+  if (is_error(r.get())) {
+    log_.error(error_status(r.get(), "reading replies").message());
+    listen_retry_timer_.expires_after(settings_.reconnect_max);
+    listen_retry_timer_.async_wait([this](const boost::system::error_code& ec) {
+      if (!ec) listen_next();
+    });
+    return;
+  }
+  for (const details::StreamBatch& batch : details::read_streams(r.get())) {
+    if (closed_) return;
+    auto target = std::find_if(replies_.begin(), replies_.end(),
+                               [&](const ReplyStream& rs) { return rs.key == batch.stream; });
+    if (target == replies_.end()) continue;
+    for (const details::StreamEntry& e : batch.entries) {
+      target->last_id = std::string(e.id);
+      if (e.deleted) continue;
+      ReplyHandler handler = target->handler;  // a handler may replace itself
+      try {
+        handler(e.message_id, e.message.value_or(std::string_view()));
+      } catch (...) {
+        log_.error("the reply handler threw");
+      }
+      if (closed_) return;
+    }
+  }
+  listen_next();
+}
+
+// Replies already read are dropped from this client's stream; the rest expire with it.
+void RedisBroker::Impl::trim_replies() {
+  for (ReplyStream& r : replies_) {
+    if (r.last_id == r.trimmed_to) continue;
+    r.trimmed_to = r.last_id;
+    command_link()->send(Command::make({"XTRIM", r.key, "MINID", r.last_id}),
+                         [](const Status&, ReplyPtr) {});
+  }
+}
+
+}  // namespace prpc::redis

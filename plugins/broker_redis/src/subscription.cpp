@@ -1,0 +1,460 @@
+// Subscription: consumer-group reads, claims of entries idle consumers left, back-pressure
+// (entries read beyond max_outstanding are parked), and keeping owned entries from looking idle.
+#include "broker_impl.hpp"
+#include "prpc/protocol.hpp"
+
+namespace prpc::redis {
+
+using namespace std::chrono_literals;
+
+Status RedisBroker::Impl::subscribe(const SubscribeOptions& options, DeliveryHandler handler) {
+  if (options.queue.empty()) return Status(StatusCode::kInvalidArgument, "the queue is empty");
+  if (!options.python && !options.raw) {
+    return Status(StatusCode::kInvalidArgument, "subscribe to at least one flavour");
+  }
+  if (options.group.empty()) return Status(StatusCode::kInvalidArgument, "the group is empty");
+  if (!handler) return Status(StatusCode::kInvalidArgument, "no delivery handler");
+  PRPC_RETURN_IF_ERROR(connect());
+  auto sub = std::make_shared<Subscription>();
+  sub->options = options;
+  if (sub->options.consumer.empty()) sub->options.consumer = "prpc-" + client_id_;
+  sub->options.max_outstanding = std::max<std::uint32_t>(1, options.max_outstanding);
+  sub->options.batch_size = std::max<std::uint32_t>(1, options.batch_size);
+  if (sub->options.visibility_timeout.count() <= 0) sub->options.visibility_timeout = 30s;
+  sub->handler = std::move(handler);
+  if (options.python) {
+    sub->streams.push_back(
+        {protocol::request_stream(Flavour::kPython, options.queue), Flavour::kPython, "-"});
+  }
+  if (options.raw) {
+    sub->streams.push_back(
+        {protocol::request_stream(Flavour::kRaw, options.queue), Flavour::kRaw, "-"});
+  }
+  sub->claim_interval = settings_.claim_interval.count() > 0
+                            ? settings_.claim_interval
+                            : std::clamp(sub->options.visibility_timeout / 4, 10ms, 5000ms);
+
+  auto r = run_sync<bool>(
+      [this, sub](Complete<bool> complete) {
+        if (closed_) {
+          complete(Status(StatusCode::kCancelled, "the broker is closed"));
+          return;
+        }
+        if (sub_) {
+          complete(
+              Status(StatusCode::kAlreadyExists,
+                     "this broker instance already serves queue '" + sub_->options.queue + "'"));
+          return;
+        }
+        create_groups(command_link(), sub, [this, sub, complete](const Status& s) {
+          if (!s.is_ok()) {
+            complete(s);
+            return;
+          }
+          if (closed_ || sub_) {
+            complete(Status(StatusCode::kCancelled, "subscribe raced with close"));
+            return;
+          }
+          start_subscription(sub);
+          complete(true);
+        });
+      },
+      settings_.connect_timeout + settings_.command_timeout + 2s);
+  return r.is_ok() ? Status::ok() : r.status();
+}
+
+void RedisBroker::Impl::unsubscribe() {
+  if (in_io_thread()) {
+    stop_subscription(nullptr);
+    return;
+  }
+  auto done = std::make_shared<std::promise<void>>();
+  auto future = done->get_future();
+  asio::post(io_, [this, done] { stop_subscription(done); });
+  // The read in flight returns at once after CLIENT UNBLOCK, or within `block` without it.
+  auto bound = settings_.block + settings_.command_timeout + 1s;
+  if (future.wait_for(bound) != std::future_status::ready) {
+    asio::post(io_, [this] { abandon_subscription(); });
+    future.wait_for(2s);
+  }
+}
+
+void RedisBroker::Impl::touch(const DeliveryView& d) {
+  std::string stream = protocol::request_stream(d.flavour, d.queue);
+  std::string id(d.token);
+  asio::post(io_, [this, stream = std::move(stream), id = std::move(id)] {
+    if (closed_ || group_.empty()) return;
+    send_touch(stream, id, [this, id](bool owned) {
+      if (!owned) {
+        log_.warn("request " + id +
+                  " was claimed by another consumer while it ran here; it "
+                  "may run twice");
+      }
+    });
+  });
+}
+
+// XGROUP CREATE ... 0 MKSTREAM: from id 0, so requests sent before any server are served.
+void RedisBroker::Impl::create_groups(const std::shared_ptr<Link>& link,
+                                      const std::shared_ptr<Subscription>& sub,
+                                      std::function<void(const Status&)> done) {
+  auto left = std::make_shared<std::size_t>(sub->streams.size());
+  auto first_error = std::make_shared<Status>();
+  for (const StreamState& s : sub->streams) {
+    link->send(Command::make({"XGROUP", "CREATE", s.name, sub->options.group, "0", "MKSTREAM"}),
+               [left, first_error, done, name = s.name](const Status& st, ReplyPtr r) {
+                 Status e = st;
+                 if (e.is_ok() && is_error(r.get()) && !starts_with(r.get(), "BUSYGROUP")) {
+                   e = error_status(r.get(), "creating the consumer group on " + name);
+                 }
+                 if (!e.is_ok() && first_error->is_ok()) *first_error = e;
+                 if (--*left == 0 && done) done(*first_error);
+               });
+  }
+}
+
+void RedisBroker::Impl::start_subscription(const std::shared_ptr<Subscription>& sub) {
+  sub_ = sub;
+  {
+    std::lock_guard lock(names_mutex_);
+    group_ = sub->options.group;
+    consumer_ = sub->options.consumer;
+  }
+  max_outstanding_ = sub->options.max_outstanding;
+  visibility_ = sub->options.visibility_timeout;
+  auto now = Clock::now();
+  sub->next_claim = now;  // recover what crashed consumers left behind right away
+  sub->next_trim = now + settings_.trim_interval;
+  if (!read_) {
+    read_ = make_link("reads");
+    read_->on_ready([this] {
+      if (!sub_) return;
+      sub_->reading = false;
+      // Redis may have come back without its data: make sure the groups exist again.
+      create_groups(read_, sub_, [this](const Status& s) {
+        if (!s.is_ok()) log_.warn("re-creating the consumer groups failed: " + s.message());
+      });
+      pump();
+    });
+    read_->start();
+  } else {
+    pump();
+  }
+  schedule_tick();
+}
+
+void RedisBroker::Impl::stop_subscription(const std::shared_ptr<std::promise<void>>& done) {
+  if (!sub_) {
+    if (done) done->set_value();
+    return;
+  }
+  sub_->active = false;
+  if (sub_->reading && done) {
+    sub_->stopped = done;  // finished when the read in flight returns
+    if (read_ && read_->client_id() >= 0) unblock(read_->client_id());
+    return;
+  }
+  abandon_subscription();
+  if (done) done->set_value();
+}
+
+// Stops reading at once. Entries of a read still in flight stay pending under this consumer
+// and go to another one after the visibility timeout.
+void RedisBroker::Impl::abandon_subscription() {
+  if (!sub_) return;
+  auto sub = std::move(sub_);
+  sub_.reset();
+  parked_.clear();
+  if (read_) {
+    auto link = std::move(read_);
+    read_.reset();
+    link->close();
+  }
+  if (sub->stopped) {
+    auto p = std::move(sub->stopped);
+    p->set_value();
+  }
+}
+
+// Starts the next read or claim when there is room.
+void RedisBroker::Impl::pump() {
+  if (closed_ || !sub_ || !sub_->active) return;
+  hand_over_parked();
+  if (sub_->reading || !read_ || !read_->ready()) return;
+  std::size_t used = handed_.size() + parked_.size();
+  if (used >= max_outstanding_) return;
+  std::size_t room = max_outstanding_ - used;
+  auto now = Clock::now();
+  if (now >= sub_->next_claim) {
+    start_claim(room);
+  } else {
+    start_read(room, std::chrono::duration_cast<milliseconds>(sub_->next_claim - now));
+  }
+}
+
+// COUNT applies per stream: split the room between them, at least one each. With one slot
+// left and two streams, one extra entry may come back; it is parked until a slot frees.
+std::string RedisBroker::Impl::per_stream_count(std::size_t room) const {
+  std::size_t n = std::max<std::size_t>(1, sub_->streams.size());
+  std::size_t count = std::clamp<std::size_t>(room / n, 1, sub_->options.batch_size);
+  return std::to_string(count);
+}
+
+void RedisBroker::Impl::start_read(std::size_t room, milliseconds until_claim) {
+  // Wake up in time for the next claim round: an idle server must still recover entries.
+  milliseconds block = std::max(1ms, std::min(settings_.block, until_claim + 1ms));
+  std::string count = per_stream_count(room);
+  std::string block_ms = ms_arg(block);
+  std::vector<std::string_view> args{
+      "XREADGROUP", "GROUP",  sub_->options.group, sub_->options.consumer, "COUNT", count, "BLOCK",
+      block_ms,     "STREAMS"};
+  for (const StreamState& s : sub_->streams) args.push_back(s.name);
+  for (std::size_t i = 0; i < sub_->streams.size(); ++i) args.emplace_back(">");
+  sub_->reading = true;
+  std::weak_ptr<Subscription> weak = sub_;
+  read_->send(
+      Command::make(args),
+      [this, weak](const Status& s, ReplyPtr r) { on_read(weak, s, std::move(r)); }, block);
+}
+
+void RedisBroker::Impl::on_read(const std::weak_ptr<Subscription>& weak, const Status& s,
+                                ReplyPtr r) {
+  auto sub = weak.lock();
+  if (!sub || sub != sub_) return;
+  sub->reading = false;
+  if (!s.is_ok()) {  // the link reconnects; on_ready resumes
+    finish_stop_if_asked(sub);
+    return;
+  }
+  if (is_error(r.get())) {
+    if (starts_with(r.get(), "NOGROUP")) {
+      log_.warn(
+          "the consumer group is gone (was Redis restarted without its data?); "
+          "creating it again");
+      create_groups(read_, sub, nullptr);
+      pump();
+    } else {
+      log_.error(error_status(r.get(), "reading requests").message());
+      retry_later();
+    }
+    finish_stop_if_asked(sub);
+    return;
+  }
+  std::vector<Item> items;
+  for (details::StreamBatch& batch : details::read_streams(r.get())) {
+    const StreamState* st = find_stream(*sub, batch.stream);
+    if (st != nullptr) collect_entries(st, batch.entries, items);
+  }
+  if (!items.empty()) hand_over(sub, items);
+  finish_stop_if_asked(sub);
+  pump();
+}
+
+void RedisBroker::Impl::finish_stop_if_asked(const std::shared_ptr<Subscription>& sub) {
+  if (sub->active || sub != sub_) return;
+  auto stopped = sub->stopped;
+  sub->stopped.reset();
+  abandon_subscription();
+  if (stopped) stopped->set_value();
+}
+
+void RedisBroker::Impl::retry_later() {
+  retry_timer_.expires_after(settings_.reconnect_max);
+  retry_timer_.async_wait([this](const boost::system::error_code& ec) {
+    if (!ec) pump();
+  });
+}
+
+const RedisBroker::Impl::StreamState* RedisBroker::Impl::find_stream(const Subscription& sub,
+                                                                     std::string_view name) {
+  for (const StreamState& s : sub.streams) {
+    if (s.name == name) return &s;
+  }
+  return nullptr;
+}
+
+// Turns stream entries into items; an entry deleted while pending is acknowledged instead.
+void RedisBroker::Impl::collect_entries(const StreamState* st,
+                                        std::vector<details::StreamEntry>& entries,
+                                        std::vector<Item>& items) {
+  for (details::StreamEntry& e : entries) {
+    if (e.deleted) {
+      // Deleted (XDEL) while pending: nothing left to serve.
+      ack_orphan(st->name, e.id);
+      continue;
+    }
+    Item item;
+    item.flavour = st->flavour;
+    item.stream = &st->name;
+    item.id = e.id;
+    item.count = e.delivery_count;
+    if (e.message) {
+      item.payload = *e.message;
+    } else {
+      // Handed over with an empty payload, which the engine rejects (dead letter + reply).
+      item.note = "the stream entry has no 'message' field; its fields: " + e.other_fields;
+    }
+    items.push_back(std::move(item));
+  }
+}
+
+void RedisBroker::Impl::ack_orphan(const std::string& stream, std::string_view id) {
+  log_.debug("acknowledging deleted entry " + std::string(id) + " of " + stream);
+  command_link()->send(Command::make({"XACK", stream, group_, id}), [](const Status&, ReplyPtr) {});
+}
+
+bool RedisBroker::Impl::is_parked(const std::string& key) const {
+  return std::any_of(parked_.begin(), parked_.end(), [&](const Parked& p) { return p.key == key; });
+}
+
+void RedisBroker::Impl::hand_over(const std::shared_ptr<Subscription>& sub,
+                                  std::vector<Item>& items) {
+  std::vector<DeliveryView> batch;
+  batch.reserve(items.size());
+  auto now = Clock::now();
+  for (Item& it : items) {
+    std::string key = delivery_key(it.flavour, it.id);
+    // A claim may return an entry this server is still working on: never hand it over twice.
+    if (handed_.count(key) != 0 || is_parked(key)) continue;
+    if (!parked_.empty() || handed_.size() >= max_outstanding_) {
+      parked_.push_back(Parked{key, it.flavour, *it.stream, std::string(it.id),
+                               std::string(it.payload), std::move(it.note), it.count, now});
+      continue;
+    }
+    handed_.insert(key);
+    if (!it.note.empty()) put_note(key, std::move(it.note));
+    batch.push_back(DeliveryView{it.flavour, sub->options.queue, it.id, it.payload, it.count});
+  }
+  deliver(sub, batch);
+}
+
+void RedisBroker::Impl::hand_over_parked() {
+  if (parked_.empty() || !sub_) return;
+  auto sub = sub_;
+  std::vector<Parked> taken;
+  while (!parked_.empty() && handed_.size() + taken.size() < max_outstanding_) {
+    taken.push_back(std::move(parked_.front()));
+    parked_.pop_front();
+  }
+  if (taken.empty()) return;
+  std::vector<DeliveryView> batch;
+  for (Parked& p : taken) {
+    handed_.insert(p.key);
+    if (!p.note.empty()) put_note(p.key, std::move(p.note));
+    batch.push_back(DeliveryView{p.flavour, sub->options.queue, p.id, p.payload, p.count});
+  }
+  deliver(sub, batch);
+}
+
+void RedisBroker::Impl::deliver(const std::shared_ptr<Subscription>& sub,
+                                const std::vector<DeliveryView>& batch) {
+  if (batch.empty()) return;
+  try {
+    sub->handler(std::span<const DeliveryView>(batch.data(), batch.size()));
+  } catch (const std::exception& e) {
+    log_.error(std::string("the delivery handler threw: ") + e.what());
+  } catch (...) {
+    log_.error("the delivery handler threw");
+  }
+}
+
+void RedisBroker::Impl::start_claim(std::size_t room) {
+  sub_->reading = true;
+  sub_->next_claim = Clock::now() + sub_->claim_interval;
+  std::string count = per_stream_count(room);
+  std::string min_idle = ms_arg(visibility_);
+  auto left = std::make_shared<std::size_t>(sub_->streams.size());
+  auto replies = std::make_shared<std::vector<ReplyPtr>>(sub_->streams.size());
+  std::weak_ptr<Subscription> weak = sub_;
+  for (std::size_t i = 0; i < sub_->streams.size(); ++i) {
+    const StreamState& s = sub_->streams[i];
+    std::vector<std::string_view> args{"EVALSHA",
+                                       scripts::shas().claim,
+                                       "1",
+                                       s.name,
+                                       sub_->options.group,
+                                       sub_->options.consumer,
+                                       min_idle,
+                                       s.cursor,
+                                       count};
+    // The ids this consumer holds (handed over or parked) are not to be claimed back.
+    char prefix = s.flavour == Flavour::kRaw ? 'r' : 'p';
+    for (const std::string& key : handed_) {
+      if (key[0] == prefix) args.push_back(std::string_view(key).substr(1));
+    }
+    for (const Parked& pk : parked_) {
+      if (pk.flavour == s.flavour) args.push_back(pk.id);
+    }
+    read_->send(Command::make(args),
+                [this, weak, i, left, replies, count](const Status& st, ReplyPtr r) {
+                  if (st.is_ok()) (*replies)[i] = std::move(r);
+                  if (--*left == 0) on_claimed(weak, *replies, std::stoul(count));
+                });
+  }
+}
+
+void RedisBroker::Impl::on_claimed(const std::weak_ptr<Subscription>& weak,
+                                   std::vector<ReplyPtr>& replies, std::size_t count) {
+  auto sub = weak.lock();
+  if (!sub || sub != sub_) return;
+  sub->reading = false;
+  std::vector<Item> items;
+  bool more = false;
+  for (std::size_t i = 0; i < replies.size() && i < sub->streams.size(); ++i) {
+    const redisReply* r = replies[i].get();
+    if (r == nullptr) continue;  // the link dropped; on_ready resumes
+    StreamState& st = sub->streams[i];
+    if (is_error(r)) {
+      if (starts_with(r, "NOGROUP")) {
+        create_groups(read_, sub, nullptr);
+      } else if (starts_with(r, "NOSCRIPT")) {
+        reload_scripts(read_);
+      } else {
+        log_.warn(error_status(r, "claiming idle requests on " + st.name).message());
+      }
+      continue;
+    }
+    std::optional<details::ClaimPage> page = details::read_claim(r);
+    if (!page) continue;
+    st.cursor = std::move(page->cursor);
+    std::size_t before = items.size();
+    collect_entries(&st, page->entries, items);
+    if (items.size() - before >= count || st.cursor != "-") more = true;
+  }
+  if (!items.empty()) {
+    log_.info("claimed " + std::to_string(items.size()) + " idle request(s) from other consumers");
+    hand_over(sub, items);
+  }
+  if (more) sub->next_claim = Clock::now();  // keep scanning while there is a backlog
+  finish_stop_if_asked(sub);
+  pump();
+}
+
+void RedisBroker::Impl::send_touch(const std::string& stream, const std::string& id,
+                                   std::function<void(bool)> done) {
+  command_link()->send(
+      Command::make({"EVALSHA", scripts::shas().touch, "1", stream, group_, consumer_, id}),
+      [this, done = std::move(done)](const Status& s, ReplyPtr r) {
+        if (starts_with(r.get(), "NOSCRIPT")) reload_scripts(cmd_);
+        // Errors (connection lost) and "acknowledged meanwhile" say nothing about ownership.
+        std::optional<bool> owned = details::read_touch(r.get());
+        if (s.is_ok() && owned && done) done(*owned);
+      });
+}
+
+// Parked entries are ours in Redis; keep them from looking abandoned.
+void RedisBroker::Impl::touch_parked(Clock::time_point now) {
+  for (Parked& p : parked_) {
+    if (now - p.since < visibility_ / 3) continue;
+    p.since = now;
+    std::string key = p.key;
+    send_touch(p.stream, p.id, [this, key](bool owned) {
+      if (owned) return;
+      auto it = std::find_if(parked_.begin(), parked_.end(),
+                             [&](const Parked& x) { return x.key == key; });
+      if (it != parked_.end()) parked_.erase(it);  // another server has it now
+    });
+  }
+}
+
+}  // namespace prpc::redis
