@@ -1,6 +1,8 @@
-// The server engine's defences over the in-process broker: requests over the server's limits are
-// dead-lettered with the reason before any codec reads them, are never run, and the server keeps
-// serving. The functions here record every call they run (the side effect the tests check).
+// The engines' defences over the in-process broker: requests over the server's limits, and
+// unsigned or mis-signed requests when the server has a signing key, are dead-lettered with the
+// reason before any codec reads them and never run, and the server keeps serving; a client with
+// a key rejects replies that are not signed with it. The functions here record every call they
+// run (the side effect the tests check).
 #include <gtest/gtest.h>
 
 #include <future>
@@ -11,6 +13,7 @@
 #include "prpc/envelope.hpp"
 #include "prpc/plugin_loader.hpp"
 #include "prpc/server.hpp"
+#include "prpc/signing.hpp"
 #include "prpc/uuid.hpp"
 
 namespace prpc {
@@ -76,10 +79,11 @@ class EngineSecurityTest : public ::testing::Test {
     return server;
   }
 
-  Result<Message> call(const std::string& args, Flavour flavour = Flavour::kRaw) {
+  Result<Message> call(const std::string& args, Flavour flavour = Flavour::kRaw,
+                       SigningOptions signing = {}) {
     auto& client = flavour == Flavour::kRaw ? raw_client_ : python_client_;
-    if (!client) {
-      client = std::make_unique<Client>(ClientOptions{queue_, flavour}, broker(),
+    if (!client || client->options().signing.key != signing.key) {
+      client = std::make_unique<Client>(ClientOptions{queue_, flavour, {}, signing}, broker(),
                                         flavour == Flavour::kRaw ? rawjson_ : jsonpickle_);
     }
     Message m;
@@ -88,11 +92,22 @@ class EngineSecurityTest : public ::testing::Test {
     return client->call_sync(std::move(m), 10s);
   }
 
-  void publish(const std::string& payload, Flavour flavour = Flavour::kRaw) {
+  void publish(const std::string& payload, Flavour flavour = Flavour::kRaw,
+               const std::string& signature = {}, const std::string& key_id = {}) {
     std::promise<Status> sent;
-    publisher_->publish(PublishView{flavour, queue_, "", payload},
+    publisher_->publish(PublishView(flavour, queue_, "", payload, signature, key_id),
                         [&](const Status& s) { sent.set_value(s); });
     ASSERT_TRUE(sent.get_future().get().is_ok());
+  }
+
+  std::optional<StoredResult> stored_signed(const std::string& id,
+                                            Flavour flavour = Flavour::kRaw) {
+    std::promise<std::optional<StoredResult>> found;
+    publisher_->lookup_result_signed(flavour, queue_, id,
+                                     [&](Result<std::optional<StoredResult>> r) {
+                                       found.set_value(r.is_ok() ? *r : std::nullopt);
+                                     });
+    return found.get_future().get();
   }
 
   std::optional<std::string> stored(const std::string& id, Flavour flavour = Flavour::kRaw) {
@@ -209,6 +224,156 @@ TEST_F(EngineSecurityTest, RequestsNestedTooDeeplyAreDeadLetteredUnreadAndNotRun
   ASSERT_TRUE(ok.is_ok()) << ok.status().to_string();
   EXPECT_FALSE(ok->failed()) << *ok->exception_info;
   EXPECT_EQ(recorder_->ran(), std::vector<std::string>{"[" + nested(30) + "]"});
+}
+
+const std::string kKey = "k1-0123456789abcdef0123456789abcdef";
+const std::string kOldKey = "k0-fedcba9876543210fedcba9876543210";
+const std::string kWrongKey = "kx-not-the-key-of-this-deployment!";
+
+std::string raw_request(const std::string& id, const std::string& args = "[1]") {
+  return R"({"func_name": "record", "func_args": )" + args + R"(, "func_kwargs": {}, )"
+         R"("message_id": ")" + id + R"("})";
+}
+
+TEST_F(EngineSecurityTest, SignedCallsWorkAndTheirResultsAreSigned) {
+  ServerOptions options;
+  options.signing.key = kKey;
+  auto server = start_server(options);
+  for (Flavour f : {Flavour::kRaw, Flavour::kPython}) {
+    SCOPED_TRACE(std::string(flavour_name(f)));
+    auto r = call("[\"signed\"]", f, {kKey, {}, false});
+    ASSERT_TRUE(r.is_ok()) << r.status().to_string();
+    EXPECT_FALSE(r->failed()) << *r->exception_info;
+    // What a raw client can check: the stored bytes' HMAC is the stored signature.
+    auto stored = stored_signed(r->message_id, f);
+    ASSERT_TRUE(stored.has_value());
+    EXPECT_EQ(stored->signature, hmac_sha256_hex(kKey, stored->payload));
+    EXPECT_EQ(stored->key_id, signing_key_id(kKey));
+  }
+  EXPECT_EQ(recorder_->ran().size(), 2u);
+}
+
+TEST_F(EngineSecurityTest, UnsignedAndMisSignedRequestsAreDeadLetteredAndNeverRun) {
+  ServerOptions options;
+  options.signing.key = kKey;
+  auto server = start_server(options);
+  std::string unsigned_id = new_uuid(), wrong_id = new_uuid(), tampered_id = new_uuid(),
+              forged_id = new_uuid(), garbage_id = new_uuid();
+  publish(raw_request(unsigned_id));
+  std::string wrong = raw_request(wrong_id);
+  publish(wrong, Flavour::kRaw, hmac_sha256_hex(kWrongKey, wrong), signing_key_id(kWrongKey));
+  // Signed, then changed: the signature is of other bytes.
+  std::string original = raw_request(tampered_id, "[1]");
+  publish(raw_request(tampered_id, "[2]"), Flavour::kRaw, hmac_sha256_hex(kKey, original),
+          signing_key_id(kKey));
+  // The right key id with a wrong key's signature; and a signature that is not one.
+  std::string forged = raw_request(forged_id);
+  publish(forged, Flavour::kRaw, hmac_sha256_hex(kWrongKey, forged), signing_key_id(kKey));
+  publish(raw_request(garbage_id), Flavour::kRaw, "not-a-signature");
+  ASSERT_TRUE(wait_until([&] { return dead_letters().size() == 5; }, 5s));
+
+  std::map<std::string, std::string> expected = {
+      {unsigned_id, "unsigned request: signed messages are required"},
+      {wrong_id, "the request is signed with an unknown key (key id '" +
+                     signing_key_id(kWrongKey) + "')"},
+      {tampered_id, "the request's signature does not match its bytes under any accepted key"},
+      {forged_id, "the request's signature does not match its bytes under any accepted key"},
+      {garbage_id, "the request's signature is not 64 hex digits"}};
+  for (const auto& [id, reason] : expected) {
+    SCOPED_TRACE(reason);
+    // Answered, so a caller without the key learns why, but not signed: the server signs
+    // nothing a sender without the key chose.
+    auto reply = stored_signed(id);
+    ASSERT_TRUE(reply.has_value());
+    EXPECT_NE(reply->payload.find("\"exception_info\": \"SignatureError: " + reason),
+              std::string::npos)
+        << reply->payload;
+    EXPECT_EQ(reply->signature, "");
+  }
+  for (const DeadLetter& d : dead_letters()) {
+    bool known = false;
+    for (const auto& [id, reason] : expected) {
+      known = known || (d.payload.find(id) != std::string::npos &&
+                        d.reason.rfind(reason, 0) == 0);
+    }
+    EXPECT_TRUE(known) << d.reason;
+  }
+  EXPECT_TRUE(recorder_->ran().empty());
+  // Still serving signed requests.
+  auto ok = call("[\"after\"]", Flavour::kRaw, {kKey, {}, false});
+  ASSERT_TRUE(ok.is_ok()) << ok.status().to_string();
+  EXPECT_FALSE(ok->failed());
+  EXPECT_EQ(recorder_->ran(), std::vector<std::string>{"[\"after\"]"});
+}
+
+TEST_F(EngineSecurityTest, AClientWithAKeyRejectsUnsignedAndMisSignedReplies) {
+  {
+    auto server = start_server();  // no key: its replies are unsigned
+    auto r = call("[1]", Flavour::kRaw, {kKey, {}, false});
+    ASSERT_FALSE(r.is_ok());
+    EXPECT_EQ(r.status().code(), StatusCode::kDecode);
+    EXPECT_EQ(r.status().message(),
+              "rejected the reply: unsigned reply: signed messages are required (a signing key "
+              "is configured)");
+  }
+  raw_client_.reset();
+  // A server that accepts our key but signs with another.
+  ServerOptions options;
+  options.signing = {kWrongKey, {kKey}, false};
+  auto server = start_server(options);
+  auto r = call("[2]", Flavour::kRaw, {kKey, {}, false});
+  ASSERT_FALSE(r.is_ok());
+  EXPECT_EQ(r.status().message(), "rejected the reply: the reply is signed with an unknown key "
+                                  "(key id '" + signing_key_id(kWrongKey) + "')");
+}
+
+TEST_F(EngineSecurityTest, KeysRotateWithoutAnUnansweredCall) {
+  // Half-way through a rotation: this server signs with the new key and still accepts the
+  // old one; the client signs with the old key and already accepts the new one.
+  ServerOptions options;
+  options.signing = {kKey, {kOldKey}, false};
+  auto server = start_server(options);
+  auto r = call("[\"rotating\"]", Flavour::kRaw, {kOldKey, {kKey}, false});
+  ASSERT_TRUE(r.is_ok()) << r.status().to_string();
+  EXPECT_FALSE(r->failed());
+  EXPECT_EQ(stored_signed(r->message_id)->key_id, signing_key_id(kKey));
+  // A client that knows only the old key cannot trust the new signatures.
+  raw_client_.reset();
+  auto old_only = call("[\"stale\"]", Flavour::kRaw, {kOldKey, {}, false});
+  ASSERT_FALSE(old_only.is_ok());
+  EXPECT_NE(old_only.status().message().find("unknown key"), std::string::npos);
+  EXPECT_EQ(recorder_->ran().size(), 2u);  // the server took both: it accepts the old key
+}
+
+TEST_F(EngineSecurityTest, UnsignedRequestsDuringARollout) {
+  ServerOptions options;
+  options.signing = {kKey, {}, true};  // accept_unsigned
+  auto server = start_server(options);
+  auto r = call("[\"plain\"]");
+  ASSERT_TRUE(r.is_ok()) << r.status().to_string();
+  EXPECT_FALSE(r->failed());
+  EXPECT_EQ(stored_signed(r->message_id)->signature,
+            hmac_sha256_hex(kKey, stored_signed(r->message_id)->payload));
+  // A wrong signature is still refused.
+  std::string id = new_uuid();
+  std::string wrong = raw_request(id);
+  publish(wrong, Flavour::kRaw, hmac_sha256_hex(kWrongKey, wrong));
+  ASSERT_TRUE(wait_until([&] { return dead_letters().size() == 1; }, 5s));
+  EXPECT_EQ(recorder_->ran().size(), 1u);
+}
+
+TEST_F(EngineSecurityTest, BadKeysStopTheServerAndTheClientFromStarting) {
+  ServerOptions options;
+  options.queue = queue_;
+  options.signing.key = "short";
+  Server server(options, broker(), jsonpickle_, rawjson_, recorder_,
+                ExecutorMap{{"inline", std::make_shared<InlineExecutor>(recorder_)}});
+  Status s = server.start();
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(s.message().find("short"), std::string::npos);
+  Client client(ClientOptions{queue_, Flavour::kRaw, {}, {"short", {}, false}}, broker(),
+                rawjson_);
+  EXPECT_EQ(client.start().code(), StatusCode::kInvalidArgument);
 }
 
 }  // namespace
