@@ -236,6 +236,7 @@ class RedisBroker::Impl {
   void touch_parked(Clock::time_point now);
 
   // ---- finishing.cpp ----
+  void restore_legacy_later(std::string key, std::string payload);
   void finish_in_transaction(const std::shared_ptr<FinishOp>& op, const std::string& stream,
                              const std::string& group, std::string_view id,
                              const std::string& result_key, const std::string& legacy_key,

@@ -53,6 +53,7 @@ void RedisBroker::Impl::finish(const DeliveryView& d, const FinishRequest& what,
     }
   }
   std::string result_ttl = ms_arg(settings_.result_ttl);
+  if (!legacy_key.empty()) restore_legacy_later(legacy_key, std::string(payload));
   if (!dead) {
     finish_in_transaction(op, stream, group, d.token, store ? result_key : std::string(),
                           legacy_key, push ? reply_stream : std::string(), payload, result_ttl);
@@ -210,6 +211,23 @@ std::string RedisBroker::Impl::take_note(const std::string& key) {
   std::string note = std::move(it->second);
   notes_.erase(it);
   return note;
+}
+
+
+// An original PRPC client polls its key with GET, then an unconditional DEL: a result stored
+// between the two is deleted unread, and that caller would wait for ever. Once its poll interval
+// (1 s) has passed, the result is stored again if the key is gone (NX), for a few minutes: a
+// caller that did read it never looks again, one that lost it finds it at its next poll.
+void RedisBroker::Impl::restore_legacy_later(std::string key, std::string payload) {
+  asio::post(io_, [this, key = std::move(key), payload = std::move(payload)]() mutable {
+    auto timer = std::make_shared<asio::steady_timer>(io_, std::chrono::milliseconds(1500));
+    timer->async_wait([this, timer, key = std::move(key),
+                       payload = std::move(payload)](const boost::system::error_code& ec) {
+      if (ec || closed_) return;
+      send_now(Command::make({"SET", key, payload, "PX", "300000", "NX"}),
+               [](const Status&, const ReplyPtr&) {});
+    });
+  });
 }
 
 }  // namespace prpc::redis

@@ -323,7 +323,7 @@ void RedisBroker::Impl::hand_over(const std::shared_ptr<Subscription>& sub,
     }
     handed_.insert(key);
     if (!it.note.empty()) put_note(key, std::move(it.note));
-    batch.push_back(DeliveryView{it.flavour, sub->options.queue, it.id, it.payload, it.count});
+    batch.emplace_back(it.flavour, sub->options.queue, it.id, it.payload, it.count);
   }
   deliver(sub, batch);
 }
@@ -341,7 +341,7 @@ void RedisBroker::Impl::hand_over_parked() {
   for (Parked& p : taken) {
     handed_.insert(p.key);
     if (!p.note.empty()) put_note(p.key, std::move(p.note));
-    batch.push_back(DeliveryView{p.flavour, sub->options.queue, p.id, p.payload, p.count});
+    batch.emplace_back(p.flavour, sub->options.queue, p.id, p.payload, p.count);
   }
   deliver(sub, batch);
 }

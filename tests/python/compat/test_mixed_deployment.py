@@ -229,3 +229,25 @@ def test_our_kafka_client_says_when_the_server_looks_like_the_original(kafka_env
     finally:
         client.close()
         original.close()
+
+
+def test_a_result_the_original_client_deleted_unread_comes_back(start_app, env, redis_server):
+    """The original client polls with GET, then an unconditional DEL; a result stored between
+    the two is deleted unread. Here that unlucky moment is made to happen: the server stores the
+    result again once the client's poll interval has passed."""
+    start_app(APP.replace("{TYPE}", "redis"))
+    store = redis_server.client
+    request = prpc.PRPCMessage("summ", (1, 2), {})  # as the original writes it: no reply_to
+    store.xadd(f"prpc_{env['PRPC_QUEUE_NAME']}", {"message": request.serialize()})
+    key = f"prpc_feedback_{env['PRPC_QUEUE_NAME']}_{request.message_id}"
+    deadline = time.monotonic() + 20
+    while not store.exists(key):
+        assert time.monotonic() < deadline, "no result stored"
+        time.sleep(0.01)
+    store.delete(key)  # the DEL that followed a GET which still saw nothing
+    found = None
+    while found is None and time.monotonic() < deadline:
+        found = store.get(key)
+        time.sleep(0.1)
+    assert found is not None, "the result was lost"
+    assert prpc.PRPCMessage.deserialize(found).result == 3.5

@@ -2,4 +2,4 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "support"))
-from sdk_fixtures import *  # noqa: E402,F401,F403 - the shared fixtures
+from sdk_fixtures import *  # noqa: F403 - the shared fixtures

@@ -14,7 +14,6 @@ import zipfile
 from pathlib import Path
 
 import pytest
-
 from sdk_fixtures import wait_until
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -84,8 +83,8 @@ def clean_env(**extra: str) -> dict[str, str]:
 
 
 def site_packages(venv: Path) -> Path:
-    out = subprocess.run([str(venv / "bin" / "python"), "-c",
-                          "import prpc, os; print(os.path.dirname(os.path.dirname(prpc.__file__)))"],
+    code = "import prpc, os; print(os.path.dirname(os.path.dirname(prpc.__file__)))"
+    out = subprocess.run([str(venv / "bin" / "python"), "-c", code],
                          capture_output=True, text=True, env=clean_env(), check=True, timeout=60)
     return Path(out.stdout.strip())
 

@@ -27,7 +27,7 @@ import shutil
 import subprocess
 import time
 import warnings
-from typing import Iterator, Mapping, Optional, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 
 import pytest
 
@@ -40,8 +40,15 @@ with warnings.catch_warnings():
     from kafka.errors import KafkaError
 
 from kafka_fixture import _cluster_id, kafka_classpath, queue_topics, wait_for_kafka
-from service_process import (file_tail, free_port, kill_process, remove_unless_failed,
-                             start_process, stop_process, wait_until)
+from service_process import (
+    file_tail,
+    free_port,
+    kill_process,
+    remove_unless_failed,
+    start_process,
+    stop_process,
+    wait_until,
+)
 
 # Small heaps: the test machine has 2 cores and other builds; a test broker holds little.
 JVM_OPTIONS = ["-Xms64m", "-Xmx256m", "-XX:+UseSerialGC", "-Djava.awt.headless=true"]
@@ -99,8 +106,8 @@ def start_broker(classpath: str, directory: pathlib.Path) -> subprocess.Popen:
         directory / "stdout.log")
 
 
-def metadata(bootstrap: str, config_file: Optional[pathlib.Path] = None,
-             timeout: float = 2.0) -> Optional[dict]:
+def metadata(bootstrap: str, config_file: pathlib.Path | None = None,
+             timeout: float = 2.0) -> dict | None:
     """``kcat -L -J``: brokers, topics, partitions with leader, replicas and ISR (all topics:
     naming one could auto-create it)."""
     extra = ["-F", str(config_file)] if config_file is not None else []
@@ -114,7 +121,7 @@ def metadata(bootstrap: str, config_file: Optional[pathlib.Path] = None,
         return None
 
 
-def topic_state(md: Optional[dict], topic: str) -> list[PartitionState]:
+def topic_state(md: dict | None, topic: str) -> list[PartitionState]:
     for t in (md or {}).get("topics", []):
         if t.get("topic") == topic and not t.get("error"):
             return sorted((PartitionState(partition=p["partition"], leader=p.get("leader", -1),
@@ -131,7 +138,7 @@ class _Node:
         self.dir = directory
         self.port = port
         self.controller_port = controller_port
-        self.proc: Optional[subprocess.Popen] = None
+        self.proc: subprocess.Popen | None = None
 
 
 class KafkaCluster:
@@ -200,7 +207,7 @@ class KafkaCluster:
             cluster_id = _cluster_id()
             formats = [format_storage(self.classpath, cluster_id, n.dir / "server.properties")
                        for n in self._nodes]
-            for n, proc in zip(self._nodes, formats):
+            for n, proc in zip(self._nodes, formats, strict=True):
                 finish_format(proc, n.dir / "server.properties")
             for n in self._nodes:
                 n.proc = start_broker(self.classpath, n.dir)
@@ -279,9 +286,9 @@ class KafkaCluster:
         return KafkaAdminClient(bootstrap_servers=self.bootstrap.split(","),
                                 request_timeout_ms=30000)
 
-    def create_topic(self, name: str, partitions: Optional[int] = None,
-                     replication_factor: Optional[int] = None,
-                     configs: Optional[Mapping[str, str]] = None) -> None:
+    def create_topic(self, name: str, partitions: int | None = None,
+                     replication_factor: int | None = None,
+                     configs: Mapping[str, str] | None = None) -> None:
         """CreateTopics; min.insync.replicas comes from the cluster unless ``configs`` sets
         it. Waits until every running broker shows leaders for it."""
         rf = replication_factor or self.replication_factor
@@ -295,7 +302,7 @@ class KafkaCluster:
             admin.close()
         self.wait_for_leaders(name, min(self.min_insync_replicas, rf))
 
-    def create_queue_topics(self, queue: str, partitions: Optional[int] = None) -> None:
+    def create_queue_topics(self, queue: str, partitions: int | None = None) -> None:
         for t in queue_topics(queue):
             self.create_topic(t, partitions)
 

@@ -1,5 +1,6 @@
 """Kafka services for pytest: librdkafka's mock cluster (the ``prpc-kafka-mock`` helper) and a
-real Apache Kafka 3.9.1 broker in KRaft combined mode (from the jars ``scripts/deps.sh kafka`` fetches).
+real Apache Kafka 3.9.1 broker in KRaft combined mode (from the jars ``scripts/deps.sh kafka``
+fetches).
 
 Both listen on free loopback ports and are ready when started: readiness is a metadata answer,
 polled with a bound, never a sleep.

@@ -24,14 +24,19 @@ import re
 import secrets
 import shutil
 import subprocess
-from typing import Iterator, Optional
+from collections.abc import Iterator
 
 import pytest
-
 from kafka_cluster_fixture import finish_format, format_storage, start_broker, write_log4j
 from kafka_fixture import _cluster_id, kafka_classpath, wait_for_kafka
-from service_process import (file_tail, free_port, kill_process, remove_unless_failed,
-                             run_program, stop_process)
+from service_process import (
+    file_tail,
+    free_port,
+    kill_process,
+    remove_unless_failed,
+    run_program,
+    stop_process,
+)
 
 _SCRAM_FORBIDDEN = re.compile(r'[,\[\]="\\\s]')
 
@@ -40,7 +45,7 @@ class KafkaSaslSslServer:
     """A SASL_SSL Kafka broker; started by the constructor, killed by close()."""
 
     def __init__(self, directory: pathlib.Path, *, user: str = "alice",
-                 password: Optional[str] = None) -> None:
+                 password: str | None = None) -> None:
         for tool in ("java", "kcat", "openssl", "keytool"):
             if shutil.which(tool) is None:
                 pytest.skip(f"{tool} is not installed")
@@ -57,7 +62,7 @@ class KafkaSaslSslServer:
         self.classpath = kafka_classpath()
         self.log_file = self.dir / "kafka.log"
         self.ca_file = self.dir / "ca.pem"
-        self._proc: Optional[subprocess.Popen] = None
+        self._proc: subprocess.Popen | None = None
         self._make_keys()
         port = free_port()
         controller = free_port({port})
@@ -123,8 +128,8 @@ class KafkaSaslSslServer:
 
     # ---- client settings -----------------------------------------------------------------
 
-    def client_config(self, user: Optional[str] = None,
-                      password: Optional[str] = None) -> dict[str, str]:
+    def client_config(self, user: str | None = None,
+                      password: str | None = None) -> dict[str, str]:
         """librdkafka options for a client (the fixture's user unless others are given)."""
         return {
             "bootstrap.servers": self.bootstrap,
@@ -137,8 +142,8 @@ class KafkaSaslSslServer:
             "ssl.endpoint.identification.algorithm": "https",
         }
 
-    def kafka_python_config(self, user: Optional[str] = None,
-                            password: Optional[str] = None) -> dict[str, object]:
+    def kafka_python_config(self, user: str | None = None,
+                            password: str | None = None) -> dict[str, object]:
         """The same as kafka-python keyword arguments."""
         return {
             "bootstrap_servers": self.bootstrap,

@@ -16,11 +16,10 @@ from __future__ import annotations
 import pathlib
 import secrets
 import urllib.parse
-from typing import Iterator, Optional, Sequence
+from collections.abc import Iterator, Sequence
 
 import pytest
 import redis
-
 from redis_fixture import RedisServer
 from service_process import remove_unless_failed
 
@@ -36,10 +35,10 @@ class RedisAclServer:
     admin login."""
 
     def __init__(self, directory: pathlib.Path, *, user: str = "prpc",
-                 password: Optional[str] = None,
+                 password: str | None = None,
                  key_patterns: Sequence[str] = PRPC_KEY_PATTERNS,
                  commands: Sequence[str] = PRPC_COMMANDS,
-                 default_password: Optional[str] = None,
+                 default_password: str | None = None,
                  extra_config: Sequence[str] = ()) -> None:
         self.user = user
         self.password = password or secrets.token_hex(12)

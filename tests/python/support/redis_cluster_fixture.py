@@ -23,19 +23,25 @@ import dataclasses
 import pathlib
 import shutil
 import subprocess
-from typing import Iterator, Optional, Sequence, Union
+from collections.abc import Iterator, Sequence
 
 import pytest
 import redis
 import redis.cluster
-
-from service_process import (file_tail, free_port, kill_process, remove_unless_failed,
-                             run_program, start_process, wait_until)
+from service_process import (
+    file_tail,
+    free_port,
+    kill_process,
+    remove_unless_failed,
+    run_program,
+    start_process,
+    wait_until,
+)
 
 SLOTS = 16384
 
 
-def key_slot(key: Union[str, bytes]) -> int:
+def key_slot(key: str | bytes) -> int:
     """The cluster hash slot of a key: CRC16/XMODEM of the key (or of its non-empty ``{tag}``)
     modulo 16384."""
     data = key.encode() if isinstance(key, str) else bytes(key)
@@ -60,7 +66,7 @@ class ClusterNode:
     port: int
     master: bool
     failed: bool  # fail or pfail, as the node asked sees it
-    master_id: Optional[str]
+    master_id: str | None
     slots: list[tuple[int, int]]  # inclusive ranges
 
     def owns(self, slot: int) -> bool:
@@ -96,7 +102,7 @@ class _Node:
         self.dir = directory
         self.port = 0
         self.bus_port = 0
-        self.proc: Optional[subprocess.Popen] = None
+        self.proc: subprocess.Popen | None = None
         self.slots_at_kill: list[tuple[int, int]] = []
         self.replicas_at_kill: list[int] = []
 
@@ -106,7 +112,7 @@ class RedisCluster:
 
     def __init__(self, directory: pathlib.Path, *, masters: int = 3,
                  replicas_per_master: int = 1, node_timeout_ms: int = 1000,
-                 password: Optional[str] = None, extra_config: Sequence[str] = ()) -> None:
+                 password: str | None = None, extra_config: Sequence[str] = ()) -> None:
         if shutil.which("redis-server") is None or shutil.which("redis-cli") is None:
             pytest.skip("redis-server or redis-cli is not installed")
         if masters < 3:
@@ -211,7 +217,7 @@ class RedisCluster:
                 return n.port
         raise RuntimeError(f"no live master serves slot {slot}")
 
-    def owner_of_key(self, key: Union[str, bytes]) -> int:
+    def owner_of_key(self, key: str | bytes) -> int:
         return self.owner_of_slot(key_slot(key))
 
     # ---- faults --------------------------------------------------------------------------

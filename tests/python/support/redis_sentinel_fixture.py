@@ -21,14 +21,19 @@ from __future__ import annotations
 import pathlib
 import shutil
 import subprocess
-from typing import Iterator, Optional, Sequence
+from collections.abc import Iterator, Sequence
 
 import pytest
 import redis
 import redis.sentinel
-
-from service_process import (file_tail, free_port, kill_process, remove_unless_failed,
-                             start_process, wait_until)
+from service_process import (
+    file_tail,
+    free_port,
+    kill_process,
+    remove_unless_failed,
+    start_process,
+    wait_until,
+)
 
 
 class _Process:
@@ -37,7 +42,7 @@ class _Process:
         self.sentinel = sentinel
         self.replica_of = replica_of
         self.port = 0
-        self.proc: Optional[subprocess.Popen] = None
+        self.proc: subprocess.Popen | None = None
 
 
 class RedisSentinel:
@@ -104,8 +109,8 @@ class RedisSentinel:
         """redis-py's Sentinel client over every sentinel (``.master_for(name)``)."""
         return redis.sentinel.Sentinel(self.sentinel_addresses(), socket_timeout=5, **kwargs)
 
-    def master_port_per_sentinel(self) -> list[Optional[int]]:
-        out: list[Optional[int]] = []
+    def master_port_per_sentinel(self) -> list[int | None]:
+        out: list[int | None] = []
         for s in self._sentinels:
             port = None
             if s.proc is not None and s.proc.poll() is None:
@@ -148,7 +153,8 @@ class RedisSentinel:
         promoted: list[int] = []
 
         def replaced() -> bool:
-            named = {p for s, p in zip(self._sentinels, self.master_port_per_sentinel())
+            ports = self.master_port_per_sentinel()
+            named = {p for s, p in zip(self._sentinels, ports, strict=False)
                      if s.proc is not None and s.proc.poll() is None}
             if len(named) != 1:
                 return False

@@ -17,7 +17,7 @@ import socket
 import subprocess
 import threading
 import time
-from typing import Callable, Iterable, Mapping, Optional
+from collections.abc import Callable, Iterable, Mapping
 
 _PR_SET_PDEATHSIG = 1
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
@@ -50,7 +50,7 @@ def _die_with_parent() -> None:  # runs in the child between fork and exec
 
 
 def start_process(argv: list[str], log_path: pathlib.Path,
-                  env: Optional[Mapping[str, str]] = None) -> subprocess.Popen:
+                  env: Mapping[str, str] | None = None) -> subprocess.Popen:
     """Starts ``argv`` with stdout and stderr appended to ``log_path``.
 
     The kernel ties the death signal to the thread that forked, so it is only asked for from
@@ -66,7 +66,7 @@ def start_process(argv: list[str], log_path: pathlib.Path,
                                 preexec_fn=_die_with_parent if main else None)
 
 
-def kill_process(proc: Optional[subprocess.Popen]) -> None:
+def kill_process(proc: subprocess.Popen | None) -> None:
     """SIGKILL and reap (no zombie, no ResourceWarning)."""
     if proc is None:
         return
@@ -75,7 +75,7 @@ def kill_process(proc: Optional[subprocess.Popen]) -> None:
     proc.wait()
 
 
-def stop_process(proc: Optional[subprocess.Popen], grace: float = 30.0) -> None:
+def stop_process(proc: subprocess.Popen | None, grace: float = 30.0) -> None:
     """SIGTERM, then SIGKILL after ``grace`` seconds."""
     if proc is None or proc.poll() is not None:
         if proc is not None:
@@ -89,7 +89,7 @@ def stop_process(proc: Optional[subprocess.Popen], grace: float = 30.0) -> None:
 
 
 def run_program(argv: list[str], timeout: float = 60.0,
-                cwd: Optional[pathlib.Path] = None) -> subprocess.CompletedProcess:
+                cwd: pathlib.Path | None = None) -> subprocess.CompletedProcess:
     """Runs a short-lived helper (redis-cli, openssl, keytool); output captured as text.
     Raises RuntimeError with the output when it fails."""
     result = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, cwd=cwd)

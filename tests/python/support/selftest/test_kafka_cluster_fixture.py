@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
-
 from kafka_cluster_fixture import KafkaCluster
 
 pytestmark = [pytest.mark.kafka, pytest.mark.failover, pytest.mark.slow]

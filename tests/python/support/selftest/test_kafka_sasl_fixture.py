@@ -12,7 +12,6 @@ import sys
 
 import pytest
 from kafka import KafkaConsumer, KafkaProducer
-
 from kafka_sasl_fixture import KafkaSaslSslServer
 from service_process import wait_until
 

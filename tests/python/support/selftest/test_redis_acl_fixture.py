@@ -9,11 +9,10 @@ import pytest
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
-
 from redis_acl_fixture import RedisAclServer
 
 # A refused login is final: no retries (redis-py retries connection errors by default).
-NO_RETRY = {"retry": Retry(NoBackoff(), 0)}
+NO_RETRY = Retry(NoBackoff(), 0)
 
 
 def test_user_runs_prpc_commands_on_prpc_keys(redis_acl_server: RedisAclServer) -> None:
@@ -46,16 +45,17 @@ def test_user_is_refused_other_keys_and_commands(redis_acl_server: RedisAclServe
                 call()
     assert redis_acl_server.admin_client().exists("other_key") == 0
     rules = redis_acl_server.admin_client().acl_getuser("prpc")
+    assert rules is not None
     assert rules["keys"] in ("~prpc_* ~prcp_*", ["~prpc_*", "~prcp_*"])
 
 
 def test_default_user_is_off_and_wrong_passwords_fail(redis_acl_server: RedisAclServer) -> None:
-    anonymous = redis.Redis(host="127.0.0.1", port=redis_acl_server.port, **NO_RETRY)
+    anonymous = redis.Redis(host="127.0.0.1", port=redis_acl_server.port, retry=NO_RETRY)
     with pytest.raises(redis.exceptions.AuthenticationError):
         anonymous.ping()
     anonymous.close()
     wrong = redis.Redis(host="127.0.0.1", port=redis_acl_server.port, username="prpc",
-                        password="wrong", **NO_RETRY)
+                        password="wrong", retry=NO_RETRY)
     with pytest.raises(redis.exceptions.AuthenticationError):
         wrong.ping()
     wrong.close()
@@ -67,9 +67,9 @@ def test_default_user_behind_a_password_and_a_custom_command_list(
                        default_password="default-secret", commands=["+get", "+set"])
     try:
         assert s.url() == f"redis://worker:p%40ss%3Aword@127.0.0.1:{s.port}/0"
-        with redis.Redis(host="127.0.0.1", port=s.port, **NO_RETRY) as anonymous:
-            with pytest.raises(redis.exceptions.AuthenticationError):
-                anonymous.get("prpc_x")
+        with redis.Redis(host="127.0.0.1", port=s.port, retry=NO_RETRY) as anonymous, \
+                pytest.raises(redis.exceptions.AuthenticationError):
+            anonymous.get("prpc_x")
         with redis.Redis(host="127.0.0.1", port=s.port, password="default-secret") as c:
             assert c.set("anything", "1")
         with s.user_client() as c:

@@ -9,7 +9,6 @@ import time
 
 import pytest
 import redis
-
 from redis_cluster_fixture import SLOTS, RedisCluster, key_slot
 
 pytestmark = pytest.mark.cluster
@@ -73,7 +72,8 @@ def test_three_masters_three_replicas_cover_every_slot(redis_cluster: RedisClust
 
 def test_key_slot_matches_the_server(redis_cluster: RedisCluster) -> None:
     assert key_slot("123456789") == 0x31C3  # CRC16/XMODEM check value
-    keys = ["", "a", "foo", "prpc_raw_task_prpc", "{user1000}.following", "foo{}{bar}",
+    keys: list[str | bytes] = ["", "a", "foo", "prpc_raw_task_prpc", "{user1000}.following",
+            "foo{}{bar}",
             "foo{{bar}}zap", "foo{bar}{zap}", "{bar", "bar}", b"\xff\x00\x80 binary"]
     keys += [f"k{i * 7919}" for i in range(200)]
     with redis_cluster.client(redis_cluster.ports[0]) as c:

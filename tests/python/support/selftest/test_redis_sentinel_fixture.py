@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import pytest
 import redis
-
 from redis_sentinel_fixture import RedisSentinel
 from service_process import wait_until
 
