@@ -22,16 +22,17 @@ import tempfile
 import textwrap
 import threading
 import uuid
-from typing import Iterator, Optional, Sequence
+from collections.abc import Iterator, Sequence
 
 import pytest
 
 SUPPORT = pathlib.Path(__file__).resolve().parent.parent / "support"
 sys.path.insert(0, str(SUPPORT))
 
-import prpc  # noqa: E402
 from redis_acl_fixture import RedisAclServer  # noqa: E402
 from service_process import kill_process, wait_until  # noqa: E402
+
+import prpc  # noqa: E402
 
 BIN = pathlib.Path(os.environ.get(
     "PRPC_BIN_DIR", pathlib.Path(__file__).resolve().parents[3] / "build" / "dev" / "bin"))
@@ -66,9 +67,9 @@ logging.getLogger().addHandler(_handler)
 logging.getLogger().setLevel(logging.DEBUG)
 
 
-def run(argv: Sequence[str], env: Optional[dict[str, str]] = None, *, name: str = "program",
-        timeout: float = 60, cwd: Optional[pathlib.Path] = None,
-        stdin: Optional[str] = None) -> subprocess.CompletedProcess:
+def run(argv: Sequence[str], env: dict[str, str] | None = None, *, name: str = "program",
+        timeout: float = 60, cwd: pathlib.Path | None = None,
+        stdin: str | None = None) -> subprocess.CompletedProcess:
     """Runs a program to completion; its output is returned and also kept in the log directory."""
     full = dict(os.environ)
     full.update(env or {})
@@ -121,7 +122,8 @@ def wait_serving(client: prpc.Client, service: Service, timeout: float = 60) -> 
 
 
 @pytest.fixture(autouse=True)
-def keep_output(request: pytest.FixtureRequest, capfd: pytest.CaptureFixture[str]) -> Iterator[None]:
+def keep_output(request: pytest.FixtureRequest,
+                capfd: pytest.CaptureFixture[str]) -> Iterator[None]:
     """What the test wrote to stdout and stderr, the runtime's own log lines included (they go to
     fd 2), is kept in the log directory, and handed back to pytest for its report."""
     yield

@@ -9,13 +9,13 @@ import json
 import pathlib
 import sys
 import tempfile
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
-
-import prpc
 from conftest import LOG_DIR, Service, run, secret, wait_serving, write_app
 from service_process import wait_until
+
+import prpc
 
 pytestmark = [pytest.mark.kafka, pytest.mark.filterwarnings("ignore::DeprecationWarning")]
 

@@ -8,12 +8,10 @@ import json
 import sys
 
 import pytest
-import redis
-
-import prpc
 from conftest import Service, run, wait_serving, write_app
 from redis_fixture import RedisServer
-from service_process import wait_until
+
+import prpc
 
 APP = """
 import pathlib

@@ -6,12 +6,12 @@ permission."""
 from __future__ import annotations
 
 import json
-import pathlib
 import uuid
 
-import prpc
 from conftest import Service, run, wait_serving, write_app
 from service_process import wait_until
+
+import prpc
 
 NATIVE = """
 [functions]
@@ -63,7 +63,10 @@ def test_prpc_host_and_every_prpc_command(acl_redis, bin_dir, queue, services, t
     # A malformed request (sent as the same user): dead-lettered, listed, requeued.
     user = acl_redis.user_client(db=1)
     user.xadd(f"prpc_raw_{queue}", {"message": '{"func_name": "hello_world", "message_id": 7}'})
-    stats = lambda: json.loads(run([prpc_cli, "stats", "--json"], env, name="acl-stats").stdout)
+
+    def stats() -> dict:
+        return json.loads(run([prpc_cli, "stats", "--json"], env, name="acl-stats").stdout)
+
     assert wait_until(lambda: stats()["dead_letters"] == 1, 20)
     assert stats()["consumers"] == 1
     letters = run([prpc_cli, "dead-letters", "--json"], env, name="acl-dead-letters")

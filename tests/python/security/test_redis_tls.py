@@ -11,11 +11,11 @@ import ssl
 import threading
 
 import pytest
-
-import prpc
 from conftest import LOG_DIR, Service, run, secret, wait_serving
 from redis_acl_fixture import RedisAclServer
 from service_process import free_port, run_program
+
+import prpc
 
 
 def make_certificates(d: pathlib.Path) -> dict[str, pathlib.Path]:
