@@ -42,6 +42,10 @@ using Clock = std::chrono::steady_clock;
 struct HandleContext {
   const sdk::Logger* log = nullptr;
   void* subscription = nullptr;
+  // The producer's last reported error that names a cause (error_callback in client.cpp), which
+  // explains a failed connect better than the metadata request's own error.
+  std::mutex error_mutex;
+  std::string last_error;
 };
 
 // Offset commits that failed, to the log of the handle's context (client.cpp).
