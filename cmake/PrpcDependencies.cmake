@@ -23,6 +23,9 @@ endif()
 
 find_package(tomlplusplus REQUIRED CONFIG)
 
+# libcrypto (libssl-dev): HMAC-SHA256 for signed messages, compared with CRYPTO_memcmp.
+find_package(OpenSSL 3 REQUIRED COMPONENTS Crypto)
+
 find_package(PkgConfig REQUIRED)
 
 if(PRPC_BUILD_BROKER_REDIS)

@@ -30,6 +30,7 @@ build libhiredis-dev        the Redis broker plugin
 build librdkafka-dev        the Kafka broker plugin
 build rapidjson-dev         JSON in the core and the codecs
 build libtomlplusplus-dev   the configuration files
+build libssl-dev            libcrypto: HMAC-SHA256 of signed messages
 build libgtest-dev          the C++ tests (configured in every preset)
 build libgmock-dev          the C++ tests (configured in every preset)
 build python3-dev           the Python extension and prpc-host's embedded interpreter

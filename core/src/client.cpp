@@ -39,6 +39,7 @@ class Client::Impl {
   Impl(ClientOptions options, std::shared_ptr<Broker> broker, std::shared_ptr<Codec> codec,
        std::shared_ptr<ClientGate> gate)
       : options_(std::move(options)),
+        signer_(Signer::make(options_.signing)),
         broker_(std::move(broker)),
         codec_(std::move(codec)),
         gate_(std::move(gate)),
@@ -77,12 +78,13 @@ class Client::Impl {
   Status start() {
     std::lock_guard lock(start_mutex_);
     if (started_) return Status::ok();
+    if (!signer_.is_ok()) return signer_.status();
     PRPC_RETURN_IF_ERROR(broker_->connect());
     // The signed forms cost nothing with brokers that lack them (Broker's defaults forward to
     // the unsigned ones); signatures are not checked yet.
     auto reply_to = broker_->open_replies_signed(
         options_.queue, [gate = gate_](const PushedReplyView& reply) {
-          enter(gate, [&](Impl& self) { self.on_reply(reply.message_id, reply.payload); });
+          enter(gate, [&](Impl& self) { self.on_reply(reply); });
         });
     if (!reply_to.is_ok()) return reply_to.status();
     reply_to_ = std::move(*reply_to);
@@ -132,7 +134,8 @@ class Client::Impl {
       pending_.emplace(id, std::move(p));
     }
     if (rearm) arm_timer();
-    PublishView pub{options_.flavour, options_.queue, id, *encoded};
+    Signer::Signature sig = signer_->sign(*encoded);
+    PublishView pub(options_.flavour, options_.queue, id, *encoded, sig.signature, sig.key_id);
     broker_->publish(pub, [gate = gate_, id](const Status& s) {
       if (s.is_ok()) return;
       enter(gate, [&](Impl& self) { self.resolve(id, s.with_context("publishing the request")); });
@@ -146,10 +149,14 @@ class Client::Impl {
 
   void fetch(std::string_view message_id,
              std::function<void(Result<std::optional<Message>>)> done) {
+    if (!signer_.is_ok()) {
+      done(signer_.status());
+      return;
+    }
     auto codec = codec_;
     broker_->lookup_result_signed(
         options_.flavour, options_.queue, message_id,
-        [codec, done = std::move(done)](Result<std::optional<StoredResult>> r) {
+        [codec, signer = *signer_, done = std::move(done)](Result<std::optional<StoredResult>> r) {
           if (!r.is_ok()) {
             done(r.status());
             return;
@@ -158,7 +165,14 @@ class Client::Impl {
             done(std::optional<Message>());
             return;
           }
-          auto decoded = codec->decode((*r)->payload);
+          const StoredResult& stored = **r;
+          Status genuine = signer.verify(stored.payload, stored.signature, stored.key_id,
+                                         "stored result");
+          if (!genuine.is_ok()) {
+            done(genuine);
+            return;
+          }
+          auto decoded = codec->decode(stored.payload);
           if (!decoded.is_ok()) {
             done(decoded.status());
             return;
@@ -193,9 +207,10 @@ class Client::Impl {
     bool looking = false;  // a lookup of its stored result is under way
   };
 
-  void on_reply(std::string_view id, std::string_view payload) {
+  void on_reply(const PushedReplyView& reply) {
+    std::string_view id = reply.message_id;
     if (id.empty()) {
-      on_unaddressed_reply(payload);
+      on_unaddressed_reply(reply);
       return;
     }
     {
@@ -203,7 +218,11 @@ class Client::Impl {
       std::lock_guard lock(mutex_);
       if (pending_.find(std::string(id)) == pending_.end()) return;
     }
-    auto decoded = codec_->decode(payload);
+    if (Status genuine = check(reply); !genuine.is_ok()) {
+      resolve(std::string(id), genuine);
+      return;
+    }
+    auto decoded = codec_->decode(reply.payload);
     if (!decoded.is_ok()) {
       log::warn("client", "undecodable reply for " + std::string(id) + ": " +
                               decoded.status().message());
@@ -213,11 +232,21 @@ class Client::Impl {
     resolve(std::string(id), std::move(*decoded));
   }
 
+  // With a signing key, a reply counts only when it is signed with an accepted key; otherwise
+  // it fails its call (kDecode) rather than being taken for the answer.
+  Status check(const PushedReplyView& reply) const {
+    Status genuine = signer_->verify(reply.payload, reply.signature, reply.key_id, "reply");
+    if (genuine.is_ok()) return genuine;
+    log::warn("client", "rejected the reply to " + std::string(reply.message_id.substr(0, 64)) +
+                            ": " + genuine.message());
+    return Status(StatusCode::kDecode, "rejected the reply: " + genuine.message());
+  }
+
   // A reply without an address (no Kafka key): written by a server that does not know
   // reply_to, as the original PRPC's did. Routed by the message_id inside it when it decodes,
   // and remembered: the calls such a server answers elsewhere will time out, and say why.
-  void on_unaddressed_reply(std::string_view payload) {
-    auto decoded = codec_->decode(payload);
+  void on_unaddressed_reply(const PushedReplyView& reply) {
+    auto decoded = codec_->decode(reply.payload);
     if (!decoded.is_ok()) return;
     bool first = !foreign_replies_.exchange(true);
     if (first) {
@@ -226,6 +255,14 @@ class Client::Impl {
                               "replies where this client waits (upgrade the servers first)");
     }
     std::string id = decoded->message_id;
+    {
+      std::lock_guard lock(mutex_);
+      if (pending_.find(id) == pending_.end()) return;
+    }
+    if (Status genuine = check(reply); !genuine.is_ok()) {
+      resolve(id, genuine);
+      return;
+    }
     resolve(id, std::move(*decoded));
   }
 
@@ -330,7 +367,8 @@ class Client::Impl {
     }
     if (found.is_ok() && found->has_value()) {
       log::debug("client", "the reply of " + id + " was not pushed; read where it is stored");
-      on_reply(id, (*found)->payload);
+      const StoredResult& stored = **found;
+      on_reply(PushedReplyView{id, stored.payload, stored.signature, stored.key_id});
     }
   }
 
@@ -350,6 +388,7 @@ class Client::Impl {
   }
 
   ClientOptions options_;
+  Result<Signer> signer_;  // an error (bad keys) fails start() and every call
   std::shared_ptr<Broker> broker_;
   std::shared_ptr<Codec> codec_;
   std::shared_ptr<ClientGate> gate_;

@@ -41,7 +41,8 @@ struct Alias {
 constexpr Alias kAliases[] = {
     {"PRPC_TYPE_BROKER", "broker.type"},  {"PRPC_URL_BROKER", "broker.url"},
     {"PRPC_QUEUE_NAME", "queue.name"},    {"PRPC_PLUGIN_PATH", "plugins.path"},
-    {"PRPC_LOG_LEVEL", "log.level"},
+    {"PRPC_LOG_LEVEL", "log.level"},      {"PRPC_SIGNING_KEY", "security.signing_key"},
+    {"PRPC_SIGNING_PREVIOUS_KEYS", "security.previous_keys"},
 };
 
 std::string toml_scalar_text(const toml::node& node) {
@@ -92,6 +93,15 @@ void flatten(const toml::table& table, const std::string& prefix,
 }
 
 }  // namespace
+
+bool is_secret_key(std::string_view key) {
+  std::string k = lower(key);
+  for (std::string_view word :
+       {"password", "secret", "key", "token", "jaas", "credential", "oauthbearer.config"}) {
+    if (k.find(word) != std::string::npos) return true;
+  }
+  return false;
+}
 
 Result<std::int64_t> parse_int(std::string_view text) {
   text = trim(text);

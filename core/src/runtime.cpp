@@ -84,6 +84,18 @@ Result<ExecutorMap> make_configured_executors(PluginRegistry& registry, const Co
   return out;
 }
 
+Result<SigningOptions> configured_signing(const Config& config) {
+  SigningOptions o;
+  o.key = config.get_or("security.signing_key", "");
+  o.previous = config.get_list("security.previous_keys");
+  auto lenient = config.get_bool("security.accept_unsigned", false);
+  if (!lenient.is_ok()) return lenient.status();
+  o.accept_unsigned = *lenient;
+  auto checked = Signer::make(o);
+  if (!checked.is_ok()) return checked.status();
+  return o;
+}
+
 Result<ClientOptions> configured_client_options(const Config& config, Flavour flavour) {
   ClientOptions o;
   o.queue = config.get_or("queue.name", "task_prpc");
@@ -93,6 +105,7 @@ Result<ClientOptions> configured_client_options(const Config& config, Flavour fl
   auto poll = config.get_duration("client.stored_reply_poll", fallback);
   if (!poll.is_ok()) return poll.status();
   o.stored_reply_poll = *poll;
+  PRPC_ASSIGN_OR_RETURN(o.signing, configured_signing(config));
   return o;
 }
 
@@ -124,6 +137,7 @@ Result<ServerOptions> configured_server_options(const Config& config) {
   PRPC_RETURN_IF_ERROR(duration("server.call_timeout", o.call_timeout));
   PRPC_RETURN_IF_ERROR(duration("server.drain_grace", o.drain_grace));
   if (o.queue.empty()) return Status(StatusCode::kInvalidArgument, "queue.name: must not be empty");
+  PRPC_ASSIGN_OR_RETURN(o.signing, configured_signing(config));
   return o;
 }
 

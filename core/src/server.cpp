@@ -14,6 +14,7 @@
 #include <unordered_map>
 
 #include "event_loop.hpp"
+#include "prpc/envelope.hpp"
 #include "prpc/iso_time.hpp"
 #include "prpc/json.hpp"
 #include "prpc/log.hpp"
@@ -29,6 +30,8 @@ namespace {
 constexpr std::string_view kLog = "server";
 constexpr std::string_view kPing = "ping";
 constexpr std::string_view kManifest = "get_function_server";
+// The error type of the reply to a request that failed its signature check.
+constexpr std::string_view kSignatureError = "SignatureError";
 
 std::string default_consumer_name() {
   char host[256] = {};
@@ -74,6 +77,10 @@ struct Call {
   // Deliveries of this very request (same flavour and message_id) that arrived while it ran
   // here: answered with its outcome instead of running again (under calls_mutex_).
   std::vector<std::shared_ptr<Call>> twins;
+  // Its signature verified (or signing is off): its replies are signed. The replies to a
+  // request that failed verification are not, so the server never signs what a sender without
+  // the key chose.
+  bool authenticated = false;
 };
 using CallPtr = std::shared_ptr<Call>;
 
@@ -101,6 +108,7 @@ class Server::Impl : public std::enable_shared_from_this<Server::Impl> {
       return Status(StatusCode::kInvalidArgument, "the server has no codec to decode requests");
     }
     if (!functions_) return Status(StatusCode::kInvalidArgument, "the server has no functions");
+    PRPC_ASSIGN_OR_RETURN(signer_, Signer::make(options_.signing));
     for (const FunctionInfo& f : functions_->list()) {
       const std::string& worker = f.worker.empty() ? options_.default_worker : f.worker;
       if (executors_.find(worker) == executors_.end()) {
@@ -240,16 +248,28 @@ class Server::Impl : public std::enable_shared_from_this<Server::Impl> {
       return;
     }
     const std::string& payload = call->delivery.payload;
-    Message salvaged;
-    if (payload.size() > options_.max_message_bytes) {
-      // Decoded only to learn whom to answer.
-      auto decoded = call->codec->decode(payload, &salvaged);
-      call->request = decoded.is_ok() ? std::move(*decoded) : std::move(salvaged);
-      reject(call, "message of " + std::to_string(payload.size()) +
-                       " bytes exceeds the limit of " +
-                       std::to_string(options_.max_message_bytes) + " bytes");
+    // Before any decoding, cheapest first: the size, the signature, the nesting.
+    std::string refused = over_size(*call);
+    std::string_view error_type = error_types::kDecode;
+    if (refused.empty()) {
+      Status verified = signer_.verify(payload, call->delivery.signature, call->delivery.key_id,
+                                       "request");
+      call->authenticated = verified.is_ok();
+      if (!verified.is_ok()) {
+        refused = verified.message();
+        error_type = kSignatureError;
+      }
+    }
+    if (refused.empty()) refused = over_depth(*call);
+    if (!refused.empty()) {
+      // Never decoded: whom to answer is read from the top level of the bytes.
+      Sender sender = find_sender(payload, call->delivery.flavour);
+      call->request.message_id = std::move(sender.message_id);
+      call->request.reply_to = std::move(sender.reply_to);
+      reject(call, refused, error_type);
       return;
     }
+    Message salvaged;
     auto decoded = call->codec->decode(payload, &salvaged);
     if (!decoded.is_ok()) {
       call->request = std::move(salvaged);
@@ -272,19 +292,51 @@ class Server::Impl : public std::enable_shared_from_this<Server::Impl> {
     if (call->delivery.delivery_count > 1) {
       // A redelivery: the call may have finished before its ack was lost. Do not run it twice.
       auto self = shared_from_this();
-      broker_->lookup_result(call->delivery.flavour, call->delivery.queue,
-                             call->request.message_id,
-                             [self, call](Result<std::optional<std::string>> found) {
-                               if (found.is_ok() && found->has_value()) {
-                                 self->deduplicated_.fetch_add(1);
-                                 self->finish(call, **found, /*push_only=*/true, {});
-                               } else {
-                                 self->dispatch(call);
-                               }
-                             });
+      broker_->lookup_result_signed(
+          call->delivery.flavour, call->delivery.queue, call->request.message_id,
+          [self, call](Result<std::optional<StoredResult>> found) {
+            if (!found.is_ok() || !found->has_value()) {
+              self->dispatch(call);
+              return;
+            }
+            const StoredResult& stored = **found;
+            Status genuine = self->signer_.verify(stored.payload, stored.signature,
+                                                  stored.key_id, "stored result");
+            if (!genuine.is_ok()) {
+              // Someone else wrote it: run the call and store a result of our own over it.
+              log::warn(kLog, "not answering request " + call->request.message_id +
+                                  " from its stored result: " + genuine.message());
+              self->dispatch(call);
+              return;
+            }
+            self->deduplicated_.fetch_add(1);
+            self->finish(call, stored.payload, /*push_only=*/true, {},
+                         Signer::Signature{stored.signature, stored.key_id});
+          });
       return;
     }
     dispatch(call);
+  }
+
+  // Why a request is over the server's limits, checked on its bytes before any decoding; empty
+  // when it is within them. Nesting is counted for JSON codecs only.
+  std::string over_size(const Call& call) const {
+    const std::string& payload = call.delivery.payload;
+    if (payload.size() > options_.max_message_bytes) {
+      return "message of " + std::to_string(payload.size()) + " bytes exceeds the limit of " +
+             std::to_string(options_.max_message_bytes) + " bytes (server.max_message_bytes)";
+    }
+    return {};
+  }
+  std::string over_depth(const Call& call) const {
+    std::string_view dialect = call.codec->dialect();
+    if ((dialect == "json" || dialect == "jsonpickle") &&
+        json_nesting_depth(call.delivery.payload, options_.max_json_depth) >
+            options_.max_json_depth) {
+      return "message nests deeper than " + std::to_string(options_.max_json_depth) +
+             " levels (server.max_json_depth)";
+    }
+    return {};
   }
 
   void dispatch(const CallPtr& call) {
@@ -441,17 +493,18 @@ class Server::Impl : public std::enable_shared_from_this<Server::Impl> {
   }
 
   // Bad input: dead-letter it with the reason and answer the sender when its id is known.
-  void reject(const CallPtr& call, const std::string& reason) {
+  void reject(const CallPtr& call, const std::string& reason,
+              std::string_view error_type = error_types::kDecode) {
     dead_lettered_.fetch_add(1);
-    log::warn(kLog, "dead-lettered a malformed " +
-                        std::string(flavour_name(call->delivery.flavour)) + " request (" +
-                        call->delivery.token + "): " + reason);
+    std::string what = error_type == kSignatureError ? "an unauthenticated " : "a malformed ";
+    log::warn(kLog, "dead-lettered " + what + std::string(flavour_name(call->delivery.flavour)) +
+                        " request (" + call->delivery.token + "): " + reason);
     std::string payload;
     if (call->codec != nullptr && !call->request.message_id.empty()) {
       Message reply = base_reply(call);
       reply.result = "null";
-      reply.exception_info = format_exception_info(error_types::kDecode, reason);
-      reply.exception_type = std::string(error_types::kDecode);
+      reply.exception_info = format_exception_info(error_type, reason);
+      reply.exception_type = std::string(error_type);
       auto encoded = call->codec->encode(reply);
       if (encoded.is_ok()) payload = std::move(*encoded);
     }
@@ -459,24 +512,18 @@ class Server::Impl : public std::enable_shared_from_this<Server::Impl> {
       finish_raw(call, nullptr, reason);
       return;
     }
-    ReplyView view;
-    view.flavour = call->delivery.flavour;
-    view.queue = call->delivery.queue;
-    view.message_id = call->request.message_id;
-    view.reply_to = call->request.reply_to;
-    view.payload = payload;
-    finish_raw(call, &view, reason);
+    finish(call, payload, false, reason);
   }
 
+  // Stores and pushes the reply, signed when the request was authenticated; a push_only reply
+  // (a stored result) keeps the signature it was stored with.
   void finish(const CallPtr& call, const std::string& payload, bool push_only,
-              const std::string& dead_letter_reason) {
-    ReplyView view;
-    view.flavour = call->delivery.flavour;
-    view.queue = call->delivery.queue;
-    view.message_id = call->request.message_id;
-    view.reply_to = call->request.reply_to;
-    view.payload = payload;
-    view.push_only = push_only;
+              const std::string& dead_letter_reason, Signer::Signature stored = {}) {
+    Signer::Signature sig =
+        push_only ? std::move(stored)
+                  : (call->authenticated ? signer_.sign(payload) : Signer::Signature{});
+    ReplyView view(call->delivery.flavour, call->delivery.queue, call->request.message_id,
+                   call->request.reply_to, payload, push_only, sig.signature, sig.key_id);
     finish_raw(call, &view, dead_letter_reason);
   }
 
@@ -535,6 +582,7 @@ class Server::Impl : public std::enable_shared_from_this<Server::Impl> {
   std::shared_ptr<FunctionTable> functions_;
   ExecutorMap executors_;
   json::Limits limits_;
+  Signer signer_;  // made by start() from options_.signing
   std::map<std::string, std::string, std::less<>> function_workers_;
 
   details::EventLoop loop_;

@@ -88,7 +88,10 @@ void print_factory(const PluginRegistry& registry, PluginKind kind, const std::s
   for (const auto& [k, v] : given) {
     bool known = false;
     for (const OptionInfo& o : f->options) known = known || o.key == k;
-    if (!known) std::cout << "  " << k << " = " << v << "  [passed through]\n";
+    if (!known) {
+      std::cout << "  " << k << " = " << (is_secret_key(k) ? std::string("********") : v)
+                << "  [passed through]\n";
+    }
   }
 }
 
@@ -112,7 +115,8 @@ int list_plugins(PluginRegistry& registry) {
 }
 
 // A process executor without a worker_command runs the prpc-worker next to this program with the
-// same configuration, so its workers serve the functions this host was told to serve.
+// same configuration (but the broker's settings and secrets), so its workers serve the functions
+// this host was told to serve.
 void default_worker_commands(Config& config, const Args& args) {
   std::set<std::string> workers;
   for (const auto& [key, value] : config.subtree("executors")) {
@@ -131,6 +135,10 @@ void default_worker_commands(Config& config, const Args& args) {
       command.push_back(std::filesystem::absolute(args.config, ec).string());
     }
     for (const std::string& s : args.sets) {
+      // Workers only load function tables: broker settings and secrets (which would show in
+      // `ps` and in --check's listing of this command) are left out.
+      std::string key = s.substr(0, s.find('='));
+      if (key.rfind("broker.", 0) == 0 || is_secret_key(key)) continue;
       command.emplace_back("--set");
       command.push_back(s);
     }
@@ -271,6 +279,15 @@ int run(const Args& args) {
     for (const std::string& name : config->get_list("functions.plugins")) {
       print_factory(registry, PluginKind::kFunctions, name,
                     options_under(*config, "functions." + name));
+    }
+    const SigningOptions& signing = server_options->signing;
+    if (signing.key.empty()) {
+      std::cout << "signing: off (requests are not signed or checked)\n";
+    } else {
+      // The key's id only: the key itself is never printed.
+      std::cout << "signing: on, key id " << signing_key_id(signing.key) << ", "
+                << signing.previous.size() << " previous key(s) accepted, unsigned requests "
+                << (signing.accept_unsigned ? "accepted" : "dead-lettered") << "\n";
     }
     std::cout << "functions:";
     for (const FunctionInfo& f : (*functions)->list()) std::cout << " " << f.name;

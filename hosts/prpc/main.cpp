@@ -212,7 +212,10 @@ int call(Session& s, const Args& args, const std::string& func, const std::strin
   std::string codec_name = s.config.get_or("codec.raw", "rawjson");
   auto codec = s.registry.make_codec(codec_name, options_under(s.config, "codec.options." + codec_name));
   if (!codec.is_ok()) return error(setup_exit_code(codec.status()), codec.status());
-  Client client(ClientOptions{s.queue, Flavour::kRaw}, s.broker, *codec);
+  auto options = configured_client_options(s.config, Flavour::kRaw);  // signing keys too
+  if (!options.is_ok()) return error(kExitConfig, options.status());
+  options->queue = s.queue;
+  Client client(std::move(*options), s.broker, *codec);
   Message request;
   request.func_name = func;
   request.func_args = func_args;
@@ -436,16 +439,15 @@ std::string build_tree_package_parent() {
 }
 
 // Runs `python -m prpc.create_server_func` in place of this process, so its output, files and
-// exit code are the module's own. The broker and queue come from prpc's configuration (file,
-// --set, environment), handed over as the environment and options the module reads.
+// exit code are the module's own. The configuration (file, --set, environment) is handed over as
+// the PRPC_* environment the module reads.
 int command_gen_stubs(const Args& args) {
   if (!args.positional.empty()) return error(kExitUsage, "gen-stubs takes no arguments");
   auto config = load_config(args.config, args.sets);
   if (!config.is_ok()) return error(kExitConfig, config.status());
-  for (const auto& [key, env] : {std::pair{"broker.type", "PRPC_TYPE_BROKER"},
-                                 std::pair{"broker.url", "PRPC_URL_BROKER"},
-                                 std::pair{"queue.name", "PRPC_QUEUE_NAME"}}) {
-    if (auto v = config->get(key)) ::setenv(env, v->c_str(), 1);
+  // Every key, not only the broker and queue: broker.options (SASL, TLS) must reach the client.
+  for (const auto& [key, value] : config->all()) {
+    ::setenv(Config::env_name(key).c_str(), value.c_str(), 1);
   }
   if (std::string parent = build_tree_package_parent(); !parent.empty()) {
     const char* old = std::getenv("PYTHONPATH");

@@ -25,6 +25,18 @@ void log_callback(const rd_kafka_t* rk, int level, const char* fac, const char* 
   }
 }
 
+// The producer's errors: logged as librdkafka logs them when there is no error callback, and
+// kept (but "all brokers are down", which says nothing new) for connect()'s message.
+void error_callback(rd_kafka_t* rk, int err, const char* reason, void* opaque) {
+  auto* ctx = static_cast<HandleContext*>(opaque);
+  if (ctx == nullptr) return;
+  if (ctx->log != nullptr) ctx->log->error(std::string(rd_kafka_name(rk)) + " ERROR: " + reason);
+  if (err != RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN) {
+    std::lock_guard lock(ctx->error_mutex);
+    ctx->last_error = reason;
+  }
+}
+
 }  // namespace
 
 // Offset commits that failed (async ones are only known here). Records after a partition's last
@@ -132,6 +144,11 @@ Status KafkaBroker::Impl::connect() {
   PRPC_ASSIGN_OR_RETURN(ConfPtr conf,
                         make_conf(true, {{"enable.idempotence", "true"}, {"acks", "all"}}));
   rd_kafka_conf_set_dr_msg_cb(conf.get(), &Impl::on_delivery_report);
+  rd_kafka_conf_set_error_cb(conf.get(), &error_callback);
+  {
+    std::lock_guard error_lock(log_context_.error_mutex);
+    log_context_.last_error.clear();  // from an earlier attempt
+  }
   char err[512];
   rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf.get(), err, sizeof(err));
   if (rk == nullptr) return Status(StatusCode::kInvalidArgument, std::string("kafka: ") + err);
@@ -142,7 +159,13 @@ Status KafkaBroker::Impl::connect() {
   rd_kafka_resp_err_t e =
       rd_kafka_metadata(rk, 0, nullptr, &md, timeout_ms(settings_.connect_timeout));
   if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
-    return kafka_status(e, "kafka: no metadata from " + settings_.bootstrap);
+    Status s = kafka_status(e, "kafka: no metadata from " + settings_.bootstrap);
+    // Why the brokers were unreachable (a failed SASL authentication, a TLS error) was reported
+    // to the error callback, which runs on poll.
+    rd_kafka_poll(rk, 0);
+    std::lock_guard error_lock(log_context_.error_mutex);
+    if (log_context_.last_error.empty()) return s;
+    return Status(s.code(), s.message() + " (" + log_context_.last_error + ")");
   }
   rd_kafka_metadata_destroy(md);
   producer_ = std::move(producer);

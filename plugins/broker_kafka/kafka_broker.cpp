@@ -57,7 +57,20 @@ void KafkaBroker::touch(const DeliveryView&) {
 }
 void KafkaBroker::lookup_result(Flavour flavour, std::string_view queue,
                                 std::string_view message_id, LookupCallback done) {
-  impl_->lookup_result(flavour, queue, message_id, std::move(done));
+  impl_->lookup_result_signed(flavour, queue, message_id,
+                              [done = std::move(done)](Result<std::optional<StoredResult>> r) {
+                                if (!r.is_ok()) {
+                                  done(r.status());
+                                } else if (!r->has_value()) {
+                                  done(std::optional<std::string>());
+                                } else {
+                                  done(std::optional<std::string>(std::move((*r)->payload)));
+                                }
+                              });
+}
+void KafkaBroker::lookup_result_signed(Flavour flavour, std::string_view queue,
+                                       std::string_view message_id, StoredResultCallback done) {
+  impl_->lookup_result_signed(flavour, queue, message_id, std::move(done));
 }
 void KafkaBroker::publish(const PublishView& message, DoneCallback done) {
   Status s = impl_->require_connected();
@@ -69,7 +82,15 @@ void KafkaBroker::publish(const PublishView& message, DoneCallback done) {
 }
 Result<std::string> KafkaBroker::open_replies(std::string_view queue, ReplyHandler on_reply) {
   PRPC_RETURN_IF_ERROR(impl_->require_connected());
-  return impl_->open_replies(queue, std::move(on_reply));
+  return impl_->open_replies_signed(queue,
+                                    [on_reply = std::move(on_reply)](const PushedReplyView& r) {
+                                      on_reply(r.message_id, r.payload);
+                                    });
+}
+Result<std::string> KafkaBroker::open_replies_signed(std::string_view queue,
+                                                     PushedReplyHandler on_reply) {
+  PRPC_RETURN_IF_ERROR(impl_->require_connected());
+  return impl_->open_replies_signed(queue, std::move(on_reply));
 }
 Result<QueueStats> KafkaBroker::queue_stats(std::string_view queue) {
   return impl_->queue_stats(queue);

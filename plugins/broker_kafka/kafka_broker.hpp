@@ -48,6 +48,11 @@ class KafkaBroker final : public Broker {
                      LookupCallback done) override;
   void publish(const PublishView& message, DoneCallback done) override;
   Result<std::string> open_replies(std::string_view queue, ReplyHandler on_reply) override;
+  // Signatures travel as the records' prpc-signature and prpc-key-id headers.
+  Result<std::string> open_replies_signed(std::string_view queue,
+                                          PushedReplyHandler on_reply) override;
+  void lookup_result_signed(Flavour flavour, std::string_view queue, std::string_view message_id,
+                            StoredResultCallback done) override;
   Result<QueueStats> queue_stats(std::string_view queue) override;
   Result<std::vector<DeadLetter>> dead_letters(std::string_view queue,
                                                std::size_t max_count) override;

@@ -42,6 +42,10 @@ using Clock = std::chrono::steady_clock;
 struct HandleContext {
   const sdk::Logger* log = nullptr;
   void* subscription = nullptr;
+  // The producer's last reported error that names a cause (error_callback in client.cpp), which
+  // explains a failed connect better than the metadata request's own error.
+  std::mutex error_mutex;
+  std::string last_error;
 };
 
 // Offset commits that failed, to the log of the handle's context (client.cpp).
@@ -53,14 +57,14 @@ class ResultCache {
  public:
   explicit ResultCache(std::size_t capacity) : capacity_(capacity) {}
 
-  void put(const std::string& key, std::string payload);
-  std::optional<std::string> get(const std::string& key);
+  void put(const std::string& key, StoredResult result);
+  std::optional<StoredResult> get(const std::string& key);
 
  private:
   std::size_t capacity_;
   std::mutex mutex_;
-  std::list<std::pair<std::string, std::string>> order_;
-  std::unordered_map<std::string, std::list<std::pair<std::string, std::string>>::iterator> index_;
+  std::list<std::pair<std::string, StoredResult>> order_;
+  std::unordered_map<std::string, std::list<std::pair<std::string, StoredResult>>::iterator> index_;
 };
 
 // The commit state of one assigned partition, for one assignment (a reassignment is a new one).
@@ -94,6 +98,8 @@ struct Held {
   std::int64_t timestamp = 0;
   std::string key;
   std::string payload;
+  std::string signature;  // the prpc-signature and prpc-key-id headers ("" when unsigned)
+  std::string key_id;
   bool retry = false;  // its earlier delivery's finish failed
 };
 
@@ -114,7 +120,7 @@ class KafkaBroker::Impl : public std::enable_shared_from_this<KafkaBroker::Impl>
 
   // ---- replies.cpp ----
   void publish(const PublishView& m, DoneCallback done);
-  Result<std::string> open_replies(std::string_view queue, ReplyHandler on_reply);
+  Result<std::string> open_replies_signed(std::string_view queue, PushedReplyHandler on_reply);
 
   // ---- subscription.cpp ----
   Status subscribe(const SubscribeOptions& options, DeliveryHandler handler);
@@ -122,8 +128,8 @@ class KafkaBroker::Impl : public std::enable_shared_from_this<KafkaBroker::Impl>
 
   // ---- results.cpp ----
   void finish(const DeliveryView& d, const FinishRequest& what, DoneCallback done);
-  void lookup_result(Flavour flavour, std::string_view queue, std::string_view message_id,
-                     LookupCallback done);
+  void lookup_result_signed(Flavour flavour, std::string_view queue, std::string_view message_id,
+                            StoredResultCallback done);
   Result<QueueStats> queue_stats(std::string_view queue);
   Result<std::vector<DeadLetter>> dead_letters(std::string_view queue, std::size_t max_count);
 
@@ -138,7 +144,7 @@ class KafkaBroker::Impl : public std::enable_shared_from_this<KafkaBroker::Impl>
     std::thread thread;
     std::atomic<bool> stop{false};
     std::mutex handler_mutex;
-    std::shared_ptr<ReplyHandler> handler;
+    std::shared_ptr<PushedReplyHandler> handler;
   };
 
   struct Subscription {
@@ -175,8 +181,10 @@ class KafkaBroker::Impl : public std::enable_shared_from_this<KafkaBroker::Impl>
     std::string queue;
     std::string key;
     std::string payload;    // the request, for a local redelivery if this finish fails
+    std::string signature;  // and its signature, so the redelivery is checked as it was sent
+    std::string key_id;
     std::string cache_key;  // where the result goes in the cache once it is stored
-    std::string result;
+    StoredResult result;
     DoneCallback done;
     std::mutex mutex;
     int remaining = 0;
@@ -188,7 +196,7 @@ class KafkaBroker::Impl : public std::enable_shared_from_this<KafkaBroker::Impl>
     std::string queue;
     std::string id;
     std::int64_t from_ms;
-    LookupCallback done;
+    StoredResultCallback done;
   };
 
   // trace_offsets: one line per event in a record's life on this server.

@@ -3,6 +3,7 @@
 #include <random>
 
 #include "kafka_impl.hpp"
+#include "prpc/protocol.hpp"
 
 namespace prpc::kafka {
 
@@ -13,18 +14,24 @@ void KafkaBroker::Impl::publish(const PublishView& m, DoneCallback done) {
     done(s);
     return;
   }
-  produce(request_topic(m.queue, m.flavour), RD_KAFKA_PARTITION_UA, m.message_id, m.payload, {},
-          [done = std::move(done)](rd_kafka_resp_err_t e) {
+  Headers headers;
+  if (!m.signature.empty()) {
+    headers.emplace_back(protocol::kSignatureHeader, std::string(m.signature));
+    if (!m.key_id.empty()) headers.emplace_back(protocol::kKeyIdHeader, std::string(m.key_id));
+  }
+  produce(request_topic(m.queue, m.flavour), RD_KAFKA_PARTITION_UA, m.message_id, m.payload,
+          headers, [done = std::move(done)](rd_kafka_resp_err_t e) {
             done(kafka_status(e, "kafka: producing the request"));
           });
 }
 
-Result<std::string> KafkaBroker::Impl::open_replies(std::string_view queue, ReplyHandler on_reply) {
+Result<std::string> KafkaBroker::Impl::open_replies_signed(std::string_view queue,
+                                                           PushedReplyHandler on_reply) {
   std::lock_guard lock(replies_mutex_);
   std::string q(queue);
   if (auto it = listeners_.find(q); it != listeners_.end()) {
     std::lock_guard hl(it->second->handler_mutex);
-    it->second->handler = std::make_shared<ReplyHandler>(std::move(on_reply));
+    it->second->handler = std::make_shared<PushedReplyHandler>(std::move(on_reply));
     return it->second->address;
   }
   PRPC_RETURN_IF_ERROR(ensure_topics(q));
@@ -56,18 +63,21 @@ Result<std::string> KafkaBroker::Impl::open_replies(std::string_view queue, Repl
   rd_kafka_resp_err_t e = rd_kafka_assign(listener->consumer.get(), list.get());
   if (e != RD_KAFKA_RESP_ERR_NO_ERROR) return kafka_status(e, "kafka: assigning " + topic);
   listener->address = reply_address(topic, partition);
-  listener->handler = std::make_shared<ReplyHandler>(std::move(on_reply));
+  listener->handler = std::make_shared<PushedReplyHandler>(std::move(on_reply));
   ReplyListener* raw = listener.get();
   listener->thread = std::thread([raw] {
     while (!raw->stop.load()) {
       MessagePtr m(rd_kafka_consumer_poll(raw->consumer.get(), 100));
       if (!m || m->err != RD_KAFKA_RESP_ERR_NO_ERROR) continue;
-      std::shared_ptr<ReplyHandler> h;
+      std::shared_ptr<PushedReplyHandler> h;
       {
         std::lock_guard hl(raw->handler_mutex);
         h = raw->handler;
       }
-      if (h && *h) (*h)(message_key(m.get()), message_value(m.get()));
+      if (!h || !*h) continue;
+      std::string signature = header_value(m.get(), protocol::kSignatureHeader);
+      std::string key_id = header_value(m.get(), protocol::kKeyIdHeader);
+      (*h)(PushedReplyView{message_key(m.get()), message_value(m.get()), signature, key_id});
     }
   });
   std::string address = listener->address;

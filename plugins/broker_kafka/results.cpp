@@ -26,15 +26,15 @@ std::string cache_key(Flavour f, std::string_view queue, std::string_view id) {
 
 }  // namespace
 
-void ResultCache::put(const std::string& key, std::string payload) {
+void ResultCache::put(const std::string& key, StoredResult result) {
   if (capacity_ == 0) return;
   std::lock_guard lock(mutex_);
   if (auto it = index_.find(key); it != index_.end()) {
-    it->second->second = std::move(payload);
+    it->second->second = std::move(result);
     order_.splice(order_.begin(), order_, it->second);
     return;
   }
-  order_.emplace_front(key, std::move(payload));
+  order_.emplace_front(key, std::move(result));
   index_[key] = order_.begin();
   while (order_.size() > capacity_) {
     index_.erase(order_.back().first);
@@ -42,7 +42,7 @@ void ResultCache::put(const std::string& key, std::string payload) {
   }
 }
 
-std::optional<std::string> ResultCache::get(const std::string& key) {
+std::optional<StoredResult> ResultCache::get(const std::string& key) {
   std::lock_guard lock(mutex_);
   auto it = index_.find(key);
   if (it == index_.end()) return std::nullopt;
@@ -81,7 +81,11 @@ void KafkaBroker::Impl::finish(const DeliveryView& d, const FinishRequest& what,
   bool push = reply != nullptr && push_partition.has_value() && reply->push_only;
   bool send_dead = !what.dead_letter_reason.empty();
   if (reply != nullptr) job->key = std::string(reply->message_id);
-  if (store || push || send_dead) job->payload = std::string(d.payload);
+  if (store || push || send_dead) {
+    job->payload = std::string(d.payload);
+    job->signature = std::string(d.signature);
+    job->key_id = std::string(d.key_id);
+  }
   job->remaining = (store ? 1 : 0) + (push ? 1 : 0) + (send_dead ? 1 : 0);
   if (job->remaining == 0) {
     // The result is in the feedback topic already (a deduplicated redelivery): only commit.
@@ -115,18 +119,29 @@ void KafkaBroker::Impl::finish(const DeliveryView& d, const FinishRequest& what,
                        {kHeaderFlavour, std::string(flavour_name(d.flavour))},
                        {kHeaderSource, source},
                        {kHeaderCount, std::to_string(d.delivery_count)}};
+    // The request's own signature, so the dead letter can be checked as it was sent.
+    if (!d.signature.empty()) {
+      headers.emplace_back(protocol::kSignatureHeader, std::string(d.signature));
+      headers.emplace_back(protocol::kKeyIdHeader, std::string(d.key_id));
+    }
     produce(dead_topic(d.queue), RD_KAFKA_PARTITION_UA, job->key, d.payload, headers, on_report);
+  }
+  Headers signature_headers;
+  if (reply != nullptr && !reply->signature.empty()) {
+    signature_headers = {{protocol::kSignatureHeader, std::string(reply->signature)},
+                         {protocol::kKeyIdHeader, std::string(reply->key_id)}};
   }
   if (store) {
     std::int32_t partition = push_partition ? *push_partition : RD_KAFKA_PARTITION_UA;
     job->cache_key = cache_key(reply->flavour, reply_queue, reply->message_id);
-    job->result = std::string(reply->payload);
+    job->result = StoredResult{std::string(reply->payload), std::string(reply->signature),
+                               std::string(reply->key_id)};
     produce(reply_topic(reply_queue, reply->flavour), partition, reply->message_id, reply->payload,
-            {}, on_report);
+            signature_headers, on_report);
   }
   if (push) {
     produce(reply_topic(reply_queue, reply->flavour), *push_partition, reply->message_id,
-            reply->payload, {}, on_report);
+            reply->payload, signature_headers, on_report);
   }
 }
 
@@ -161,6 +176,8 @@ void KafkaBroker::Impl::complete(const std::shared_ptr<FinishJob>& job, rd_kafka
       h.offset = job->token.offset;
       h.key = job->key;
       h.payload = std::move(job->payload);
+      h.signature = std::move(job->signature);
+      h.key_id = std::move(job->key_id);
       h.retry = true;
       std::lock_guard lock(sub->retry_mutex);
       sub->retries.push_back(std::move(h));
@@ -175,10 +192,11 @@ void KafkaBroker::Impl::complete(const std::shared_ptr<FinishJob>& job, rd_kafka
   if (commit_now && status.is_ok()) flush_commits();
 }
 
-void KafkaBroker::Impl::lookup_result(Flavour flavour, std::string_view queue,
-                                      std::string_view message_id, LookupCallback done) {
+void KafkaBroker::Impl::lookup_result_signed(Flavour flavour, std::string_view queue,
+                                             std::string_view message_id,
+                                             StoredResultCallback done) {
   if (auto hit = cache_.get(cache_key(flavour, queue, message_id))) {
-    done(std::optional<std::string>(std::move(*hit)));
+    done(std::move(hit));
     return;
   }
   std::int64_t from = now_ms() - settings_.lookup_window.count();
@@ -222,14 +240,16 @@ void KafkaBroker::Impl::lookup_loop() {
       continue;
     }
     if (auto hit = cache_.get(cache_key(job.flavour, job.queue, job.id))) {
-      job.done(std::optional<std::string>(std::move(*hit)));
+      job.done(std::move(hit));
       continue;
     }
-    std::optional<std::string> found;
+    std::optional<StoredResult> found;
     Status s =
         scan(reply_topic(job.queue, job.flavour), job.from_ms, [&](const rd_kafka_message_t* m) {
           if (message_key(m) != job.id) return true;
-          found = std::string(message_value(m));
+          found = StoredResult{std::string(message_value(m)),
+                               header_value(m, protocol::kSignatureHeader),
+                               header_value(m, protocol::kKeyIdHeader)};
           return false;
         });
     if (!s.is_ok()) {

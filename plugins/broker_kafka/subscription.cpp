@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "kafka_impl.hpp"
+#include "prpc/protocol.hpp"
 
 namespace prpc::kafka {
 
@@ -410,6 +411,8 @@ void KafkaBroker::Impl::hold(Subscription* sub, const rd_kafka_message_t* m) {
   h.timestamp = rd_kafka_message_timestamp(m, &tstype);
   h.key = std::string(message_key(m));
   h.payload = std::string(message_value(m));
+  h.signature = header_value(m, protocol::kSignatureHeader);
+  h.key_id = header_value(m, protocol::kKeyIdHeader);
   sub->held.push_back(std::move(h));
 }
 
@@ -503,6 +506,8 @@ void KafkaBroker::Impl::hand_over(Subscription* sub) {
     v.token = tokens[i];
     v.payload = h.payload;
     v.delivery_count = counts[i];
+    v.signature = h.signature;
+    v.key_id = h.key_id;
     views.push_back(v);
   }
   sub->outstanding.fetch_add(static_cast<std::uint32_t>(views.size()));

@@ -51,6 +51,7 @@ inline constexpr const char* kHeaderReason = "prpc-reason";
 inline constexpr const char* kHeaderFlavour = "prpc-flavour";
 inline constexpr const char* kHeaderSource = "prpc-source";
 inline constexpr const char* kHeaderCount = "prpc-delivery-count";
+// A signed message's (requests, replies, dead letters): protocol::kSignatureHeader, kKeyIdHeader.
 
 // The last value of header `name` ("" when there is none).
 std::string header_value(const rd_kafka_headers_t* headers, const char* name);

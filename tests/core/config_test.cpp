@@ -109,5 +109,18 @@ TEST(Config, Durations) {
   EXPECT_FALSE(parse_bool("maybe").is_ok());
 }
 
+TEST(Config, SecretKeysAreKnownByTheirWords) {
+  for (const char* key : {"broker.options.sasl.password", "broker.options.ssl.key.pem",
+                          "broker.options.sasl.oauthbearer.client.secret",
+                          "broker.options.sasl.oauthbearer.config", "security.signing_key",
+                          "security.previous_keys", "SASL.PASSWORD", "broker.options.api_token"}) {
+    EXPECT_TRUE(is_secret_key(key)) << key;
+  }
+  for (const char* key : {"broker.url", "broker.options.sasl.username",
+                          "broker.options.security.protocol", "queue.name", "server.max_in_flight"}) {
+    EXPECT_FALSE(is_secret_key(key)) << key;
+  }
+}
+
 }  // namespace
 }  // namespace prpc

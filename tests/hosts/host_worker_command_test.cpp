@@ -59,8 +59,10 @@ TEST(HostWorkerCommand, DefaultsToPrpcWorkerWithTheHostsFlags) {
   std::string text = checked_worker_command(kFlags);
   auto command = parse_worker_command(text);
   ASSERT_TRUE(command.is_ok()) << command.status().to_string() << "\n" << text;
+  // All but the broker's settings, which workers do not use.
   std::vector<std::string> expected{kBin + "/prpc-worker"};
   for (const std::string& f : kFlags) expected.push_back(f);
+  expected.erase(expected.begin() + 1, expected.begin() + 3);  // --set broker.type=memory
   EXPECT_EQ(*command, expected);
 
   // The command it chose starts workers that serve the host's functions.
@@ -86,6 +88,18 @@ TEST(HostWorkerCommand, DefaultsToPrpcWorkerWithTheHostsFlags) {
       },
       20s));
   EXPECT_EQ(got->result, "41.5");
+}
+
+TEST(HostWorkerCommand, SecretsAndBrokerSettingsStayWithTheHost) {
+  std::vector<std::string> flags = kFlags;
+  flags.insert(flags.end(), {"--set", "broker.url=memory://hunter2hunter2",
+                             "--set", "security.signing_key=0123456789abcdef0123",
+                             "--set", "telemetry.api_token=tok-tok-tok"});
+  std::string text = checked_worker_command(flags);
+  for (const char* secret : {"hunter2", "0123456789abcdef0123", "tok-tok-tok", "broker."}) {
+    EXPECT_EQ(text.find(secret), std::string::npos) << text;
+  }
+  EXPECT_NE(text.find("functions.plugins"), std::string::npos) << text;
 }
 
 TEST(HostWorkerCommand, PassesTheConfigFileByItsAbsolutePath) {

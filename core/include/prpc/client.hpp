@@ -12,6 +12,7 @@
 #include "prpc/broker.hpp"
 #include "prpc/codec.hpp"
 #include "prpc/message.hpp"
+#include "prpc/signing.hpp"
 #include "prpc/status.hpp"
 
 namespace prpc {
@@ -25,6 +26,9 @@ struct ClientOptions {
   // again at this interval: servers that do not push (the original PRPC's) are still heard,
   // about as fast as their own clients polled. 0 turns it off (a broker whose lookup is costly).
   std::chrono::milliseconds stored_reply_poll{0};
+  // With a key: requests are signed, and a reply that is not signed with an accepted key fails
+  // its call (kDecode) instead of being taken for the answer.
+  SigningOptions signing{};
 };
 
 class Client {

@@ -22,6 +22,11 @@ Result<double> parse_double(std::string_view text);
 // "250ms", "5s", "1.5s", "2m", "6h", "1d", or a plain number of milliseconds.
 Result<std::chrono::milliseconds> parse_duration(std::string_view text);
 
+// Whether a configuration key holds a secret (a password, a private or signing key, a token):
+// hosts print its value as "********" and never log it. Judged by the key's words, so it also
+// covers options passed through to a library (sasl.password, ssl.key.pem).
+bool is_secret_key(std::string_view key);
+
 class Config {
  public:
   Config() = default;
@@ -32,7 +37,9 @@ class Config {
   // Applies PRPC_* variables from `envp` (the process environment by default). The seed's names
   // are aliases: PRPC_TYPE_BROKER -> broker.type, PRPC_URL_BROKER -> broker.url,
   // PRPC_QUEUE_NAME -> queue.name; PRPC_PLUGIN_PATH -> plugins.path,
-  // PRPC_LOG_LEVEL -> log.level. Any other PRPC_A__B_C sets a.b_c ("__" separates levels).
+  // PRPC_LOG_LEVEL -> log.level, PRPC_SIGNING_KEY -> security.signing_key,
+  // PRPC_SIGNING_PREVIOUS_KEYS -> security.previous_keys. Any other PRPC_A__B_C sets a.b_c
+  // ("__" separates levels).
   void apply_environment(const char* const* envp = nullptr);
   // The environment variable that sets `key`.
   static std::string env_name(std::string_view key);

@@ -41,11 +41,15 @@ Result<std::shared_ptr<FunctionRouter>> make_configured_functions(PluginRegistry
 Result<ExecutorMap> make_configured_executors(PluginRegistry& registry, const Config& config,
                                               std::shared_ptr<Invoker> invoker);
 
-// queue.name, queue.group and the [server] table.
+// security.signing_key, security.previous_keys (a list) and security.accept_unsigned, checked
+// (key lengths) as a Signer would.
+Result<SigningOptions> configured_signing(const Config& config);
+
+// queue.name, queue.group, the [server] table and the signing keys.
 Result<ServerOptions> configured_server_options(const Config& config);
 
-// queue.name and the [client] table: stored_reply_poll (default 1s, but 0 on Kafka, where a
-// lookup scans the feedback topic).
+// queue.name, the [client] table: stored_reply_poll (default 1s, but 0 on Kafka, where a
+// lookup scans the feedback topic), and the signing keys.
 Result<ClientOptions> configured_client_options(const Config& config, Flavour flavour);
 
 // The option values under `prefix.` (e.g. "broker.options").

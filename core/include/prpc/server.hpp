@@ -12,6 +12,7 @@
 #include "prpc/codec.hpp"
 #include "prpc/executor.hpp"
 #include "prpc/functions.hpp"
+#include "prpc/signing.hpp"
 #include "prpc/status.hpp"
 
 namespace prpc {
@@ -29,6 +30,9 @@ struct ServerOptions {
   std::size_t max_message_bytes = std::size_t{16} << 20;
   std::size_t max_json_depth = 512;
   std::string default_worker = "thread";
+  // With a key: requests must be signed with an accepted key (others are dead-lettered, never
+  // run), and replies are signed.
+  SigningOptions signing{};
 };
 
 struct ServerStats {

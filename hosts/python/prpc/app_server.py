@@ -10,12 +10,13 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from . import _core
 from ._async import AsyncRunner
 from ._signature import spec_json
+from ._signing import signing_options
 from .exceptions import ConfigurationError, RegistrationError
 
 __all__ = ["AppServer", "FuncData", "WORKER_TYPES"]
@@ -118,6 +119,10 @@ class AppServer:
     `default_type_worker` is the worker type of functions registered without one
     ("thread", "process" or "async"); `max_number_worker` is the number of workers of each type;
     `timeout_worker` limits one call (a timedelta, or None for no limit).
+
+    With `signing_key` (or PRPC_SIGNING_KEY) the server runs only requests signed with it or one
+    of `previous_signing_keys` (others are dead-lettered) and signs its replies
+    (docs/security.md). `options` sets any other configuration key ("server.max_message_bytes").
     """
 
     _instance: AppServer | None = None
@@ -141,6 +146,8 @@ class AppServer:
         group_name: str = "prpc_group_consumers",
         drain_grace: datetime.timedelta | float = 30.0,
         options: dict[str, Any] | None = None,
+        signing_key: str | None = None,
+        previous_signing_keys: Sequence[str] = (),
     ) -> None:
         if not isinstance(type_broker, str) or not type_broker:
             raise ConfigurationError("type_broker must be a broker name such as 'redis' or 'kafka'")
@@ -166,6 +173,7 @@ class AppServer:
         self._timeout_s = _seconds(timeout_worker, "timeout_worker")
         self._grace_s = _seconds(drain_grace, "drain_grace") or 30.0
         self._options = dict(options or {})
+        self._options.update(signing_options(signing_key, previous_signing_keys))
         self._table = _core.FunctionTable()
         self._functions: dict[str, tuple[Callable[..., Any], str]] = {}
         self._stop = threading.Event()

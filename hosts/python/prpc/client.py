@@ -12,6 +12,7 @@ from collections.abc import Generator, Mapping, Sequence
 from typing import Any
 
 from . import _core
+from ._signing import signing_options
 from .exceptions import (
     ClientTimeOutError,
     ConfigurationError,
@@ -202,7 +203,9 @@ class Client:
     through its one set of broker connections and one reply listener; nothing polls.
 
     Without arguments it reads PRPC_TYPE_BROKER, PRPC_URL_BROKER and PRPC_QUEUE_NAME. ``raw=True``
-    speaks the raw JSON protocol (prpc_raw_{queue}) instead of jsonpickle.
+    speaks the raw JSON protocol (prpc_raw_{queue}) instead of jsonpickle. With `signing_key` (or
+    PRPC_SIGNING_KEY) requests are signed, and a reply not signed with it or one of
+    `previous_signing_keys` fails its call with DecodeError (docs/security.md).
     """
 
     def __init__(
@@ -213,6 +216,8 @@ class Client:
         *,
         raw: bool = False,
         options: Mapping[str, Any] | None = None,
+        signing_key: str | None = None,
+        previous_signing_keys: Sequence[str] = (),
     ) -> None:
         type_broker = type_broker or os.environ.get("PRPC_TYPE_BROKER")
         broker_url = broker_url or os.environ.get("PRPC_URL_BROKER")
@@ -230,6 +235,7 @@ class Client:
                   "queue.name": str(queue_name)}
         for key, value in (options or {}).items():
             config[key] = value if isinstance(value, str) else str(value)
+        config.update(signing_options(signing_key, previous_signing_keys))
         self.type_broker = type_broker
         self.broker_url = broker_url
         self.queue_name = queue_name

@@ -111,9 +111,9 @@ class RedisBroker::Impl {
 
   // replies.cpp
   void publish(const PublishView& m, DoneCallback done);
-  Result<std::string> open_replies(std::string_view queue, ReplyHandler on_reply);
-  void lookup_result(Flavour flavour, std::string_view queue, std::string_view message_id,
-                     LookupCallback done);
+  Result<std::string> open_replies_signed(std::string_view queue, PushedReplyHandler on_reply);
+  void lookup_result_signed(Flavour flavour, std::string_view queue, std::string_view message_id,
+                            StoredResultCallback done);
 
   // operations.cpp
   Result<QueueStats> queue_stats(std::string_view queue);
@@ -155,6 +155,8 @@ class RedisBroker::Impl {
     std::string note;
     std::uint32_t count = 1;
     Clock::time_point since;
+    std::string signature;
+    std::string key_id;
   };
 
   // A delivery read from a stream, its views into the reply it came in.
@@ -165,6 +167,8 @@ class RedisBroker::Impl {
     std::string_view payload;
     std::uint32_t count = 1;
     std::string note;
+    std::string_view signature;
+    std::string_view key_id;
   };
 
   struct FinishOp {
@@ -179,7 +183,7 @@ class RedisBroker::Impl {
     std::string key;
     std::string last_id = "0-0";
     std::string trimmed_to = "0-0";
-    ReplyHandler handler;
+    std::shared_ptr<PushedReplyHandler> handler;  // shared: a handler may replace itself
   };
 
   // ---- redis_broker.cpp: the thread, the connections, housekeeping ----
@@ -251,6 +255,7 @@ class RedisBroker::Impl {
                              const std::string& group, std::string_view id,
                              const std::string& result_key, const std::string& legacy_key,
                              const std::string& reply_stream, std::string_view payload,
+                             std::string_view signature, std::string_view key_id,
                              const std::string& result_ttl);
   void on_transaction(const std::shared_ptr<FinishOp>& op, const Status& s, const redisReply* r,
                       int store_at, int push_at);
@@ -260,7 +265,7 @@ class RedisBroker::Impl {
   std::string take_note(const std::string& key);
 
   // ---- replies.cpp ----
-  void get_stored(const std::string& key, std::string fallback, LookupCallback done);
+  void get_stored(const std::string& key, std::string fallback, StoredResultCallback done);
   void listen_next();
   void on_replies(const Status& s, ReplyPtr r);
   void trim_replies();

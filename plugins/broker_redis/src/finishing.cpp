@@ -27,12 +27,14 @@ void RedisBroker::Impl::finish(const DeliveryView& d, const FinishRequest& what,
   }
   std::string stream = protocol::request_stream(d.flavour, d.queue);
   std::string result_key, legacy_key, reply_stream, dead_stream;
-  std::string_view payload;
+  std::string_view payload, signature, key_id;
   bool store = false, push = false, dead = !what.dead_letter_reason.empty();
   if (what.reply != nullptr && !what.reply->message_id.empty()) {
     const ReplyView& r = *what.reply;
     op->message_id = std::string(r.message_id);
     payload = r.payload;
+    signature = r.signature;
+    key_id = r.key_id;
     if (!r.push_only) {
       store = true;
       result_key = protocol::result_key(r.flavour, r.queue, r.message_id);
@@ -56,7 +58,8 @@ void RedisBroker::Impl::finish(const DeliveryView& d, const FinishRequest& what,
   if (!legacy_key.empty()) restore_legacy_later(legacy_key, std::string(payload));
   if (!dead) {
     finish_in_transaction(op, stream, group, d.token, store ? result_key : std::string(),
-                          legacy_key, push ? reply_stream : std::string(), payload, result_ttl);
+                          legacy_key, push ? reply_stream : std::string(), payload, signature,
+                          key_id, result_ttl);
     return;
   }
   if (!legacy_key.empty()) {
@@ -68,13 +71,17 @@ void RedisBroker::Impl::finish(const DeliveryView& d, const FinishRequest& what,
   std::string reply_ttl = ms_arg(settings_.reply_ttl);
   std::string reply_cap = std::to_string(settings_.reply_max_len);
   std::string dead_cap = std::to_string(settings_.dead_letter_max_len);
+  // Keys the script does not touch are still checked against the user's ACL key patterns: the
+  // request stream stands in for them (an empty name would match no pattern).
+  std::string signature_key = store ? protocol::result_signature_key(result_key) : stream;
   std::vector<std::string_view> args{"EVALSHA",
                                      scripts::shas().finish,
-                                     "4",
+                                     "5",
                                      stream,
-                                     result_key,
-                                     reply_stream,
+                                     store ? result_key : stream,
+                                     push ? reply_stream : stream,
                                      dead_stream,
+                                     signature_key,
                                      group,
                                      d.token,
                                      store ? "1" : "0",
@@ -85,7 +92,9 @@ void RedisBroker::Impl::finish(const DeliveryView& d, const FinishRequest& what,
                                      op->message_id,
                                      reply_ttl,
                                      reply_cap,
-                                     dead_cap};
+                                     dead_cap,
+                                     signature,
+                                     key_id};
   // The dead letter: the reason, flavour and the original payload (capped), and where it came
   // from.
   std::string reason, count, size;
@@ -111,6 +120,11 @@ void RedisBroker::Impl::finish(const DeliveryView& d, const FinishRequest& what,
           std::string_view("payload"), original}) {
       args.push_back(a);
     }
+    // A requeued request is checked again as it was sent.
+    if (!d.signature.empty()) {
+      args.insert(args.end(), {protocol::kSignatureField, d.signature, protocol::kKeyIdField,
+                               d.key_id});
+    }
   }
   send_now(Command::make(args),
            [this, op](const Status& s, ReplyPtr r) { on_finished(op, s, r.get()); });
@@ -123,7 +137,8 @@ void RedisBroker::Impl::finish(const DeliveryView& d, const FinishRequest& what,
 void RedisBroker::Impl::finish_in_transaction(
     const std::shared_ptr<FinishOp>& op, const std::string& stream, const std::string& group,
     std::string_view id, const std::string& result_key, const std::string& legacy_key,
-    const std::string& reply_stream, std::string_view payload, const std::string& result_ttl) {
+    const std::string& reply_stream, std::string_view payload, std::string_view signature,
+    std::string_view key_id, const std::string& result_ttl) {
   std::vector<Request> batch;
   // Each command's own answer is QUEUED, or why it was refused; keep the first refusal, which
   // says more than EXEC's EXECABORT.
@@ -138,6 +153,13 @@ void RedisBroker::Impl::finish_in_transaction(
     batch.push_back(
         Request{Command::make({"SET", result_key, payload, "PX", result_ttl}), ignore, {}});
     store_at = index++;
+    if (!signature.empty()) {
+      batch.push_back(Request{Command::make({"SET", protocol::result_signature_key(result_key),
+                                             signature, "PX", result_ttl}),
+                              ignore,
+                              {}});
+      ++index;
+    }
   }
   if (!legacy_key.empty()) {
     batch.push_back(
@@ -146,13 +168,15 @@ void RedisBroker::Impl::finish_in_transaction(
   }
   if (!reply_stream.empty()) {
     std::string cap = std::to_string(settings_.reply_max_len);
-    Command xadd = settings_.reply_max_len > 0
-                       ? Command::make({"XADD", reply_stream, "MAXLEN", "~", cap, "*",
-                                        protocol::kMessageIdField, op->message_id,
-                                        protocol::kMessageField, payload})
-                       : Command::make({"XADD", reply_stream, "*", protocol::kMessageIdField,
-                                        op->message_id, protocol::kMessageField, payload});
-    batch.push_back(Request{std::move(xadd), ignore, {}});
+    std::vector<std::string_view> args{"XADD", reply_stream};
+    if (settings_.reply_max_len > 0) args.insert(args.end(), {"MAXLEN", "~", cap});
+    args.insert(args.end(), {"*", protocol::kMessageIdField, op->message_id,
+                             protocol::kMessageField, payload});
+    if (!signature.empty()) {
+      args.insert(args.end(),
+                  {protocol::kSignatureField, signature, protocol::kKeyIdField, key_id});
+    }
+    batch.push_back(Request{Command::make(args), ignore, {}});
     push_at = index++;
     batch.push_back(
         Request{Command::make({"PEXPIRE", reply_stream, ms_arg(settings_.reply_ttl)}), ignore, {}});

@@ -13,14 +13,15 @@ constexpr std::size_t kReplyReadCount = 512;
 
 void RedisBroker::Impl::publish(const PublishView& m, DoneCallback done) {
   std::string stream = protocol::request_stream(m.flavour, m.queue);
-  Command xadd;
-  if (settings_.stream_max_len > 0) {
-    std::string max_len = std::to_string(settings_.stream_max_len);
-    xadd = Command::make(
-        {"XADD", stream, "MAXLEN", "~", max_len, "*", protocol::kMessageField, m.payload});
-  } else {
-    xadd = Command::make({"XADD", stream, "*", protocol::kMessageField, m.payload});
+  std::string max_len = std::to_string(settings_.stream_max_len);
+  std::vector<std::string_view> args{"XADD", stream};
+  if (settings_.stream_max_len > 0) args.insert(args.end(), {"MAXLEN", "~", max_len});
+  args.insert(args.end(), {"*", protocol::kMessageField, m.payload});
+  if (!m.signature.empty()) {
+    args.insert(args.end(), {protocol::kSignatureField, m.signature});
+    if (!m.key_id.empty()) args.insert(args.end(), {protocol::kKeyIdField, m.key_id});
   }
+  Command xadd = Command::make(args);
   send_now(std::move(xadd), [done = std::move(done)](const Status& s, ReplyPtr r) {
     if (!s.is_ok()) {
       // Nobody can tell whether a request lost in a broken connection was queued.
@@ -34,20 +35,22 @@ void RedisBroker::Impl::publish(const PublishView& m, DoneCallback done) {
   });
 }
 
-Result<std::string> RedisBroker::Impl::open_replies(std::string_view queue, ReplyHandler on_reply) {
+Result<std::string> RedisBroker::Impl::open_replies_signed(std::string_view queue,
+                                                          PushedReplyHandler on_reply) {
   if (queue.empty()) return Status(StatusCode::kInvalidArgument, "the queue is empty");
   if (!on_reply) return Status(StatusCode::kInvalidArgument, "no reply handler");
   PRPC_RETURN_IF_ERROR(connect());
   std::string q(queue);
   return run_sync<std::string>(
-      [this, q, on_reply = std::move(on_reply)](Complete<std::string> complete) mutable {
+      [this, q, handler = std::make_shared<PushedReplyHandler>(std::move(on_reply))](
+          Complete<std::string> complete) mutable {
         if (closed_) {
           complete(Status(StatusCode::kCancelled, "the broker is closed"));
           return;
         }
         for (ReplyStream& r : replies_) {
           if (r.queue == q) {
-            r.handler = std::move(on_reply);
+            r.handler = std::move(handler);
             complete(r.key);
             return;
           }
@@ -55,7 +58,7 @@ Result<std::string> RedisBroker::Impl::open_replies(std::string_view queue, Repl
         ReplyStream r;
         r.queue = q;
         r.key = protocol::reply_stream_prefix(q) + client_id_;
-        r.handler = std::move(on_reply);
+        r.handler = std::move(handler);
         replies_.push_back(std::move(r));
         std::string key = replies_.back().key;
         if (!listen_) {
@@ -77,30 +80,47 @@ Result<std::string> RedisBroker::Impl::open_replies(std::string_view queue, Repl
       settings_.command_timeout);
 }
 
-void RedisBroker::Impl::lookup_result(Flavour flavour, std::string_view queue,
-                                      std::string_view message_id, LookupCallback done) {
+void RedisBroker::Impl::lookup_result_signed(Flavour flavour, std::string_view queue,
+                                             std::string_view message_id,
+                                             StoredResultCallback done) {
   std::string legacy;
   if (flavour == Flavour::kPython) legacy = protocol::legacy_result_key(queue, message_id);
   get_stored(protocol::result_key(flavour, queue, message_id), std::move(legacy), std::move(done));
 }
 
-// GETs `key`; when it holds nothing, `fallback` (if any): where an original PRPC server stored
-// the result of a request it served.
+// GETs `key` and its signature (result_signature_key) in one round trip; when `key` holds
+// nothing, `fallback` (if any): where an original PRPC server stored the result of a request it
+// served, unsigned.
 void RedisBroker::Impl::get_stored(const std::string& key, std::string fallback,
-                                   LookupCallback done) {
-  send_now(Command::make({"GET", key}),
-           [this, fallback = std::move(fallback), done = std::move(done)](const Status& s,
-                                                                          ReplyPtr r) mutable {
-             if (!s.is_ok()) {
-               done(s.with_context("reading the stored result"));
-             } else if (is_error(r.get())) {
-               done(error_status(r.get(), "reading the stored result"));
-             } else if (!is_nil(r.get())) {
-               done(std::optional<std::string>(std::string(text(r.get()))));
-             } else if (!fallback.empty()) {
-               get_stored(fallback, std::string(), std::move(done));
+                                   StoredResultCallback done) {
+  auto found = std::make_shared<Result<std::optional<StoredResult>>>(
+      std::optional<StoredResult>());
+  send_now(Command::make({"GET", key}), [found](const Status& s, ReplyPtr r) {
+    if (!s.is_ok()) {
+      *found = s.with_context("reading the stored result");
+    } else if (is_error(r.get())) {
+      *found = error_status(r.get(), "reading the stored result");
+    } else if (!is_nil(r.get())) {
+      *found = std::optional<StoredResult>(StoredResult{std::string(text(r.get())), {}, {}});
+    }
+  });
+  send_now(Command::make({"GET", protocol::result_signature_key(key)}),
+           [this, found, fallback = std::move(fallback), done = std::move(done)](
+               const Status& s, ReplyPtr r) mutable {
+             if (!found->is_ok()) {
+               done(std::move(*found));
+             } else if (!(*found)->has_value()) {
+               if (fallback.empty()) {
+                 done(std::move(*found));
+               } else {
+                 get_stored(fallback, std::string(), std::move(done));
+               }
              } else {
-               done(std::optional<std::string>());
+               // A missing or unreadable signature leaves the result unsigned for the verifier.
+               if (s.is_ok() && !is_nil(r.get()) && !is_error(r.get())) {
+                 (**found)->signature = std::string(text(r.get()));
+               }
+               done(std::move(*found));
              }
            });
 }
@@ -137,9 +157,10 @@ void RedisBroker::Impl::on_replies(const Status& s, ReplyPtr r) {
     for (const details::StreamEntry& e : batch.entries) {
       target->last_id = std::string(e.id);
       if (e.deleted) continue;
-      ReplyHandler handler = target->handler;  // a handler may replace itself
+      auto handler = target->handler;  // a handler may replace itself
       try {
-        handler(e.message_id, e.message.value_or(std::string_view()));
+        (*handler)(PushedReplyView{e.message_id, e.message.value_or(std::string_view()),
+                                   e.signature, e.key_id});
       } catch (...) {
         log_.error("the reply handler threw");
       }

@@ -36,6 +36,8 @@ std::vector<StreamEntry> read_entries(const redisReply* entries, const redisRepl
       entry.other_fields = field_names(fields);
     }
     entry.message_id = text(entry_field(fields, protocol::kMessageIdField));
+    entry.signature = text(entry_field(fields, protocol::kSignatureField));
+    entry.key_id = text(entry_field(fields, protocol::kKeyIdField));
     out.push_back(std::move(entry));
   }
   return out;

@@ -68,6 +68,8 @@ struct StreamEntry {
   bool deleted = false;
   std::optional<std::string_view> message;  // the `message` field
   std::string_view message_id;              // the `message_id` field (reply streams)
+  std::string_view signature;               // `signature` and `key_id`, when it is signed
+  std::string_view key_id;
   // Without a `message` field: the fields it has, for the note that explains the dead letter.
   std::string other_fields;
   std::uint32_t delivery_count = 1;  // from the claim script; 1 for a first delivery

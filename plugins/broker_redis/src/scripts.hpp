@@ -13,23 +13,30 @@ namespace prpc::redis::details::scripts {
 // all or nothing up to the ack: a failed SET or dead-letter XADD raises, so the request is not
 // acknowledged and comes back. Only the push may fail (a foreign key of another type under the
 // reply address); the result key is the source of truth for that client.
-// KEYS[1] request stream, KEYS[2] result key, KEYS[3] reply stream, KEYS[4] dead-letter stream.
+// KEYS[1] request stream, KEYS[2] result key, KEYS[3] reply stream, KEYS[4] dead-letter stream,
+// KEYS[5] the result's signature key; the ones not used are the request stream again (an ACL
+// user's key patterns must match every key, used or not).
 // ARGV[1] group, ARGV[2] entry id, ARGV[3..5] '1' to store / push / dead-letter, ARGV[6] reply
 // payload, ARGV[7] result TTL ms, ARGV[8] message_id, ARGV[9] reply stream TTL ms, ARGV[10] reply
-// stream cap (0: none), ARGV[11] dead-letter stream cap (0: none), ARGV[12...] dead-letter fields.
+// stream cap (0: none), ARGV[11] dead-letter stream cap (0: none), ARGV[12] the reply's
+// signature ('' when unsigned), ARGV[13] its key id, ARGV[14...] dead-letter fields.
 // Returns {acked (0/1), pushed (1, 0, or the push's error text)}.
 inline constexpr const char* kFinish = R"lua(
 if ARGV[3] == '1' then
   redis.call('SET', KEYS[2], ARGV[6], 'PX', ARGV[7])
+  if ARGV[12] ~= '' then redis.call('SET', KEYS[5], ARGV[12], 'PX', ARGV[7]) end
 end
 local pushed = 0
 if ARGV[4] == '1' then
+  local entry = {'message_id', ARGV[8], 'message', ARGV[6]}
+  if ARGV[12] ~= '' then
+    entry[5], entry[6], entry[7], entry[8] = 'signature', ARGV[12], 'key_id', ARGV[13]
+  end
   local r
   if ARGV[10] ~= '0' then
-    r = redis.pcall('XADD', KEYS[3], 'MAXLEN', '~', ARGV[10], '*', 'message_id', ARGV[8],
-                    'message', ARGV[6])
+    r = redis.pcall('XADD', KEYS[3], 'MAXLEN', '~', ARGV[10], '*', unpack(entry))
   else
-    r = redis.pcall('XADD', KEYS[3], '*', 'message_id', ARGV[8], 'message', ARGV[6])
+    r = redis.pcall('XADD', KEYS[3], '*', unpack(entry))
   end
   if type(r) == 'table' and r.err then
     pushed = r.err
@@ -40,7 +47,7 @@ if ARGV[4] == '1' then
 end
 if ARGV[5] == '1' then
   local fields = {}
-  for i = 12, #ARGV do fields[#fields + 1] = ARGV[i] end
+  for i = 14, #ARGV do fields[#fields + 1] = ARGV[i] end
   if ARGV[11] ~= '0' then
     redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[11], '*', unpack(fields))
   else
@@ -184,9 +191,10 @@ if bound == '0-0' then return 0 end
 return redis.call('XTRIM', KEYS[1], 'MINID', '~', bound)
 )lua";
 
-// Puts dead letters back into the request stream of their flavour: XADD the original payload,
-// DEL the error result stored under its message_id (a server answers a request whose result
-// exists from that result instead of running it), then XDEL the dead letter. A script is atomic,
+// Puts dead letters back into the request stream of their flavour: XADD the original payload
+// (with its signature, when it had one), DEL the error result stored under its message_id and
+// the result's signature (a server answers a request whose result exists from that result
+// instead of running it), then XDEL the dead letter. A script is atomic,
 // and even a command failing halfway leaves the entry in both places rather than in neither.
 // A payload cut at dead_letter_max_payload is not requeued (it would only fail again).
 // The result keys are built here from the dead letter's message_id, so they are not in KEYS:
@@ -202,14 +210,17 @@ local function requeue(id, fields)
   if f['truncated'] == '1' then return 0 end
   local stream, prefix = KEYS[2], ARGV[1]
   if f['flavour'] == 'raw' then stream, prefix = KEYS[3], ARGV[2] end
-  local payload = f['payload'] or ''
+  local entry = {'message', f['payload'] or ''}
+  if f['signature'] then
+    entry[3], entry[4], entry[5], entry[6] = 'signature', f['signature'], 'key_id', f['key_id'] or ''
+  end
   if ARGV[3] ~= '0' then
-    redis.call('XADD', stream, 'MAXLEN', '~', ARGV[3], '*', 'message', payload)
+    redis.call('XADD', stream, 'MAXLEN', '~', ARGV[3], '*', unpack(entry))
   else
-    redis.call('XADD', stream, '*', 'message', payload)
+    redis.call('XADD', stream, '*', unpack(entry))
   end
   if f['message_id'] and f['message_id'] ~= '' then
-    redis.call('DEL', prefix .. f['message_id'])
+    redis.call('DEL', prefix .. f['message_id'], prefix .. f['message_id'] .. ':signature')
   end
   redis.call('XDEL', KEYS[1], id)
   return 1

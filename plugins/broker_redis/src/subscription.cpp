@@ -295,6 +295,8 @@ void RedisBroker::Impl::collect_entries(const StreamState* st,
     item.stream = &st->name;
     item.id = e.id;
     item.count = e.delivery_count;
+    item.signature = e.signature;
+    item.key_id = e.key_id;
     if (e.message) {
       item.payload = *e.message;
     } else {
@@ -325,12 +327,14 @@ void RedisBroker::Impl::hand_over(const std::shared_ptr<Subscription>& sub,
     if (handed_.count(key) != 0 || is_parked(key)) continue;
     if (!parked_.empty() || handed_.size() >= max_outstanding_) {
       parked_.push_back(Parked{key, it.flavour, *it.stream, std::string(it.id),
-                               std::string(it.payload), std::move(it.note), it.count, now});
+                               std::string(it.payload), std::move(it.note), it.count, now,
+                               std::string(it.signature), std::string(it.key_id)});
       continue;
     }
     handed_.insert(key);
     if (!it.note.empty()) put_note(key, std::move(it.note));
-    batch.emplace_back(it.flavour, sub->options.queue, it.id, it.payload, it.count);
+    batch.emplace_back(it.flavour, sub->options.queue, it.id, it.payload, it.count,
+                       it.signature, it.key_id);
   }
   deliver(sub, batch);
 }
@@ -348,7 +352,8 @@ void RedisBroker::Impl::hand_over_parked() {
   for (Parked& p : taken) {
     handed_.insert(p.key);
     if (!p.note.empty()) put_note(p.key, std::move(p.note));
-    batch.emplace_back(p.flavour, sub->options.queue, p.id, p.payload, p.count);
+    batch.emplace_back(p.flavour, sub->options.queue, p.id, p.payload, p.count,
+                       p.signature, p.key_id);
   }
   deliver(sub, batch);
 }

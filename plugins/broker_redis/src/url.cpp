@@ -142,7 +142,9 @@ Result<RedisUrl> parse_redis_url(std::string_view text) {
     rest = text.substr(kUnix.size());
     url.unix_socket = true;
   } else if (text.substr(0, 9) == "rediss://") {
-    return bad("TLS (rediss://) is not supported by this build (hiredis 0.14 has no TLS)");
+    return bad(
+        "rediss:// (TLS) is not supported: this broker speaks plain TCP; reach a TLS Redis through "
+        "a local TLS tunnel such as stunnel and give its redis:// address (docs/security.md)");
   } else {
     return bad("the scheme must be redis:// or unix://");
   }

@@ -13,6 +13,14 @@ namespace prpc::protocol {
 inline constexpr std::string_view kMessageField = "message";
 inline constexpr std::string_view kMessageIdField = "message_id";
 
+// Signed messages (docs/security.md): the HMAC-SHA256 of the message's bytes (lowercase hex) and
+// the signing key's id travel beside it, as stream entry fields (Redis) or record headers
+// (Kafka). A stored result's signature is kept in result_signature_key(its result key).
+inline constexpr std::string_view kSignatureField = "signature";
+inline constexpr std::string_view kKeyIdField = "key_id";
+inline constexpr const char* kSignatureHeader = "prpc-signature";
+inline constexpr const char* kKeyIdHeader = "prpc-key-id";
+
 // prpc_{q} (Python flavour) or prpc_raw_{q} (raw JSON): where requests are published.
 inline std::string request_stream(Flavour flavour, std::string_view queue) {
   std::string out(flavour == Flavour::kRaw ? "prpc_raw_" : "prpc_");
@@ -52,6 +60,13 @@ inline std::string legacy_result_key(std::string_view queue, std::string_view me
   out += queue;
   out += '_';
   out += message_id;
+  return out;
+}
+
+// <result key>:signature, written with the result in one transaction and with its TTL.
+inline std::string result_signature_key(std::string_view result_key) {
+  std::string out(result_key);
+  out += ":signature";
   return out;
 }
 

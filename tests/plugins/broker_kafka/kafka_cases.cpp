@@ -8,6 +8,7 @@
 #include <set>
 
 #include "kafka_test_base.hpp"
+#include "prpc/signing.hpp"
 
 namespace prpc::kafka_tests {
 namespace {
@@ -665,6 +666,121 @@ TEST_F(KafkaTest, TheRawProtocolWorksFromKcatAsTheSeedShows) {
   EXPECT_NE(found.find(R"("message_id": ")" + id + "\""), std::string::npos) << found;
   EXPECT_NE(found.find(R"("result": "hello_world")"), std::string::npos) << found;
   EXPECT_NE(found.find(R"("exception_info": null)"), std::string::npos) << found;
+}
+
+// ---- signed messages (docs/security.md): the prpc-signature and prpc-key-id headers ---------
+
+namespace {
+
+const std::string kKey = "k1-0123456789abcdef0123456789abcdef";
+const std::string kWrongKey = "kx-not-the-key-of-this-deployment!";
+
+// Produces one record with kcat, as a program without PRPC would; `headers` are name=value.
+void kcat_produce(const std::string& bootstrap, const std::string& topic,
+                  const std::filesystem::path& file, const std::string& payload,
+                  const std::vector<std::string>& headers) {
+  {
+    std::ofstream f(file);
+    f << payload;  // kcat sends a file as one record, every byte of it
+  }
+  std::string cmd = "kcat -P -b " + bootstrap + " -t " + topic;
+  for (const std::string& h : headers) cmd += " -H " + h;
+  cmd += " " + file.string();
+  ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
+}
+
+// Every record of `topic` as kcat prints it: "<headers> <value>" (headers name=value,...).
+std::vector<std::string> kcat_records(const std::string& bootstrap, const std::string& topic,
+                                      const std::filesystem::path& file) {
+  std::string cmd = "kcat -C -b " + bootstrap + " -t " + topic +
+                    " -o beginning -e -q -f '%h %s\\n' > " + file.string();
+  std::vector<std::string> out;
+  if (std::system(cmd.c_str()) != 0) return out;
+  std::ifstream f(file);
+  for (std::string line; std::getline(f, line);) out.push_back(line);
+  return out;
+}
+
+}  // namespace
+
+TEST_F(KafkaTest, ASignedCallWorksAndItsRecordsCarryTheSignatureHeaders) {
+  prepare(2);
+  ServerOptions options;
+  options.signing.key = kKey;
+  start_server(options);
+  Client c(ClientOptions{queue_, Flavour::kRaw, {}, {kKey, {}, false}}, broker(), codec_);
+  ASSERT_TRUE(c.start().is_ok());
+  auto r = c.call_sync(request("echo", R"(["signed"])"), 30s);
+  ASSERT_TRUE(r.is_ok()) << r.status().to_string();
+  ASSERT_FALSE(r->failed()) << *r->exception_info;
+  EXPECT_EQ(r->result, R"("signed")");
+  std::string headers = "prpc-key-id=" + signing_key_id(kKey);
+  // The request record, as a raw reader sees it.
+  auto requests = kcat_records(cluster_->bootstrap(), "prpc_raw_" + queue_, dir_.path() / "req");
+  ASSERT_EQ(requests.size(), 1u);
+  std::string value = requests[0].substr(requests[0].find(' ') + 1);
+  EXPECT_EQ(requests[0].substr(0, requests[0].find(' ')),
+            "prpc-signature=" + hmac_sha256_hex(kKey, value) + "," + headers);
+  // The stored result (the feedback record) is signed, and found so by another broker.
+  auto finder = broker();
+  std::promise<Result<std::optional<StoredResult>>> found;
+  finder->lookup_result_signed(Flavour::kRaw, queue_, r->message_id,
+                               [&](Result<std::optional<StoredResult>> x) { found.set_value(x); });
+  auto stored = found.get_future().get();
+  ASSERT_TRUE(stored.is_ok()) << stored.status().to_string();
+  ASSERT_TRUE(stored->has_value());
+  EXPECT_EQ((*stored)->signature, hmac_sha256_hex(kKey, (*stored)->payload));
+  EXPECT_EQ((*stored)->key_id, signing_key_id(kKey));
+}
+
+TEST_F(KafkaTest, UnsignedAndMisSignedRequestsAreDeadLetteredAndNotRun) {
+  prepare(2);
+  auto counting = std::make_shared<CountingFunctions>(functions_);
+  functions_ = counting;
+  ServerOptions options;
+  options.signing.key = kKey;
+  Server& server = start_server(options);
+  std::string unsigned_id = new_uuid(), wrong_id = new_uuid(), signed_id = new_uuid();
+  std::string plain = raw_request(unsigned_id, "echo", R"(["unsigned"])");
+  std::string wrong = raw_request(wrong_id, "echo", R"(["mis-signed"])");
+  std::string topic = "prpc_raw_" + queue_;
+  kcat_produce(cluster_->bootstrap(), topic, dir_.path() / "plain", plain, {});
+  kcat_produce(cluster_->bootstrap(), topic, dir_.path() / "wrong", wrong,
+               {"prpc-signature=" + hmac_sha256_hex(kWrongKey, wrong),
+                "prpc-key-id=" + signing_key_id(kKey)});
+  ASSERT_TRUE(wait_until([&] { return server.stats().dead_lettered == 2; }, 60s))
+      << server.stats().dead_lettered;
+  auto ops = broker();
+  auto dead = ops->dead_letters(queue_, 10);
+  ASSERT_TRUE(dead.is_ok()) << dead.status().to_string();
+  std::map<std::string, std::string> reasons;
+  for (const DeadLetter& d : *dead) reasons[d.payload] = d.reason;
+  EXPECT_EQ(reasons[plain],
+            "unsigned request: signed messages are required (a signing key is configured)");
+  EXPECT_EQ(reasons[wrong],
+            "the request's signature does not match its bytes under any accepted key");
+  EXPECT_EQ(counting->runs(unsigned_id), 0);
+  EXPECT_EQ(counting->runs(wrong_id), 0);
+  // The same record signed with the key is run.
+  std::string good = raw_request(signed_id, "echo", R"(["by hand"])");
+  kcat_produce(
+      cluster_->bootstrap(), topic, dir_.path() / "good", good,
+      {"prpc-signature=" + hmac_sha256_hex(kKey, good), "prpc-key-id=" + signing_key_id(kKey)});
+  ASSERT_TRUE(wait_until([&] { return counting->runs(signed_id) == 1; }, 60s));
+  EXPECT_EQ(server.stats().dead_lettered, 2u);
+}
+
+TEST_F(KafkaTest, AClientWithAKeyRejectsAnUnsignedReply) {
+  prepare(2);
+  start_server();  // no key: its replies are unsigned
+  Client c(ClientOptions{queue_, Flavour::kRaw, {}, {kKey, {}, false}}, broker(), codec_);
+  ASSERT_TRUE(c.start().is_ok());
+  auto r = c.call_sync(request("echo", "[1]"), 30s);
+  ASSERT_FALSE(r.is_ok());
+  EXPECT_EQ(r.status().code(), StatusCode::kDecode);
+  EXPECT_EQ(r.status().message(),
+            "rejected the reply: unsigned reply: signed messages are required (a signing key "
+            "is configured)");
 }
 
 TEST_F(KafkaTest, CallsSentWhileTheBrokerIsDownCompleteAfterItReturns) {

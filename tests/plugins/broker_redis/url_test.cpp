@@ -100,8 +100,12 @@ TEST(RedisUrl, Refusals) {
       EXPECT_EQ(u.status().code(), StatusCode::kInvalidArgument) << bad;
     }
   }
-  auto tls = parse_redis_url("rediss://h:1");
-  EXPECT_NE(tls.status().message().find("TLS"), std::string::npos);
+  // One line that says why and what to do instead.
+  auto tls = parse_redis_url("rediss://user:secret@h:1");
+  EXPECT_EQ(tls.status().message().find('\n'), std::string::npos);
+  EXPECT_NE(tls.status().message().find("rediss:// (TLS) is not supported"), std::string::npos);
+  EXPECT_NE(tls.status().message().find("TLS tunnel"), std::string::npos);
+  EXPECT_EQ(tls.status().message().find("secret"), std::string::npos);
 }
 
 TEST(RedisNames, KeysFollowTheProtocol) {

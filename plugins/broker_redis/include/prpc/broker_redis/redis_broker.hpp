@@ -36,6 +36,12 @@ class RedisBroker final : public Broker {
 
   void publish(const PublishView& message, DoneCallback done) override;
   Result<std::string> open_replies(std::string_view queue, ReplyHandler on_reply) override;
+  // Signatures travel as the entries' `signature` and `key_id` fields, and a stored result's in
+  // <result key>:signature (docs/security.md).
+  Result<std::string> open_replies_signed(std::string_view queue,
+                                          PushedReplyHandler on_reply) override;
+  void lookup_result_signed(Flavour flavour, std::string_view queue, std::string_view message_id,
+                            StoredResultCallback done) override;
 
   Result<QueueStats> queue_stats(std::string_view queue) override;
   Result<std::vector<DeadLetter>> dead_letters(std::string_view queue,
