@@ -11,7 +11,7 @@ demo:            ## run the demo: a private broker, prpc-host serving example fu
 	@scripts/deps.sh demo
 	@scripts/demo.sh
 
-test:            ## build and run every test suite (ci and asan presets)
+test:            ## build and run every test suite (ci and asan presets), the fuzzers, the static checks
 	@scripts/deps.sh test
 	@scripts/test.sh
 

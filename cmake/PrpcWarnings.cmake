@@ -22,3 +22,12 @@ if(PRPC_SANITIZE)
   add_compile_options(-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined)
   add_link_options(-fsanitize=address,undefined)
 endif()
+
+# The fuzz preset (clang): coverage for libFuzzer and both sanitizers on every object, and the
+# standard library's own bounds checks; the fuzzers themselves link -fsanitize=fuzzer.
+if(PRPC_FUZZ)
+  add_compile_options(-fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer
+                      -fno-sanitize-recover=undefined -D_GLIBCXX_ASSERTIONS
+                      -fsanitize-ignorelist=${CMAKE_CURRENT_LIST_DIR}/fuzz-ignorelist.txt)
+  add_link_options(-fsanitize=address,undefined)
+endif()

@@ -44,6 +44,9 @@ test  maven                 fetching the Apache Kafka jars
 test  openssl               the SASL_SSL Kafka fixture's keys and certificates
 test  clang-tidy            scripts/lint.sh's static checks of the C++ sources
 test  clang-format          scripts/lint.sh --format
+test  clang-14              the fuzz preset's compiler (libFuzzer targets, scripts/fuzz.sh)
+test  libclang-rt-14-dev    libFuzzer and the sanitizers' runtimes for the fuzz preset
+test  llvm-14               llvm-symbolizer: readable stacks in the fuzzers' crash reports
 kafka default-jre-headless  Apache Kafka runs on Java
 kafka maven                 fetching the Apache Kafka jars
 fresh debootstrap           building the bare Debian root
