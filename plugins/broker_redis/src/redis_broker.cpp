@@ -295,7 +295,8 @@ std::vector<sdk::OptionSpec> RedisBroker::options() {
        "how long a command waits for a lost connection to come back before it fails"},
       {"block", PRPC_OPT_DURATION_MS, "2s", "longest blocking read (XREADGROUP/XREAD BLOCK)"},
       {"claim_interval", PRPC_OPT_DURATION_MS, "0",
-       "how often idle pending requests are claimed; 0: a quarter of the visibility timeout"},
+       "how often dead servers' and idle pending requests are claimed; 0: a quarter of the "
+       "visibility timeout, at most heartbeat_interval while liveness is on"},
       {"heartbeat_interval", PRPC_OPT_DURATION_MS, "1s",
        "how often a serving broker renews its liveness deadline in prpc_alive:{q}"},
       {"liveness_timeout", PRPC_OPT_DURATION_MS, "3s",

@@ -33,8 +33,9 @@ Status RedisBroker::Impl::subscribe(const SubscribeOptions& options, DeliveryHan
   sub->claim_interval = settings_.claim_interval.count() > 0
                             ? settings_.claim_interval
                             : std::clamp(sub->options.visibility_timeout / 4, 10ms, 5000ms);
-  // A dead server's requests are looked for as often as servers renew their liveness.
-  if (settings_.liveness_timeout.count() > 0) {
+  // Unless told otherwise, a dead server's requests are looked for as often as servers renew
+  // their liveness.
+  if (settings_.claim_interval.count() == 0 && settings_.liveness_timeout.count() > 0) {
     sub->claim_interval = std::min(sub->claim_interval, settings_.heartbeat_interval);
   }
   sub->liveness_key = protocol::liveness_key(options.queue);
