@@ -43,6 +43,7 @@ test  maven                 fetching the Apache Kafka jars
 test  openssl               the SASL_SSL Kafka fixture's keys and certificates
 test  clang-tidy            scripts/lint.sh's static checks of the C++ sources
 test  clang-format          scripts/lint.sh --format
+test  prometheus            the observability suite scrapes a server with a real Prometheus
 kafka default-jre-headless  Apache Kafka runs on Java
 kafka maven                 fetching the Apache Kafka jars
 fresh debootstrap           building the bare Debian root
