@@ -29,6 +29,9 @@ struct ServerOptions {
   std::size_t max_message_bytes = std::size_t{16} << 20;
   std::size_t max_json_depth = 512;
   std::string default_worker = "thread";
+  // host:port of the Prometheus /metrics listener (metrics.listen); empty: none. Port 0 picks
+  // a free one (Server::metrics_port).
+  std::string metrics_listen;
 };
 
 struct ServerStats {
@@ -64,6 +67,10 @@ class Server {
 
   ServerStats stats() const;
   const ServerOptions& options() const;
+  // The port /metrics is served on while the server runs; 0 without a listener.
+  std::uint16_t metrics_port() const;
+  // The Prometheus text format of the server's metrics (what /metrics answers).
+  std::string metrics_text() const;
 
  private:
   class Impl;

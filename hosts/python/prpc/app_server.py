@@ -140,6 +140,7 @@ class AppServer:
         *,
         group_name: str = "prpc_group_consumers",
         drain_grace: datetime.timedelta | float = 30.0,
+        metrics_listen: str | None = None,
         options: dict[str, Any] | None = None,
     ) -> None:
         if not isinstance(type_broker, str) or not type_broker:
@@ -166,6 +167,11 @@ class AppServer:
         self._timeout_s = _seconds(timeout_worker, "timeout_worker")
         self._grace_s = _seconds(drain_grace, "drain_grace") or 30.0
         self._options = dict(options or {})
+        if metrics_listen is not None:
+            if not isinstance(metrics_listen, str) or ":" not in metrics_listen:
+                raise ConfigurationError(
+                    f"metrics_listen must be 'host:port', not {metrics_listen!r}")
+            self._options.setdefault("metrics.listen", metrics_listen)
         self._table = _core.FunctionTable()
         self._functions: dict[str, tuple[Callable[..., Any], str]] = {}
         self._stop = threading.Event()
@@ -310,6 +316,17 @@ class AppServer:
 
     def stats(self) -> dict[str, int]:
         return self._server.stats() if self._server is not None else {}
+
+    @property
+    def metrics_port(self) -> int | None:
+        """The port /metrics is served on while serving (metrics_listen, metrics.listen or
+        PRPC_METRICS_LISTEN; port 0 picks a free one), else None."""
+        port = self._server.metrics_port if self._server is not None else 0
+        return port or None
+
+    def metrics_text(self) -> str:
+        """The Prometheus text format of the server's metrics, as /metrics serves it."""
+        return self._server.metrics_text() if self._server is not None else ""
 
     def _on_signal(self, signo: int, frame: Any) -> None:
         log.info("received %s, draining", signal.Signals(signo).name)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import datetime
+import json
 import os
 import threading
 import uuid
@@ -77,12 +78,13 @@ class AwaitableTask:
     ClientTimeOutError, and the task can be waited on again.
     """
 
-    __slots__ = ("_handle", "_request", "_reply", "_client", "_limit")
+    __slots__ = ("_handle", "_request", "_reply", "_client", "_limit", "_breakdown")
     _handle: _core.CallHandle
     _request: PRPCMessage
     _reply: PRPCMessage | None
     _client: _core.Client
     _limit: datetime.timedelta | float | None
+    _breakdown: dict[str, Any] | None
 
     def __init__(self, func_name: str, args: Sequence[Any] = (),
                  kwargs: Mapping[str, Any] | None = None) -> None:
@@ -96,6 +98,7 @@ class AwaitableTask:
         self._reply = None
         self._client = task._client
         self._limit = task._limit
+        self._breakdown = None
 
     @classmethod
     def _attach(cls, handle: _core.CallHandle, request: PRPCMessage, client: _core.Client,
@@ -106,6 +109,7 @@ class AwaitableTask:
         task._reply = None
         task._client = client
         task._limit = limit  # the call's own timeout (call_with), if it has one
+        task._breakdown = None
         return task
 
     def __repr__(self) -> str:
@@ -131,6 +135,27 @@ class AwaitableTask:
         if not self._handle.done():
             return None
         return datetime.timedelta(seconds=self._handle.elapsed())
+
+    @property
+    def breakdown(self) -> dict[str, Any]:
+        """Where the call's time went, from its reply (docs/protocol.md): ``server`` (the id of
+        the server that answered), ``time_queued`` (seconds from the request's creation to the
+        start of its execution) and ``time_executing`` (seconds the function ran), each present
+        when the server sent it. Empty until the reply arrives, and from servers that send none
+        (an original PRPC server)."""
+        if self._breakdown is None:
+            if not self._handle.done():
+                return {}
+            text = self._handle.reply_fields().get("extensions") or ""
+            try:
+                fields = json.loads(text) if text else {}
+            except ValueError:
+                fields = {}
+            if not isinstance(fields, dict):
+                fields = {}
+            self._breakdown = {k: fields[k] for k in ("server", "time_queued", "time_executing")
+                               if k in fields}
+        return dict(self._breakdown)
 
     def is_done_task(self, *, update_status: bool = False) -> bool:
         """Whether the reply arrived. Replies are pushed, so `update_status` (the original

@@ -100,6 +100,8 @@ PYBIND11_MODULE(_core, m) {
       .def("start", &PyServer::start)
       .def("stop", &PyServer::stop, pyb::arg("grace"))
       .def("stats", &PyServer::stats)
+      .def("metrics_text", &PyServer::metrics_text)
+      .def_property_readonly("metrics_port", &PyServer::metrics_port)
       .def_property_readonly("queue", &PyServer::queue);
 
   pyb::class_<CallHandle, std::shared_ptr<CallHandle>>(m, "CallHandle")

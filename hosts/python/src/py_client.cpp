@@ -137,6 +137,7 @@ pyb::dict CallHandle::reply_fields() {
   d["date_done_message"] = m.date_done_message;
   d["exception_type"] = m.exception_type;
   d["traceback"] = m.traceback;
+  d["extensions"] = m.extensions;
   return d;
 }
 
