@@ -54,6 +54,7 @@ _core.set_log_level(_os.environ.get("PRPC_LOG_LEVEL", "warn"))
 from .app_client import get_function_server, ping  # noqa: E402
 from .app_server import AppServer  # noqa: E402
 from .client import AwaitableTask, Client, call, get_client  # noqa: E402
+from .metrics import client_metrics_text, serve_client_metrics  # noqa: E402
 from .prpcmessage import PRPCMessage  # noqa: E402
 
 __version__ = _core.__version__
@@ -90,9 +91,11 @@ __all__ = [
     "RemoteError",
     "ResultNotReadyError",
     "call",
+    "client_metrics_text",
     "get_client",
     "get_function_server",
     "ping",
     "register_class",
+    "serve_client_metrics",
     "unregister_class",
 ]

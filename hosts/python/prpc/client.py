@@ -13,6 +13,7 @@ from collections.abc import Generator, Mapping, Sequence
 from typing import Any
 
 from . import _core
+from . import metrics as _metrics
 from .exceptions import (
     ClientTimeOutError,
     ConfigurationError,
@@ -211,6 +212,8 @@ class AwaitableTask:
         return self._value()
 
     def _timed_out(self, timeout: datetime.timedelta | float | None) -> ClientTimeOutError:
+        if _metrics.enabled:
+            _metrics.record_timeout(self._client.queue, self._handle.func_name)
         detail = f"{self._handle.func_name}: no reply (message_id {self._handle.message_id})"
         why = self._client.diagnosis
         return ClientTimeOutError(timeout, f"{detail}; {why}" if why else detail)
@@ -301,6 +304,8 @@ class Client:
         handle = self._core.call(
             func_name, list(args), kwargs, _seconds(timeout) or 0.0, deadline_text
         )
+        if _metrics.enabled:
+            _metrics.record_call(self._core.queue, func_name, handle)
         request = PRPCMessage(func_name, args, kwargs, uuid.UUID(handle.message_id))
         return AwaitableTask._attach(handle, request, self._core, timeout)
 

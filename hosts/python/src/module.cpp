@@ -111,6 +111,7 @@ PYBIND11_MODULE(_core, m) {
       .def("wait", &CallHandle::wait, pyb::arg("timeout") = -1.0)
       .def("add_done_callback", &CallHandle::add_done_callback)
       .def("outcome", &CallHandle::outcome)
+      .def("kind", &CallHandle::kind)
       .def("reply_fields", &CallHandle::reply_fields)
       .def("elapsed", &CallHandle::elapsed);
 

@@ -79,6 +79,13 @@ void CallHandle::add_done_callback(pyb::object callback) {
   callback();
 }
 
+std::string CallHandle::kind() const {
+  std::lock_guard lock(mutex_);
+  if (!done_) return "";
+  if (!result_->is_ok()) return std::string(status_code_name(result_->status().code()));
+  return (*result_)->failed() ? "remote" : "ok";
+}
+
 pyb::tuple CallHandle::outcome() {
   if (cached_) return cached_;
   {

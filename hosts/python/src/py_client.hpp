@@ -39,6 +39,9 @@ class CallHandle {
   pyb::tuple outcome();
   // GIL held. The reply's fields as a dict of Python values, for PRPCMessage.
   pyb::dict reply_fields();
+  // Without decoding anything: "ok", "remote" (the function failed), a status code's name
+  // (e.g. "Timeout"), or "" while pending.
+  std::string kind() const;
   double elapsed() const;  // seconds from send to reply (or to now)
   std::string message_id;
   std::string func_name;

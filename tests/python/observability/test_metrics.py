@@ -302,3 +302,26 @@ def test_a_real_prometheus_scrapes_the_endpoint(start_app, client, tmp_path, que
         proc.terminate()
         proc.wait(30)
         log.close()
+
+
+def test_client_metrics_count_the_calls_of_a_process_that_asks(start_app, client, queue):
+    port = free_port()
+    start_app(APP.replace("{METRICS_PORT}", str(port)))
+    client_port = prpc.serve_client_metrics("127.0.0.1:0")
+    assert [client.call("add", i, i).result(20) for i in range(5)] == [0, 2, 4, 6, 8]
+    with pytest.raises(prpc.RemoteError):
+        client.call("boom", "x").result(20)
+    slow = client.call("slow", 0.2)
+    with pytest.raises(prpc.ClientTimeOutError):
+        slow.result(0.01)
+    assert slow.result(20) == "late"  # waited for again: one timeout, then the reply
+    with urllib.request.urlopen(f"http://127.0.0.1:{client_port}/metrics", timeout=10) as r:
+        parsed = samples(r.read().decode())
+    assert value(parsed, "prpc_client_calls_total", queue=queue, function="add") == 5
+    assert value(parsed, "prpc_client_replies_total", queue=queue, function="add",
+                 outcome="ok") == 5
+    assert value(parsed, "prpc_client_replies_total", queue=queue, function="boom",
+                 outcome="error") == 1
+    assert value(parsed, "prpc_client_timeouts_total", queue=queue, function="slow") == 1
+    assert value(parsed, "prpc_client_call_seconds_count", queue=queue, function="add") == 5
+    assert value(parsed, "prpc_client_call_seconds_sum", queue=queue, function="slow") >= 0.2
