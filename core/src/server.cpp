@@ -38,6 +38,13 @@ double seconds_between(Clock::time_point from, Clock::time_point to) {
   return std::chrono::duration<double>(to - from).count();
 }
 
+// " trace <trace id>" for a request with a W3C traceparent ("00-<32 hex>-<16 hex>-<2 hex>"),
+// so that log lines join the caller's trace; "" otherwise.
+std::string trace_suffix(std::string_view traceparent) {
+  if (traceparent.size() < 55 || traceparent[2] != '-' || traceparent[35] != '-') return {};
+  return " trace " + std::string(traceparent.substr(3, 32));
+}
+
 // A duration in seconds as a JSON number with microsecond resolution.
 void append_seconds(std::string& out, double s) {
   char buf[32];
@@ -90,6 +97,7 @@ struct Call {
   Clock::time_point executing_since{};
   double time_queued = -1;     // seconds from date_create_message to dispatch; <0: unknown
   double time_executing = -1;  // seconds on the executor; <0: not run
+  std::string tracestate;      // the request's, decoded from its extensions
 };
 using CallPtr = std::shared_ptr<Call>;
 
@@ -436,6 +444,12 @@ class Server::Impl : public std::enable_shared_from_this<Server::Impl> {
     inv.dialect = call->codec->dialect();
     inv.message_id = req.message_id;
     inv.timeout = options_.call_timeout;
+    // The trace context passes through to the function (docs/observability.md).
+    inv.traceparent = req.traceparent;
+    if (!req.traceparent.empty() && !req.extensions.empty()) {
+      call->tracestate = json::get_string_member(req.extensions, "tracestate").value_or("");
+      inv.tracestate = call->tracestate;
+    }
     auto self = shared_from_this();
     call->executing_since = Clock::now();
     executor->second->submit(inv, [self, call](Outcome outcome) {
@@ -524,8 +538,8 @@ class Server::Impl : public std::enable_shared_from_this<Server::Impl> {
     } else {
       dead_lettered_.fetch_add(1);
       series(call).count(details::CallOutcome::kDeadLetter);
-      log::warn(kLog, "dead-lettered request " + call->request.message_id + ": " +
-                          dead_letter_reason);
+      log::warn(kLog, "dead-lettered request " + call->request.message_id +
+                          trace_suffix(call->request.traceparent) + ": " + dead_letter_reason);
     }
     finish(call, *encoded, false, dead_letter_reason);
   }
@@ -579,7 +593,8 @@ class Server::Impl : public std::enable_shared_from_this<Server::Impl> {
     auto self = shared_from_this();
     broker_->finish(call->delivery.view(), req, [self, call](const Status& s) {
       if (!s.is_ok()) {
-        log::warn(kLog, "could not finish request " + call->request.message_id + " (" +
+        log::warn(kLog, "could not finish request " + call->request.message_id +
+                            trace_suffix(call->request.traceparent) + " (" +
                             call->delivery.token + "), left for redelivery: " + s.to_string());
       }
       self->forget(call);

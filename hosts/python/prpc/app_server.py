@@ -13,7 +13,7 @@ import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from . import _core
+from . import _core, _tracing
 from ._async import AsyncRunner
 from ._signature import spec_json
 from .exceptions import ConfigurationError, RegistrationError
@@ -294,6 +294,7 @@ class AppServer:
             runner = AsyncRunner()
             self._table.set_async_runner(runner)
         self._stop.clear()
+        self._table.set_tracer(_tracing.tracer_hook())
         self._server = _core.Server(self._config(), self._table)
         previous: dict[int, Any] = {}
         if threading.current_thread() is threading.main_thread():

@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Generator, Mapping, Sequence
 from typing import Any
 
-from . import _core
+from . import _core, _tracing
 from . import metrics as _metrics
 from .exceptions import (
     ClientTimeOutError,
@@ -301,9 +301,21 @@ class Client:
             if deadline.tzinfo is None:
                 deadline = deadline.astimezone()
             deadline_text = deadline.isoformat()
-        handle = self._core.call(
-            func_name, list(args), kwargs, _seconds(timeout) or 0.0, deadline_text
-        )
+        traced = _tracing.start_client_span(func_name, self._core.queue) \
+            if _tracing.available else None
+        if traced is None:
+            handle = self._core.call(
+                func_name, list(args), kwargs, _seconds(timeout) or 0.0, deadline_text
+            )
+        else:
+            span, traceparent, tracestate = traced
+            try:
+                handle = self._core.call(func_name, list(args), kwargs, _seconds(timeout) or 0.0,
+                                         deadline_text, traceparent, tracestate)
+            except BaseException:
+                span.end()
+                raise
+            handle.add_done_callback(lambda: _tracing.end_client_span(span, handle))
         if _metrics.enabled:
             _metrics.record_call(self._core.queue, func_name, handle)
         request = PRPCMessage(func_name, args, kwargs, uuid.UUID(handle.message_id))

@@ -75,6 +75,7 @@ PYBIND11_MODULE(_core, m) {
            pyb::arg("coroutine"), pyb::arg("spec_json"), pyb::arg("doc"))
       .def("__contains__", &PythonFunctions::contains)
       .def("set_async_runner", &PythonFunctions::set_async_runner)
+      .def("set_tracer", &PythonFunctions::set_tracer)
       .def("names", [](const PythonFunctions& t) {
         std::vector<std::string> out;
         for (const auto& f : t.list()) out.push_back(f.name);
@@ -119,7 +120,8 @@ PYBIND11_MODULE(_core, m) {
       .def(pyb::init<const std::map<std::string, std::string>&, bool>(), pyb::arg("config"),
            pyb::arg("raw") = false)
       .def("call", &PyClient::call, pyb::arg("func_name"), pyb::arg("args"), pyb::arg("kwargs"),
-           pyb::arg("timeout") = 0.0, pyb::arg("deadline") = "")
+           pyb::arg("timeout") = 0.0, pyb::arg("deadline") = "", pyb::arg("traceparent") = "",
+           pyb::arg("tracestate") = "")
       .def("close", &PyClient::close)
       .def_property_readonly("queue", &PyClient::queue)
       .def_property_readonly("dialect", &PyClient::dialect)

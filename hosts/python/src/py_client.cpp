@@ -1,5 +1,6 @@
 #include "py_client.hpp"
 
+#include "prpc/json.hpp"
 #include "prpc/runtime.hpp"
 #include "py_runtime.hpp"
 #include "py_values.hpp"
@@ -192,7 +193,9 @@ void PyClient::close() {
 
 std::shared_ptr<CallHandle> PyClient::call(const std::string& func_name, pyb::handle args,
                                            pyb::handle kwargs, double timeout_s,
-                                           const std::string& deadline) {
+                                           const std::string& deadline,
+                                           const std::string& traceparent,
+                                           const std::string& tracestate) {
   if (!client_) raise_status(Status(StatusCode::kFailedPrecondition, "the client is closed"));
   std::string dialect(codec_->dialect());
   Message m;
@@ -203,6 +206,12 @@ std::shared_ptr<CallHandle> PyClient::call(const std::string& func_name, pyb::ha
   m.func_args = encode_value(arg_list, dialect);
   m.func_kwargs = encode_value(kwargs, dialect);
   m.deadline = deadline;
+  m.traceparent = traceparent;
+  if (!tracestate.empty()) {
+    m.extensions = "{\"tracestate\": ";
+    json::append_quoted(m.extensions, tracestate);
+    m.extensions += "}";
+  }
   auto handle = std::make_shared<CallHandle>(dialect, func_name);
   auto timeout = std::chrono::milliseconds(timeout_s > 0 ? static_cast<std::int64_t>(timeout_s * 1000) : 0);
   {
