@@ -51,6 +51,10 @@ _core.set_error_types(DecodeError, EncodeError)
 _core.set_plugin_dirs([_os.path.join(_os.path.dirname(_os.path.abspath(__file__)), "plugins")])
 _core.set_log_level(_os.environ.get("PRPC_LOG_LEVEL", "warn"))
 
+from . import _logging  # noqa: E402
+
+_logging.start()
+
 from .app_client import get_function_server, ping  # noqa: E402
 from .app_server import AppServer  # noqa: E402
 from .client import AwaitableTask, Client, call, get_client  # noqa: E402

@@ -9,6 +9,7 @@
 #include "prpc/worker.hpp"
 #include "py_client.hpp"
 #include "py_functions.hpp"
+#include "py_log.hpp"
 #include "py_runtime.hpp"
 #include "py_server.hpp"
 #include "py_values.hpp"
@@ -28,6 +29,11 @@ PYBIND11_MODULE(_core, m) {
         prpc::python::set_error_types(decode_error.ptr(), encode_error.ptr());
       },
       "The exception classes the value converters raise.");
+  m.def("route_logs", &prpc::python::route_logs, pyb::arg("on"),
+        "Sends PRPC's log lines to the queue take_log_lines reads (True) or to stderr (False).");
+  m.def("take_log_lines", &prpc::python::take_log_lines, pyb::arg("timeout"),
+        "Waits up to `timeout` seconds, then returns the queued lines as (level, component, "
+        "message, time) tuples.");
   m.def(
       "set_log_level",
       [](const std::string& level) {

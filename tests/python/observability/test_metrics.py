@@ -325,3 +325,18 @@ def test_client_metrics_count_the_calls_of_a_process_that_asks(start_app, client
     assert value(parsed, "prpc_client_timeouts_total", queue=queue, function="slow") == 1
     assert value(parsed, "prpc_client_call_seconds_count", queue=queue, function="add") == 5
     assert value(parsed, "prpc_client_call_seconds_sum", queue=queue, function="slow") >= 0.2
+
+
+def test_prpc_host_writes_json_log_lines(env, client, tmp_path):
+    host = Host([str(BIN / "prpc-host"), "--set", "functions.plugins=example"],
+                {**env, "PRPC_LOG_FORMAT": "json", "PRPC_LOG_LEVEL": "info"}, tmp_path)
+    try:
+        host.wait_ping(client)
+    finally:
+        assert host.stop() == 0
+    lines = [json.loads(line) for line in host.log_path.read_text().splitlines()]
+    assert lines and all(set(line) == {"time", "level", "component", "message"}
+                         for line in lines)
+    assert any(line["component"] == "server" and line["message"].startswith("serving queue")
+               for line in lines)
+    assert lines[-1]["message"].startswith("stopped after")
