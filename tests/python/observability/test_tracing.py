@@ -10,6 +10,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
+from sdk_fixtures import wait_until
 
 import prpc
 
@@ -57,6 +58,14 @@ if __name__ == "__main__":
 exporter = InMemorySpanExporter()
 
 
+def finished_span(name: str):
+    """The finished span `name`: a call's span ends on the thread that received the reply,
+    which may be a moment after result() returned."""
+    def find():
+        return next((s for s in exporter.get_finished_spans() if s.name == name), None)
+    return wait_until(find, 10, f"the span {name!r} to end")
+
+
 @pytest.fixture(scope="module", autouse=True)
 def tracer_provider():
     provider = TracerProvider()
@@ -75,8 +84,7 @@ def test_the_trace_continues_into_the_remote_function(start_app, client, functio
     trace_id = format(caller.get_span_context().trace_id, "032x")
     assert seen["trace_id"] == trace_id
     assert seen["kind"] == "SERVER"
-    spans = {s.name: s for s in exporter.get_finished_spans()}
-    call_span = spans[function]
+    call_span = finished_span(function)
     assert call_span.kind == SpanKind.CLIENT
     assert call_span.context.trace_id == caller.get_span_context().trace_id
     assert call_span.parent.span_id == caller.get_span_context().span_id
@@ -90,8 +98,7 @@ def test_a_failed_call_marks_its_span(start_app, client):
     exporter.clear()
     with pytest.raises(prpc.RemoteError):
         client.call("nope").result(30)
-    (span,) = [s for s in exporter.get_finished_spans() if s.name == "nope"]
-    assert not span.status.is_ok
+    assert not finished_span("nope").status.is_ok
 
 
 def test_without_a_recording_span_nothing_is_sent(start_app, client, redis_server, queue):
