@@ -47,6 +47,7 @@ test  clang-format          scripts/lint.sh --format
 test  clang-14              the fuzz preset's compiler (libFuzzer targets, scripts/fuzz.sh)
 test  libclang-rt-14-dev    libFuzzer and the sanitizers' runtimes for the fuzz preset
 test  llvm-14               llvm-symbolizer: readable stacks in the fuzzers' crash reports
+test  prometheus            the observability suite scrapes a server with a real Prometheus
 kafka default-jre-headless  Apache Kafka runs on Java
 kafka maven                 fetching the Apache Kafka jars
 fresh debootstrap           building the bare Debian root

@@ -43,6 +43,7 @@ constexpr Alias kAliases[] = {
     {"PRPC_QUEUE_NAME", "queue.name"},    {"PRPC_PLUGIN_PATH", "plugins.path"},
     {"PRPC_LOG_LEVEL", "log.level"},      {"PRPC_SIGNING_KEY", "security.signing_key"},
     {"PRPC_SIGNING_PREVIOUS_KEYS", "security.previous_keys"},
+    {"PRPC_METRICS_LISTEN", "metrics.listen"}, {"PRPC_LOG_FORMAT", "log.format"},
 };
 
 std::string toml_scalar_text(const toml::node& node) {

@@ -8,11 +8,13 @@
 
 #include "prpc/abi_views.hpp"
 #include "prpc/iso_time.hpp"
+#include "prpc/json.hpp"
 
 namespace prpc::log {
 namespace {
 
 std::atomic<std::int32_t> g_level{static_cast<std::int32_t>(Level::kInfo)};
+std::atomic<std::int32_t> g_format{static_cast<std::int32_t>(Format::kText)};
 std::mutex g_mutex;
 Sink& sink_ref() {
   static Sink sink;
@@ -52,6 +54,14 @@ std::optional<Level> parse_level(std::string_view name) noexcept {
   return std::nullopt;
 }
 
+void set_format(Format format) noexcept { g_format.store(static_cast<std::int32_t>(format)); }
+
+std::optional<Format> parse_format(std::string_view name) noexcept {
+  if (name == "text") return Format::kText;
+  if (name == "json") return Format::kJson;
+  return std::nullopt;
+}
+
 void set_sink(Sink sink) {
   std::lock_guard lock(g_mutex);
   sink_ref() = std::move(sink);
@@ -65,14 +75,27 @@ void write(Level level, std::string_view component, std::string_view message) no
       sink_ref()(level, component, message);
       return;
     }
-    std::string line = now_iso8601();
-    line += ' ';
-    line += level_name(level);
-    line += " [";
-    line += component;
-    line += "] ";
-    line += message;
-    line += '\n';
+    std::string line;
+    if (g_format.load(std::memory_order_relaxed) == static_cast<std::int32_t>(Format::kJson)) {
+      line = "{\"time\": ";
+      json::append_quoted(line, now_iso8601());
+      line += ", \"level\": ";
+      json::append_quoted(line, level_name(level));
+      line += ", \"component\": ";
+      json::append_quoted(line, component);
+      line += ", \"message\": ";
+      json::append_quoted(line, message);
+      line += "}\n";
+    } else {
+      line = now_iso8601();
+      line += ' ';
+      line += level_name(level);
+      line += " [";
+      line += component;
+      line += "] ";
+      line += message;
+      line += '\n';
+    }
     std::fwrite(line.data(), 1, line.size(), stderr);
   } catch (...) {  // NOLINT(bugprone-empty-catch): logging must never throw
   }

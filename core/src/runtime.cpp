@@ -115,6 +115,7 @@ Result<ServerOptions> configured_server_options(const Config& config) {
   o.group = config.get_or("queue.group", o.group);
   o.consumer = config.get_or("server.consumer", o.consumer);
   o.default_worker = config.get_or("server.default_worker", o.default_worker);
+  o.metrics_listen = config.get_or("metrics.listen", o.metrics_listen);
   auto count = [&](std::string_view key, auto& field) -> Status {
     auto v = config.get_int(key, static_cast<std::int64_t>(field));
     if (!v.is_ok()) return v.status();

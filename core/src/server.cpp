@@ -7,6 +7,7 @@
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <condition_variable>
+#include <cstdio>
 #include <csignal>
 #include <future>
 #include <mutex>
@@ -15,6 +16,7 @@
 
 #include "event_loop.hpp"
 #include "prpc/envelope.hpp"
+#include "metrics.hpp"
 #include "prpc/iso_time.hpp"
 #include "prpc/json.hpp"
 #include "prpc/log.hpp"
@@ -32,6 +34,27 @@ constexpr std::string_view kPing = "ping";
 constexpr std::string_view kManifest = "get_function_server";
 // The error type of the reply to a request that failed its signature check.
 constexpr std::string_view kSignatureError = "SignatureError";
+
+// How long a scrape reuses the broker's view of the queue (queue_stats is a round trip).
+constexpr auto kBrokerViewMaxAge = std::chrono::seconds(2);
+
+double seconds_between(Clock::time_point from, Clock::time_point to) {
+  return std::chrono::duration<double>(to - from).count();
+}
+
+// " trace <trace id>" for a request with a W3C traceparent ("00-<32 hex>-<16 hex>-<2 hex>"),
+// so that log lines join the caller's trace; "" otherwise.
+std::string trace_suffix(std::string_view traceparent) {
+  if (traceparent.size() < 55 || traceparent[2] != '-' || traceparent[35] != '-') return {};
+  return " trace " + std::string(traceparent.substr(3, 32));
+}
+
+// A duration in seconds as a JSON number with microsecond resolution.
+void append_seconds(std::string& out, double s) {
+  char buf[32];
+  int n = std::snprintf(buf, sizeof(buf), "%.6f", s < 0 ? 0.0 : s);
+  out.append(buf, static_cast<std::size_t>(std::max(n, 0)));
+}
 
 std::string default_consumer_name() {
   char host[256] = {};
@@ -81,6 +104,11 @@ struct Call {
   // request that failed verification are not, so the server never signs what a sender without
   // the key chose.
   bool authenticated = false;
+  details::FunctionMetrics* metrics = nullptr;  // null: the "(unknown)" series
+  Clock::time_point executing_since{};
+  double time_queued = -1;     // seconds from date_create_message to dispatch; <0: unknown
+  double time_executing = -1;  // seconds on the executor; <0: not run
+  std::string tracestate;      // the request's, decoded from its extensions
 };
 using CallPtr = std::shared_ptr<Call>;
 
@@ -95,6 +123,7 @@ class Server::Impl : public std::enable_shared_from_this<Server::Impl> {
         raw_codec_(std::move(raw_codec)),
         functions_(std::move(functions)),
         executors_(std::move(executors)),
+        metrics_(options_.queue),
         sweeper_(loop_.io()) {
     if (options_.consumer.empty()) options_.consumer = default_consumer_name();
     limits_.max_depth = options_.max_json_depth;
@@ -117,8 +146,34 @@ class Server::Impl : public std::enable_shared_from_this<Server::Impl> {
                           "', which this server has no executor for");
       }
       function_workers_[f.name] = worker;
+      metrics_.add_known(f.name);
     }
-    PRPC_RETURN_IF_ERROR(broker_->connect());
+    metrics_.add_known(kPing);
+    metrics_.add_known(kManifest);
+    started_at_ = Clock::now();
+    if (!options_.metrics_listen.empty() && !metrics_listener_) {
+      std::weak_ptr<Impl> weak = weak_from_this();
+      auto listener = details::MetricsListener::start(
+          loop_.io(), options_.metrics_listen, [weak](std::string_view path) {
+            details::MetricsListener::Response r;
+            auto self = weak.lock();
+            if (!self || (path != "/metrics" && path != "/")) {
+              r.status = 404;
+              r.content_type = "text/plain";
+              r.body = "PRPC serves /metrics\n";
+              return r;
+            }
+            r.content_type = std::string(details::kPrometheusContentType);
+            r.body = self->metrics_text();
+            return r;
+          });
+      if (!listener.is_ok()) return listener.status();
+      metrics_listener_ = std::move(*listener);
+    }
+    if (Status connected = broker_->connect(); !connected.is_ok()) {
+      close_metrics_listener();
+      return connected;
+    }
 
     SubscribeOptions sub;
     sub.queue = options_.queue;
@@ -130,9 +185,13 @@ class Server::Impl : public std::enable_shared_from_this<Server::Impl> {
     sub.batch_size = options_.batch_size;
     sub.visibility_timeout = options_.visibility_timeout;
     std::weak_ptr<Impl> weak = weak_from_this();
-    PRPC_RETURN_IF_ERROR(broker_->subscribe(sub, [weak](std::span<const DeliveryView> items) {
+    Status subscribed = broker_->subscribe(sub, [weak](std::span<const DeliveryView> items) {
       if (auto self = weak.lock()) self->on_deliveries(items);
-    }));
+    });
+    if (!subscribed.is_ok()) {
+      close_metrics_listener();
+      return subscribed;
+    }
     running_ = true;
     abandoning_ = false;
     stop_requested_ = false;
@@ -169,6 +228,44 @@ class Server::Impl : public std::enable_shared_from_this<Server::Impl> {
       });
       cancelled.get_future().wait();
     }
+    close_metrics_listener();
+  }
+
+  // Closes the listener on the loop thread, its sockets' only user, and waits for that.
+  void close_metrics_listener() {
+    if (!metrics_listener_) return;
+    auto listener = std::move(metrics_listener_);
+    if (loop_.in_loop_thread()) {
+      listener->close();
+      return;
+    }
+    std::promise<void> closed;
+    asio::post(loop_.io(), [&] {
+      listener->close();
+      closed.set_value();
+    });
+    closed.get_future().wait();
+  }
+
+  std::uint16_t metrics_port() const {
+    return metrics_listener_ ? metrics_listener_->port() : std::uint16_t{0};
+  }
+
+  std::string metrics_text() {
+    std::optional<QueueStats> view;
+    {
+      std::lock_guard lock(broker_view_mutex_);
+      auto now = Clock::now();
+      if (!broker_view_ || now - broker_view_at_ >= kBrokerViewMaxAge) {
+        auto fresh = broker_->queue_stats(options_.queue);
+        broker_view_at_ = now;
+        // A broker that cannot answer leaves the series out rather than report stale numbers.
+        broker_view_ = fresh.is_ok() ? std::optional<QueueStats>(*fresh) : std::nullopt;
+      }
+      view = broker_view_;
+    }
+    double uptime = started_at_ == Clock::time_point{} ? 0 : seconds_between(started_at_, Clock::now());
+    return metrics_.render(executing_.load(), view, uptime);
   }
 
   Status run() {
@@ -220,6 +317,10 @@ class Server::Impl : public std::enable_shared_from_this<Server::Impl> {
   const ServerOptions& options() const { return options_; }
 
  private:
+  details::FunctionMetrics& series(const CallPtr& call) {
+    return call->metrics != nullptr ? *call->metrics : metrics_.find({});
+  }
+
   const Codec* codec_for(Flavour f) const {
     return f == Flavour::kRaw ? raw_codec_.get() : python_codec_.get();
   }
@@ -277,6 +378,7 @@ class Server::Impl : public std::enable_shared_from_this<Server::Impl> {
       return;
     }
     call->request = std::move(*decoded);
+    call->metrics = &metrics_.find(call->request.func_name);
     if (call->request.func_name.empty()) {
       reject(call, "func_name: must not be empty");
       return;
@@ -290,6 +392,7 @@ class Server::Impl : public std::enable_shared_from_this<Server::Impl> {
       return;
     }
     if (call->delivery.delivery_count > 1) {
+      metrics_.redeliveries.fetch_add(1, std::memory_order_relaxed);
       // A redelivery: the call may have finished before its ack was lost. Do not run it twice.
       auto self = shared_from_this();
       broker_->lookup_result_signed(
@@ -310,6 +413,7 @@ class Server::Impl : public std::enable_shared_from_this<Server::Impl> {
               return;
             }
             self->deduplicated_.fetch_add(1);
+            self->metrics_.deduplicated.fetch_add(1);
             self->finish(call, stored.payload, /*push_only=*/true, {},
                          Signer::Signature{stored.signature, stored.key_id});
           });
@@ -341,6 +445,13 @@ class Server::Impl : public std::enable_shared_from_this<Server::Impl> {
 
   void dispatch(const CallPtr& call) {
     const Message& req = call->request;
+    if (!req.date_create_message.empty()) {
+      if (auto created = parse_iso8601(req.date_create_message)) {
+        call->time_queued = std::max(
+            0.0, std::chrono::duration<double>(std::chrono::system_clock::now() - *created).count());
+        metrics_.queue_wait.observe(call->time_queued);
+      }
+    }
     if (!req.deadline.empty()) {
       auto deadline = parse_iso8601(req.deadline);
       if (deadline && *deadline < std::chrono::system_clock::now()) {
@@ -368,6 +479,7 @@ class Server::Impl : public std::enable_shared_from_this<Server::Impl> {
       for (const FunctionInfo& f : functions_->list()) {
         if (f.name == req.func_name) worker = f.worker.empty() ? options_.default_worker : f.worker;
       }
+      if (!worker.empty()) call->metrics = &metrics_.late(req.func_name);
     }
     if (worker.empty()) {
       reply_error(call, StatusCode::kNotFound, error_types::kUnknownFunction,
@@ -389,6 +501,8 @@ class Server::Impl : public std::enable_shared_from_this<Server::Impl> {
       if (!fresh) {
         it->second->twins.push_back(call);
         deduplicated_.fetch_add(1);
+        metrics_.deduplicated.fetch_add(1);
+        call->metrics = &twin_sink_;  // the request is counted once, by the run it waits for
         return;
       }
     }
@@ -400,7 +514,14 @@ class Server::Impl : public std::enable_shared_from_this<Server::Impl> {
     inv.dialect = call->codec->dialect();
     inv.message_id = req.message_id;
     inv.timeout = options_.call_timeout;
+    // The trace context passes through to the function (docs/observability.md).
+    inv.traceparent = req.traceparent;
+    if (!req.traceparent.empty() && !req.extensions.empty()) {
+      call->tracestate = json::get_string_member(req.extensions, "tracestate").value_or("");
+      inv.tracestate = call->tracestate;
+    }
     auto self = shared_from_this();
+    call->executing_since = Clock::now();
     executor->second->submit(inv, [self, call](Outcome outcome) {
       self->complete(call, std::move(outcome));
     });
@@ -411,6 +532,8 @@ class Server::Impl : public std::enable_shared_from_this<Server::Impl> {
   }
 
   void complete(const CallPtr& call, Outcome outcome) {
+    call->time_executing = seconds_between(call->executing_since, Clock::now());
+    series(call).seconds.observe(call->time_executing);
     std::vector<CallPtr> twins;
     if (!call->request.message_id.empty()) {
       std::lock_guard lock(calls_mutex_);
@@ -447,9 +570,19 @@ class Server::Impl : public std::enable_shared_from_this<Server::Impl> {
     Message reply = call->request;
     if (reply.date_create_message.empty()) reply.date_create_message = call->received_at;
     reply.reply_to.clear();
-    // A request's other fields are not echoed (what a reply adds is for the features that
-    // define it to say).
-    reply.extensions.clear();
+    // A request's other fields are not echoed; a reply adds the latency breakdown
+    // (docs/protocol.md).
+    reply.extensions = "{\"server\": ";
+    json::append_quoted(reply.extensions, options_.consumer);
+    if (call->time_queued >= 0) {
+      reply.extensions += ", \"time_queued\": ";
+      append_seconds(reply.extensions, call->time_queued);
+    }
+    if (call->time_executing >= 0) {
+      reply.extensions += ", \"time_executing\": ";
+      append_seconds(reply.extensions, call->time_executing);
+    }
+    reply.extensions += "}";
     reply.date_done_message = now_iso8601();
     return reply;
   }
@@ -465,6 +598,7 @@ class Server::Impl : public std::enable_shared_from_this<Server::Impl> {
       return;
     }
     succeeded_.fetch_add(1);
+    series(call).count(details::CallOutcome::kOk);
     finish(call, *encoded, false, {});
   }
 
@@ -484,10 +618,13 @@ class Server::Impl : public std::enable_shared_from_this<Server::Impl> {
     }
     if (dead_letter_reason.empty()) {
       failed_.fetch_add(1);
+      series(call).count(type == error_types::kTimeout ? details::CallOutcome::kTimeout
+                                                       : details::CallOutcome::kError);
     } else {
       dead_lettered_.fetch_add(1);
-      log::warn(kLog, "dead-lettered request " + call->request.message_id + ": " +
-                          dead_letter_reason);
+      series(call).count(details::CallOutcome::kDeadLetter);
+      log::warn(kLog, "dead-lettered request " + call->request.message_id +
+                          trace_suffix(call->request.traceparent) + ": " + dead_letter_reason);
     }
     finish(call, *encoded, false, dead_letter_reason);
   }
@@ -496,6 +633,7 @@ class Server::Impl : public std::enable_shared_from_this<Server::Impl> {
   void reject(const CallPtr& call, const std::string& reason,
               std::string_view error_type = error_types::kDecode) {
     dead_lettered_.fetch_add(1);
+    series(call).count(details::CallOutcome::kDeadLetter);
     std::string what = error_type == kSignatureError ? "an unauthenticated " : "a malformed ";
     log::warn(kLog, "dead-lettered " + what + std::string(flavour_name(call->delivery.flavour)) +
                         " request (" + call->delivery.token + "): " + reason);
@@ -535,7 +673,8 @@ class Server::Impl : public std::enable_shared_from_this<Server::Impl> {
     auto self = shared_from_this();
     broker_->finish(call->delivery.view(), req, [self, call](const Status& s) {
       if (!s.is_ok()) {
-        log::warn(kLog, "could not finish request " + call->request.message_id + " (" +
+        log::warn(kLog, "could not finish request " + call->request.message_id +
+                            trace_suffix(call->request.traceparent) + " (" +
                             call->delivery.token + "), left for redelivery: " + s.to_string());
       }
       self->forget(call);
@@ -585,8 +724,16 @@ class Server::Impl : public std::enable_shared_from_this<Server::Impl> {
   Signer signer_;  // made by start() from options_.signing
   std::map<std::string, std::string, std::less<>> function_workers_;
 
+  details::ServerMetrics metrics_;
+  Clock::time_point started_at_{};
+  std::mutex broker_view_mutex_;
+  std::optional<QueueStats> broker_view_;
+  Clock::time_point broker_view_at_{};
+
   details::EventLoop loop_;
   asio::steady_timer sweeper_;
+  // After the loop: closed (stop()) before the loop's io_context goes.
+  std::shared_ptr<details::MetricsListener> metrics_listener_;
 
   mutable std::mutex state_mutex_;
   std::condition_variable stop_cv_;
@@ -598,6 +745,7 @@ class Server::Impl : public std::enable_shared_from_this<Server::Impl> {
   std::condition_variable calls_cv_;
   std::unordered_map<std::uint64_t, CallPtr> calls_;
   std::unordered_map<std::string, CallPtr> running_ids_;  // "<flavour>:<message_id>" -> its run
+  details::FunctionMetrics twin_sink_;  // where the answers to twins count: nowhere exported
 
   std::atomic<std::uint64_t> next_call_id_{0};
   std::atomic<std::uint64_t> received_{0};
@@ -623,5 +771,7 @@ Status Server::run() { return impl_->run(); }
 void Server::request_stop() noexcept { impl_->request_stop(); }
 ServerStats Server::stats() const { return impl_->stats(); }
 const ServerOptions& Server::options() const { return impl_->options(); }
+std::uint16_t Server::metrics_port() const { return impl_->metrics_port(); }
+std::string Server::metrics_text() const { return impl_->metrics_text(); }
 
 }  // namespace prpc

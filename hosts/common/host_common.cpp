@@ -102,6 +102,13 @@ Result<Config> configure_from(const CommonArgs& args) {
     return Status(StatusCode::kInvalidArgument, "log.level: unknown level '" + level + "'");
   }
   log::set_level(*parsed);
+  std::string format = config->get_or("log.format", "text");
+  auto parsed_format = log::parse_format(format);
+  if (!parsed_format) {
+    return Status(StatusCode::kInvalidArgument,
+                  "log.format: unknown format '" + format + "' (text or json)");
+  }
+  log::set_format(*parsed_format);
   return config;
 }
 

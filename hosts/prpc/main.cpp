@@ -33,7 +33,7 @@ using namespace prpc::host;
 
 constexpr std::string_view kProgram = "prpc";
 
-constexpr const char* kUsage = R"(usage: prpc [OPTIONS] call FUNC [ARGS_JSON] [--kwargs JSON] [--timeout SECONDS]
+constexpr const char* kUsage = R"(usage: prpc [OPTIONS] call FUNC [ARGS_JSON] [--kwargs JSON] [--timeout SECONDS] [-v]
        prpc [OPTIONS] funcs
        prpc [OPTIONS] stats
        prpc [OPTIONS] dead-letters [--limit N]
@@ -45,6 +45,8 @@ Talks to the server of one queue through the broker named by PRPC_TYPE_BROKER, P
 and PRPC_QUEUE_NAME (or a configuration file), with the raw JSON protocol.
 
   call FUNC [ARGS]   call FUNC with ARGS, a JSON array (default []); prints the result as JSON
+    -v, --verbose    also print where the time went on stderr: the server that answered, the
+                     time queued, the time executing and the round trip
   funcs              list the server's functions with their signatures
   stats              queue length, pending requests, consumers and dead letters
   dead-letters       the requests that were dead-lettered, with the reason
@@ -92,6 +94,7 @@ struct Args {
   std::vector<std::string> ids;
   std::string output;
   bool check = false;
+  bool verbose = false;
   std::string log_level;
 };
 
@@ -208,7 +211,7 @@ int open_session(const Args& args, Session& s) {
 
 // Sends one raw call and waits for its reply.
 int call(Session& s, const Args& args, const std::string& func, const std::string& func_args,
-         Message& reply) {
+         Message& reply, double* round_trip_s = nullptr) {
   std::string codec_name = s.config.get_or("codec.raw", "rawjson");
   auto codec = s.registry.make_codec(codec_name, options_under(s.config, "codec.options." + codec_name));
   if (!codec.is_ok()) return error(setup_exit_code(codec.status()), codec.status());
@@ -222,9 +225,13 @@ int call(Session& s, const Args& args, const std::string& func, const std::strin
   request.func_kwargs = args.kwargs;
   auto timeout = std::chrono::milliseconds(static_cast<std::int64_t>(args.timeout_s * 1000));
   Result<Message> r = Status(StatusCode::kInternal, "not called");
+  auto sent = std::chrono::steady_clock::now();
   {
     Progress progress(g_err.on, "waiting for a reply from queue '" + s.queue + "'");
     r = client.call_sync(std::move(request), timeout);
+  }
+  if (round_trip_s != nullptr) {
+    *round_trip_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - sent).count();
   }
   if (!r.is_ok()) {
     int code = r.status().code() == StatusCode::kTimeout ? kExitTimeout
@@ -234,6 +241,28 @@ int call(Session& s, const Args& args, const std::string& func, const std::strin
   }
   reply = std::move(*r);
   return kExitOk;
+}
+
+// The reply's latency breakdown (docs/protocol.md), one line on stderr.
+void print_breakdown(const Message& reply, double round_trip_s) {
+  auto millis = [](double s) {
+    char buf[32];
+    std::snprintf(buf, sizeof(buf), "%.3f ms", s * 1000);
+    return std::string(buf);
+  };
+  auto seconds = [&](std::string_view key) -> std::string {
+    auto text = json::get_member(reply.extensions, key);
+    if (!text) return "-";
+    char* end = nullptr;
+    std::string value(*text);
+    double v = std::strtod(value.c_str(), &end);
+    return end != value.c_str() ? millis(v) : "-";
+  };
+  std::string server = json::get_string_member(reply.extensions, "server").value_or("-");
+  std::cerr << g_err.dim("server " + server + "  queued " + seconds("time_queued") +
+                         "  executing " + seconds("time_executing") + "  round trip " +
+                         millis(round_trip_s))
+            << "\n";
 }
 
 int command_call(Session& s, const Args& args) {
@@ -252,7 +281,12 @@ int command_call(Session& s, const Args& args) {
     }
   }
   Message reply;
-  if (int code = call(s, args, args.positional[0], func_args, reply); code != kExitOk) return code;
+  double round_trip = 0;
+  if (int code = call(s, args, args.positional[0], func_args, reply, &round_trip);
+      code != kExitOk) {
+    return code;
+  }
+  if (args.verbose) print_breakdown(reply, round_trip);
   if (args.json) {
     std::string codec_name = s.config.get_or("codec.raw", "rawjson");
     auto codec = s.registry.make_codec(codec_name, {});
@@ -544,6 +578,8 @@ int main(int argc, char** argv) {
       args.limit = static_cast<std::size_t>(std::max(1L, std::strtol(v.c_str(), nullptr, 10)));
     } else if (a == "--json") {
       args.json = true;
+    } else if (a == "-v" || a == "--verbose") {
+      args.verbose = true;
     } else if (a == "--check") {
       args.check = true;
     } else if (a == "--log-level") {

@@ -3,7 +3,8 @@
  * and a struct only grows at its end: a failing row is an ABI break (a new major), and a member
  * added at the end (a new minor) adds its row here and changes its struct's size. A new struct
  * adds its rows at the end of each list. ABI 1.2 grew prpc_message, prpc_delivery, prpc_reply,
- * prpc_publish and prpc_broker_vtable and added prpc_pushed_reply and prpc_stored_result. */
+ * prpc_publish and prpc_broker_vtable and added prpc_pushed_reply and prpc_stored_result; ABI 1.3
+ * grew prpc_invocation. */
 #ifndef PRPC_TESTS_SDK_ABI_LAYOUT_H
 #define PRPC_TESTS_SDK_ABI_LAYOUT_H
 
@@ -21,7 +22,7 @@
   X(prpc_option, 32) \
   X(prpc_config, 24) \
   X(prpc_message, 248) \
-  X(prpc_invocation, 104) \
+  X(prpc_invocation, 136) \
   X(prpc_outcome, 72) \
   X(prpc_invoker, 32) \
   X(prpc_function_info, 72) \
@@ -90,6 +91,8 @@
   X(prpc_invocation, dialect, 64) \
   X(prpc_invocation, message_id, 80) \
   X(prpc_invocation, timeout_ms, 96) \
+  X(prpc_invocation, traceparent, 104) \
+  X(prpc_invocation, tracestate, 120) \
   X(prpc_outcome, struct_size, 0) \
   X(prpc_outcome, status, 4) \
   X(prpc_outcome, result, 8) \

@@ -24,6 +24,13 @@ void set_level(Level level) noexcept;
 Level level() noexcept;
 std::optional<Level> parse_level(std::string_view name) noexcept;
 
+// How the stderr writer writes a line: `2026-12-03T10:50:01.120031+00:00 warn [redis] text`, or
+// one JSON object a line for log shippers: {"time": "...", "level": "warn", "component":
+// "redis", "message": "text"}.
+enum class Format : std::int32_t { kText, kJson };
+void set_format(Format format) noexcept;
+std::optional<Format> parse_format(std::string_view name) noexcept;
+
 // Replaces the stderr writer (the Python SDK routes lines to the `logging` module).
 using Sink = std::function<void(Level, std::string_view component, std::string_view message)>;
 void set_sink(Sink sink);

@@ -33,6 +33,9 @@ struct ServerOptions {
   // With a key: requests must be signed with an accepted key (others are dead-lettered, never
   // run), and replies are signed.
   SigningOptions signing{};
+  // host:port of the Prometheus /metrics listener (metrics.listen); empty: none. Port 0 picks
+  // a free one (Server::metrics_port).
+  std::string metrics_listen;
 };
 
 struct ServerStats {
@@ -69,6 +72,10 @@ class Server {
 
   ServerStats stats() const;
   const ServerOptions& options() const;
+  // The port /metrics is served on while the server runs; 0 without a listener.
+  std::uint16_t metrics_port() const;
+  // The Prometheus text format of the server's metrics (what /metrics answers).
+  std::string metrics_text() const;
 
  private:
   class Impl;

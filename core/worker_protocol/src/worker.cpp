@@ -231,6 +231,14 @@ Result<std::string> encode_call(const Invocation& call, const Limits& limits) {
   append_text(out, call.message_id);
   out += ", \"timeout_ms\": ";
   out += std::to_string(call.timeout.count() > 0 ? call.timeout.count() : 0);
+  if (!call.traceparent.empty()) {
+    out += ", \"traceparent\": ";
+    append_text(out, call.traceparent);
+  }
+  if (!call.tracestate.empty()) {
+    out += ", \"tracestate\": ";
+    append_text(out, call.tracestate);
+  }
   out += "}";
   std::size_t body = out.size() - kHeaderBytes;
   if (body > limits.max_frame_bytes) {
@@ -389,6 +397,12 @@ Result<OwnedInvocation> decode_call(std::string_view body, const Limits& limits,
       PRPC_RETURN_IF_ERROR(read_int(m, v));
       if (v < 0) return refused("timeout_ms: must not be negative");
       call.timeout = std::chrono::milliseconds(v);
+    } else if (m.key == "traceparent") {
+      PRPC_RETURN_IF_ERROR(expect(m, json::Type::kString));
+      call.traceparent.assign(m.text);
+    } else if (m.key == "tracestate") {
+      PRPC_RETURN_IF_ERROR(expect(m, json::Type::kString));
+      call.tracestate.assign(m.text);
     }
     return Status::ok();
   });

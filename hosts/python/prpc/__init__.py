@@ -51,9 +51,14 @@ _core.set_error_types(DecodeError, EncodeError)
 _core.set_plugin_dirs([_os.path.join(_os.path.dirname(_os.path.abspath(__file__)), "plugins")])
 _core.set_log_level(_os.environ.get("PRPC_LOG_LEVEL", "warn"))
 
+from . import _logging  # noqa: E402
+
+_logging.start()
+
 from .app_client import get_function_server, ping  # noqa: E402
 from .app_server import AppServer  # noqa: E402
 from .client import AwaitableTask, Client, call, get_client  # noqa: E402
+from .metrics import client_metrics_text, serve_client_metrics  # noqa: E402
 from .prpcmessage import PRPCMessage  # noqa: E402
 
 __version__ = _core.__version__
@@ -90,9 +95,11 @@ __all__ = [
     "RemoteError",
     "ResultNotReadyError",
     "call",
+    "client_metrics_text",
     "get_client",
     "get_function_server",
     "ping",
     "register_class",
+    "serve_client_metrics",
     "unregister_class",
 ]

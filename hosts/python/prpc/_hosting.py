@@ -10,6 +10,7 @@ import os
 import sys
 import traceback
 
+from . import _logging
 from .app_server import AppServer
 from .exceptions import PRPCError
 
@@ -60,6 +61,7 @@ def serve(spec: str, config: dict[str, str], check: bool = False) -> int:
         _error(f"{spec} has no registered functions")
         return EXIT_CONFIG
     app._options.update(config)
+    _logging.stop()  # the host's log: its own format on stderr (PRPC_LOG_FORMAT)
     if check:
         print(f"app {spec}: {len(app.functions)} functions")
         for name, worker in app.functions.items():

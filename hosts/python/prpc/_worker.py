@@ -18,7 +18,7 @@ import sys
 import types
 from typing import Any
 
-from . import _core
+from . import _core, _tracing
 
 
 def _load_main(path: str | None, module: str | None) -> None:
@@ -60,6 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     table = _core.FunctionTable()
     for name, module, qualname in json.loads(args.functions):
         table.add(name, _resolve(module, qualname), "process", False, "{}", "")
+    table.set_tracer(_tracing.tracer_hook())
     _core.serve_worker(fd, table)
     return 0
 

@@ -13,7 +13,7 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-from . import _core
+from . import _core, _tracing
 from ._async import AsyncRunner
 from ._signature import spec_json
 from ._signing import signing_options
@@ -145,6 +145,7 @@ class AppServer:
         *,
         group_name: str = "prpc_group_consumers",
         drain_grace: datetime.timedelta | float = 30.0,
+        metrics_listen: str | None = None,
         options: dict[str, Any] | None = None,
         signing_key: str | None = None,
         previous_signing_keys: Sequence[str] = (),
@@ -174,6 +175,11 @@ class AppServer:
         self._grace_s = _seconds(drain_grace, "drain_grace") or 30.0
         self._options = dict(options or {})
         self._options.update(signing_options(signing_key, previous_signing_keys))
+        if metrics_listen is not None:
+            if not isinstance(metrics_listen, str) or ":" not in metrics_listen:
+                raise ConfigurationError(
+                    f"metrics_listen must be 'host:port', not {metrics_listen!r}")
+            self._options.setdefault("metrics.listen", metrics_listen)
         self._table = _core.FunctionTable()
         self._functions: dict[str, tuple[Callable[..., Any], str]] = {}
         self._stop = threading.Event()
@@ -296,6 +302,7 @@ class AppServer:
             runner = AsyncRunner()
             self._table.set_async_runner(runner)
         self._stop.clear()
+        self._table.set_tracer(_tracing.tracer_hook())
         self._server = _core.Server(self._config(), self._table)
         previous: dict[int, Any] = {}
         if threading.current_thread() is threading.main_thread():
@@ -318,6 +325,17 @@ class AppServer:
 
     def stats(self) -> dict[str, int]:
         return self._server.stats() if self._server is not None else {}
+
+    @property
+    def metrics_port(self) -> int | None:
+        """The port /metrics is served on while serving (metrics_listen, metrics.listen or
+        PRPC_METRICS_LISTEN; port 0 picks a free one), else None."""
+        port = self._server.metrics_port if self._server is not None else 0
+        return port or None
+
+    def metrics_text(self) -> str:
+        """The Prometheus text format of the server's metrics, as /metrics serves it."""
+        return self._server.metrics_text() if self._server is not None else ""
 
     def _on_signal(self, signo: int, frame: Any) -> None:
         log.info("received %s, draining", signal.Signals(signo).name)

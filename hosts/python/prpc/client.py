@@ -5,13 +5,15 @@ from __future__ import annotations
 import asyncio
 import atexit
 import datetime
+import json
 import os
 import threading
 import uuid
 from collections.abc import Generator, Mapping, Sequence
 from typing import Any
 
-from . import _core
+from . import _core, _tracing
+from . import metrics as _metrics
 from ._signing import signing_options
 from .exceptions import (
     ClientTimeOutError,
@@ -78,12 +80,13 @@ class AwaitableTask:
     ClientTimeOutError, and the task can be waited on again.
     """
 
-    __slots__ = ("_handle", "_request", "_reply", "_client", "_limit")
+    __slots__ = ("_handle", "_request", "_reply", "_client", "_limit", "_breakdown")
     _handle: _core.CallHandle
     _request: PRPCMessage
     _reply: PRPCMessage | None
     _client: _core.Client
     _limit: datetime.timedelta | float | None
+    _breakdown: dict[str, Any] | None
 
     def __init__(self, func_name: str, args: Sequence[Any] = (),
                  kwargs: Mapping[str, Any] | None = None) -> None:
@@ -97,6 +100,7 @@ class AwaitableTask:
         self._reply = None
         self._client = task._client
         self._limit = task._limit
+        self._breakdown = None
 
     @classmethod
     def _attach(cls, handle: _core.CallHandle, request: PRPCMessage, client: _core.Client,
@@ -107,6 +111,7 @@ class AwaitableTask:
         task._reply = None
         task._client = client
         task._limit = limit  # the call's own timeout (call_with), if it has one
+        task._breakdown = None
         return task
 
     def __repr__(self) -> str:
@@ -132,6 +137,27 @@ class AwaitableTask:
         if not self._handle.done():
             return None
         return datetime.timedelta(seconds=self._handle.elapsed())
+
+    @property
+    def breakdown(self) -> dict[str, Any]:
+        """Where the call's time went, from its reply (docs/protocol.md): ``server`` (the id of
+        the server that answered), ``time_queued`` (seconds from the request's creation to the
+        start of its execution) and ``time_executing`` (seconds the function ran), each present
+        when the server sent it. Empty until the reply arrives, and from servers that send none
+        (an original PRPC server)."""
+        if self._breakdown is None:
+            if not self._handle.done():
+                return {}
+            text = self._handle.reply_fields().get("extensions") or ""
+            try:
+                fields = json.loads(text) if text else {}
+            except ValueError:
+                fields = {}
+            if not isinstance(fields, dict):
+                fields = {}
+            self._breakdown = {k: fields[k] for k in ("server", "time_queued", "time_executing")
+                               if k in fields}
+        return dict(self._breakdown)
 
     def is_done_task(self, *, update_status: bool = False) -> bool:
         """Whether the reply arrived. Replies are pushed, so `update_status` (the original
@@ -187,6 +213,8 @@ class AwaitableTask:
         return self._value()
 
     def _timed_out(self, timeout: datetime.timedelta | float | None) -> ClientTimeOutError:
+        if _metrics.enabled:
+            _metrics.record_timeout(self._client.queue, self._handle.func_name)
         detail = f"{self._handle.func_name}: no reply (message_id {self._handle.message_id})"
         why = self._client.diagnosis
         return ClientTimeOutError(timeout, f"{detail}; {why}" if why else detail)
@@ -279,9 +307,23 @@ class Client:
             if deadline.tzinfo is None:
                 deadline = deadline.astimezone()
             deadline_text = deadline.isoformat()
-        handle = self._core.call(
-            func_name, list(args), kwargs, _seconds(timeout) or 0.0, deadline_text
-        )
+        traced = _tracing.start_client_span(func_name, self._core.queue) \
+            if _tracing.available else None
+        if traced is None:
+            handle = self._core.call(
+                func_name, list(args), kwargs, _seconds(timeout) or 0.0, deadline_text
+            )
+        else:
+            span, traceparent, tracestate = traced
+            try:
+                handle = self._core.call(func_name, list(args), kwargs, _seconds(timeout) or 0.0,
+                                         deadline_text, traceparent, tracestate)
+            except BaseException:
+                span.end()
+                raise
+            handle.add_done_callback(lambda: _tracing.end_client_span(span, handle))
+        if _metrics.enabled:
+            _metrics.record_call(self._core.queue, func_name, handle)
         request = PRPCMessage(func_name, args, kwargs, uuid.UUID(handle.message_id))
         return AwaitableTask._attach(handle, request, self._core, timeout)
 

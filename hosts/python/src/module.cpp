@@ -9,6 +9,7 @@
 #include "prpc/worker.hpp"
 #include "py_client.hpp"
 #include "py_functions.hpp"
+#include "py_log.hpp"
 #include "py_runtime.hpp"
 #include "py_server.hpp"
 #include "py_values.hpp"
@@ -28,6 +29,11 @@ PYBIND11_MODULE(_core, m) {
         prpc::python::set_error_types(decode_error.ptr(), encode_error.ptr());
       },
       "The exception classes the value converters raise.");
+  m.def("route_logs", &prpc::python::route_logs, pyb::arg("on"),
+        "Sends PRPC's log lines to the queue take_log_lines reads (True) or to stderr (False).");
+  m.def("take_log_lines", &prpc::python::take_log_lines, pyb::arg("timeout"),
+        "Waits up to `timeout` seconds, then returns the queued lines as (level, component, "
+        "message, time) tuples.");
   m.def(
       "set_log_level",
       [](const std::string& level) {
@@ -75,6 +81,7 @@ PYBIND11_MODULE(_core, m) {
            pyb::arg("coroutine"), pyb::arg("spec_json"), pyb::arg("doc"))
       .def("__contains__", &PythonFunctions::contains)
       .def("set_async_runner", &PythonFunctions::set_async_runner)
+      .def("set_tracer", &PythonFunctions::set_tracer)
       .def("names", [](const PythonFunctions& t) {
         std::vector<std::string> out;
         for (const auto& f : t.list()) out.push_back(f.name);
@@ -100,6 +107,8 @@ PYBIND11_MODULE(_core, m) {
       .def("start", &PyServer::start)
       .def("stop", &PyServer::stop, pyb::arg("grace"))
       .def("stats", &PyServer::stats)
+      .def("metrics_text", &PyServer::metrics_text)
+      .def_property_readonly("metrics_port", &PyServer::metrics_port)
       .def_property_readonly("queue", &PyServer::queue);
 
   pyb::class_<CallHandle, std::shared_ptr<CallHandle>>(m, "CallHandle")
@@ -109,6 +118,7 @@ PYBIND11_MODULE(_core, m) {
       .def("wait", &CallHandle::wait, pyb::arg("timeout") = -1.0)
       .def("add_done_callback", &CallHandle::add_done_callback)
       .def("outcome", &CallHandle::outcome)
+      .def("kind", &CallHandle::kind)
       .def("reply_fields", &CallHandle::reply_fields)
       .def("elapsed", &CallHandle::elapsed);
 
@@ -116,7 +126,8 @@ PYBIND11_MODULE(_core, m) {
       .def(pyb::init<const std::map<std::string, std::string>&, bool>(), pyb::arg("config"),
            pyb::arg("raw") = false)
       .def("call", &PyClient::call, pyb::arg("func_name"), pyb::arg("args"), pyb::arg("kwargs"),
-           pyb::arg("timeout") = 0.0, pyb::arg("deadline") = "")
+           pyb::arg("timeout") = 0.0, pyb::arg("deadline") = "", pyb::arg("traceparent") = "",
+           pyb::arg("tracestate") = "")
       .def("close", &PyClient::close)
       .def_property_readonly("queue", &PyClient::queue)
       .def_property_readonly("dialect", &PyClient::dialect)

@@ -1,5 +1,6 @@
 #include "py_client.hpp"
 
+#include "prpc/json.hpp"
 #include "prpc/runtime.hpp"
 #include "py_runtime.hpp"
 #include "py_values.hpp"
@@ -79,6 +80,13 @@ void CallHandle::add_done_callback(pyb::object callback) {
   callback();
 }
 
+std::string CallHandle::kind() const {
+  std::lock_guard lock(mutex_);
+  if (!done_) return "";
+  if (!result_->is_ok()) return std::string(status_code_name(result_->status().code()));
+  return (*result_)->failed() ? "remote" : "ok";
+}
+
 pyb::tuple CallHandle::outcome() {
   if (cached_) return cached_;
   {
@@ -137,6 +145,7 @@ pyb::dict CallHandle::reply_fields() {
   d["date_done_message"] = m.date_done_message;
   d["exception_type"] = m.exception_type;
   d["traceback"] = m.traceback;
+  d["extensions"] = m.extensions;
   return d;
 }
 
@@ -184,7 +193,9 @@ void PyClient::close() {
 
 std::shared_ptr<CallHandle> PyClient::call(const std::string& func_name, pyb::handle args,
                                            pyb::handle kwargs, double timeout_s,
-                                           const std::string& deadline) {
+                                           const std::string& deadline,
+                                           const std::string& traceparent,
+                                           const std::string& tracestate) {
   if (!client_) raise_status(Status(StatusCode::kFailedPrecondition, "the client is closed"));
   std::string dialect(codec_->dialect());
   Message m;
@@ -195,6 +206,12 @@ std::shared_ptr<CallHandle> PyClient::call(const std::string& func_name, pyb::ha
   m.func_args = encode_value(arg_list, dialect);
   m.func_kwargs = encode_value(kwargs, dialect);
   m.deadline = deadline;
+  m.traceparent = traceparent;
+  if (!tracestate.empty()) {
+    m.extensions = "{\"tracestate\": ";
+    json::append_quoted(m.extensions, tracestate);
+    m.extensions += "}";
+  }
   auto handle = std::make_shared<CallHandle>(dialect, func_name);
   auto timeout = std::chrono::milliseconds(timeout_s > 0 ? static_cast<std::int64_t>(timeout_s * 1000) : 0);
   {

@@ -39,6 +39,9 @@ class CallHandle {
   pyb::tuple outcome();
   // GIL held. The reply's fields as a dict of Python values, for PRPCMessage.
   pyb::dict reply_fields();
+  // Without decoding anything: "ok", "remote" (the function failed), a status code's name
+  // (e.g. "Timeout"), or "" while pending.
+  std::string kind() const;
   double elapsed() const;  // seconds from send to reply (or to now)
   std::string message_id;
   std::string func_name;
@@ -63,7 +66,9 @@ class PyClient {
   // GIL held: args (a list or tuple) and kwargs (a dict) are encoded in the queue's dialect.
   std::shared_ptr<CallHandle> call(const std::string& func_name, pyb::handle args,
                                    pyb::handle kwargs, double timeout_s,
-                                   const std::string& deadline);
+                                   const std::string& deadline,
+                                   const std::string& traceparent = {},
+                                   const std::string& tracestate = {});
   void close();
   std::string queue() const { return queue_; }
   std::string dialect() const { return std::string(codec_->dialect()); }

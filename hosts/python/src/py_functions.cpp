@@ -9,6 +9,7 @@ PythonFunctions::~PythonFunctions() {
   if (Py_IsInitialized() == 0) {
     for (auto& [name, e] : functions_) e.fn.release();
     runner_.release();
+    tracer_.release();
     for (auto& [id, h] : running_) h.release();
     return;
   }
@@ -16,6 +17,7 @@ PythonFunctions::~PythonFunctions() {
   functions_.clear();
   running_.clear();
   runner_ = pyb::object();
+  tracer_ = pyb::object();
 }
 
 void PythonFunctions::add(const std::string& name, pyb::object fn, const std::string& worker,
@@ -37,6 +39,10 @@ bool PythonFunctions::contains(const std::string& name) const {
 }
 
 void PythonFunctions::set_async_runner(pyb::object runner) { runner_ = std::move(runner); }
+
+void PythonFunctions::set_tracer(pyb::object tracer) {
+  tracer_ = tracer.is_none() ? pyb::object() : std::move(tracer);
+}
 
 std::vector<FunctionInfo> PythonFunctions::list() const {
   std::shared_lock lock(mutex_);
@@ -81,7 +87,14 @@ std::optional<Outcome> PythonFunctions::run(const Invocation& call, OutcomeCallb
                               "func_kwargs must be a dict");
     }
     pyb::tuple positional = pyb::tuple(args);
-    PyObject* raw = PyObject_Call(fn.ptr(), positional.ptr(), kwargs.ptr());
+    PyObject* raw = nullptr;
+    if (!call.traceparent.empty() && tracer_) {
+      pyb::object traced = tracer_(fn, positional, kwargs, call.func_name, call.traceparent,
+                                   call.tracestate, coroutine);
+      raw = traced.release().ptr();
+    } else {
+      raw = PyObject_Call(fn.ptr(), positional.ptr(), kwargs.ptr());
+    }
     if (raw == nullptr) return outcome_from_error();
     pyb::object result = pyb::reinterpret_steal<pyb::object>(raw);
     if (!coroutine) return Outcome::success(encode_value(result, dialect));

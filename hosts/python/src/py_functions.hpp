@@ -28,6 +28,10 @@ class PythonFunctions final : public FunctionTable {
   // An object with submit(coroutine, callback) -> handle and cancel(handle): runs coroutine
   // functions on an asyncio loop (prpc._async.AsyncRunner).
   void set_async_runner(pyb::object runner);
+  // tracer(fn, args, kwargs, name, traceparent, tracestate, coroutine): calls fn inside a span
+  // continuing the request's trace (prpc._tracing.call_in_span); used for requests that carry
+  // a traceparent. None: functions run as they are.
+  void set_tracer(pyb::object tracer);
 
   std::vector<FunctionInfo> list() const override;
   void invoke(const Invocation& call, OutcomeCallback done) override;
@@ -46,6 +50,7 @@ class PythonFunctions final : public FunctionTable {
   mutable std::shared_mutex mutex_;
   std::map<std::string, Entry, std::less<>> functions_;
   pyb::object runner_;
+  pyb::object tracer_;
   std::mutex running_mutex_;
   std::unordered_map<std::uint64_t, pyb::object> running_;  // call_id -> runner handle
 };

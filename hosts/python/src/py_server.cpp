@@ -61,4 +61,11 @@ pyb::dict PyServer::stats() const {
 
 std::string PyServer::queue() const { return server_->options().queue; }
 
+int PyServer::metrics_port() const { return server_->metrics_port(); }
+
+std::string PyServer::metrics_text() const {
+  pyb::gil_scoped_release nogil;  // asks the broker for the queue's view
+  return server_->metrics_text();
+}
+
 }  // namespace prpc::python

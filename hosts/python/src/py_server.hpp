@@ -25,6 +25,8 @@ class PyServer {
   void stop(double grace_s);  // drains, then shuts the executors down; GIL released
   pyb::dict stats() const;
   std::string queue() const;
+  int metrics_port() const;
+  std::string metrics_text() const;
 
  private:
   std::shared_ptr<PythonFunctions> functions_;

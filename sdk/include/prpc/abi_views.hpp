@@ -150,6 +150,8 @@ inline prpc_invocation invocation_view(const Invocation& c) noexcept {
   v.dialect = str(c.dialect);
   v.message_id = str(c.message_id);
   v.timeout_ms = c.timeout.count();
+  v.traceparent = str(c.traceparent);
+  v.tracestate = str(c.tracestate);
   return v;
 }
 
@@ -163,6 +165,8 @@ inline Invocation invocation_from(const prpc_invocation* raw) noexcept {
   c.dialect = v.dialect.data ? view(v.dialect) : std::string_view("json");
   c.message_id = view(v.message_id);
   c.timeout = std::chrono::milliseconds(v.timeout_ms);
+  c.traceparent = view(v.traceparent);
+  c.tracestate = view(v.tracestate);
   return c;
 }
 

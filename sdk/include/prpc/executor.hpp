@@ -23,6 +23,8 @@ struct Invocation {
   std::string_view dialect = "json";
   std::string_view message_id;
   std::chrono::milliseconds timeout{0};  // 0: no limit
+  std::string_view traceparent;  // the request's W3C trace context; empty when none
+  std::string_view tracestate;
 };
 
 // An owned copy of an Invocation, for executors that keep calls past submit().
@@ -34,6 +36,8 @@ struct OwnedInvocation {
   std::string dialect;
   std::string message_id;
   std::chrono::milliseconds timeout{0};
+  std::string traceparent;
+  std::string tracestate;
 
   OwnedInvocation() = default;
   explicit OwnedInvocation(const Invocation& c)
@@ -43,9 +47,13 @@ struct OwnedInvocation {
         kwargs(c.kwargs),
         dialect(c.dialect),
         message_id(c.message_id),
-        timeout(c.timeout) {}
+        timeout(c.timeout),
+        traceparent(c.traceparent),
+        tracestate(c.tracestate) {}
   Invocation view() const {
-    return Invocation{call_id, func_name, args, kwargs, dialect, message_id, timeout};
+    return Invocation{call_id,    func_name, args,        kwargs,
+                      dialect,    message_id, timeout,    traceparent,
+                      tracestate};
   }
 };
 

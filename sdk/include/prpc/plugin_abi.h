@@ -25,7 +25,7 @@
 #include <stdint.h>
 
 #define PRPC_ABI_MAJOR 1
-#define PRPC_ABI_MINOR 2
+#define PRPC_ABI_MINOR 3
 
 #define PRPC_PLUGIN_ENTRY_SYMBOL "prpc_plugin_entry"
 
@@ -186,6 +186,10 @@ typedef struct prpc_invocation {
   prpc_str dialect;    /* "json" or "jsonpickle" */
   prpc_str message_id;
   int64_t timeout_ms;  /* 0: no limit */
+  /* ABI 1.3: the request's W3C trace context, for the function's span; empty when none (and
+   * from hosts before 1.3). */
+  prpc_str traceparent;
+  prpc_str tracestate;
 } prpc_invocation;
 
 typedef struct prpc_outcome {

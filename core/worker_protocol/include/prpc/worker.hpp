@@ -2,7 +2,8 @@
 //
 // A frame is a 4-byte little-endian length, then that many bytes of one JSON object.
 //   parent -> worker  {"id": N, "func": "...", "args": <JSON>, "kwargs": <JSON>,
-//                      "dialect": "...", "message_id": "...", "timeout_ms": N}
+//                      "dialect": "...", "message_id": "...", "timeout_ms": N,
+//                      "traceparent": "...", "tracestate": "..."}   (the last two when set)
 //   worker -> parent  {"hello": {"pid": N, "protocol": 1}}            once, when ready
 //                     {"id": N, "ok": true, "result": <JSON>}          per call, or
 //                     {"id": N, "ok": false, "code": <prpc_status>, "type": "...",
