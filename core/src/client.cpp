@@ -82,17 +82,16 @@ class Client::Impl {
     PRPC_RETURN_IF_ERROR(broker_->connect());
     // The signed forms cost nothing with brokers that lack them (Broker's defaults forward to
     // the unsigned ones); signatures are not checked yet.
-    auto reply_to = broker_->open_replies_signed(
-        options_.queue, [gate = gate_](const PushedReplyView& reply) {
+    auto reply_to =
+        broker_->open_replies_signed(options_.queue, [gate = gate_](const PushedReplyView& reply) {
           enter(gate, [&](Impl& self) { self.on_reply(reply); });
         });
     if (!reply_to.is_ok()) return reply_to.status();
     reply_to_ = std::move(*reply_to);
     started_ = true;
     if (options_.stored_reply_poll.count() > 0) {
-      asio::post(loop_.io(), [gate = gate_] {
-        enter(gate, [](Impl& self) { self.schedule_poll(); });
-      });
+      asio::post(loop_.io(),
+                 [gate = gate_] { enter(gate, [](Impl& self) { self.schedule_poll(); }); });
     }
     return Status::ok();
   }
@@ -116,8 +115,8 @@ class Client::Impl {
     {
       std::lock_guard lock(mutex_);
       if (pending_.count(id) != 0) {
-        done(Status(StatusCode::kAlreadyExists, "a call with message_id " + id +
-                                                     " is already pending"));
+        done(Status(StatusCode::kAlreadyExists,
+                    "a call with message_id " + id + " is already pending"));
         return id;
       }
       Pending p{std::move(done), deadlines_.end(), timeout, Clock::now()};
@@ -166,8 +165,8 @@ class Client::Impl {
             return;
           }
           const StoredResult& stored = **r;
-          Status genuine = signer.verify(stored.payload, stored.signature, stored.key_id,
-                                         "stored result");
+          Status genuine =
+              signer.verify(stored.payload, stored.signature, stored.key_id, "stored result");
           if (!genuine.is_ok()) {
             done(genuine);
             return;
@@ -224,8 +223,8 @@ class Client::Impl {
     }
     auto decoded = codec_->decode(reply.payload);
     if (!decoded.is_ok()) {
-      log::warn("client", "undecodable reply for " + std::string(id) + ": " +
-                              decoded.status().message());
+      log::warn("client",
+                "undecodable reply for " + std::string(id) + ": " + decoded.status().message());
       resolve(std::string(id), decoded.status().with_context("decoding the reply"));
       return;
     }
@@ -281,9 +280,8 @@ class Client::Impl {
   }
 
   void arm_timer() {
-    asio::post(loop_.io(), [gate = gate_] {
-      enter(gate, [](Impl& self) { self.schedule_expiry(); });
-    });
+    asio::post(loop_.io(),
+               [gate = gate_] { enter(gate, [](Impl& self) { self.schedule_expiry(); }); });
   }
 
   // On the loop thread: waits for the earliest deadline.
@@ -349,11 +347,10 @@ class Client::Impl {
       }
     }
     for (const std::string& id : due) {
-      broker_->lookup_result_signed(
-          options_.flavour, options_.queue, id,
-          [gate = gate_, id](Result<std::optional<StoredResult>> found) {
-            enter(gate, [&](Impl& self) { self.on_stored(id, found); });
-          });
+      broker_->lookup_result_signed(options_.flavour, options_.queue, id,
+                                    [gate = gate_, id](Result<std::optional<StoredResult>> found) {
+                                      enter(gate, [&](Impl& self) { self.on_stored(id, found); });
+                                    });
     }
     schedule_poll();
   }
@@ -408,8 +405,8 @@ class Client::Impl {
 
 Client::Client(ClientOptions options, std::shared_ptr<Broker> broker, std::shared_ptr<Codec> codec)
     : gate_(std::make_shared<ClientGate>()),
-      impl_(std::make_unique<Impl>(std::move(options), std::move(broker), std::move(codec),
-                                   gate_)) {
+      impl_(
+          std::make_unique<Impl>(std::move(options), std::move(broker), std::move(codec), gate_)) {
   gate_->impl = impl_.get();
 }
 

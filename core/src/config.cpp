@@ -39,11 +39,15 @@ struct Alias {
   std::string_view key;
 };
 constexpr Alias kAliases[] = {
-    {"PRPC_TYPE_BROKER", "broker.type"},  {"PRPC_URL_BROKER", "broker.url"},
-    {"PRPC_QUEUE_NAME", "queue.name"},    {"PRPC_PLUGIN_PATH", "plugins.path"},
-    {"PRPC_LOG_LEVEL", "log.level"},      {"PRPC_SIGNING_KEY", "security.signing_key"},
+    {"PRPC_TYPE_BROKER", "broker.type"},
+    {"PRPC_URL_BROKER", "broker.url"},
+    {"PRPC_QUEUE_NAME", "queue.name"},
+    {"PRPC_PLUGIN_PATH", "plugins.path"},
+    {"PRPC_LOG_LEVEL", "log.level"},
+    {"PRPC_SIGNING_KEY", "security.signing_key"},
     {"PRPC_SIGNING_PREVIOUS_KEYS", "security.previous_keys"},
-    {"PRPC_METRICS_LISTEN", "metrics.listen"}, {"PRPC_LOG_FORMAT", "log.format"},
+    {"PRPC_METRICS_LISTEN", "metrics.listen"},
+    {"PRPC_LOG_FORMAT", "log.format"},
 };
 
 std::string toml_scalar_text(const toml::node& node) {

@@ -34,7 +34,7 @@ std::string_view level_name(Level l) {
 }
 
 void host_log(void*, std::int32_t level, prpc_str component, prpc_str message) noexcept {
-  Level l = level < PRPC_LOG_TRACE ? Level::kTrace
+  Level l = level < PRPC_LOG_TRACE   ? Level::kTrace
             : level > PRPC_LOG_ERROR ? Level::kError
                                      : static_cast<Level>(level);
   write(l, abi::view(component), abi::view(message));
@@ -46,8 +46,8 @@ void set_level(Level level) noexcept { g_level.store(static_cast<std::int32_t>(l
 Level level() noexcept { return static_cast<Level>(g_level.load(std::memory_order_relaxed)); }
 
 std::optional<Level> parse_level(std::string_view name) noexcept {
-  for (Level l : {Level::kTrace, Level::kDebug, Level::kInfo, Level::kWarn, Level::kError,
-                  Level::kOff}) {
+  for (Level l :
+       {Level::kTrace, Level::kDebug, Level::kInfo, Level::kWarn, Level::kError, Level::kOff}) {
     if (name == level_name(l)) return l;
   }
   if (name == "warning") return Level::kWarn;

@@ -55,8 +55,8 @@ void append_parameter(std::string& out, const rapidjson::Value& p) {
     append_value(out, p["value"]);
   } else if (p.HasMember("default") && p["default"].IsString()) {
     out += ", \"default\": ";
-    append_default_text(out, std::string_view(p["default"].GetString(),
-                                              p["default"].GetStringLength()));
+    append_default_text(out,
+                        std::string_view(p["default"].GetString(), p["default"].GetStringLength()));
   }
   if (p.HasMember("annotation") && p["annotation"].IsString()) {
     out += ", \"annotation\": ";

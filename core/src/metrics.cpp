@@ -134,7 +134,7 @@ void Histogram::render(std::string& out, std::string_view name, std::string_view
     cumulative += buckets_[i].load(std::memory_order_relaxed);
     std::string le = prefix + "le=\"";
     append_double(le, i < kLatencyBounds.size() ? kLatencyBounds[i]
-                                                 : std::numeric_limits<double>::infinity());
+                                                : std::numeric_limits<double>::infinity());
     le += '"';
     append_sample(out, bucket, le, std::to_string(cumulative));
   }
@@ -263,8 +263,7 @@ class Session : public std::enable_shared_from_this<Session> {
 
 class Listener : public MetricsListener, public std::enable_shared_from_this<Listener> {
  public:
-  Listener(asio::io_context& io, Handler handler)
-      : acceptor_(io), handler_(std::move(handler)) {}
+  Listener(asio::io_context& io, Handler handler) : acceptor_(io), handler_(std::move(handler)) {}
 
   Status open(const tcp::endpoint& at) {
     boost::system::error_code ec;
@@ -278,21 +277,21 @@ class Listener : public MetricsListener, public std::enable_shared_from_this<Lis
   }
 
   void accept() {
-    acceptor_.async_accept([self = shared_from_this()](boost::system::error_code ec,
-                                                       tcp::socket socket) {
-      if (ec == asio::error::operation_aborted || !self->acceptor_.is_open()) return;
-      if (!ec) {
-        if (self->sessions_.size() >= kMaxConnections) {
-          boost::system::error_code ignored;
-          socket.close(ignored);  // a scraper holds few connections; this is a flood
-        } else {
-          auto session = std::make_shared<Session>(std::move(socket), self);
-          self->sessions_.insert(session);
-          session->read();
-        }
-      }
-      self->accept();
-    });
+    acceptor_.async_accept(
+        [self = shared_from_this()](boost::system::error_code ec, tcp::socket socket) {
+          if (ec == asio::error::operation_aborted || !self->acceptor_.is_open()) return;
+          if (!ec) {
+            if (self->sessions_.size() >= kMaxConnections) {
+              boost::system::error_code ignored;
+              socket.close(ignored);  // a scraper holds few connections; this is a flood
+            } else {
+              auto session = std::make_shared<Session>(std::move(socket), self);
+              self->sessions_.insert(session);
+              session->read();
+            }
+          }
+          self->accept();
+        });
   }
 
   std::uint16_t port() const override { return port_; }
@@ -381,19 +380,18 @@ Result<std::shared_ptr<MetricsListener>> MetricsListener::start(asio::io_context
   if (host.empty()) host = "0.0.0.0";
   boost::system::error_code ec;
   tcp::resolver resolver(io);
-  auto found = resolver.resolve(host, port, tcp::resolver::passive | tcp::resolver::numeric_service,
-                                ec);
+  auto found =
+      resolver.resolve(host, port, tcp::resolver::passive | tcp::resolver::numeric_service, ec);
   if (ec || found.empty()) {
     return Status(StatusCode::kInvalidArgument,
-                  "metrics.listen: cannot resolve '" + std::string(listen) + "': " +
-                      (ec ? ec.message() : std::string("no address")));
+                  "metrics.listen: cannot resolve '" + std::string(listen) +
+                      "': " + (ec ? ec.message() : std::string("no address")));
   }
   auto listener = std::make_shared<Listener>(io, std::move(handler));
   Status opened = listener->open(found.begin()->endpoint());
   if (!opened.is_ok()) {
-    return Status(StatusCode::kUnavailable,
-                  "metrics.listen: cannot listen on '" + std::string(listen) +
-                      "': " + opened.message());
+    return Status(StatusCode::kUnavailable, "metrics.listen: cannot listen on '" +
+                                                std::string(listen) + "': " + opened.message());
   }
   listener->accept();
   log::info(kLog, "serving /metrics on " + host + ":" + std::to_string(listener->port()));

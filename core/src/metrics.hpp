@@ -42,7 +42,7 @@ class Histogram {
 
 enum class CallOutcome : std::uint8_t { kOk, kError, kTimeout, kDeadLetter };
 inline constexpr std::array<std::string_view, 4> kOutcomeNames = {"ok", "error", "timeout",
-                                                                 "dead_letter"};
+                                                                  "dead_letter"};
 
 struct FunctionMetrics {
   std::array<std::atomic<std::uint64_t>, kOutcomeNames.size()> calls{};
@@ -106,7 +106,8 @@ class MetricsListener {
 };
 
 // The Prometheus text format's content type.
-inline constexpr std::string_view kPrometheusContentType = "text/plain; version=0.0.4; charset=utf-8";
+inline constexpr std::string_view kPrometheusContentType =
+    "text/plain; version=0.0.4; charset=utf-8";
 
 // A label value escaped for the text format.
 void append_label_value(std::string& out, std::string_view value);

@@ -67,12 +67,12 @@ Result<const prpc_plugin*> call_entry(Library& lib, const fs::path& path) {
     dlclose(pinned);
   }
   if (!lib.dll.has(PRPC_PLUGIN_ENTRY_SYMBOL)) {
-    return Status(StatusCode::kFailedPrecondition,
-                  where + " is not a PRPC plugin: it exports no " PRPC_PLUGIN_ENTRY_SYMBOL
-                          " symbol");
+    return Status(
+        StatusCode::kFailedPrecondition,
+        where + " is not a PRPC plugin: it exports no " PRPC_PLUGIN_ENTRY_SYMBOL " symbol");
   }
-  auto& entry = lib.dll.get<const prpc_plugin*(std::uint16_t, std::uint16_t)>(
-      PRPC_PLUGIN_ENTRY_SYMBOL);
+  auto& entry =
+      lib.dll.get<const prpc_plugin*(std::uint16_t, std::uint16_t)>(PRPC_PLUGIN_ENTRY_SYMBOL);
   const prpc_plugin* raw = nullptr;
   try {
     raw = entry(PRPC_ABI_MAJOR, PRPC_ABI_MINOR);
@@ -129,8 +129,7 @@ Result<FactoryInfo> read_factory(const prpc_factory& f, const std::string& label
   fi.open_options = (f.flags & PRPC_FACTORY_OPEN_OPTIONS) != 0;
   if (f.kind < PRPC_KIND_BROKER || f.kind > PRPC_KIND_FUNCTIONS) {
     return Status(StatusCode::kFailedPrecondition,
-                  label + ": factory '" + fi.name + "' has unknown kind " +
-                      std::to_string(f.kind));
+                  label + ": factory '" + fi.name + "' has unknown kind " + std::to_string(f.kind));
   }
   fi.kind = static_cast<PluginKind>(f.kind);
   if (fi.name.empty()) {
@@ -167,9 +166,9 @@ Result<LibraryPtr> open_library(const fs::path& path) {
     PRPC_ASSIGN_OR_RETURN(FactoryInfo fi, read_factory(f, label));
     for (const FactoryInfo& other : info.factories) {
       if (other.kind == fi.kind && other.name == fi.name) {
-        return Status(StatusCode::kAlreadyExists,
-                      label + " declares " + std::string(plugin_kind_name(fi.kind)) + " '" +
-                          fi.name + "' twice");
+        return Status(StatusCode::kAlreadyExists, label + " declares " +
+                                                      std::string(plugin_kind_name(fi.kind)) +
+                                                      " '" + fi.name + "' twice");
       }
     }
     info.factories.push_back(std::move(fi));
@@ -200,8 +199,7 @@ Result<std::string> canonical_option(const OptionInfo& o, std::string_view value
       if (!r.is_ok()) return r.status();
       return std::to_string(r->count());
     }
-    default:
-      return std::string(value);
+    default: return std::string(value);
   }
 }
 
@@ -218,8 +216,8 @@ std::string_view plugin_kind_name(PluginKind kind) noexcept {
 }
 
 std::optional<PluginKind> plugin_kind_from_name(std::string_view name) noexcept {
-  for (PluginKind k : {PluginKind::kBroker, PluginKind::kCodec, PluginKind::kExecutor,
-                       PluginKind::kFunctions}) {
+  for (PluginKind k :
+       {PluginKind::kBroker, PluginKind::kCodec, PluginKind::kExecutor, PluginKind::kFunctions}) {
     if (plugin_kind_name(k) == name) return k;
   }
   return std::nullopt;
@@ -283,8 +281,8 @@ struct PluginRegistry::Impl {
       if (it != factories.end()) {
         const PluginInfo& owner = it->second.lib->info;
         return Status(StatusCode::kAlreadyExists,
-                      "plugin '" + lib->info.name + "' (" + lib->info.path.string() + "): " +
-                          std::string(plugin_kind_name(f.kind)) + " '" + f.name +
+                      "plugin '" + lib->info.name + "' (" + lib->info.path.string() +
+                          "): " + std::string(plugin_kind_name(f.kind)) + " '" + f.name +
                           "' is already provided by plugin '" + owner.name + "' (" +
                           owner.path.string() + ")");
       }
@@ -335,8 +333,8 @@ auto make_from(PluginRegistry& registry, PluginKind kind, std::string_view name,
   ConfigView view(*resolved);
   auto r = make(lib, static_cast<const Vtable*>(factory.vtable), &view.config);
   if (!r.is_ok()) {
-    return r.status().with_context(std::string(plugin_kind_name(kind)) + " '" +
-                                   std::string(name) + "'");
+    return r.status().with_context(std::string(plugin_kind_name(kind)) + " '" + std::string(name) +
+                                   "'");
   }
   return r;
 }
@@ -399,14 +397,15 @@ Status PluginRegistry::load(const fs::path& file) {
   if (impl_->loaded_paths.count(path) != 0) return Status::ok();
   PRPC_RETURN_IF_ERROR(impl_->add(*lib));
   const PluginInfo& info = (*lib)->info;
-  log::debug("plugins", "loaded plugin '" + info.name + "' " + info.version + " from " +
-                            path.string());
+  log::debug("plugins",
+             "loaded plugin '" + info.name + "' " + info.version + " from " + path.string());
   return Status::ok();
 }
 
 Status PluginRegistry::ensure(PluginKind kind, std::string_view name) {
   if (find(kind, name) != nullptr) return Status::ok();
-  std::string file = "prpc_" + std::string(plugin_kind_name(kind)) + "_" + std::string(name) + ".so";
+  std::string file =
+      "prpc_" + std::string(plugin_kind_name(kind)) + "_" + std::string(name) + ".so";
   std::vector<fs::path> dirs;
   {
     std::lock_guard lock(impl_->mutex);
@@ -429,10 +428,10 @@ Status PluginRegistry::ensure(PluginKind kind, std::string_view name) {
   }
   std::string where;
   for (const fs::path& dir : dirs) where += (where.empty() ? "" : ", ") + dir.string();
-  return Status(StatusCode::kNotFound, "no " + std::string(plugin_kind_name(kind)) +
-                                           " plugin named '" + std::string(name) +
-                                           "' (looked for " + file + " in: " +
-                                           (where.empty() ? std::string("nowhere") : where) + ")");
+  return Status(StatusCode::kNotFound,
+                "no " + std::string(plugin_kind_name(kind)) + " plugin named '" +
+                    std::string(name) + "' (looked for " + file +
+                    " in: " + (where.empty() ? std::string("nowhere") : where) + ")");
 }
 
 std::vector<PluginRegistry::ScanEntry> PluginRegistry::scan() const {
@@ -518,9 +517,8 @@ Result<std::shared_ptr<FunctionTable>> PluginRegistry::make_functions(std::strin
                                                                       const OptionValues& options) {
   PRPC_RETURN_IF_ERROR(ensure(PluginKind::kFunctions, name));
   PRPC_ASSIGN_OR_RETURN(auto found, impl_->lookup(PluginKind::kFunctions, name));
-  return make_from<prpc_functions_vtable>(*this, PluginKind::kFunctions, name, options,
-                                          found.first, found.second,
-                                          &details::make_plugin_functions);
+  return make_from<prpc_functions_vtable>(*this, PluginKind::kFunctions, name, options, found.first,
+                                          found.second, &details::make_plugin_functions);
 }
 
 }  // namespace prpc

@@ -2,9 +2,9 @@
 
 #include <algorithm>
 #include <array>
-#include <thread>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "prpc/abi_views.hpp"
@@ -93,16 +93,14 @@ void done_thunk(void* ud, prpc_status code, prpc_str message) noexcept {
 
 void lookup_thunk(void* ud, prpc_status code, const prpc_bytes* payload,
                   prpc_str message) noexcept {
-  run_once<LookupCallback>(ud, [&](LookupCallback& fn) {
-    fn(abi::lookup_from_c(code, payload, message));
-  });
+  run_once<LookupCallback>(
+      ud, [&](LookupCallback& fn) { fn(abi::lookup_from_c(code, payload, message)); });
 }
 
 void stored_result_thunk(void* ud, prpc_status code, const prpc_stored_result* result,
                          prpc_str message) noexcept {
-  run_once<StoredResultCallback>(ud, [&](StoredResultCallback& fn) {
-    fn(abi::stored_result_from_c(code, result, message));
-  });
+  run_once<StoredResultCallback>(
+      ud, [&](StoredResultCallback& fn) { fn(abi::stored_result_from_c(code, result, message)); });
 }
 
 void outcome_thunk(void* ud, const prpc_outcome* raw) noexcept {
@@ -146,8 +144,7 @@ class PluginBroker final : public Broker {
     if (vt_.unsubscribe != nullptr) vt_.unsubscribe(self_);
   }
 
-  void finish(const DeliveryView& delivery, const FinishRequest& what,
-              DoneCallback done) override {
+  void finish(const DeliveryView& delivery, const FinishRequest& what, DoneCallback done) override {
     if (vt_.finish == nullptr) {
       done(unimplemented("finish"));
       return;
@@ -193,8 +190,8 @@ class PluginBroker final : public Broker {
     }
     std::string reply_to;
     ErrorBuffer e;
-    prpc_status code = vt_.open_replies(self_, abi::str(queue), &reply_thunk, handler,
-                                        &string_sink, &reply_to, &e.err);
+    prpc_status code = vt_.open_replies(self_, abi::str(queue), &reply_thunk, handler, &string_sink,
+                                        &reply_to, &e.err);
     if (code != PRPC_OK) return e.status(code, "open_replies");
     return reply_to;
   }
@@ -213,8 +210,8 @@ class PluginBroker final : public Broker {
     if (vt_.dead_letters == nullptr) return unimplemented("dead_letters");
     std::vector<DeadLetter> out;
     ErrorBuffer e;
-    prpc_status code = vt_.dead_letters(self_, abi::str(queue), max_count, &dead_letter_sink,
-                                        &out, &e.err);
+    prpc_status code =
+        vt_.dead_letters(self_, abi::str(queue), max_count, &dead_letter_sink, &out, &e.err);
     if (code != PRPC_OK) return e.status(code, "dead_letters");
     return out;
   }
@@ -229,8 +226,8 @@ class PluginBroker final : public Broker {
     for (const std::string& id : ids) raw.push_back(abi::str(id));
     std::uint64_t count = 0;
     ErrorBuffer e;
-    prpc_status code = vt_.requeue_dead_letters(self_, abi::str(queue), raw.data(), raw.size(),
-                                                &count, &e.err);
+    prpc_status code =
+        vt_.requeue_dead_letters(self_, abi::str(queue), raw.data(), raw.size(), &count, &e.err);
     if (code != PRPC_OK) return e.status(code, "requeue_dead_letters");
     return static_cast<std::size_t>(count);
   }
@@ -250,8 +247,8 @@ class PluginBroker final : public Broker {
     }
     std::string reply_to;
     ErrorBuffer e;
-    prpc_status code = vt_.open_replies_signed(self_, abi::str(queue), &pushed_reply_thunk,
-                                               handler, &string_sink, &reply_to, &e.err);
+    prpc_status code = vt_.open_replies_signed(self_, abi::str(queue), &pushed_reply_thunk, handler,
+                                               &string_sink, &reply_to, &e.err);
     if (code != PRPC_OK) return e.status(code, "open_replies_signed");
     return reply_to;
   }
@@ -401,9 +398,8 @@ class PluginExecutor final : public Executor {
   }
   ~PluginExecutor() override {
     if (self_ == nullptr) return;
-    destroy_safely(this, [vt = vt_, self = self_, lib = lib_, invoker = invoker_] {
-      vt.destroy(self);
-    });
+    destroy_safely(this,
+                   [vt = vt_, self = self_, lib = lib_, invoker = invoker_] { vt.destroy(self); });
   }
 
   Status create(const prpc_config* config) {
@@ -430,9 +426,7 @@ class PluginExecutor final : public Executor {
     if (vt_.shutdown != nullptr) vt_.shutdown(self_, grace.count());
   }
 
-  std::uint32_t workers() const override {
-    return vt_.workers != nullptr ? vt_.workers(self_) : 0;
-  }
+  std::uint32_t workers() const override { return vt_.workers != nullptr ? vt_.workers(self_) : 0; }
 
  private:
   LibraryHandle lib_;

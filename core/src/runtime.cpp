@@ -37,8 +37,8 @@ Result<Codecs> make_configured_codecs(PluginRegistry& registry, const Config& co
   std::string python = config.get_or("codec.python", "jsonpickle");
   std::string raw = config.get_or("codec.raw", "rawjson");
   if (!disabled(python)) {
-    PRPC_ASSIGN_OR_RETURN(out.python, registry.make_codec(
-                                          python, options_under(config, "codec.options." + python)));
+    PRPC_ASSIGN_OR_RETURN(
+        out.python, registry.make_codec(python, options_under(config, "codec.options." + python)));
   }
   if (!disabled(raw)) {
     PRPC_ASSIGN_OR_RETURN(out.raw,
@@ -55,8 +55,8 @@ Result<std::shared_ptr<FunctionRouter>> make_configured_functions(PluginRegistry
                                                                   const Config& config) {
   auto router = std::make_shared<FunctionRouter>();
   for (const std::string& name : config.get_list("functions.plugins")) {
-    PRPC_ASSIGN_OR_RETURN(auto table,
-                          registry.make_functions(name, options_under(config, "functions." + name)));
+    PRPC_ASSIGN_OR_RETURN(
+        auto table, registry.make_functions(name, options_under(config, "functions." + name)));
     Status added = router->add(std::move(table));
     if (!added.is_ok()) return added.with_context("functions plugin '" + name + "'");
   }

@@ -7,16 +7,16 @@
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <condition_variable>
-#include <cstdio>
 #include <csignal>
+#include <cstdio>
 #include <future>
 #include <mutex>
 #include <thread>
 #include <unordered_map>
 
 #include "event_loop.hpp"
-#include "prpc/envelope.hpp"
 #include "metrics.hpp"
+#include "prpc/envelope.hpp"
 #include "prpc/iso_time.hpp"
 #include "prpc/json.hpp"
 #include "prpc/log.hpp"
@@ -141,9 +141,9 @@ class Server::Impl : public std::enable_shared_from_this<Server::Impl> {
     for (const FunctionInfo& f : functions_->list()) {
       const std::string& worker = f.worker.empty() ? options_.default_worker : f.worker;
       if (executors_.find(worker) == executors_.end()) {
-        return Status(StatusCode::kInvalidArgument,
-                      "function '" + f.name + "' runs on worker type '" + worker +
-                          "', which this server has no executor for");
+        return Status(StatusCode::kInvalidArgument, "function '" + f.name +
+                                                        "' runs on worker type '" + worker +
+                                                        "', which this server has no executor for");
       }
       function_workers_[f.name] = worker;
       metrics_.add_known(f.name);
@@ -264,7 +264,8 @@ class Server::Impl : public std::enable_shared_from_this<Server::Impl> {
       }
       view = broker_view_;
     }
-    double uptime = started_at_ == Clock::time_point{} ? 0 : seconds_between(started_at_, Clock::now());
+    double uptime =
+        started_at_ == Clock::time_point{} ? 0 : seconds_between(started_at_, Clock::now());
     return metrics_.render(executing_.load(), view, uptime);
   }
 
@@ -344,8 +345,8 @@ class Server::Impl : public std::enable_shared_from_this<Server::Impl> {
   void begin(const CallPtr& call) {
     call->codec = codec_for(call->delivery.flavour);
     if (call->codec == nullptr) {
-      reject(call, "no codec serves the " +
-                       std::string(flavour_name(call->delivery.flavour)) + " flavour");
+      reject(call, "no codec serves the " + std::string(flavour_name(call->delivery.flavour)) +
+                       " flavour");
       return;
     }
     const std::string& payload = call->delivery.payload;
@@ -353,8 +354,8 @@ class Server::Impl : public std::enable_shared_from_this<Server::Impl> {
     std::string refused = over_size(*call);
     std::string_view error_type = error_types::kDecode;
     if (refused.empty()) {
-      Status verified = signer_.verify(payload, call->delivery.signature, call->delivery.key_id,
-                                       "request");
+      Status verified =
+          signer_.verify(payload, call->delivery.signature, call->delivery.key_id, "request");
       call->authenticated = verified.is_ok();
       if (!verified.is_ok()) {
         refused = verified.message();
@@ -403,8 +404,8 @@ class Server::Impl : public std::enable_shared_from_this<Server::Impl> {
               return;
             }
             const StoredResult& stored = **found;
-            Status genuine = self->signer_.verify(stored.payload, stored.signature,
-                                                  stored.key_id, "stored result");
+            Status genuine = self->signer_.verify(stored.payload, stored.signature, stored.key_id,
+                                                  "stored result");
             if (!genuine.is_ok()) {
               // Someone else wrote it: run the call and store a result of our own over it.
               log::warn(kLog, "not answering request " + call->request.message_id +
@@ -448,7 +449,8 @@ class Server::Impl : public std::enable_shared_from_this<Server::Impl> {
     if (!req.date_create_message.empty()) {
       if (auto created = parse_iso8601(req.date_create_message)) {
         call->time_queued = std::max(
-            0.0, std::chrono::duration<double>(std::chrono::system_clock::now() - *created).count());
+            0.0,
+            std::chrono::duration<double>(std::chrono::system_clock::now() - *created).count());
         metrics_.queue_wait.observe(call->time_queued);
       }
     }
@@ -465,10 +467,10 @@ class Server::Impl : public std::enable_shared_from_this<Server::Impl> {
       return;
     }
     if (req.func_name == kManifest) {
-      reply_success(call, wants_manifest(req.func_kwargs)
-                              ? function_manifest(options_.queue, functions_->list(),
-                                                  options_.default_worker)
-                              : original_function_list(functions_->list()));
+      reply_success(
+          call, wants_manifest(req.func_kwargs)
+                    ? function_manifest(options_.queue, functions_->list(), options_.default_worker)
+                    : original_function_list(functions_->list()));
       return;
     }
     std::string worker;
@@ -522,9 +524,8 @@ class Server::Impl : public std::enable_shared_from_this<Server::Impl> {
     }
     auto self = shared_from_this();
     call->executing_since = Clock::now();
-    executor->second->submit(inv, [self, call](Outcome outcome) {
-      self->complete(call, std::move(outcome));
-    });
+    executor->second->submit(
+        inv, [self, call](Outcome outcome) { self->complete(call, std::move(outcome)); });
   }
 
   static std::string running_key(const CallPtr& call) {
@@ -674,8 +675,8 @@ class Server::Impl : public std::enable_shared_from_this<Server::Impl> {
     broker_->finish(call->delivery.view(), req, [self, call](const Status& s) {
       if (!s.is_ok()) {
         log::warn(kLog, "could not finish request " + call->request.message_id +
-                            trace_suffix(call->request.traceparent) + " (" +
-                            call->delivery.token + "), left for redelivery: " + s.to_string());
+                            trace_suffix(call->request.traceparent) + " (" + call->delivery.token +
+                            "), left for redelivery: " + s.to_string());
       }
       self->forget(call);
     });

@@ -118,8 +118,8 @@ Signer::Signature Signer::sign(std::string_view payload) const {
   return {hmac_sha256_hex(keys_.front().secret, payload), keys_.front().id};
 }
 
-Status Signer::verify(std::string_view payload, std::string_view signature,
-                      std::string_view key_id, std::string_view what) const {
+Status Signer::verify(std::string_view payload, std::string_view signature, std::string_view key_id,
+                      std::string_view what) const {
   if (keys_.empty()) return Status::ok();
   if (signature.empty()) {
     if (accept_unsigned_) return Status::ok();

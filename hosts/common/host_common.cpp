@@ -80,14 +80,15 @@ std::optional<int> parse_command_line(int argc, char** argv, std::string_view pr
       if (!next_value(value)) return fail(program, kExitUsage, "--set needs KEY=VALUE");
       args.sets.push_back(value);
     } else if (a == "--log-level") {
-      if (!next_value(args.log_level)) return fail(program, kExitUsage, "--log-level needs a level");
+      if (!next_value(args.log_level))
+        return fail(program, kExitUsage, "--log-level needs a level");
     } else {
       int answer = own ? own(a, next_value) : kNotMyFlag;
       if (answer == kFlagTaken) continue;
       if (answer != kNotMyFlag) return answer;
-      return fail(program, kExitUsage,
-                  "unknown argument '" + std::string(a) + "' (see " + std::string(program) +
-                      " --help)");
+      return fail(
+          program, kExitUsage,
+          "unknown argument '" + std::string(a) + "' (see " + std::string(program) + " --help)");
     }
   }
   return std::nullopt;

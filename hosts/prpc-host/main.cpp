@@ -27,7 +27,8 @@ using namespace prpc::host;
 
 constexpr std::string_view kProgram = "prpc-host";
 
-constexpr const char* kUsage = R"(usage: prpc-host [--config FILE] [--app MODULE:ATTR] [--set KEY=VALUE]... [--log-level LEVEL]
+constexpr const char* kUsage =
+    R"(usage: prpc-host [--config FILE] [--app MODULE:ATTR] [--set KEY=VALUE]... [--log-level LEVEL]
        prpc-host --check [--config FILE] [--set KEY=VALUE]...
        prpc-host --list-plugins [--config FILE]
        prpc-host --version | --help
@@ -128,8 +129,8 @@ void default_worker_commands(Config& config, const Args& args) {
     if (config.has(prefix + "worker_command")) continue;
     std::error_code ec;
     std::filesystem::path self = boost::dll::program_location(ec);
-    std::vector<std::string> command{
-        ec ? std::string("prpc-worker") : (self.parent_path() / "prpc-worker").string()};
+    std::vector<std::string> command{ec ? std::string("prpc-worker")
+                                        : (self.parent_path() / "prpc-worker").string()};
     if (!args.config.empty()) {
       command.emplace_back("--config");
       command.push_back(std::filesystem::absolute(args.config, ec).string());
@@ -201,8 +202,8 @@ int run_python_app(const Config& config, bool check) {
                 std::string("Python applications need ") + module.string() +
                     " (build with PRPC_BUILD_PYTHON=ON): " + dlerror());
   }
-  using Serve = int (*)(const char*, const char*, const char* const*, const char* const*,
-                        std::size_t, int);
+  using Serve =
+      int (*)(const char*, const char*, const char* const*, const char* const*, std::size_t, int);
   auto serve = reinterpret_cast<Serve>(dlsym(handle, "prpc_host_serve_python"));
   if (serve == nullptr) return fail(kProgram, kExitPlugin, module.string() + " is not prpc-host's");
   std::vector<const char*> keys;
@@ -240,7 +241,8 @@ int run(const Args& args) {
   auto server_options = configured_server_options(*config);
   if (!server_options.is_ok()) return fail(kProgram, kExitConfig, server_options.status());
   auto functions = make_configured_functions(registry, *config);
-  if (!functions.is_ok()) return fail(kProgram, setup_exit_code(functions.status()), functions.status());
+  if (!functions.is_ok())
+    return fail(kProgram, setup_exit_code(functions.status()), functions.status());
   if ((*functions)->list().empty()) {
     return fail(kProgram, kExitConfig,
                 "nothing to serve: name at least one functions plugin in functions.plugins");
@@ -261,9 +263,8 @@ int run(const Args& args) {
                   broker_options);
     for (const char* flavour : {"python", "raw"}) {
       std::string name =
-          config->get_or(std::string("codec.") + flavour, flavour == std::string("python")
-                                                              ? "jsonpickle"
-                                                              : "rawjson");
+          config->get_or(std::string("codec.") + flavour,
+                         flavour == std::string("python") ? "jsonpickle" : "rawjson");
       if (name != "none") {
         print_factory(registry, PluginKind::kCodec, name,
                       options_under(*config, "codec.options." + name),
@@ -314,8 +315,7 @@ int run(const Args& args) {
 int main(int argc, char** argv) {
   Args args;
   std::string version = "prpc-host " PRPC_VERSION_STRING " (plugin ABI " +
-                        std::to_string(PRPC_ABI_MAJOR) + "." + std::to_string(PRPC_ABI_MINOR) +
-                        ")";
+                        std::to_string(PRPC_ABI_MAJOR) + "." + std::to_string(PRPC_ABI_MINOR) + ")";
   auto own = [&args](std::string_view a, const std::function<bool(std::string&)>& next_value) {
     if (a == "--app") {
       std::string spec;

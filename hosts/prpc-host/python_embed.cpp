@@ -38,9 +38,9 @@ void print_python_error(const char* what) {
 extern "C" __attribute__((visibility("default"))) int prpc_host_serve_python(
     const char* app, const char* python_executable, const char* const* keys,
     const char* const* values, size_t count, int check) {
-  std::string executable =
-      python_executable != nullptr && *python_executable != '\0' ? python_executable
-                                                                 : PRPC_PYTHON_EXECUTABLE;
+  std::string executable = python_executable != nullptr && *python_executable != '\0'
+                               ? python_executable
+                               : PRPC_PYTHON_EXECUTABLE;
   PyConfig config;
   PyConfig_InitPythonConfig(&config);
   // sys.executable must be a real interpreter: process workers are started with it.

@@ -23,7 +23,8 @@ using namespace prpc::host;
 
 constexpr std::string_view kProgram = "prpc-worker";
 
-constexpr const char* kUsage = R"(usage: prpc-worker [--config FILE] [--set KEY=VALUE]... [--log-level LEVEL]
+constexpr const char* kUsage =
+    R"(usage: prpc-worker [--config FILE] [--set KEY=VALUE]... [--log-level LEVEL]
        prpc-worker --version | --help
 
 A worker process of the process executor: prpc-host starts it (executors.<name>.worker_command,

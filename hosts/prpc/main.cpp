@@ -4,10 +4,10 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
-#include <cerrno>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -33,7 +33,8 @@ using namespace prpc::host;
 
 constexpr std::string_view kProgram = "prpc";
 
-constexpr const char* kUsage = R"(usage: prpc [OPTIONS] call FUNC [ARGS_JSON] [--kwargs JSON] [--timeout SECONDS] [-v]
+constexpr const char* kUsage =
+    R"(usage: prpc [OPTIONS] call FUNC [ARGS_JSON] [--kwargs JSON] [--timeout SECONDS] [-v]
        prpc [OPTIONS] funcs
        prpc [OPTIONS] stats
        prpc [OPTIONS] dead-letters [--limit N]
@@ -213,7 +214,8 @@ int open_session(const Args& args, Session& s) {
 int call(Session& s, const Args& args, const std::string& func, const std::string& func_args,
          Message& reply, double* round_trip_s = nullptr) {
   std::string codec_name = s.config.get_or("codec.raw", "rawjson");
-  auto codec = s.registry.make_codec(codec_name, options_under(s.config, "codec.options." + codec_name));
+  auto codec =
+      s.registry.make_codec(codec_name, options_under(s.config, "codec.options." + codec_name));
   if (!codec.is_ok()) return error(setup_exit_code(codec.status()), codec.status());
   auto options = configured_client_options(s.config, Flavour::kRaw);  // signing keys too
   if (!options.is_ok()) return error(kExitConfig, options.status());
@@ -234,9 +236,9 @@ int call(Session& s, const Args& args, const std::string& func, const std::strin
     *round_trip_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - sent).count();
   }
   if (!r.is_ok()) {
-    int code = r.status().code() == StatusCode::kTimeout ? kExitTimeout
+    int code = r.status().code() == StatusCode::kTimeout       ? kExitTimeout
                : r.status().code() == StatusCode::kUnavailable ? kExitUnreachable
-                                                                : kExitFailure;
+                                                               : kExitFailure;
     return error(code, r.status().message() + " (queue '" + s.queue + "')");
   }
   reply = std::move(*r);
@@ -277,7 +279,7 @@ int command_call(Session& s, const Args& args) {
     if (!valid.is_ok()) return error(kExitUsage, std::string(what) + ": " + valid.message());
     if (json::peek_type(text) != type) {
       return error(kExitUsage,
-                  std::string(what) + " must be a JSON " + std::string(json::type_name(type)));
+                   std::string(what) + " must be a JSON " + std::string(json::type_name(type)));
     }
   }
   Message reply;
@@ -400,8 +402,8 @@ int command_requeue(Session& s, const Args& args) {
       auto r = s.broker->requeue_dead_letters(s.queue, one);
       if (!r.is_ok()) {
         if (count == 0) return error(kExitFailure, r.status());
-        return error(kExitFailure, "requeued " + std::to_string(count) + ", then: " +
-                                       r.status().message());
+        return error(kExitFailure,
+                     "requeued " + std::to_string(count) + ", then: " + r.status().message());
       }
       if (*r > 0) {
         requeued.push_back(id);
@@ -426,8 +428,8 @@ int command_requeue(Session& s, const Args& args) {
     std::cout << "}\n";
   } else {
     for (const std::string& id : requeued) std::cout << "requeued " << g_out.bold(id) << "\n";
-    std::cout << "requeued " << count << " dead letter" << (count == 1 ? "" : "s")
-              << " of queue " << s.queue << "\n";
+    std::cout << "requeued " << count << " dead letter" << (count == 1 ? "" : "s") << " of queue "
+              << s.queue << "\n";
   }
   if (!missing.empty()) {
     std::string list;
@@ -452,8 +454,8 @@ int command_dead_letters(Session& s, const Args& args) {
                 << ", \"payload\": " << json::quote(d.payload) << "}";
     } else {
       std::cout << g_out.bold(d.id) << " [" << flavour_name(d.flavour) << "] "
-                << g_out.red(d.reason) << "\n    "
-                << d.payload.substr(0, 200) << (d.payload.size() > 200 ? "..." : "") << "\n";
+                << g_out.red(d.reason) << "\n    " << d.payload.substr(0, 200)
+                << (d.payload.size() > 200 ? "..." : "") << "\n";
     }
     first = false;
   }
@@ -511,8 +513,8 @@ int command_gen_stubs(const Args& args) {
   argv.push_back(nullptr);
   std::cout.flush();
   ::execvp(argv[0], argv.data());
-  return error(kExitNoPython, "gen-stubs runs " + python + ", which cannot be started: " +
-                                  std::strerror(errno));
+  return error(kExitNoPython,
+               "gen-stubs runs " + python + ", which cannot be started: " + std::strerror(errno));
 }
 
 // Runs prpc-host (next to this program) in place of this process with --app, so serving a Python
@@ -532,8 +534,8 @@ int command_serve(const Args& args) {
   argv.push_back(nullptr);
   std::cout.flush();
   ::execv(argv[0], argv.data());
-  return error(kExitPlugin, "serve runs " + host + ", which cannot be started: " +
-                                std::strerror(errno));
+  return error(kExitPlugin,
+               "serve runs " + host + ", which cannot be started: " + std::strerror(errno));
 }
 
 }  // namespace
@@ -615,8 +617,8 @@ int main(int argc, char** argv) {
     return error(kExitUsage, "--output goes with gen-stubs");
   }
   if ((args.check || !args.log_level.empty()) && args.command != "serve") {
-    return error(kExitUsage, std::string(args.check ? "--check" : "--log-level") +
-                                 " goes with serve");
+    return error(kExitUsage,
+                 std::string(args.check ? "--check" : "--log-level") + " goes with serve");
   }
   g_out.on = colour_on(STDOUT_FILENO, args);
   g_err.on = colour_on(STDERR_FILENO, args);

@@ -58,8 +58,7 @@ inline Status kafka_status(rd_kafka_resp_err_t err, std::string_view context) {
   switch (err) {
     case RD_KAFKA_RESP_ERR__TIMED_OUT:
     case RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT:
-    case RD_KAFKA_RESP_ERR__MSG_TIMED_OUT:
-      return Status(StatusCode::kTimeout, std::move(msg));
+    case RD_KAFKA_RESP_ERR__MSG_TIMED_OUT: return Status(StatusCode::kTimeout, std::move(msg));
     case RD_KAFKA_RESP_ERR__QUEUE_FULL:
       return Status(StatusCode::kResourceExhausted, std::move(msg));
     case RD_KAFKA_RESP_ERR__INVALID_ARG:
@@ -71,8 +70,7 @@ inline Status kafka_status(rd_kafka_resp_err_t err, std::string_view context) {
     case RD_KAFKA_RESP_ERR_CLUSTER_AUTHORIZATION_FAILED:
     case RD_KAFKA_RESP_ERR__AUTHENTICATION:
       return Status(StatusCode::kFailedPrecondition, std::move(msg));
-    default:
-      return Status(StatusCode::kUnavailable, std::move(msg));
+    default: return Status(StatusCode::kUnavailable, std::move(msg));
   }
 }
 

@@ -7,10 +7,11 @@ namespace prpc::kafka {
 namespace {
 
 // Keys this plugin interprets itself; everything else goes to librdkafka.
-constexpr std::array<std::string_view, 14> kOwnKeys = {"lookup_by_timestamp", "trace_offsets",
-    "url",           "partitions",     "replication_factor", "linger_ms",
-    "client_id",     "connect_timeout", "admin_timeout",     "lookup_timeout",
-    "lookup_window", "lookup_skew",     "result_cache_entries", "ledger_bytes"};
+constexpr std::array<std::string_view, 14> kOwnKeys = {
+    "lookup_by_timestamp",  "trace_offsets",  "url",           "partitions",
+    "replication_factor",   "linger_ms",      "client_id",     "connect_timeout",
+    "admin_timeout",        "lookup_timeout", "lookup_window", "lookup_skew",
+    "result_cache_entries", "ledger_bytes"};
 
 bool starts_with(std::string_view s, std::string_view prefix) {
   return s.substr(0, prefix.size()) == prefix;
@@ -84,8 +85,8 @@ Result<Settings> read_settings(const sdk::Options& options) {
   s.lookup_window = options.get_duration("lookup_window", s.lookup_window);
   s.lookup_skew = options.get_duration("lookup_skew", s.lookup_skew);
   s.lookup_by_timestamp = options.get_bool("lookup_by_timestamp", s.lookup_by_timestamp);
-  auto cache = options.get_int("result_cache_entries",
-                               static_cast<std::int64_t>(s.result_cache_entries));
+  auto cache =
+      options.get_int("result_cache_entries", static_cast<std::int64_t>(s.result_cache_entries));
   s.result_cache_entries = cache < 0 ? 0 : static_cast<std::size_t>(cache);
   auto ledger = options.get_int("ledger_bytes", static_cast<std::int64_t>(s.ledger_bytes));
   s.ledger_bytes = ledger < 64 ? 64 : static_cast<std::size_t>(ledger);

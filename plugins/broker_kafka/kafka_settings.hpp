@@ -28,7 +28,7 @@ struct Settings {
   bool lookup_by_timestamp = true;  // false: scans start at the beginning of the topic
   std::size_t result_cache_entries = 10'000;
   std::size_t ledger_bytes = 3'000;  // commit metadata budget (brokers allow 4096 by default)
-  bool trace_offsets = false;  // logs each record's way through a server (diagnostics)
+  bool trace_offsets = false;        // logs each record's way through a server (diagnostics)
   // Pass-through librdkafka properties: common to every handle, producer-only, consumer-only.
   std::map<std::string, std::string> common;
   std::map<std::string, std::string> producer;

@@ -99,7 +99,7 @@ class FetchCursor {
 
  private:
   std::int64_t expected_;
-  std::int64_t sought_ = -1;   // the offset sought back to, while the seek's outcome is unknown
+  std::int64_t sought_ = -1;  // the offset sought back to, while the seek's outcome is unknown
   std::int64_t gap_from_ = -1;
 };
 

@@ -321,9 +321,9 @@ void MemoryBroker::publish(const PublishView& message, DoneCallback done) {
     std::lock_guard lock(bus_->mutex);
     Bus::Stream& s = bus_->stream(message.flavour, message.queue);
     if (s.entries.size() >= settings_.max_queue_length) {
-      done(Status(StatusCode::kResourceExhausted,
-                  request_stream(message.flavour, message.queue) + " holds " +
-                      std::to_string(s.entries.size()) + " requests (max_queue_length)"));
+      done(Status(StatusCode::kResourceExhausted, request_stream(message.flavour, message.queue) +
+                                                      " holds " + std::to_string(s.entries.size()) +
+                                                      " requests (max_queue_length)"));
       return;
     }
     s.entries.emplace(s.next_seq++,
@@ -412,14 +412,13 @@ Result<std::size_t> MemoryBroker::requeue_dead_letters(std::string_view queue,
       }
       Bus::Stream& s = bus_->stream(it->letter.flavour, queue);
       if (s.entries.size() >= settings_.max_queue_length) {
-        status = Status(StatusCode::kResourceExhausted,
-                        "requeued " + std::to_string(requeued) + ", then " +
-                            request_stream(it->letter.flavour, queue) +
-                            " was full (max_queue_length)");
+        status =
+            Status(StatusCode::kResourceExhausted,
+                   "requeued " + std::to_string(requeued) + ", then " +
+                       request_stream(it->letter.flavour, queue) + " was full (max_queue_length)");
         break;
       }
-      s.entries.emplace(s.next_seq++,
-                        Bus::Entry{it->letter.payload, it->signature, it->key_id});
+      s.entries.emplace(s.next_seq++, Bus::Entry{it->letter.payload, it->signature, it->key_id});
       if (!it->message_id.empty()) {
         bus_->results.erase(result_key(it->letter.flavour, queue, it->message_id));
       }
@@ -446,9 +445,8 @@ void MemoryBroker::announce_server(std::string_view queue, std::string_view serv
   std::string info = info_json.find_first_not_of(" \t\r\n") == std::string_view::npos
                          ? std::string("{}")
                          : std::string(info_json);
-  Status valid = json::scan_object(info, json::Limits{}, [](const json::Member&) {
-    return Status::ok();
-  });
+  Status valid =
+      json::scan_object(info, json::Limits{}, [](const json::Member&) { return Status::ok(); });
   if (!valid.is_ok()) {
     done(Status(StatusCode::kInvalidArgument, "announce_server: info: " + valid.message()));
     return;
@@ -483,9 +481,8 @@ Result<std::string> MemoryBroker::list_servers(std::string_view queue) {
 
 std::size_t MemoryBroker::collect(std::vector<Delivery>& out) {
   const SubscribeOptions& sub = subscription_;
-  std::size_t room = sub.max_outstanding > outstanding_.size()
-                         ? sub.max_outstanding - outstanding_.size()
-                         : 0;
+  std::size_t room =
+      sub.max_outstanding > outstanding_.size() ? sub.max_outstanding - outstanding_.size() : 0;
   room = std::min<std::size_t>(room, sub.batch_size);
   if (room == 0) return 0;
   auto now = Clock::now();

@@ -29,8 +29,8 @@ class JsonpickleCodecPlugin final : public prpc::jsonpickle::JsonpickleCodec {
     prpc::jsonpickle::Limits l;
     // The walks over a document recurse once per level: the cap keeps them well inside a
     // thread's stack whatever the configuration says.
-    l.max_depth = static_cast<std::size_t>(
-        std::clamp<std::int64_t>(o.get_int("max_depth", 512), 1, 4096));
+    l.max_depth =
+        static_cast<std::size_t>(std::clamp<std::int64_t>(o.get_int("max_depth", 512), 1, 4096));
     l.max_bytes = static_cast<std::size_t>(
         std::max<std::int64_t>(o.get_int("max_bytes", std::int64_t{64} << 20), 1));
     l.max_int_digits =

@@ -19,8 +19,8 @@ Status field_error(std::string_view field, std::string_view what) {
 }
 
 Status wrong_type(std::string_view field, std::string_view expected, json::Type got) {
-  return field_error(field, "expected " + std::string(expected) + ", got " +
-                                std::string(json::type_name(got)));
+  return field_error(
+      field, "expected " + std::string(expected) + ", got " + std::string(json::type_name(got)));
 }
 
 // A string field that may also be null (absent).
@@ -109,8 +109,7 @@ std::vector<sdk::OptionSpec> RawJsonCodec::options() {
 RawJsonCodec::RawJsonCodec(Settings settings) : settings_(settings) {}
 
 RawJsonCodec::RawJsonCodec(const sdk::Context& ctx) {
-  settings_.limits.max_depth =
-      static_cast<std::size_t>(ctx.options.get_int("max_depth", 512));
+  settings_.limits.max_depth = static_cast<std::size_t>(ctx.options.get_int("max_depth", 512));
   settings_.limits.max_bytes =
       static_cast<std::size_t>(ctx.options.get_int("max_bytes", std::int64_t{16} << 20));
   settings_.require_uuid = ctx.options.get_bool("require_uuid", true);
@@ -211,8 +210,8 @@ Result<Message> RawJsonCodec::decode(std::string_view bytes, Message* salvaged) 
   if (!have_name) return fail(field_error("func_name", "missing (required)"));
   if (!have_id) return fail(field_error("message_id", "missing (required)"));
   if (settings_.require_uuid && !canonical_uuid(m.message_id)) {
-    return fail(field_error("message_id", "'" + m.message_id.substr(0, kMaxSalvagedId) +
-                                              "' is not a UUID"));
+    return fail(field_error("message_id",
+                            "'" + m.message_id.substr(0, kMaxSalvagedId) + "' is not a UUID"));
   }
   if (!extensions.empty()) m.extensions = std::move(extensions) + "}";
   return m;
@@ -254,8 +253,8 @@ Result<std::string> RawJsonCodec::encode(const Message& m) const {
   if (out.size() > settings_.limits.max_bytes) {
     return Status(StatusCode::kResourceExhausted,
                   "the encoded message of " + std::to_string(out.size()) +
-                      " bytes exceeds the limit of " +
-                      std::to_string(settings_.limits.max_bytes) + " bytes");
+                      " bytes exceeds the limit of " + std::to_string(settings_.limits.max_bytes) +
+                      " bytes");
   }
   return out;
 }

@@ -22,8 +22,8 @@
 #include <stdexcept>
 #include <thread>
 
-#include "prpc/worker.hpp"
 #include "prpc/own_thread.hpp"
+#include "prpc/worker.hpp"
 #include "worker_process.hpp"
 
 namespace prpc::process {
@@ -83,7 +83,7 @@ class ProcessExecutor::Supervisor : public std::enable_shared_from_this<Supervis
     }
     if (refused) {
       refused->done(Outcome::failure(StatusCode::kCancelled, error_types::kCancelled,
-                                 "the executor is shutting down"));
+                                     "the executor is shutting down"));
       return;
     }
     // One wake-up serves every call submitted before the loop looks at the queue again.
@@ -342,8 +342,8 @@ class ProcessExecutor::Supervisor : public std::enable_shared_from_this<Supervis
   bool flush(Slot& slot, Clock::time_point now) {
     Live* w = slot.worker.get();
     while (w->out_pos < w->out.size()) {
-      ssize_t n = ::send(w->fd.get(), w->out.data() + w->out_pos, w->out.size() - w->out_pos,
-                         MSG_NOSIGNAL);
+      ssize_t n =
+          ::send(w->fd.get(), w->out.data() + w->out_pos, w->out.size() - w->out_pos, MSG_NOSIGNAL);
       if (n > 0) {
         w->out_pos += static_cast<std::size_t>(n);
         continue;
@@ -381,12 +381,12 @@ class ProcessExecutor::Supervisor : public std::enable_shared_from_this<Supervis
         w->phase = Phase::kIdle;
         slot.failures = 0;
         last_start_error_.clear();
-        log_.debug("worker process " + std::to_string(w->pid) + " is ready after " +
-                   std::to_string(std::chrono::duration_cast<milliseconds>(now - w->spawned_at)
-                                      .count()) +
-                   " ms" +
-                   (hello->pid != w->pid ? " (it reports pid " + std::to_string(hello->pid) + ")"
-                                         : std::string()));
+        log_.debug(
+            "worker process " + std::to_string(w->pid) + " is ready after " +
+            std::to_string(std::chrono::duration_cast<milliseconds>(now - w->spawned_at).count()) +
+            " ms" +
+            (hello->pid != w->pid ? " (it reports pid " + std::to_string(hello->pid) + ")"
+                                  : std::string()));
         continue;
       }
       auto& reply = std::get<worker_protocol::Reply>(*frame);
@@ -441,8 +441,8 @@ class ProcessExecutor::Supervisor : public std::enable_shared_from_this<Supervis
   // Garbage on the socket: the worker cannot be trusted with another call.
   void broke_protocol(Slot& slot, Clock::time_point now, const std::string& what) {
     Live* w = slot.worker.get();
-    std::string text = "worker process " + std::to_string(w->pid) + " broke the protocol (" +
-                       what + ") and was killed";
+    std::string text = "worker process " + std::to_string(w->pid) + " broke the protocol (" + what +
+                       ") and was killed";
     bool starting = w->phase == Phase::kStarting;
     JobPtr job = std::move(w->job);
     Dying& d = retire(slot, Exit::kKilled, now);
@@ -467,8 +467,8 @@ class ProcessExecutor::Supervisor : public std::enable_shared_from_this<Supervis
       if (w->phase == Phase::kStarting && now >= w->spawned_at + opts_.start_timeout) {
         std::string text = "worker process " + std::to_string(w->pid) +
                            " did not say hello within " +
-                           std::to_string(opts_.start_timeout.count()) + " ms (command: " +
-                           describe_command(opts_.command) + ") and was killed";
+                           std::to_string(opts_.start_timeout.count()) +
+                           " ms (command: " + describe_command(opts_.command) + ") and was killed";
         Dying& d = retire(slot, Exit::kKilled, now);
         kill_group(d, SIGKILL, now);
         start_failed(slot, now, text);
@@ -524,17 +524,16 @@ class ProcessExecutor::Supervisor : public std::enable_shared_from_this<Supervis
     std::string who = "worker process " + std::to_string(d.pid);
     switch (d.why) {
       case Exit::kStartFailed:
-        last_start_error_ = who + " " + how + " before saying hello (command: " +
-                            describe_command(opts_.command) + ")";
+        last_start_error_ = who + " " + how +
+                            " before saying hello (command: " + describe_command(opts_.command) +
+                            ")";
         log_.warn(last_start_error_ + d.note);
         {
           std::lock_guard lock(mutex_);
           ++stats_.start_failures;
         }
         break;
-      case Exit::kLostIdle:
-        log_.warn(who + " " + how + " while idle; replacing it");
-        break;
+      case Exit::kLostIdle: log_.warn(who + " " + how + " while idle; replacing it"); break;
       case Exit::kLostBusy: {
         std::string func = d.job ? d.job->call.func_name : std::string("?");
         std::string text = who + " " + how + " while running '" + func + "'";
@@ -548,8 +547,7 @@ class ProcessExecutor::Supervisor : public std::enable_shared_from_this<Supervis
         break;
       }
       case Exit::kKilled:
-      case Exit::kRetired:
-        break;
+      case Exit::kRetired: break;
     }
   }
 

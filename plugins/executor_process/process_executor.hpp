@@ -49,8 +49,8 @@ struct ProcessStats {
   std::uint64_t start_failures = 0;  // died, stayed silent or could not be spawned
   std::uint64_t completed = 0;       // replies received
   std::uint64_t timed_out = 0;
-  std::uint64_t lost = 0;            // died while running a call
-  std::uint64_t recycled = 0;        // retired after max_calls_per_worker
+  std::uint64_t lost = 0;      // died while running a call
+  std::uint64_t recycled = 0;  // retired after max_calls_per_worker
 };
 
 class ProcessExecutor final : public Executor {

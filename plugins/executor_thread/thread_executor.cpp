@@ -98,9 +98,8 @@ struct ThreadExecutor::State : std::enable_shared_from_this<ThreadExecutor::Stat
         }
         job->returned_cv.notify_all();
       };
-      run_guarded("the invoker", std::move(returned), [&](OutcomeCallback once) {
-        invoker.invoke(job->call.view(), std::move(once));
-      });
+      run_guarded("the invoker", std::move(returned),
+                  [&](OutcomeCallback once) { invoker.invoke(job->call.view(), std::move(once)); });
       {
         // An asynchronous invoker completes later; the thread stays busy until it does.
         std::unique_lock l(job->mutex);
@@ -143,9 +142,8 @@ struct ThreadExecutor::State : std::enable_shared_from_this<ThreadExecutor::Stat
       lock.unlock();
       std::string name = job->call.func_name;
       auto limit = job->call.timeout.count();
-      bool won = job->finish(Outcome::failure(
-          StatusCode::kTimeout, error_types::kTimeout,
-          server_timeout_text(name, job->call.timeout)));
+      bool won = job->finish(Outcome::failure(StatusCode::kTimeout, error_types::kTimeout,
+                                              server_timeout_text(name, job->call.timeout)));
       if (won) {
         invoker.cancel(job->call.call_id);
         log.warn("call " + job->call.message_id + " to '" + name + "' passed its limit of " +
@@ -169,9 +167,9 @@ ThreadExecutor::ThreadExecutor(std::uint32_t workers, Invoker& invoker, sdk::Log
 }
 
 ThreadExecutor::ThreadExecutor(const sdk::Context& ctx, Invoker& invoker)
-    : ThreadExecutor(static_cast<std::uint32_t>(std::max<std::int64_t>(
-                         1, ctx.options.get_int("workers", 4))),
-                     invoker, ctx.log) {}
+    : ThreadExecutor(
+          static_cast<std::uint32_t>(std::max<std::int64_t>(1, ctx.options.get_int("workers", 4))),
+          invoker, ctx.log) {}
 
 ThreadExecutor::~ThreadExecutor() {
   shutdown(std::chrono::milliseconds(0));

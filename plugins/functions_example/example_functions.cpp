@@ -39,8 +39,7 @@ class Bound {
       bool known = false;
       for (const Param& p : params) known = known || m.name.GetString() == std::string_view(p.name);
       if (!known) {
-        return type_error(f + "() got an unexpected keyword argument '" + m.name.GetString() +
-                          "'");
+        return type_error(f + "() got an unexpected keyword argument '" + m.name.GetString() + "'");
       }
     }
     std::size_t i = 0;
@@ -162,8 +161,8 @@ void ExampleFunctions::invoke(const Invocation& call, OutcomeCallback done) {
     if (!a[0].IsNumber() || a[0].GetDouble() < 0 || a[0].GetDouble() > 3600) {
       return done(raise("ValueError", "seconds must be a number between 0 and 3600"));
     }
-    std::this_thread::sleep_for(std::chrono::microseconds(
-        static_cast<std::int64_t>(std::llround(a[0].GetDouble() * 1e6))));
+    std::this_thread::sleep_for(
+        std::chrono::microseconds(static_cast<std::int64_t>(std::llround(a[0].GetDouble() * 1e6))));
     done(Outcome::success(to_json(a[0])));
   } else if (f == "fail") {
     if (Status s = bind({{"message", "\"\""}, {"type", "\"ValueError\""}}); !s.is_ok()) {

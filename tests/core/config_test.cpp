@@ -116,8 +116,9 @@ TEST(Config, SecretKeysAreKnownByTheirWords) {
                           "security.previous_keys", "SASL.PASSWORD", "broker.options.api_token"}) {
     EXPECT_TRUE(is_secret_key(key)) << key;
   }
-  for (const char* key : {"broker.url", "broker.options.sasl.username",
-                          "broker.options.security.protocol", "queue.name", "server.max_in_flight"}) {
+  for (const char* key :
+       {"broker.url", "broker.options.sasl.username", "broker.options.security.protocol",
+        "queue.name", "server.max_in_flight"}) {
     EXPECT_FALSE(is_secret_key(key)) << key;
   }
 }

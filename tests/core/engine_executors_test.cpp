@@ -121,19 +121,19 @@ class EngineExecutorsTest : public ::testing::Test {
 
   void start_server(ServerOptions options = {}) {
     options.queue = "executors_test";
-    std::string command = "[\"" + kWorker +
-                          R"(", "--set", "functions.plugins=[\"example\"]", "--log-level", "warn"])";
+    std::string command =
+        "[\"" + kWorker +
+        R"(", "--set", "functions.plugins=[\"example\"]", "--log-level", "warn"])";
     executors_["process"] = make(registry_.make_executor(
         "process", {{"workers", "2"}, {"worker_command", command}}, functions_));
-    executors_["async"] =
-        make(registry_.make_executor("async", {{"workers", "100"}}, functions_));
+    executors_["async"] = make(registry_.make_executor("async", {{"workers", "100"}}, functions_));
     auto broker = make(registry_.make_broker("memory", {{"url", url_}}));
     server_ = std::make_unique<Server>(options, broker, codec_, codec_, functions_, executors_);
     Status s = server_->start();
     ASSERT_TRUE(s.is_ok()) << s.to_string();
-    client_ = std::make_unique<Client>(ClientOptions{"executors_test", Flavour::kRaw},
-                                       make(registry_.make_broker("memory", {{"url", url_}})),
-                                       codec_);
+    client_ =
+        std::make_unique<Client>(ClientOptions{"executors_test", Flavour::kRaw},
+                                 make(registry_.make_broker("memory", {{"url", url_}})), codec_);
     s = client_->start();
     ASSERT_TRUE(s.is_ok()) << s.to_string();
   }

@@ -34,12 +34,14 @@ class EngineTest : public ::testing::Test {
     return std::move(r).value();
   }
 
-  std::shared_ptr<Broker> broker() { return make(registry_.make_broker("memory", {{"url", url_}})); }
+  std::shared_ptr<Broker> broker() {
+    return make(registry_.make_broker("memory", {{"url", url_}}));
+  }
 
   std::unique_ptr<Server> start_server(ServerOptions options = {}, int workers = 4) {
     options.queue = queue_;
-    auto executor = make(registry_.make_executor(
-        "thread", {{"workers", std::to_string(workers)}}, functions_));
+    auto executor =
+        make(registry_.make_executor("thread", {{"workers", std::to_string(workers)}}, functions_));
     executors_.push_back(executor);
     auto server = std::make_unique<Server>(options, broker(), codec_, codec_, functions_,
                                            ExecutorMap{{"thread", executor}});
@@ -80,10 +82,9 @@ class EngineTest : public ::testing::Test {
   std::optional<Message> stored(const std::string& message_id, Flavour f = Flavour::kRaw) {
     if (!publisher_) publisher_ = broker();
     std::promise<std::optional<std::string>> found;
-    publisher_->lookup_result(f, queue_, message_id,
-                              [&](Result<std::optional<std::string>> r) {
-                                found.set_value(r.is_ok() ? *r : std::nullopt);
-                              });
+    publisher_->lookup_result(f, queue_, message_id, [&](Result<std::optional<std::string>> r) {
+      found.set_value(r.is_ok() ? *r : std::nullopt);
+    });
     auto payload = found.get_future().get();
     if (!payload) return std::nullopt;
     // Replies to malformed requests may carry a message_id that is not a UUID.
@@ -147,8 +148,7 @@ TEST_F(EngineTest, ReservedFunctions) {
                                   0),
             0u)
       << original.result;
-  EXPECT_NE(original.result.find(R"({"name": "type", "default": "ValueError"})"),
-            std::string::npos)
+  EXPECT_NE(original.result.find(R"({"name": "type", "default": "ValueError"})"), std::string::npos)
       << original.result;
 }
 
@@ -156,10 +156,10 @@ TEST_F(EngineTest, ErrorsBecomeReplies) {
   auto server = start_server();
   Message unknown = call("nope");
   ASSERT_TRUE(unknown.failed());
-  EXPECT_EQ(unknown.exception_info->rfind(
-                "UnknownFunctionError: func name 'nope' not found in server (queue 'engine_test')",
-                0),
-            0u)
+  EXPECT_EQ(
+      unknown.exception_info->rfind(
+          "UnknownFunctionError: func name 'nope' not found in server (queue 'engine_test')", 0),
+      0u)
       << *unknown.exception_info;
   EXPECT_EQ(unknown.result, "null");
 
@@ -234,9 +234,11 @@ TEST_F(EngineTest, RedeliveryAfterConsumerCrash) {
     SubscribeOptions sub;
     sub.queue = queue_;
     sub.consumer = "crashing";
-    ASSERT_TRUE(crashing->subscribe(sub, [&](std::span<const DeliveryView> d) {
-                          got += static_cast<int>(d.size());
-                        }).is_ok());
+    ASSERT_TRUE(
+        crashing
+            ->subscribe(sub,
+                        [&](std::span<const DeliveryView> d) { got += static_cast<int>(d.size()); })
+            .is_ok());
     ASSERT_TRUE(wait_until([&] { return got.load() == 1; }, 5s));
   }  // destroyed: the delivery stays pending, unacknowledged
   EXPECT_EQ(stats().pending, 1);
@@ -262,9 +264,11 @@ TEST_F(EngineTest, DeadLetterAfterTooManyDeliveries) {
     sub.queue = queue_;
     sub.consumer = "crashing-" + std::to_string(i);
     sub.visibility_timeout = 50ms;
-    ASSERT_TRUE(crashing->subscribe(sub, [&](std::span<const DeliveryView> d) {
-                          got += static_cast<int>(d.size());
-                        }).is_ok());
+    ASSERT_TRUE(
+        crashing
+            ->subscribe(sub,
+                        [&](std::span<const DeliveryView> d) { got += static_cast<int>(d.size()); })
+            .is_ok());
     ASSERT_TRUE(wait_until([&] { return got.load() == 1; }, 5s));
   }
   ServerOptions options;
@@ -349,8 +353,8 @@ TEST_F(EngineTest, ARequestDeliveredAgainWhileItRunsHereRunsOnce) {
   functions_ = counting;
   auto server = start_server();
   std::string id = new_uuid();
-  std::string request = R"({"func_name": "slow", "func_args": [0.5], "message_id": ")" + id +
-                        R"("})";
+  std::string request =
+      R"({"func_name": "slow", "func_args": [0.5], "message_id": ")" + id + R"("})";
   publish_raw(request);
   publish_raw(request);
   ASSERT_TRUE(wait_until([&] { return server->stats().succeeded == 2; }, 10s));
@@ -370,8 +374,8 @@ TEST_F(EngineTest, RedeliveryOfAnsweredRequestIsNotRunAgain) {
   // The same request twice: the first copy is held by a consumer that then dies, the second is
   // served. When the first copy is redelivered, the stored result answers it.
   std::string id = new_uuid();
-  std::string request = R"({"func_name": "summ", "func_args": [1, 1], "message_id": ")" + id +
-                        R"("})";
+  std::string request =
+      R"({"func_name": "summ", "func_args": [1, 1], "message_id": ")" + id + R"("})";
   publish_raw(request);
   {
     auto holder = broker();
@@ -381,9 +385,11 @@ TEST_F(EngineTest, RedeliveryOfAnsweredRequestIsNotRunAgain) {
     sub.consumer = "holder";
     sub.max_outstanding = 1;
     sub.batch_size = 1;
-    ASSERT_TRUE(holder->subscribe(sub, [&](std::span<const DeliveryView> d) {
-                        got += static_cast<int>(d.size());
-                      }).is_ok());
+    ASSERT_TRUE(
+        holder
+            ->subscribe(sub,
+                        [&](std::span<const DeliveryView> d) { got += static_cast<int>(d.size()); })
+            .is_ok());
     ASSERT_TRUE(wait_until([&] { return got.load() == 1; }, 5s));
     publish_raw(request);
     ServerOptions options;
@@ -422,7 +428,7 @@ TEST_F(EngineTest, StopAfterGraceLeavesTheRestForAnotherServer) {
   std::promise<Result<Message>> reply;
   client().call(m, 10s, [&](Result<Message> r) { reply.set_value(std::move(r)); });
   ASSERT_TRUE(wait_until([&] { return first->stats().in_flight == 1; }, 5s));
-  first->stop(50ms);   // the call is still running: it stays unacknowledged
+  first->stop(50ms);  // the call is still running: it stays unacknowledged
   first.reset();
   EXPECT_EQ(stats().pending, 1);
   auto second = start_server(options);  // claims it after the visibility timeout

@@ -62,7 +62,9 @@ class EngineMetricsTest : public ::testing::Test {
     functions_ = make(registry_.make_functions("example", {}));
   }
 
-  std::shared_ptr<Broker> broker() { return make(registry_.make_broker("memory", {{"url", url_}})); }
+  std::shared_ptr<Broker> broker() {
+    return make(registry_.make_broker("memory", {{"url", url_}}));
+  }
 
   std::unique_ptr<Server> start_server(ServerOptions options) {
     options.queue = queue_;
@@ -133,8 +135,8 @@ TEST_F(EngineMetricsTest, CountersMatchTheCallsMade) {
   calls("(unknown)", "error", 1);
   calls("(unknown)", "dead_letter", 1);
   calls("ping", "ok", 1);
-  EXPECT_TRUE(has_line(
-      text, R"(prpc_server_call_seconds_count{queue="metrics_test",function="summ"} 3)"));
+  EXPECT_TRUE(
+      has_line(text, R"(prpc_server_call_seconds_count{queue="metrics_test",function="summ"} 3)"));
   EXPECT_TRUE(has_line(
       text,
       R"(prpc_server_call_seconds_bucket{queue="metrics_test",function="fail",le="+Inf"} 2)"));

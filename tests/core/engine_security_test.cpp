@@ -72,8 +72,8 @@ class EngineSecurityTest : public ::testing::Test {
   std::unique_ptr<Server> start_server(ServerOptions options = {}) {
     options.queue = queue_;
     ExecutorMap executors{{"inline", std::make_shared<InlineExecutor>(recorder_)}};
-    auto server = std::make_unique<Server>(options, broker(), jsonpickle_, rawjson_, recorder_,
-                                           executors);
+    auto server =
+        std::make_unique<Server>(options, broker(), jsonpickle_, rawjson_, recorder_, executors);
     Status s = server->start();
     EXPECT_TRUE(s.is_ok()) << s.to_string();
     return server;
@@ -231,8 +231,10 @@ const std::string kOldKey = "k0-fedcba9876543210fedcba9876543210";
 const std::string kWrongKey = "kx-not-the-key-of-this-deployment!";
 
 std::string raw_request(const std::string& id, const std::string& args = "[1]") {
-  return R"({"func_name": "record", "func_args": )" + args + R"(, "func_kwargs": {}, )"
-         R"("message_id": ")" + id + R"("})";
+  return R"({"func_name": "record", "func_args": )" + args +
+         R"(, "func_kwargs": {}, )"
+         R"("message_id": ")" +
+         id + R"("})";
 }
 
 TEST_F(EngineSecurityTest, SignedCallsWorkAndTheirResultsAreSigned) {
@@ -274,8 +276,8 @@ TEST_F(EngineSecurityTest, UnsignedAndMisSignedRequestsAreDeadLetteredAndNeverRu
 
   std::map<std::string, std::string> expected = {
       {unsigned_id, "unsigned request: signed messages are required"},
-      {wrong_id, "the request is signed with an unknown key (key id '" +
-                     signing_key_id(kWrongKey) + "')"},
+      {wrong_id,
+       "the request is signed with an unknown key (key id '" + signing_key_id(kWrongKey) + "')"},
       {tampered_id, "the request's signature does not match its bytes under any accepted key"},
       {forged_id, "the request's signature does not match its bytes under any accepted key"},
       {garbage_id, "the request's signature is not 64 hex digits"}};
@@ -293,8 +295,7 @@ TEST_F(EngineSecurityTest, UnsignedAndMisSignedRequestsAreDeadLetteredAndNeverRu
   for (const DeadLetter& d : dead_letters()) {
     bool known = false;
     for (const auto& [id, reason] : expected) {
-      known = known || (d.payload.find(id) != std::string::npos &&
-                        d.reason.rfind(reason, 0) == 0);
+      known = known || (d.payload.find(id) != std::string::npos && d.reason.rfind(reason, 0) == 0);
     }
     EXPECT_TRUE(known) << d.reason;
   }
@@ -323,8 +324,10 @@ TEST_F(EngineSecurityTest, AClientWithAKeyRejectsUnsignedAndMisSignedReplies) {
   auto server = start_server(options);
   auto r = call("[2]", Flavour::kRaw, {kKey, {}, false});
   ASSERT_FALSE(r.is_ok());
-  EXPECT_EQ(r.status().message(), "rejected the reply: the reply is signed with an unknown key "
-                                  "(key id '" + signing_key_id(kWrongKey) + "')");
+  EXPECT_EQ(r.status().message(),
+            "rejected the reply: the reply is signed with an unknown key "
+            "(key id '" +
+                signing_key_id(kWrongKey) + "')");
 }
 
 TEST_F(EngineSecurityTest, KeysRotateWithoutAnUnansweredCall) {
@@ -371,8 +374,7 @@ TEST_F(EngineSecurityTest, BadKeysStopTheServerAndTheClientFromStarting) {
   Status s = server.start();
   EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
   EXPECT_EQ(s.message().find("short"), std::string::npos);
-  Client client(ClientOptions{queue_, Flavour::kRaw, {}, {"short", {}, false}}, broker(),
-                rawjson_);
+  Client client(ClientOptions{queue_, Flavour::kRaw, {}, {"short", {}, false}}, broker(), rawjson_);
   EXPECT_EQ(client.start().code(), StatusCode::kInvalidArgument);
 }
 

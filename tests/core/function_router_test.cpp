@@ -46,7 +46,8 @@ Invocation call_of(std::uint64_t id, std::string_view name) {
 
 TEST(FunctionRouter, ListsEveryTablesFunctionsInOrder) {
   FunctionRouter router;
-  ASSERT_TRUE(router.add(std::make_shared<RecordingTable>(std::vector<std::string>{"a", "b"})).is_ok());
+  ASSERT_TRUE(
+      router.add(std::make_shared<RecordingTable>(std::vector<std::string>{"a", "b"})).is_ok());
   ASSERT_TRUE(router.add(std::make_shared<RecordingTable>(std::vector<std::string>{"c"})).is_ok());
   std::vector<std::string> names;
   for (const FunctionInfo& f : router.list()) names.push_back(f.name);

@@ -51,8 +51,8 @@ TEST(Signing, SignsWithTheCurrentKeyAndVerifiesWithEveryAcceptedOne) {
   // The old key alone does not know the new one.
   Status s = old.verify("payload", sig.signature, sig.key_id, "reply");
   EXPECT_EQ(s.code(), StatusCode::kDecode);
-  EXPECT_EQ(s.message(), "the reply is signed with an unknown key (key id '" +
-                             signing_key_id(kKey) + "')");
+  EXPECT_EQ(s.message(),
+            "the reply is signed with an unknown key (key id '" + signing_key_id(kKey) + "')");
 }
 
 TEST(Signing, RefusesWhatIsUnsignedOrMisSigned) {

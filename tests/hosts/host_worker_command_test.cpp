@@ -43,10 +43,11 @@ std::string checked_worker_command(const std::vector<std::string>& flags,
   return out.substr(start, end + 1 - start);
 }
 
-const std::vector<std::string> kFlags = {
-    "--set", "broker.type=memory",          "--set", "codec.python=none",
-    "--set", "functions.plugins=[\"example\"]", "--set", "executors.process.workers=1",
-    "--set", "server.default_worker=process"};
+const std::vector<std::string> kFlags = {"--set", "broker.type=memory",
+                                         "--set", "codec.python=none",
+                                         "--set", "functions.plugins=[\"example\"]",
+                                         "--set", "executors.process.workers=1",
+                                         "--set", "server.default_worker=process"};
 
 class Unused final : public Invoker {
  public:
@@ -92,9 +93,9 @@ TEST(HostWorkerCommand, DefaultsToPrpcWorkerWithTheHostsFlags) {
 
 TEST(HostWorkerCommand, SecretsAndBrokerSettingsStayWithTheHost) {
   std::vector<std::string> flags = kFlags;
-  flags.insert(flags.end(), {"--set", "broker.url=memory://hunter2hunter2",
-                             "--set", "security.signing_key=0123456789abcdef0123",
-                             "--set", "telemetry.api_token=tok-tok-tok"});
+  flags.insert(flags.end(), {"--set", "broker.url=memory://hunter2hunter2", "--set",
+                             "security.signing_key=0123456789abcdef0123", "--set",
+                             "telemetry.api_token=tok-tok-tok"});
   std::string text = checked_worker_command(flags);
   for (const char* secret : {"hunter2", "0123456789abcdef0123", "tok-tok-tok", "broker."}) {
     EXPECT_EQ(text.find(secret), std::string::npos) << text;

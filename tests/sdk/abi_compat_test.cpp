@@ -78,8 +78,8 @@ TEST_P(CBrokerOfEveryMinor, LoadsAndWorksWithThisHost) {
   ASSERT_TRUE(b.subscribe(sub, [&](std::span<const DeliveryView> items) {
                  for (const DeliveryView& d : items) got.emplace_back(d);
                }).is_ok());
-  ASSERT_TRUE(published(b, PublishView{Flavour::kRaw, "q", "id-1", "request", "5ig", "k1"})
-                  .is_ok());
+  ASSERT_TRUE(
+      published(b, PublishView{Flavour::kRaw, "q", "id-1", "request", "5ig", "k1"}).is_ok());
   ASSERT_EQ(got.size(), 1u);
   EXPECT_EQ(got[0].payload, "request");
   EXPECT_EQ(got[0].queue, "q");
@@ -182,16 +182,19 @@ TEST_F(SdkWrapper, BrokerCarriesSignaturesAndServers) {
                             std::string(r.signature), std::string(r.key_id)});
   });
   ASSERT_TRUE(reply_to.is_ok()) << reply_to.status().to_string();
-  ASSERT_TRUE(published(*client, PublishView{Flavour::kRaw, "q", "id-1", "request", "5ig", "k1"})
-                  .is_ok());
+  ASSERT_TRUE(
+      published(*client, PublishView{Flavour::kRaw, "q", "id-1", "request", "5ig", "k1"}).is_ok());
 
   std::promise<Delivery> delivered;
   SubscribeOptions sub;
   sub.queue = "q";
   sub.consumer = "server-1";
-  ASSERT_TRUE(server->subscribe(sub, [&](std::span<const DeliveryView> items) {
-                       delivered.set_value(Delivery(items[0]));
-                     }).is_ok());
+  ASSERT_TRUE(server
+                  ->subscribe(sub,
+                              [&](std::span<const DeliveryView> items) {
+                                delivered.set_value(Delivery(items[0]));
+                              })
+                  .is_ok());
   auto d = delivered.get_future();
   ASSERT_EQ(d.wait_for(10s), std::future_status::ready);
   Delivery request = d.get();

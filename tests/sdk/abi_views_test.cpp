@@ -170,8 +170,7 @@ class UnsignedBroker final : public Broker {
     done(Status::ok());
   }
   void touch(const DeliveryView&) override {}
-  void lookup_result(Flavour, std::string_view, std::string_view id,
-                     LookupCallback done) override {
+  void lookup_result(Flavour, std::string_view, std::string_view id, LookupCallback done) override {
     if (id == "known") {
       done(std::optional<std::string>("stored"));
     } else {

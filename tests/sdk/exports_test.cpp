@@ -20,8 +20,8 @@ TEST(PluginExports, ExactlyOneDefinedDynamicSymbol) {
   int checked = 0;
   for (const auto& entry : std::filesystem::directory_iterator(PRPC_TEST_PLUGIN_DIR)) {
     if (entry.path().extension() != ".so") continue;
-    std::string symbols = run("nm -D --defined-only --format=posix '" + entry.path().string() +
-                              "' | cut -d' ' -f1");
+    std::string symbols =
+        run("nm -D --defined-only --format=posix '" + entry.path().string() + "' | cut -d' ' -f1");
     EXPECT_EQ(symbols, "prpc_plugin_entry\n") << entry.path();
     ++checked;
   }

@@ -138,8 +138,9 @@ TEST_F(LoaderTest, BadOptionsAreRefusedBeforeCreate) {
   ASSERT_TRUE(registry_.load(fixture("prpc_codec_good")).is_ok());
   auto r = registry_.make_codec("good", {{"fail", "perhaps"}});
   ASSERT_FALSE(r.is_ok());
-  EXPECT_EQ(r.status().message(), "codec 'good': option 'fail': 'perhaps' is not a boolean "
-                                  "(true/false)");
+  EXPECT_EQ(r.status().message(),
+            "codec 'good': option 'fail': 'perhaps' is not a boolean "
+            "(true/false)");
   auto unknown = registry_.make_codec("good", {{"colour", "red"}});
   ASSERT_FALSE(unknown.is_ok());
   EXPECT_NE(unknown.status().message().find("unknown option 'colour'"), std::string::npos);

@@ -33,10 +33,9 @@ std::string url_escape(const std::string& s) {
 
 const std::vector<std::string>& prpc_redis_acl_commands() {
   static const std::vector<std::string> kCommands = {
-      "+@stream",    "+get",       "+set",           "+pexpire",        "+exists",
-      "+multi",      "+exec",      "+evalsha",       "+script|load",    "+client|id",
-      "+client|setname", "+client|unblock", "+select", "+del",
-      "+hset",       "+hgetall",   "+hdel",          "+time"};
+      "+@stream", "+get",     "+set",         "+pexpire",   "+exists",         "+multi",
+      "+exec",    "+evalsha", "+script|load", "+client|id", "+client|setname", "+client|unblock",
+      "+select",  "+del",     "+hset",        "+hgetall",   "+hdel",           "+time"};
   return kCommands;
 }
 
@@ -46,8 +45,7 @@ RedisServerOptions RedisAclServer::server_options(RedisAclOptions& options) {
   // The fixture's admin user (RedisServer) stays: it inspects and stops the server.
   out.extra_config.push_back(options.default_password.empty()
                                  ? "user default off"
-                                 : "user default on >" + options.default_password +
-                                       " ~* &* +@all");
+                                 : "user default on >" + options.default_password + " ~* &* +@all");
   std::string line = "user " + options.user + " on >" + options.password + " resetchannels";
   for (const auto& k : options.key_patterns) line += " " + k;
   for (const auto& c : options.commands) line += " " + c;
@@ -60,8 +58,8 @@ RedisAclServer::RedisAclServer(RedisAclOptions options)
     : options_(std::move(options)), server_(server_options(options_)) {}
 
 std::string RedisAclServer::url(int db) const {
-  return "redis://" + url_escape(options_.user) + ":" + url_escape(options_.password) + "@127.0.0.1:" +
-         std::to_string(server_.port()) + "/" + std::to_string(db);
+  return "redis://" + url_escape(options_.user) + ":" + url_escape(options_.password) +
+         "@127.0.0.1:" + std::to_string(server_.port()) + "/" + std::to_string(db);
 }
 
 std::vector<std::string> RedisAclServer::rules() const {

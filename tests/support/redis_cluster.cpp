@@ -164,7 +164,8 @@ void RedisCluster::write_config(const Node& n) const {
        << "logfile \"\"\n"
        << "cluster-enabled yes\n"
        << "cluster-config-file nodes.conf\n"
-       << "cluster-node-timeout " << options_.node_timeout_ms << "\n"
+       << "cluster-node-timeout " << options_.node_timeout_ms
+       << "\n"
        // A replica may always take over, however long its link to the master was down.
        << "cluster-replica-validity-factor 0\n"
        // Replicas sync at once rather than after the default 5 s wait for more replicas.
@@ -179,7 +180,8 @@ void RedisCluster::write_config(const Node& n) const {
 bool RedisCluster::launch(Node& n) {
   write_config(n);
   const auto log_file = n.dir / "redis.log";
-  const auto log_size = std::filesystem::exists(log_file) ? std::filesystem::file_size(log_file) : 0;
+  const auto log_size =
+      std::filesystem::exists(log_file) ? std::filesystem::file_size(log_file) : 0;
   n.process = ChildProcess::start({"redis-server", (n.dir / "redis.conf").string()}, log_file);
   bool up = wait_until(
       [&] {
@@ -255,9 +257,7 @@ std::vector<RedisClusterNodeInfo> RedisCluster::nodes() {
   return parse_cluster_nodes(client(live_port()).text({"CLUSTER", "NODES"}));
 }
 
-std::string RedisCluster::node_id(int port) {
-  return client(port).text({"CLUSTER", "MYID"});
-}
+std::string RedisCluster::node_id(int port) { return client(port).text({"CLUSTER", "MYID"}); }
 
 std::vector<int> RedisCluster::masters() {
   std::vector<int> out;
@@ -372,7 +372,7 @@ void RedisCluster::migrate_slot(int slot, int to_port) {
     if (keys->elements == 0) break;
     // REPLACE: a key that still exists here is the current one, whatever the target has.
     std::vector<std::string> argv{"MIGRATE", "127.0.0.1", std::to_string(to_port), "", "0",
-                                  "10000", "REPLACE"};
+                                  "10000",   "REPLACE"};
     if (!options_.password.empty()) argv.insert(argv.end(), {"AUTH", options_.password});
     argv.emplace_back("KEYS");
     for (std::size_t i = 0; i < keys->elements; ++i) {
@@ -398,8 +398,8 @@ void RedisCluster::reshard(int from_port, int to_port, int slots) {
                            "--cluster-slots", std::to_string(slots), "--cluster-yes"});
   auto r = run_program(argv, dir_.path() / "reshard.log", std::chrono::seconds(120));
   if (r.exit_code != 0) {
-    throw std::runtime_error("redis-cli --cluster reshard failed (" +
-                             std::to_string(r.exit_code) + "):\n" + r.output);
+    throw std::runtime_error("redis-cli --cluster reshard failed (" + std::to_string(r.exit_code) +
+                             "):\n" + r.output);
   }
   wait_healthy();
 }
@@ -445,8 +445,7 @@ std::string RedisCluster::health_problem() {
         return who + "sees other slot owners or roles than the first node";
       }
       std::string repl = c.text({"INFO", "replication"});
-      if (info_field(repl, "role") == "slave" &&
-          info_field(repl, "master_link_status") != "up") {
+      if (info_field(repl, "role") == "slave" && info_field(repl, "master_link_status") != "up") {
         return who + "replica whose link to its master is down";
       }
     } catch (const std::exception& e) {
@@ -464,6 +463,8 @@ void RedisCluster::wait_healthy(std::chrono::milliseconds timeout) {
   }
 }
 
-std::string RedisCluster::log(int port) const { return read_text_file(node(port).dir / "redis.log"); }
+std::string RedisCluster::log(int port) const {
+  return read_text_file(node(port).dir / "redis.log");
+}
 
 }  // namespace prpc::testing

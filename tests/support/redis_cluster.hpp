@@ -36,8 +36,8 @@ struct RedisClusterNodeInfo {
   std::string id;
   int port = 0;
   bool master = false;
-  bool failed = false;     // flagged fail (or pfail) by the node asked
-  std::string master_id;   // for a replica
+  bool failed = false;                     // flagged fail (or pfail) by the node asked
+  std::string master_id;                   // for a replica
   std::vector<std::pair<int, int>> slots;  // inclusive ranges, for a master
 };
 

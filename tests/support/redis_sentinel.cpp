@@ -103,7 +103,8 @@ bool RedisSentinel::launch(Process& p) {
   std::vector<std::string> argv{"redis-server", (p.dir / "redis.conf").string()};
   if (p.sentinel) argv.emplace_back("--sentinel");
   const auto log_file = p.dir / "redis.log";
-  const auto log_size = std::filesystem::exists(log_file) ? std::filesystem::file_size(log_file) : 0;
+  const auto log_size =
+      std::filesystem::exists(log_file) ? std::filesystem::file_size(log_file) : 0;
   p.process = ChildProcess::start(argv, log_file);
   bool up = wait_until(
       [&] {
@@ -279,8 +280,8 @@ void RedisSentinel::restart(int port, std::chrono::milliseconds timeout) {
             return false;
           }
           for (auto& s : sentinels_) {
-            auto list = sentinel_client(s->port).command(
-                {"SENTINEL", "REPLICAS", options_.master_name});
+            auto list =
+                sentinel_client(s->port).command({"SENTINEL", "REPLICAS", options_.master_name});
             bool listed = false;
             for (std::size_t i = 0; list->type == REDIS_REPLY_ARRAY && i < list->elements; ++i) {
               auto r = field_map(list->element[i]);
@@ -300,6 +301,8 @@ void RedisSentinel::restart(int port, std::chrono::milliseconds timeout) {
   }
 }
 
-std::string RedisSentinel::log(int port) const { return read_text_file(find(port).dir / "redis.log"); }
+std::string RedisSentinel::log(int port) const {
+  return read_text_file(find(port).dir / "redis.log");
+}
 
 }  // namespace prpc::testing

@@ -61,8 +61,8 @@ std::string now_iso8601() {
 std::optional<SysMicros> parse_iso8601(std::string_view text) {
   using namespace std::chrono;
   int y = 0, mo = 0, d = 0, h = 0, mi = 0, s = 0;
-  if (!read_int(text, 0, 4, y) || text.size() < 19 || text[4] != '-' ||
-      !read_int(text, 5, 2, mo) || text[7] != '-' || !read_int(text, 8, 2, d) ||
+  if (!read_int(text, 0, 4, y) || text.size() < 19 || text[4] != '-' || !read_int(text, 5, 2, mo) ||
+      text[7] != '-' || !read_int(text, 8, 2, d) ||
       (text[10] != 'T' && text[10] != ' ' && text[10] != 't') || !read_int(text, 11, 2, h) ||
       text[13] != ':' || !read_int(text, 14, 2, mi) || text[16] != ':' ||
       !read_int(text, 17, 2, s)) {

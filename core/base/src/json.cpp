@@ -151,9 +151,9 @@ class Handler : public rapidjson::BaseReaderHandler<rapidjson::UTF8<>, Handler> 
 Status parse(std::string_view input, const Limits& limits,
              const std::function<Status(const Member&)>* scan, Type top = Type::kObject) {
   if (input.size() > limits.max_bytes) {
-    return Status(StatusCode::kResourceExhausted,
-                  "JSON text of " + std::to_string(input.size()) + " bytes exceeds the limit of " +
-                      std::to_string(limits.max_bytes) + " bytes");
+    return Status(StatusCode::kResourceExhausted, "JSON text of " + std::to_string(input.size()) +
+                                                      " bytes exceeds the limit of " +
+                                                      std::to_string(limits.max_bytes) + " bytes");
   }
   // The reader treats NUL as the end of input; a raw NUL byte is never valid JSON (inside strings
   // it must be escaped), so refuse it up front with its offset.

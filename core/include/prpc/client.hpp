@@ -54,8 +54,7 @@ class Client {
   bool cancel(std::string_view message_id);
 
   // Reads a stored result (the broker's string key), for a reply this client did not receive.
-  void fetch(std::string_view message_id,
-             std::function<void(Result<std::optional<Message>>)> done);
+  void fetch(std::string_view message_id, std::function<void(Result<std::optional<Message>>)> done);
 
   std::size_t pending() const;
   // Why calls may go unanswered, when the client has seen a reason (e.g. replies from servers

@@ -40,12 +40,12 @@ struct ServerOptions {
 
 struct ServerStats {
   std::uint64_t received = 0;
-  std::uint64_t succeeded = 0;      // replied with a result
-  std::uint64_t failed = 0;         // replied with an error
+  std::uint64_t succeeded = 0;  // replied with a result
+  std::uint64_t failed = 0;     // replied with an error
   std::uint64_t dead_lettered = 0;
-  std::uint64_t deduplicated = 0;   // redeliveries answered from the stored result or the run
-                                    // of the same request already under way here
-  std::uint64_t in_flight = 0;       // delivered, not yet finished (at most max_in_flight)
+  std::uint64_t deduplicated = 0;  // redeliveries answered from the stored result or the run
+                                   // of the same request already under way here
+  std::uint64_t in_flight = 0;     // delivered, not yet finished (at most max_in_flight)
 };
 
 using ExecutorMap = std::map<std::string, std::shared_ptr<Executor>, std::less<>>;
@@ -53,9 +53,9 @@ using ExecutorMap = std::map<std::string, std::shared_ptr<Executor>, std::less<>
 class Server {
  public:
   // A codec may be null: that flavour's stream is then not consumed.
-  Server(ServerOptions options, std::shared_ptr<Broker> broker,
-         std::shared_ptr<Codec> python_codec, std::shared_ptr<Codec> raw_codec,
-         std::shared_ptr<FunctionTable> functions, ExecutorMap executors);
+  Server(ServerOptions options, std::shared_ptr<Broker> broker, std::shared_ptr<Codec> python_codec,
+         std::shared_ptr<Codec> raw_codec, std::shared_ptr<FunctionTable> functions,
+         ExecutorMap executors);
   ~Server();
   Server(const Server&) = delete;
   Server& operator=(const Server&) = delete;

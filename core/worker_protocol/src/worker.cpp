@@ -52,7 +52,7 @@ std::size_t utf8_sequence(std::string_view s, std::size_t i) {
   if (c >= 0xC2 && c <= 0xDF) return cont(1) ? 2 : 0;
   if (c >= 0xE0 && c <= 0xEF) {
     if (!cont(1) || !cont(2)) return 0;
-    if (c == 0xE0 && b(1) < 0xA0) return 0;  // overlong
+    if (c == 0xE0 && b(1) < 0xA0) return 0;   // overlong
     if (c == 0xED && b(1) >= 0xA0) return 0;  // surrogates
     return 3;
   }
@@ -166,9 +166,10 @@ Status read_exact(int fd, char* out, std::size_t size, bool* eof) {
         *eof = true;
         return Status::ok();
       }
-      return Status(StatusCode::kUnavailable, "the parent closed the socket in the middle of a "
-                                              "frame (" + std::to_string(got) + " of " +
-                                                  std::to_string(size) + " bytes)");
+      return Status(StatusCode::kUnavailable,
+                    "the parent closed the socket in the middle of a "
+                    "frame (" +
+                        std::to_string(got) + " of " + std::to_string(size) + " bytes)");
     }
     if (errno == EINTR) continue;
     if ((errno == EAGAIN || errno == EWOULDBLOCK) && wait_ready(fd, POLLIN)) continue;
@@ -207,15 +208,14 @@ Result<std::string> encode_call(const Invocation& call, const Limits& limits) {
   auto check = [&](std::string_view name, std::string_view payload) {
     Status s = json::validate(payload, jl);
     if (s.is_ok()) return s;
-    StatusCode code =
-        s.code() == StatusCode::kDecode ? StatusCode::kInvalidArgument : s.code();
+    StatusCode code = s.code() == StatusCode::kDecode ? StatusCode::kInvalidArgument : s.code();
     return Status(code, std::string(name) + ": " + s.message());
   };
   PRPC_RETURN_IF_ERROR(check("args", call.args));
   PRPC_RETURN_IF_ERROR(check("kwargs", call.kwargs));
   std::string out;
-  out.reserve(kHeaderBytes + 128 + call.func_name.size() + call.args.size() +
-              call.kwargs.size() + call.message_id.size());
+  out.reserve(kHeaderBytes + 128 + call.func_name.size() + call.args.size() + call.kwargs.size() +
+              call.message_id.size());
   append_header(out, 0);  // patched below
   out += "{\"id\": ";
   out += std::to_string(call.call_id);
@@ -242,10 +242,10 @@ Result<std::string> encode_call(const Invocation& call, const Limits& limits) {
   out += "}";
   std::size_t body = out.size() - kHeaderBytes;
   if (body > limits.max_frame_bytes) {
-    return Status(StatusCode::kResourceExhausted,
-                  "the call to '" + std::string(call.func_name) + "' needs a frame of " +
-                      std::to_string(body) + " bytes, over the limit of " +
-                      std::to_string(limits.max_frame_bytes));
+    return Status(StatusCode::kResourceExhausted, "the call to '" + std::string(call.func_name) +
+                                                      "' needs a frame of " + std::to_string(body) +
+                                                      " bytes, over the limit of " +
+                                                      std::to_string(limits.max_frame_bytes));
   }
   std::string header;
   append_header(header, body);
@@ -325,8 +325,8 @@ Result<WorkerFrame> decode_worker_frame(std::string_view body, const Limits& lim
     } else if (m.key == "code") {
       std::int64_t v = 0;
       PRPC_RETURN_IF_ERROR(read_int(m, v));
-      code = (v < PRPC_OK || v > PRPC_ERR_FUNCTION) ? PRPC_ERR_INTERNAL
-                                                    : static_cast<std::int32_t>(v);
+      code =
+          (v < PRPC_OK || v > PRPC_ERR_FUNCTION) ? PRPC_ERR_INTERNAL : static_cast<std::int32_t>(v);
     } else if (m.key == "type" || m.key == "message" || m.key == "traceback") {
       if (m.type == json::Type::kNull) return Status::ok();
       PRPC_RETURN_IF_ERROR(expect(m, json::Type::kString));
@@ -358,8 +358,7 @@ Result<WorkerFrame> decode_worker_frame(std::string_view body, const Limits& lim
     StatusCode sc = code == PRPC_OK ? StatusCode::kFunction : status_code_from_abi(code);
     std::string type = outcome.error_type.empty() ? std::string(status_code_name(sc))
                                                   : std::move(outcome.error_type);
-    reply.outcome = Outcome::failure(sc, type, std::move(message),
-                                     std::move(outcome.traceback));
+    reply.outcome = Outcome::failure(sc, type, std::move(message), std::move(outcome.traceback));
   }
   return WorkerFrame(std::move(reply));
 }
@@ -433,9 +432,9 @@ Result<std::optional<std::string>> FrameReader::next() {
   std::size_t length = read_header(buffer_.data() + pos_);
   if (length == 0) return Status(StatusCode::kDecode, "worker frame: length 0");
   if (length > max_frame_bytes_) {
-    return Status(StatusCode::kResourceExhausted,
-                  "worker frame: length " + std::to_string(length) + " exceeds the limit of " +
-                      std::to_string(max_frame_bytes_) + " bytes");
+    return Status(StatusCode::kResourceExhausted, "worker frame: length " + std::to_string(length) +
+                                                      " exceeds the limit of " +
+                                                      std::to_string(max_frame_bytes_) + " bytes");
   }
   if (available < kHeaderBytes + length) return std::optional<std::string>();
   std::string body = buffer_.substr(pos_ + kHeaderBytes, length);
@@ -474,8 +473,8 @@ Status serve(int fd, Invoker& invoker, const Limits& limits) {
       outcome = run_call(invoker, call->view());
       id = call->call_id;
     } else if (id) {
-      outcome = Outcome::failure(StatusCode::kDecode, error_types::kDecode,
-                                 call.status().message());
+      outcome =
+          Outcome::failure(StatusCode::kDecode, error_types::kDecode, call.status().message());
     } else {
       return call.status();  // nobody to answer: the stream cannot be trusted any more
     }

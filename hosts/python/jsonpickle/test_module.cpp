@@ -84,7 +84,8 @@ PYBIND11_MODULE(_prpc_codec_test, m) {
       "encode",
       [](py::handle value, std::size_t max_depth, std::size_t max_bytes, std::size_t digits) {
         std::string out;
-        if (!prpc::python::jsonpickle_encode(value.ptr(), out, limits_of(max_depth, max_bytes, digits))) {
+        if (!prpc::python::jsonpickle_encode(value.ptr(), out,
+                                             limits_of(max_depth, max_bytes, digits))) {
           throw py::error_already_set();
         }
         return py::str(out);
@@ -122,12 +123,18 @@ PYBIND11_MODULE(_prpc_codec_test, m) {
         return py::reinterpret_steal<py::object>(r);
       },
       py::arg("text"), py::arg("max_depth") = d.max_depth);
-  m.def("register", [](py::handle obj, const std::string& name) {
-    if (!prpc::python::register_allowed(obj.ptr(), name)) throw py::error_already_set();
-  }, py::arg("obj"), py::arg("name") = "");
-  m.def("unregister", [](py::handle obj, const std::string& name) {
-    if (!prpc::python::unregister_allowed(obj.ptr(), name)) throw py::error_already_set();
-  }, py::arg("obj"), py::arg("name") = "");
+  m.def(
+      "register",
+      [](py::handle obj, const std::string& name) {
+        if (!prpc::python::register_allowed(obj.ptr(), name)) throw py::error_already_set();
+      },
+      py::arg("obj"), py::arg("name") = "");
+  m.def(
+      "unregister",
+      [](py::handle obj, const std::string& name) {
+        if (!prpc::python::unregister_allowed(obj.ptr(), name)) throw py::error_already_set();
+      },
+      py::arg("obj"), py::arg("name") = "");
   m.def("allowed", [] {
     PyObject* r = prpc::python::allowed_names();
     if (r == nullptr) throw py::error_already_set();

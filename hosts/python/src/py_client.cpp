@@ -53,9 +53,10 @@ bool CallHandle::done() const {
 
 bool CallHandle::wait(double timeout_s) {
   using namespace std::chrono;
-  auto deadline = timeout_s < 0 ? steady_clock::time_point::max()
-                                : steady_clock::now() + duration_cast<steady_clock::duration>(
-                                                            duration<double>(timeout_s));
+  auto deadline = timeout_s < 0
+                      ? steady_clock::time_point::max()
+                      : steady_clock::now() +
+                            duration_cast<steady_clock::duration>(duration<double>(timeout_s));
   while (true) {
     {
       pyb::gil_scoped_release nogil;
@@ -162,8 +163,8 @@ PyClient::PyClient(const std::map<std::string, std::string>& values, bool raw) {
   if (!s.is_ok()) raise_status(s);
   auto broker = make_configured_broker(reg, config);
   if (!broker.is_ok()) raise_status(broker.status());
-  std::string codec_name = raw ? config.get_or("codec.raw", "rawjson")
-                               : config.get_or("codec.python", "jsonpickle");
+  std::string codec_name =
+      raw ? config.get_or("codec.raw", "rawjson") : config.get_or("codec.python", "jsonpickle");
   auto codec = reg.make_codec(codec_name, options_under(config, "codec.options." + codec_name));
   if (!codec.is_ok()) raise_status(codec.status());
   auto options = configured_client_options(config, raw ? Flavour::kRaw : Flavour::kPython);
@@ -213,12 +214,12 @@ std::shared_ptr<CallHandle> PyClient::call(const std::string& func_name, pyb::ha
     m.extensions += "}";
   }
   auto handle = std::make_shared<CallHandle>(dialect, func_name);
-  auto timeout = std::chrono::milliseconds(timeout_s > 0 ? static_cast<std::int64_t>(timeout_s * 1000) : 0);
+  auto timeout =
+      std::chrono::milliseconds(timeout_s > 0 ? static_cast<std::int64_t>(timeout_s * 1000) : 0);
   {
     pyb::gil_scoped_release nogil;
-    handle->message_id = client_->call(std::move(m), timeout, [handle](Result<Message> r) {
-      handle->complete(std::move(r));
-    });
+    handle->message_id = client_->call(
+        std::move(m), timeout, [handle](Result<Message> r) { handle->complete(std::move(r)); });
   }
   return handle;
 }

@@ -66,8 +66,7 @@ class PyClient {
   // GIL held: args (a list or tuple) and kwargs (a dict) are encoded in the queue's dialect.
   std::shared_ptr<CallHandle> call(const std::string& func_name, pyb::handle args,
                                    pyb::handle kwargs, double timeout_s,
-                                   const std::string& deadline,
-                                   const std::string& traceparent = {},
+                                   const std::string& deadline, const std::string& traceparent = {},
                                    const std::string& tracestate = {});
   void close();
   std::string queue() const { return queue_; }

@@ -41,9 +41,8 @@ int python_level(log::Level l) {
 }
 
 void enqueue(log::Level level, std::string_view component, std::string_view message) {
-  double now = std::chrono::duration<double>(
-                   std::chrono::system_clock::now().time_since_epoch())
-                   .count();
+  double now =
+      std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
   {
     std::lock_guard lock(g_mutex);
     if (g_lines.size() >= kMaxLines) {
@@ -79,13 +78,11 @@ pyb::list take_log_lines(double timeout_s) {
   }
   pyb::list out;
   if (dropped > 0) {
-    double now = std::chrono::duration<double>(
-                     std::chrono::system_clock::now().time_since_epoch())
-                     .count();
-    out.append(pyb::make_tuple(python_level(log::Level::kWarn), "log",
-                               std::to_string(dropped) +
-                                   " log lines were dropped: the logging thread fell behind",
-                               now));
+    double now =
+        std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+    out.append(pyb::make_tuple(
+        python_level(log::Level::kWarn), "log",
+        std::to_string(dropped) + " log lines were dropped: the logging thread fell behind", now));
   }
   for (Line& l : lines) {
     out.append(pyb::make_tuple(python_level(l.level), l.component, l.message, l.time));

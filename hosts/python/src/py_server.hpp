@@ -21,7 +21,7 @@ class PyServer {
            std::shared_ptr<PythonFunctions> functions);
   ~PyServer();
 
-  void start();              // connects and starts consuming; GIL released meanwhile
+  void start();               // connects and starts consuming; GIL released meanwhile
   void stop(double grace_s);  // drains, then shuts the executors down; GIL released
   pyb::dict stats() const;
   std::string queue() const;

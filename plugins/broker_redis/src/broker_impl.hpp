@@ -141,7 +141,7 @@ class RedisBroker::Impl {
     Clock::time_point next_claim{};
     Clock::time_point next_trim{};
     Clock::time_point next_heartbeat{};
-    std::string liveness_key;  // prpc_alive:{q}
+    std::string liveness_key;                     // prpc_alive:{q}
     std::shared_ptr<std::promise<void>> stopped;  // unsubscribe() waiting for the read
   };
 
@@ -301,7 +301,7 @@ class RedisBroker::Impl {
   std::string consumer_;
   std::uint32_t max_outstanding_ = 1;
   milliseconds visibility_{30000};
-  bool liveness_refused_ = false;  // the ACL forbids the liveness scripts' commands
+  bool liveness_refused_ = false;           // the ACL forbids the liveness scripts' commands
   std::unordered_set<std::string> handed_;  // handed over, finish not completed
   std::deque<Parked> parked_;
 

@@ -35,9 +35,9 @@
 #include <vector>
 
 #include "prpc/broker_redis/url.hpp"
-#include "reply_reader.hpp"
 #include "prpc/sdk/plugin.hpp"
 #include "prpc/status.hpp"
+#include "reply_reader.hpp"
 
 namespace prpc::redis::details {
 

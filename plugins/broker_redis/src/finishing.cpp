@@ -122,8 +122,8 @@ void RedisBroker::Impl::finish(const DeliveryView& d, const FinishRequest& what,
     }
     // A requeued request is checked again as it was sent.
     if (!d.signature.empty()) {
-      args.insert(args.end(), {protocol::kSignatureField, d.signature, protocol::kKeyIdField,
-                               d.key_id});
+      args.insert(args.end(),
+                  {protocol::kSignatureField, d.signature, protocol::kKeyIdField, d.key_id});
     }
   }
   send_now(Command::make(args),
@@ -170,8 +170,8 @@ void RedisBroker::Impl::finish_in_transaction(
     std::string cap = std::to_string(settings_.reply_max_len);
     std::vector<std::string_view> args{"XADD", reply_stream};
     if (settings_.reply_max_len > 0) args.insert(args.end(), {"MAXLEN", "~", cap});
-    args.insert(args.end(), {"*", protocol::kMessageIdField, op->message_id,
-                             protocol::kMessageField, payload});
+    args.insert(args.end(),
+                {"*", protocol::kMessageIdField, op->message_id, protocol::kMessageField, payload});
     if (!signature.empty()) {
       args.insert(args.end(),
                   {protocol::kSignatureField, signature, protocol::kKeyIdField, key_id});
@@ -236,7 +236,6 @@ std::string RedisBroker::Impl::take_note(const std::string& key) {
   notes_.erase(it);
   return note;
 }
-
 
 // An original PRPC client polls its key with GET, then an unconditional DEL: a result stored
 // between the two is deleted unread, and that caller would wait for ever. Once its poll interval

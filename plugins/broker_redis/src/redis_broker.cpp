@@ -335,16 +335,16 @@ void RedisBroker::finish(const DeliveryView& delivery, const FinishRequest& what
 void RedisBroker::touch(const DeliveryView& delivery) { impl_->touch(delivery); }
 void RedisBroker::lookup_result(Flavour flavour, std::string_view queue,
                                 std::string_view message_id, LookupCallback done) {
-  impl_->lookup_result_signed(
-      flavour, queue, message_id, [done = std::move(done)](Result<std::optional<StoredResult>> r) {
-        if (!r.is_ok()) {
-          done(r.status());
-        } else if (!r->has_value()) {
-          done(std::optional<std::string>());
-        } else {
-          done(std::optional<std::string>(std::move((*r)->payload)));
-        }
-      });
+  impl_->lookup_result_signed(flavour, queue, message_id,
+                              [done = std::move(done)](Result<std::optional<StoredResult>> r) {
+                                if (!r.is_ok()) {
+                                  done(r.status());
+                                } else if (!r->has_value()) {
+                                  done(std::optional<std::string>());
+                                } else {
+                                  done(std::optional<std::string>(std::move((*r)->payload)));
+                                }
+                              });
 }
 void RedisBroker::lookup_result_signed(Flavour flavour, std::string_view queue,
                                        std::string_view message_id, StoredResultCallback done) {
@@ -354,10 +354,10 @@ void RedisBroker::publish(const PublishView& message, DoneCallback done) {
   impl_->publish(message, std::move(done));
 }
 Result<std::string> RedisBroker::open_replies(std::string_view queue, ReplyHandler on_reply) {
-  return impl_->open_replies_signed(
-      queue, [on_reply = std::move(on_reply)](const PushedReplyView& r) {
-        on_reply(r.message_id, r.payload);
-      });
+  return impl_->open_replies_signed(queue,
+                                    [on_reply = std::move(on_reply)](const PushedReplyView& r) {
+                                      on_reply(r.message_id, r.payload);
+                                    });
 }
 Result<std::string> RedisBroker::open_replies_signed(std::string_view queue,
                                                      PushedReplyHandler on_reply) {

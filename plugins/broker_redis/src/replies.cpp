@@ -36,7 +36,7 @@ void RedisBroker::Impl::publish(const PublishView& m, DoneCallback done) {
 }
 
 Result<std::string> RedisBroker::Impl::open_replies_signed(std::string_view queue,
-                                                          PushedReplyHandler on_reply) {
+                                                           PushedReplyHandler on_reply) {
   if (queue.empty()) return Status(StatusCode::kInvalidArgument, "the queue is empty");
   if (!on_reply) return Status(StatusCode::kInvalidArgument, "no reply handler");
   PRPC_RETURN_IF_ERROR(connect());
@@ -93,8 +93,7 @@ void RedisBroker::Impl::lookup_result_signed(Flavour flavour, std::string_view q
 // served, unsigned.
 void RedisBroker::Impl::get_stored(const std::string& key, std::string fallback,
                                    StoredResultCallback done) {
-  auto found = std::make_shared<Result<std::optional<StoredResult>>>(
-      std::optional<StoredResult>());
+  auto found = std::make_shared<Result<std::optional<StoredResult>>>(std::optional<StoredResult>());
   send_now(Command::make({"GET", key}), [found](const Status& s, ReplyPtr r) {
     if (!s.is_ok()) {
       *found = s.with_context("reading the stored result");

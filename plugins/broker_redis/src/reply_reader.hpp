@@ -42,9 +42,9 @@ inline bool starts_with(const redisReply* r, std::string_view prefix) {
 // The ACL refused a command: given directly (NOPERM) or run by a script (Redis 7 answers
 // "ERR The user executing the script can't run this command ...").
 inline bool is_permission_error(const redisReply* r) {
-  return is_error(r) && (starts_with(r, "NOPERM") ||
-                         text(r).find("user executing the script can't run") !=
-                             std::string_view::npos);
+  return is_error(r) &&
+         (starts_with(r, "NOPERM") ||
+          text(r).find("user executing the script can't run") != std::string_view::npos);
 }
 inline std::int64_t integer_of(const redisReply* r, std::int64_t fallback = 0) {
   return r != nullptr && r->type == REDIS_REPLY_INTEGER ? r->integer : fallback;

@@ -16,8 +16,8 @@ std::string sha1_hex(std::string_view body) {
 }
 
 const Shas& shas() {
-  static const Shas s{sha1_hex(kFinish), sha1_hex(kClaim), sha1_hex(kTouch), sha1_hex(kTrim),
-                       sha1_hex(kRequeue), sha1_hex(kHeartbeat)};
+  static const Shas s{sha1_hex(kFinish), sha1_hex(kClaim),   sha1_hex(kTouch),
+                      sha1_hex(kTrim),   sha1_hex(kRequeue), sha1_hex(kHeartbeat)};
   return s;
 }
 

@@ -334,8 +334,8 @@ void RedisBroker::Impl::hand_over(const std::shared_ptr<Subscription>& sub,
     }
     handed_.insert(key);
     if (!it.note.empty()) put_note(key, std::move(it.note));
-    batch.emplace_back(it.flavour, sub->options.queue, it.id, it.payload, it.count,
-                       it.signature, it.key_id);
+    batch.emplace_back(it.flavour, sub->options.queue, it.id, it.payload, it.count, it.signature,
+                       it.key_id);
   }
   deliver(sub, batch);
 }
@@ -353,8 +353,8 @@ void RedisBroker::Impl::hand_over_parked() {
   for (Parked& p : taken) {
     handed_.insert(p.key);
     if (!p.note.empty()) put_note(p.key, std::move(p.note));
-    batch.emplace_back(p.flavour, sub->options.queue, p.id, p.payload, p.count,
-                       p.signature, p.key_id);
+    batch.emplace_back(p.flavour, sub->options.queue, p.id, p.payload, p.count, p.signature,
+                       p.key_id);
   }
   deliver(sub, batch);
 }
@@ -482,9 +482,8 @@ void RedisBroker::Impl::refuse_liveness(const std::string& why) {
 void RedisBroker::Impl::heartbeat(Clock::time_point now) {
   if (!sub_ || !liveness_on() || now < sub_->next_heartbeat) return;
   sub_->next_heartbeat = now + settings_.heartbeat_interval;
-  command_link()->send(Command::make({"EVALSHA", scripts::shas().heartbeat, "1",
-                                      sub_->liveness_key, sub_->options.consumer,
-                                      ms_arg(settings_.liveness_timeout)}),
+  command_link()->send(Command::make({"EVALSHA", scripts::shas().heartbeat, "1", sub_->liveness_key,
+                                      sub_->options.consumer, ms_arg(settings_.liveness_timeout)}),
                        [this](const Status& st, ReplyPtr r) {
                          if (starts_with(r.get(), "NOSCRIPT")) reload_scripts(cmd_);
                          if (!st.is_ok() || !is_error(r.get())) return;

@@ -91,8 +91,8 @@ std::string describe(const Document& doc, std::uint32_t n) {
 }
 
 Status field_error(std::string_view field, std::string_view what) {
-  return make_error(StatusCode::kDecode, "PRPCMessage." + std::string(field) + ": " +
-                                             std::string(what));
+  return make_error(StatusCode::kDecode,
+                    "PRPCMessage." + std::string(field) + ": " + std::string(what));
 }
 
 bool read_int64(std::string_view text, std::int64_t& v) {
@@ -274,8 +274,9 @@ class EnvelopeWriter {
       return make_error(StatusCode::kEncode,
                         std::string(field) + " is not an ISO 8601 datetime: " + std::string(iso));
     }
-    out_ += "{\"py/object\": \"datetime.datetime\", \"__reduce__\": [{\"py/type\": "
-            "\"datetime.datetime\"}, [\"";
+    out_ +=
+        "{\"py/object\": \"datetime.datetime\", \"__reduce__\": [{\"py/type\": "
+        "\"datetime.datetime\"}, [\"";
     out_ += base64_encode(dt->state);
     out_ += '"';
     ++next_;
@@ -289,11 +290,12 @@ class EnvelopeWriter {
         std::int64_t total = dt->offset_us;
         std::int64_t us = ((total % kMicrosPerSecond) + kMicrosPerSecond) % kMicrosPerSecond;
         std::int64_t secs = (total - us) / kMicrosPerSecond;
-        std::int64_t days = secs >= 0 ? secs / kSecondsPerDay : -((-secs + kSecondsPerDay - 1) /
-                                                                   kSecondsPerDay);
+        std::int64_t days =
+            secs >= 0 ? secs / kSecondsPerDay : -((-secs + kSecondsPerDay - 1) / kSecondsPerDay);
         secs -= days * kSecondsPerDay;
-        out_ += "{\"py/reduce\": [{\"py/type\": \"datetime.timezone\"}, {\"py/tuple\": "
-                "[{\"py/reduce\": [{\"py/type\": \"datetime.timedelta\"}, {\"py/tuple\": [";
+        out_ +=
+            "{\"py/reduce\": [{\"py/type\": \"datetime.timezone\"}, {\"py/tuple\": "
+            "[{\"py/reduce\": [{\"py/type\": \"datetime.timedelta\"}, {\"py/tuple\": [";
         out_ += std::to_string(days) + ", " + std::to_string(secs) + ", " + std::to_string(us);
         out_ += "]}]}]}]}";
       }
@@ -326,8 +328,8 @@ class EnvelopeWriter {
 
 std::optional<PickledDatetime> datetime_from_iso(std::string_view s) {
   int y = 0, mo = 0, d = 0, h = 0, mi = 0, sec = 0, us = 0;
-  if (!digits(s, 0, 4, y) || s.size() < 10 || s[4] != '-' || !digits(s, 5, 2, mo) ||
-      s[7] != '-' || !digits(s, 8, 2, d) || !valid_date(y, mo, d)) {
+  if (!digits(s, 0, 4, y) || s.size() < 10 || s[4] != '-' || !digits(s, 5, 2, mo) || s[7] != '-' ||
+      !digits(s, 8, 2, d) || !valid_date(y, mo, d)) {
     return std::nullopt;
   }
   std::size_t pos = 10;
@@ -368,7 +370,8 @@ std::optional<PickledDatetime> datetime_from_iso(std::string_view s) {
         }
       }
       if (oh > 23 || om > 59 || os > 59) return std::nullopt;
-      std::int64_t off = ((static_cast<std::int64_t>(oh) * 60 + om) * 60 + os) * kMicrosPerSecond + ous;
+      std::int64_t off =
+          ((static_cast<std::int64_t>(oh) * 60 + om) * 60 + os) * kMicrosPerSecond + ous;
       dt.has_offset = true;
       dt.offset_us = sign == '-' ? -off : off;
     } else {
@@ -670,8 +673,8 @@ class EnvelopeReader {
     for (std::uint32_t c = doc_[root()].first_child; c != kNoNode; c = doc_[c].next_sibling) {
       std::string_view key = doc_[c].key;
       if (!is_extension_key(key)) continue;
-      auto same = std::find_if(found.begin(), found.end(),
-                               [&](const auto& f) { return f.first == key; });
+      auto same =
+          std::find_if(found.begin(), found.end(), [&](const auto& f) { return f.first == key; });
       if (same != found.end()) {
         same->second = c;
       } else {
@@ -727,8 +730,8 @@ class EnvelopeReader {
     auto b = [&](std::size_t i) {
       return static_cast<int>(static_cast<unsigned char>(dt.state[i]));
     };
-    if (!valid_date(b(0) * 256 + b(1), b(2) & 0x7f, b(3)) || b(4) > 23 || b(5) > 59 ||
-        b(6) > 59 || ((b(7) << 16) | (b(8) << 8) | b(9)) > 999999) {
+    if (!valid_date(b(0) * 256 + b(1), b(2) & 0x7f, b(3)) || b(4) > 23 || b(5) > 59 || b(6) > 59 ||
+        ((b(7) << 16) | (b(8) << 8) | b(9)) > 999999) {
       return field_error(name, "datetime state out of range");
     }
     return Status::ok();
@@ -768,9 +771,9 @@ class EnvelopeReader {
 Result<Message> JsonpickleCodec::decode(std::string_view bytes, Message* salvaged) const {
   auto parsed = Document::parse(bytes, limits_);
   if (!parsed.is_ok()) {
-    fill_salvage(salvaged, Salvage{scan_text_field(bytes, "message_id"),
-                                   scan_text_field(bytes, "reply_to"),
-                                   scan_text_field(bytes, "func_name")});
+    fill_salvage(salvaged,
+                 Salvage{scan_text_field(bytes, "message_id"), scan_text_field(bytes, "reply_to"),
+                         scan_text_field(bytes, "func_name")});
     return parsed.status().with_context("decoding a jsonpickle message");
   }
   EnvelopeReader reader(*parsed, bytes, limits_);

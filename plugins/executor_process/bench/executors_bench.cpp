@@ -105,7 +105,8 @@ void BM_WorkerFrames_CallAndReply(benchmark::State& state) {
   for (auto _ : state) {
     auto frame = prpc::worker_protocol::encode_call(c);
     auto call = prpc::worker_protocol::decode_call(std::string_view(*frame).substr(4));
-    std::string reply = prpc::worker_protocol::encode_result(call->call_id, prpc::Outcome::success("6"));
+    std::string reply =
+        prpc::worker_protocol::encode_result(call->call_id, prpc::Outcome::success("6"));
     auto back = prpc::worker_protocol::decode_worker_frame(std::string_view(reply).substr(4));
     benchmark::DoNotOptimize(back);
   }

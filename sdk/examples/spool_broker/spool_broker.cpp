@@ -301,7 +301,9 @@ class SpoolBroker final : public prpc::Broker {
     if (sub_.raw) out.push_back(prpc::Flavour::kRaw);
     return out;
   }
-  fs::path stream_dir(prpc::Flavour f) const { return root_ / "streams" / stream_name(f, sub_.queue); }
+  fs::path stream_dir(prpc::Flavour f) const {
+    return root_ / "streams" / stream_name(f, sub_.queue);
+  }
 
   // Claims what is ready, new requests and requests whose claim went stale, within the room
   // max_outstanding leaves, and hands them over.

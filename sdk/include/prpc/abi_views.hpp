@@ -395,8 +395,7 @@ inline void stored_result_to_c(const Result<std::optional<StoredResult>>& r,
 }
 
 // And the reverse: what a C lookup completion reports, as the C++ callbacks' argument.
-inline Result<std::optional<std::string>> lookup_from_c(prpc_status code,
-                                                        const prpc_bytes* payload,
+inline Result<std::optional<std::string>> lookup_from_c(prpc_status code, const prpc_bytes* payload,
                                                         prpc_str message) {
   if (code != PRPC_OK) return Status(status_code_from_abi(code), std::string(view(message)));
   if (payload == nullptr) return std::optional<std::string>();

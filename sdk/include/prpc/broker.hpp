@@ -87,7 +87,7 @@ struct ReplyView {
   std::string_view message_id;
   std::string_view reply_to;  // empty: store only
   std::string_view payload;
-  bool push_only = false;     // the result is stored already
+  bool push_only = false;      // the result is stored already
   std::string_view signature;  // stored with the result and pushed with the reply
   std::string_view key_id;
 
@@ -249,10 +249,10 @@ class Broker {
   // with empty signatures.
   virtual Result<std::string> open_replies_signed(std::string_view queue,
                                                   PushedReplyHandler on_reply) {
-    return open_replies(queue, [on_reply = std::move(on_reply)](std::string_view id,
-                                                                std::string_view payload) {
-      on_reply(PushedReplyView{id, payload, {}, {}});
-    });
+    return open_replies(
+        queue, [on_reply = std::move(on_reply)](std::string_view id, std::string_view payload) {
+          on_reply(PushedReplyView{id, payload, {}, {}});
+        });
   }
   // lookup_result() with the result's signature. Default: lookup_result(), with an empty one.
   virtual void lookup_result_signed(Flavour flavour, std::string_view queue,

@@ -23,7 +23,7 @@ struct Invocation {
   std::string_view dialect = "json";
   std::string_view message_id;
   std::chrono::milliseconds timeout{0};  // 0: no limit
-  std::string_view traceparent;  // the request's W3C trace context; empty when none
+  std::string_view traceparent;          // the request's W3C trace context; empty when none
   std::string_view tracestate;
 };
 
@@ -51,9 +51,8 @@ struct OwnedInvocation {
         traceparent(c.traceparent),
         tracestate(c.tracestate) {}
   Invocation view() const {
-    return Invocation{call_id,    func_name, args,        kwargs,
-                      dialect,    message_id, timeout,    traceparent,
-                      tracestate};
+    return Invocation{call_id,    func_name, args,        kwargs,    dialect,
+                      message_id, timeout,   traceparent, tracestate};
   }
 };
 

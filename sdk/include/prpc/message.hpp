@@ -49,10 +49,9 @@ struct Message {
 // The wire names of Message's named fields, in the raw flavour's order. Every other top-level
 // field of a message is an extension (Message::extensions), except jsonpickle's "py/" tags.
 inline constexpr std::string_view kMessageFields[] = {
-    "func_name",         "func_args",      "func_kwargs",         "message_id",
-    "result",            "exception_info", "date_create_message", "date_done_message",
-    "reply_to",          "deadline",       "attempt",             "exception_type",
-    "traceback",         "traceparent"};
+    "func_name",      "func_args",           "func_kwargs",       "message_id", "result",
+    "exception_info", "date_create_message", "date_done_message", "reply_to",   "deadline",
+    "attempt",        "exception_type",      "traceback",         "traceparent"};
 
 inline bool is_message_field(std::string_view key) noexcept {
   for (std::string_view f : kMessageFields) {
@@ -102,8 +101,8 @@ inline std::string server_timeout_text(std::string_view func_name,
   auto ms = limit.count() < 0 ? 0 : limit.count();
   std::string fraction = std::to_string(1000 + ms % 1000).substr(1);
   while (fraction.size() > 1 && fraction.back() == '0') fraction.pop_back();
-  std::string out = "the task was completed by server timeout " + std::to_string(ms / 1000) +
-                    "." + fraction + " secs. (the call to '";
+  std::string out = "the task was completed by server timeout " + std::to_string(ms / 1000) + "." +
+                    fraction + " secs. (the call to '";
   out += func_name;
   out += "' did not finish within " + std::to_string(ms) + " ms)";
   return out;

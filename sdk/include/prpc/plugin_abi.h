@@ -45,10 +45,10 @@ typedef int32_t prpc_status;
 
 enum {
   PRPC_OK = 0,
-  PRPC_ERR_INVALID_ARGUMENT = 1,   /* the input is wrong; retrying the same input fails again */
+  PRPC_ERR_INVALID_ARGUMENT = 1, /* the input is wrong; retrying the same input fails again */
   PRPC_ERR_NOT_FOUND = 2,
   PRPC_ERR_ALREADY_EXISTS = 3,
-  PRPC_ERR_UNAVAILABLE = 4,        /* a service is unreachable; retriable */
+  PRPC_ERR_UNAVAILABLE = 4, /* a service is unreachable; retriable */
   PRPC_ERR_TIMEOUT = 5,
   PRPC_ERR_DECODE = 6,
   PRPC_ERR_ENCODE = 7,
@@ -57,7 +57,7 @@ enum {
   PRPC_ERR_FAILED_PRECONDITION = 10,
   PRPC_ERR_INTERNAL = 11,
   PRPC_ERR_UNIMPLEMENTED = 12,
-  PRPC_ERR_FUNCTION = 13           /* a served function failed (raised); see prpc_outcome */
+  PRPC_ERR_FUNCTION = 13 /* a served function failed (raised); see prpc_outcome */
 };
 
 /* ---- views ------------------------------------------------------------------------------- */
@@ -130,7 +130,8 @@ typedef struct prpc_option_spec {
 } prpc_option_spec;
 
 /* A resolved option: the host validated its type and filled in defaults. Values are text in the
- * canonical form of their type (ints and durations in decimal milliseconds, bools "true"/"false"). */
+ * canonical form of their type (ints and durations in decimal milliseconds, bools "true"/"false").
+ */
 typedef struct prpc_option {
   prpc_str key;
   prpc_str value;
@@ -179,13 +180,13 @@ typedef void (*prpc_message_sink_fn)(void* ud, prpc_status status, const prpc_me
 
 typedef struct prpc_invocation {
   uint32_t struct_size;
-  uint64_t call_id;    /* unique per host process; the key for cancel() */
+  uint64_t call_id; /* unique per host process; the key for cancel() */
   prpc_str func_name;
-  prpc_str args;       /* JSON array text, dialect below */
-  prpc_str kwargs;     /* JSON object text */
-  prpc_str dialect;    /* "json" or "jsonpickle" */
+  prpc_str args;    /* JSON array text, dialect below */
+  prpc_str kwargs;  /* JSON object text */
+  prpc_str dialect; /* "json" or "jsonpickle" */
   prpc_str message_id;
-  int64_t timeout_ms;  /* 0: no limit */
+  int64_t timeout_ms; /* 0: no limit */
   /* ABI 1.3: the request's W3C trace context, for the function's span; empty when none (and
    * from hosts before 1.3). */
   prpc_str traceparent;
@@ -194,7 +195,7 @@ typedef struct prpc_invocation {
 
 typedef struct prpc_outcome {
   uint32_t struct_size;
-  prpc_status status;     /* PRPC_OK: `result` holds the JSON result; otherwise an error */
+  prpc_status status; /* PRPC_OK: `result` holds the JSON result; otherwise an error */
   prpc_str result;
   prpc_str error_type;    /* e.g. "ValueError", "TimeoutError", "UnknownFunctionError" */
   prpc_str error_message; /* may be empty */
@@ -232,8 +233,8 @@ typedef void (*prpc_function_info_fn)(void* ud, const prpc_function_info* info);
 typedef struct prpc_delivery {
   uint32_t struct_size;
   int32_t flavour;
-  prpc_str queue;          /* the logical queue name q */
-  prpc_str token;          /* the broker's id of this delivery (stream entry id, partition/offset) */
+  prpc_str queue; /* the logical queue name q */
+  prpc_str token; /* the broker's id of this delivery (stream entry id, partition/offset) */
   prpc_bytes payload;
   uint32_t delivery_count; /* 1 on the first delivery */
   prpc_str signature;      /* ABI 1.2: the request's, as published */
@@ -250,11 +251,12 @@ typedef struct prpc_subscribe_options {
   uint32_t struct_size;
   prpc_str queue;
   prpc_str group;
-  prpc_str consumer;             /* unique per server instance */
-  uint32_t flavours;             /* PRPC_SUBSCRIBE_* bits */
-  uint32_t max_outstanding;      /* deliveries handed over and not yet finished, at most */
+  prpc_str consumer;        /* unique per server instance */
+  uint32_t flavours;        /* PRPC_SUBSCRIBE_* bits */
+  uint32_t max_outstanding; /* deliveries handed over and not yet finished, at most */
   uint32_t batch_size;
-  int64_t visibility_timeout_ms; /* an unfinished delivery idle this long may go to another consumer */
+  int64_t
+      visibility_timeout_ms; /* an unfinished delivery idle this long may go to another consumer */
 } prpc_subscribe_options;
 
 #define PRPC_REPLY_PUSH_ONLY 0x1u /* the result is already stored: only push it to reply_to */
@@ -321,8 +323,8 @@ typedef void (*prpc_stored_result_fn)(void* ud, prpc_status status,
 
 typedef struct prpc_queue_stats {
   uint32_t struct_size;
-  int64_t length;       /* entries in the request queue(s) */
-  int64_t pending;      /* delivered, not acknowledged */
+  int64_t length;  /* entries in the request queue(s) */
+  int64_t pending; /* delivered, not acknowledged */
   int64_t consumers;
   int64_t dead_letters;
 } prpc_queue_stats;
@@ -346,8 +348,8 @@ typedef struct prpc_broker_vtable {
   prpc_status (*connect)(void* self, prpc_error* err);
 
   /* Server side. The sink is called until unsubscribe() returns. */
-  prpc_status (*subscribe)(void* self, const prpc_subscribe_options* options,
-                           prpc_delivery_fn sink, void* sink_ud, prpc_error* err);
+  prpc_status (*subscribe)(void* self, const prpc_subscribe_options* options, prpc_delivery_fn sink,
+                           void* sink_ud, prpc_error* err);
   void (*unsubscribe)(void* self);
   void (*finish)(void* self, const prpc_delivery* delivery, const prpc_finish* what,
                  prpc_done_fn done, void* done_ud);
@@ -360,9 +362,8 @@ typedef struct prpc_broker_vtable {
    * queue) and writes the reply_to address that requests to q must carry through
    * `reply_to_sink`. on_reply may be called from the broker's thread until destroy(). */
   void (*publish)(void* self, const prpc_publish* message, prpc_done_fn done, void* done_ud);
-  prpc_status (*open_replies)(void* self, prpc_str queue, prpc_reply_fn on_reply,
-                              void* on_reply_ud, prpc_bytes_sink_fn reply_to_sink, void* sink_ud,
-                              prpc_error* err);
+  prpc_status (*open_replies)(void* self, prpc_str queue, prpc_reply_fn on_reply, void* on_reply_ud,
+                              prpc_bytes_sink_fn reply_to_sink, void* sink_ud, prpc_error* err);
 
   /* Operations. */
   prpc_status (*queue_stats)(void* self, prpc_str queue, prpc_queue_stats* out, prpc_error* err);
@@ -411,8 +412,8 @@ typedef struct prpc_codec_vtable {
   /* The dialect of func_args/func_kwargs/result text: "json" or "jsonpickle". Static string. */
   const char* (*dialect)(void* self);
   void (*decode)(void* self, prpc_bytes input, prpc_message_sink_fn sink, void* sink_ud);
-  prpc_status (*encode)(void* self, const prpc_message* msg, prpc_bytes_sink_fn sink,
-                        void* sink_ud, prpc_error* err);
+  prpc_status (*encode)(void* self, const prpc_message* msg, prpc_bytes_sink_fn sink, void* sink_ud,
+                        prpc_error* err);
 } prpc_codec_vtable;
 
 /* ---- executor ---------------------------------------------------------------------------- */
@@ -445,24 +446,19 @@ typedef struct prpc_functions_vtable {
 
 /* ---- plugin description ------------------------------------------------------------------ */
 
-enum {
-  PRPC_KIND_BROKER = 1,
-  PRPC_KIND_CODEC = 2,
-  PRPC_KIND_EXECUTOR = 3,
-  PRPC_KIND_FUNCTIONS = 4
-};
+enum { PRPC_KIND_BROKER = 1, PRPC_KIND_CODEC = 2, PRPC_KIND_EXECUTOR = 3, PRPC_KIND_FUNCTIONS = 4 };
 
 #define PRPC_FACTORY_OPEN_OPTIONS 0x1u /* keys beyond the option table are passed through */
 
 typedef struct prpc_factory {
   uint32_t struct_size;
   int32_t kind;
-  const char* name;        /* unique per kind among loaded plugins, e.g. "redis" */
+  const char* name; /* unique per kind among loaded plugins, e.g. "redis" */
   const char* description;
   const prpc_option_spec* const* options;
   size_t option_count;
   uint32_t flags;
-  const void* vtable;      /* the kind's vtable; it begins with its own struct_size */
+  const void* vtable; /* the kind's vtable; it begins with its own struct_size */
 } prpc_factory;
 
 typedef struct prpc_plugin {
@@ -478,7 +474,8 @@ typedef struct prpc_plugin {
 
 /* The one exported symbol. Returns a description with static lifetime, or NULL when the plugin
  * cannot serve a host of this ABI version. */
-typedef const prpc_plugin* (*prpc_plugin_entry_fn)(uint16_t host_abi_major, uint16_t host_abi_minor);
+typedef const prpc_plugin* (*prpc_plugin_entry_fn)(uint16_t host_abi_major,
+                                                   uint16_t host_abi_minor);
 
 #ifdef __cplusplus
 }

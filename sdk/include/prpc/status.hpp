@@ -82,7 +82,7 @@ inline Status make_error(StatusCode code, std::string message) {
 template <typename T>
 class [[nodiscard]] Result {
  public:
-  Result(T value) : value_(std::move(value)) {}  // NOLINT(google-explicit-constructor)
+  Result(T value) : value_(std::move(value)) {}        // NOLINT(google-explicit-constructor)
   Result(Status status) : value_(std::move(status)) {  // NOLINT(google-explicit-constructor)
     if (std::get<Status>(value_).is_ok()) {
       value_ = Status(StatusCode::kInternal, "Result constructed from an OK status");
@@ -138,9 +138,9 @@ inline StatusCode status_code_from_abi(prpc_status code) noexcept {
 #define PRPC_CONCAT(a, b) PRPC_CONCAT_INNER(a, b)
 
 // Returns the status from the enclosing function when it is not OK.
-#define PRPC_RETURN_IF_ERROR(expr)                   \
-  do {                                               \
-    ::prpc::Status prpc_status_tmp_ = (expr);        \
+#define PRPC_RETURN_IF_ERROR(expr)                          \
+  do {                                                      \
+    ::prpc::Status prpc_status_tmp_ = (expr);               \
     if (!prpc_status_tmp_.is_ok()) return prpc_status_tmp_; \
   } while (false)
 

@@ -9,8 +9,8 @@ namespace {
 
 TEST(IsoTime, FormatsAsPythonIsoformat) {
   using namespace std::chrono;
-  SysMicros t = sys_days{year{2024} / 11 / 6} + hours{9} + minutes{0} + seconds{5} +
-                microseconds{123456};
+  SysMicros t =
+      sys_days{year{2024} / 11 / 6} + hours{9} + minutes{0} + seconds{5} + microseconds{123456};
   EXPECT_EQ(format_iso8601(t), "2024-11-06T09:00:05.123456+00:00");
   EXPECT_EQ(parse_iso8601(format_iso8601(t)), t);
 }
@@ -18,11 +18,11 @@ TEST(IsoTime, FormatsAsPythonIsoformat) {
 TEST(IsoTime, FormatsEveryFieldWithItsLeadingZeros) {
   using namespace std::chrono;
   EXPECT_EQ(format_iso8601(SysMicros{}), "1970-01-01T00:00:00.000000+00:00");
-  SysMicros last = sys_days{year{9999} / 12 / 31} + hours{23} + minutes{59} + seconds{59} +
-                   microseconds{999999};
+  SysMicros last =
+      sys_days{year{9999} / 12 / 31} + hours{23} + minutes{59} + seconds{59} + microseconds{999999};
   EXPECT_EQ(format_iso8601(last), "9999-12-31T23:59:59.999999+00:00");
-  SysMicros early = sys_days{year{7} / 2 / 3} + hours{4} + minutes{5} + seconds{6} +
-                    microseconds{7};
+  SysMicros early =
+      sys_days{year{7} / 2 / 3} + hours{4} + minutes{5} + seconds{6} + microseconds{7};
   EXPECT_EQ(format_iso8601(early), "0007-02-03T04:05:06.000007+00:00");
   // Round trips over a century, stepping by an odd number of microseconds.
   SysMicros t = sys_days{year{1999} / 12 / 31};
@@ -44,9 +44,9 @@ TEST(IsoTime, ParsesOffsetsAndPrecisions) {
 }
 
 TEST(IsoTime, RejectsWhatIsNotADate) {
-  for (const char* bad : {"", "2024", "2024-13-01T00:00:00", "2024-02-30T00:00:00",
-                          "2024-11-06T25:00:00", "2024-11-06T12:00:00+", "2024-11-06T12:00:00.Z",
-                          "2024-11-06T12:00:00 junk", "yesterday"}) {
+  for (const char* bad :
+       {"", "2024", "2024-13-01T00:00:00", "2024-02-30T00:00:00", "2024-11-06T25:00:00",
+        "2024-11-06T12:00:00+", "2024-11-06T12:00:00.Z", "2024-11-06T12:00:00 junk", "yesterday"}) {
     EXPECT_FALSE(parse_iso8601(bad)) << bad;
   }
 }

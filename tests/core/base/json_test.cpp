@@ -101,8 +101,7 @@ TEST(Json, SetMemberReplacesInPlaceOrAppends) {
   auto bad_value = set_member("{}", "k", "{oops");
   ASSERT_FALSE(bad_value.is_ok());
   EXPECT_EQ(bad_value.status().code(), StatusCode::kDecode);
-  EXPECT_EQ(bad_value.status().message().rfind("the value of 'k': invalid JSON at offset 1", 0),
-            0u)
+  EXPECT_EQ(bad_value.status().message().rfind("the value of 'k': invalid JSON at offset 1", 0), 0u)
       << bad_value.status().message();
   EXPECT_FALSE(set_member("{}", "k", "").is_ok());
   EXPECT_FALSE(set_member("{}", "k", "1 2").is_ok());

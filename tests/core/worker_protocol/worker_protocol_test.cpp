@@ -119,8 +119,8 @@ TEST(WorkerFrames, ResultThatIsNotJsonBecomesAnEncodeError) {
 
   Limits small;
   small.max_frame_bytes = 256;
-  Reply big = reply_of(encode_result(6, Outcome::success("\"" + std::string(1000, 'x') + "\""),
-                                     small));
+  Reply big =
+      reply_of(encode_result(6, Outcome::success("\"" + std::string(1000, 'x') + "\""), small));
   ASSERT_FALSE(big.outcome.ok());
   EXPECT_NE(big.outcome.error_message().find("does not fit"), std::string::npos);
 }
@@ -167,8 +167,8 @@ TEST(WorkerFrames, MalformedWorkerFramesAreRefused) {
   }
   Limits shallow;
   shallow.max_depth = 4;
-  EXPECT_FALSE(decode_worker_frame(R"({"id": 1, "ok": true, "result": [[[[[1]]]]]})", shallow)
-                   .is_ok());
+  EXPECT_FALSE(
+      decode_worker_frame(R"({"id": 1, "ok": true, "result": [[[[[1]]]]]})", shallow).is_ok());
 }
 
 TEST(WorkerFrames, MalformedCallsAreRefusedAndKeepTheirIdWhenKnown) {

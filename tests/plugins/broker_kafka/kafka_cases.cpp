@@ -24,7 +24,8 @@ struct Inbox {
     return [this](std::span<const DeliveryView> batch) {
       std::lock_guard lock(mutex);
       for (const auto& d : batch) items.emplace_back(d);
-      int now = unfinished.fetch_add(static_cast<int>(batch.size())) + static_cast<int>(batch.size());
+      int now =
+          unfinished.fetch_add(static_cast<int>(batch.size())) + static_cast<int>(batch.size());
       int p = peak.load();
       while (now > p && !peak.compare_exchange_weak(p, now)) {
       }
@@ -60,9 +61,8 @@ Status publish_sync(Broker& b, Flavour f, const std::string& queue, const std::s
 Result<std::optional<std::string>> lookup_sync(Broker& b, Flavour f, const std::string& queue,
                                                const std::string& id) {
   std::promise<Result<std::optional<std::string>>> p;
-  b.lookup_result(f, queue, id, [&](Result<std::optional<std::string>> r) {
-    p.set_value(std::move(r));
-  });
+  b.lookup_result(f, queue, id,
+                  [&](Result<std::optional<std::string>> r) { p.set_value(std::move(r)); });
   return p.get_future().get();
 }
 
@@ -190,7 +190,8 @@ TEST_F(KafkaTest, FinishedPrefixIsCommittedAndNotDeliveredAgain) {
   prepare(1);
   auto producer = broker();
   for (int i = 0; i < 5; ++i) {
-    ASSERT_TRUE(publish_sync(*producer, Flavour::kRaw, queue_, new_uuid(), "m" + std::to_string(i)).is_ok());
+    ASSERT_TRUE(publish_sync(*producer, Flavour::kRaw, queue_, new_uuid(), "m" + std::to_string(i))
+                    .is_ok());
   }
   SubscribeOptions sub;
   sub.queue = queue_;
@@ -461,9 +462,9 @@ TEST_F(KafkaTest, ASecondServerJoiningUnderLoadLosesNothing) {
         ok.fetch_add(1);
       } else {
         std::lock_guard lock(mutex);
-        failures.push_back("#" + std::to_string(i) + " " + *id + ": " +
-                           (r.is_ok() ? r->exception_info.value_or("failed")
-                                      : r.status().to_string()));
+        failures.push_back(
+            "#" + std::to_string(i) + " " + *id + ": " +
+            (r.is_ok() ? r->exception_info.value_or("failed") : r.status().to_string()));
       }
       done.fetch_add(1);
     });
@@ -558,8 +559,8 @@ TEST_F(KafkaTest, AServerKilledMidCallLeavesTheCallToAnother) {
   std::promise<Result<Message>> reply;
   std::string id = c.call(request("slow", "[3]"), 120s,
                           [&](Result<Message> r) { reply.set_value(std::move(r)); });
-  ASSERT_TRUE(wait_until([&] { return first.output().find("START slow " + id) != std::string::npos; },
-                         60s))
+  ASSERT_TRUE(
+      wait_until([&] { return first.output().find("START slow " + id) != std::string::npos; }, 60s))
       << first.output();
   Server& second = start_server();
   first.kill_now();  // SIGKILL in the middle of the call
@@ -575,7 +576,8 @@ TEST_F(KafkaTest, AfterTooManyDeliveriesTheCallerGetsADeadLetterError) {
   prepare(1);
   Client& c = client();
   std::promise<Result<Message>> reply;
-  std::string id = c.call(request("ping"), 120s, [&](Result<Message> r) { reply.set_value(std::move(r)); });
+  std::string id =
+      c.call(request("ping"), 120s, [&](Result<Message> r) { reply.set_value(std::move(r)); });
   SubscribeOptions sub;
   sub.queue = queue_;
   sub.python = false;
@@ -861,8 +863,8 @@ TEST_F(KafkaTest, PrpcHostProcessesServeAndSurviveASigkill) {
   }
   ASSERT_TRUE(wait_until([&] { return done.load() >= 4; }, 60s));  // both hosts are busy now
   first.kill_now();
-  ASSERT_TRUE(wait_until([&] { return done.load() == kCalls; }, 120s))
-      << done.load() << "\n" << second.output();
+  ASSERT_TRUE(wait_until([&] { return done.load() == kCalls; }, 120s)) << done.load() << "\n"
+                                                                       << second.output();
   EXPECT_EQ(ok.load(), kCalls);
   EXPECT_EQ(second.stop(std::chrono::seconds(20)), 0) << second.output();
 }

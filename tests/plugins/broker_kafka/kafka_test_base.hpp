@@ -94,8 +94,8 @@ class KafkaTest : public ::testing::Test {
 
   Server& start_server(ServerOptions options = {}, int workers = 4, OptionValues extra = {}) {
     options.queue = queue_;
-    auto executor = make(registry_.make_executor(
-        "thread", {{"workers", std::to_string(workers)}}, functions_));
+    auto executor =
+        make(registry_.make_executor("thread", {{"workers", std::to_string(workers)}}, functions_));
     auto server = std::make_unique<Server>(options, broker(std::move(extra)), codec_, codec_,
                                            functions_, ExecutorMap{{"thread", executor}});
     Status s = server->start();
@@ -124,12 +124,11 @@ class KafkaTest : public ::testing::Test {
     auto p = testing::ChildProcess::start(
         {PRPC_KAFKA_TEST_SERVER, "--plugins", PRPC_TEST_PLUGIN_DIR, "--url", cluster_->bootstrap(),
          "--queue", queue_, "--set", "partitions=" + std::to_string(partitions_), "--set",
-         "consumer.session.timeout.ms=6000", "--set", "consumer.heartbeat.interval.ms=500",
-         "--set", std::string("lookup_by_timestamp=") + (cluster_->is_mock() ? "false" : "true")},
+         "consumer.session.timeout.ms=6000", "--set", "consumer.heartbeat.interval.ms=500", "--set",
+         std::string("lookup_by_timestamp=") + (cluster_->is_mock() ? "false" : "true")},
         dir_.path() / log_name);
-    EXPECT_TRUE(wait_until([&] { return p.output().find("READY") != std::string::npos ||
-                                        !p.running(); },
-                           60s, 20ms))
+    EXPECT_TRUE(wait_until(
+        [&] { return p.output().find("READY") != std::string::npos || !p.running(); }, 60s, 20ms))
         << p.output();
     EXPECT_NE(p.output().find("READY"), std::string::npos) << p.output();
     return p;

@@ -21,7 +21,8 @@ namespace {
 // Announces each call on stdout, so a test knows which server runs it.
 class AnnouncingFunctions final : public prpc::FunctionTable {
  public:
-  explicit AnnouncingFunctions(std::shared_ptr<prpc::FunctionTable> inner) : inner_(std::move(inner)) {}
+  explicit AnnouncingFunctions(std::shared_ptr<prpc::FunctionTable> inner)
+      : inner_(std::move(inner)) {}
   std::vector<prpc::FunctionInfo> list() const override { return inner_->list(); }
   void invoke(const prpc::Invocation& call, prpc::OutcomeCallback done) override {
     {
@@ -88,9 +89,11 @@ int main(int argc, char** argv) {
                                                 : std::vector<std::filesystem::path>{plugins});
   auto broker = need(registry.make_broker("kafka", broker_options), "broker");
   auto codec = need(registry.make_codec("rawjson", {}), "codec");
-  std::shared_ptr<prpc::FunctionTable> functions = need(registry.make_functions("example", {}), "functions");
+  std::shared_ptr<prpc::FunctionTable> functions =
+      need(registry.make_functions("example", {}), "functions");
   if (announce) functions = std::make_shared<AnnouncingFunctions>(functions);
-  auto executor = need(registry.make_executor("thread", {{"workers", workers}}, functions), "executor");
+  auto executor =
+      need(registry.make_executor("thread", {{"workers", workers}}, functions), "executor");
   prpc::ServerOptions options;
   options.queue = queue;
   options.drain_grace = std::chrono::seconds(5);

@@ -235,9 +235,8 @@ TEST_F(MemoryBrokerTest, RequeueDeadLettersPutsThemBackAndForgetsTheirErrorResul
   }
   auto stored = [&](Flavour f, const std::string& id) {
     std::promise<Result<std::optional<std::string>>> p;
-    b->lookup_result(f, "q", id, [&](Result<std::optional<std::string>> r) {
-      p.set_value(std::move(r));
-    });
+    b->lookup_result(f, "q", id,
+                     [&](Result<std::optional<std::string>> r) { p.set_value(std::move(r)); });
     auto r = p.get_future().get();
     return r.is_ok() && r->has_value();
   };
@@ -305,8 +304,8 @@ TEST_F(MemoryBrokerTest, SignaturesTravelWithRequestsResultsAndReplies) {
   auto client = make();
   std::promise<std::tuple<std::string, std::string, std::string, std::string>> pushed;
   auto reply_to = client->open_replies_signed("q", [&](const PushedReplyView& r) {
-    pushed.set_value({std::string(r.message_id), std::string(r.payload),
-                      std::string(r.signature), std::string(r.key_id)});
+    pushed.set_value({std::string(r.message_id), std::string(r.payload), std::string(r.signature),
+                      std::string(r.key_id)});
   });
   ASSERT_TRUE(reply_to.is_ok());
   std::promise<Status> sent;
@@ -333,10 +332,9 @@ TEST_F(MemoryBrokerTest, SignaturesTravelWithRequestsResultsAndReplies) {
                                      std::string("r5ig"), std::string("k2")));
 
   std::promise<Result<std::optional<StoredResult>>> stored;
-  client->lookup_result_signed(Flavour::kPython, "q", "id-1",
-                               [&](Result<std::optional<StoredResult>> r) {
-                                 stored.set_value(std::move(r));
-                               });
+  client->lookup_result_signed(
+      Flavour::kPython, "q", "id-1",
+      [&](Result<std::optional<StoredResult>> r) { stored.set_value(std::move(r)); });
   auto r = stored.get_future().get();
   ASSERT_TRUE(r.is_ok());
   ASSERT_TRUE(r->has_value());

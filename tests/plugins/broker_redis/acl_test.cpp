@@ -23,9 +23,9 @@ using prpc::testing::RedisAclServer;
 // What each operation did: "ok", or why not.
 using Outcomes = std::map<std::string, std::string>;
 
-constexpr const char* kOps[] = {"connect",     "publish", "subscribe",   "finish",
-                                "push",        "lookup",  "dead-letter", "dead-letter-unanswered",
-                                "touch",       "claim",   "trim",        "stats",
+constexpr const char* kOps[] = {"connect",      "publish", "subscribe",   "finish",
+                                "push",         "lookup",  "dead-letter", "dead-letter-unanswered",
+                                "touch",        "claim",   "trim",        "stats",
                                 "dead-letters", "requeue", "unsubscribe"};
 
 // The first refusal logged about `what` (e.g. "trimming"): Redis says NOPERM for a command, and
@@ -126,9 +126,8 @@ Outcomes run_operations(const std::string& url, int db, RedisClient& admin) {
   if (dead.is_ok()) {
     auto letters = client->dead_letters(q, 10);
     out["dead-letters"] = !letters.is_ok() ? letters.status().message()
-                          : !letters->empty() && (*letters)[0].payload == ids[1]
-                              ? "ok"
-                              : "(not listed)";
+                          : !letters->empty() && (*letters)[0].payload == ids[1] ? "ok"
+                                                                                 : "(not listed)";
     auto requeued = client->requeue_dead_letters(q, {});
     out["requeue"] = !requeued.is_ok() ? requeued.status().message()
                      : *requeued >= 1  ? "ok"
@@ -146,7 +145,10 @@ Outcomes run_operations(const std::string& url, int db, RedisClient& admin) {
   if (finished.is_ok()) {  // the oldest request is served: it can go
     const std::string& first = by_id[ids[0]].token;
     bool trimmed = wait_until(
-        [&] { return admin.command({"XRANGE", stream, first, first})->elements == 0; }, 2s);
+        [&] {
+          return admin.command({"XRANGE", stream, first, first})->elements == 0;
+        },
+        2s);
     out["trim"] = trimmed ? "ok" : first_refusal(logs, "trimming");
   }
 
@@ -374,11 +376,10 @@ TEST(RedisAcl, WithoutTheLivenessCommandsEverythingStillWorks) {
 
 TEST(RedisAcl, EveryListedPermissionIsCovered) {
   // A permission added to the list needs a case above.
-  std::set<std::string> covered = {"+@stream",        "+get",    "+set",       "+pexpire",
-                                   "+exists",         "+multi",  "+exec",      "+evalsha",
-                                   "+script|load",    "+select", "+client|id", "+client|unblock",
-                                   "+client|setname", "+del",     "+hset",      "+hgetall",
-                                   "+hdel",           "+time"};
+  std::set<std::string> covered = {
+      "+@stream",        "+get",     "+set",         "+pexpire", "+exists",    "+multi",
+      "+exec",           "+evalsha", "+script|load", "+select",  "+client|id", "+client|unblock",
+      "+client|setname", "+del",     "+hset",        "+hgetall", "+hdel",      "+time"};
   for (const std::string& rule : prpc_redis_acl_commands())
     EXPECT_EQ(covered.count(rule), 1u) << rule;
   EXPECT_EQ(covered.size(), prpc_redis_acl_commands().size());

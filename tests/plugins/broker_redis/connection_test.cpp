@@ -266,10 +266,26 @@ TEST(RedisConnection, TheDocumentedAclPermissionsAreEnough) {
   RedisServer server;
   // docs/brokers/redis.md, "ACL permissions".
   server.set_acl_user("minimal", "minimal-pw",
-                      {"~prpc_*", "~prcp_message_feedback_*", "-@all", "+@stream", "+get", "+set",
-                       "+pexpire", "+exists", "+multi", "+exec", "+evalsha", "+script|load",
-                       "+client|id", "+client|setname", "+client|unblock", "+select", "+hset",
-                       "+hgetall", "+hdel", "+time"});
+                      {"~prpc_*",
+                       "~prcp_message_feedback_*",
+                       "-@all",
+                       "+@stream",
+                       "+get",
+                       "+set",
+                       "+pexpire",
+                       "+exists",
+                       "+multi",
+                       "+exec",
+                       "+evalsha",
+                       "+script|load",
+                       "+client|id",
+                       "+client|setname",
+                       "+client|unblock",
+                       "+select",
+                       "+hset",
+                       "+hgetall",
+                       "+hdel",
+                       "+time"});
   std::string url = tcp_url(server, "minimal:minimal-pw", 1);
   std::string q = unique_queue();
   auto srv = make_broker(url, {{"trim_interval", "50"}});
@@ -345,8 +361,8 @@ TEST(RedisConnection, AnAclWithoutTheLivenessCommandsStillRecoversByIdleTime) {
   ASSERT_EQ(claimed.size(), 1u) << logs.joined();
   EXPECT_EQ(claimed[0].delivery_count, 2u);
   ASSERT_TRUE(finish_sync(*again, claimed[0], nullptr).is_ok());
-  EXPECT_TRUE(wait_until([&] { return logs.joined().find("+hset +hgetall +hdel +time") !=
-                                      std::string::npos; }, 5s))
+  EXPECT_TRUE(wait_until(
+      [&] { return logs.joined().find("+hset +hgetall +hdel +time") != std::string::npos; }, 5s))
       << logs.joined();
 }
 

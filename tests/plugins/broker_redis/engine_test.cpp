@@ -189,8 +189,8 @@ TEST_F(RedisEngineTest, RequeuedDeadLettersAreServedAgain) {
   ASSERT_TRUE(stored(second)->failed());
   auto letters = make(ops->dead_letters(q_, 10));
   ASSERT_EQ(letters.size(), 2u);
-  std::string first_letter = letters[0].payload.find(first) != std::string::npos
-                                 ? letters[0].id : letters[1].id;
+  std::string first_letter =
+      letters[0].payload.find(first) != std::string::npos ? letters[0].id : letters[1].id;
 
   std::vector<std::string> one{first_letter, "0-1", "not an id"};  // unknown ids are skipped
   EXPECT_EQ(make(ops->requeue_dead_letters(q_, one)), 1u);

@@ -125,8 +125,8 @@ TEST_F(RedisLivenessTest, WithLivenessOffOnlyTheVisibilityTimeoutRecovers) {
 }
 
 TEST_F(RedisLivenessTest, ALivenessTimeoutShorterThanTwoHeartbeatsIsRefused) {
-  OptionMap options{{"url", server_.url()}, {"heartbeat_interval", "1000"},
-                    {"liveness_timeout", "1500"}};
+  OptionMap options{
+      {"url", server_.url()}, {"heartbeat_interval", "1000"}, {"liveness_timeout", "1500"}};
   sdk::Context ctx{sdk::Logger(prpc::log::host_services(), "redis"), sdk::Options(options)};
   EXPECT_THROW(RedisBroker broker(ctx), std::invalid_argument);
 }

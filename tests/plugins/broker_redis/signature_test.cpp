@@ -56,8 +56,8 @@ TEST_F(RedisSignatureTest, SignaturesTravelWithRequestsRepliesAndStoredResults) 
   auto cli = make_broker(url());
   std::promise<std::vector<std::string>> pushed;
   auto reply_to = cli->open_replies_signed(q_, [&](const PushedReplyView& r) {
-    pushed.set_value({std::string(r.message_id), std::string(r.payload),
-                      std::string(r.signature), std::string(r.key_id)});
+    pushed.set_value({std::string(r.message_id), std::string(r.payload), std::string(r.signature),
+                      std::string(r.key_id)});
   });
   ASSERT_TRUE(reply_to.is_ok()) << reply_to.status().to_string();
 
@@ -191,8 +191,10 @@ const std::string kKey = "k1-0123456789abcdef0123456789abcdef";
 const std::string kWrongKey = "kx-not-the-key-of-this-deployment!";
 
 std::string raw_request(const std::string& id, const std::string& args) {
-  return R"({"func_name": "record", "func_args": )" + args + R"(, "func_kwargs": {}, )"
-         R"("message_id": ")" + id + R"("})";
+  return R"({"func_name": "record", "func_args": )" + args +
+         R"(, "func_kwargs": {}, )"
+         R"("message_id": ")" +
+         id + R"("})";
 }
 
 class RedisSignedEngineTest : public RedisSignatureTest {
@@ -212,8 +214,7 @@ class RedisSignedEngineTest : public RedisSignatureTest {
     options.queue = q_;
     options.signing = std::move(signing);
     ExecutorMap executors{{"inline", std::make_shared<InlineExecutor>(recorder_)}};
-    auto server =
-        std::make_unique<Server>(options, broker(), codec_, codec_, recorder_, executors);
+    auto server = std::make_unique<Server>(options, broker(), codec_, codec_, recorder_, executors);
     Status s = server->start();
     EXPECT_TRUE(s.is_ok()) << s.to_string();
     return server;
@@ -308,8 +309,10 @@ TEST_F(RedisSignedEngineTest, AClientWithAKeyRejectsAReplySignedWithAnotherKey) 
   auto server = start_server({kWrongKey, {kKey}, false});  // accepts ours, signs with another
   auto r = call("[2]", {kKey, {}, false});
   ASSERT_FALSE(r.is_ok());
-  EXPECT_EQ(r.status().message(), "rejected the reply: the reply is signed with an unknown key "
-                                  "(key id '" + signing_key_id(kWrongKey) + "')");
+  EXPECT_EQ(r.status().message(),
+            "rejected the reply: the reply is signed with an unknown key "
+            "(key id '" +
+                signing_key_id(kWrongKey) + "')");
 }
 
 }  // namespace

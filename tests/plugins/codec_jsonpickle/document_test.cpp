@@ -43,19 +43,18 @@ TEST(Document, EscapesLikeEnsureAscii) {
 
 TEST(Document, RejectsMalformedInputWithOffsets) {
   for (std::string_view bad :
-       {"", "[", "[1,", "{\"a\"", "{\"a\":}", "[1 2]", "nul", "01", "1.", "-", "\"abc",
-        "\"\x01\"", "[1]x", "{'a': 1}", "\"\\x\"", "\"\\u12\"", "tru", "[,]", "{,}"}) {
+       {"", "[", "[1,", "{\"a\"", "{\"a\":}", "[1 2]", "nul", "01", "1.", "-", "\"abc", "\"\x01\"",
+        "[1]x", "{'a': 1}", "\"\\x\"", "\"\\u12\"", "tru", "[,]", "{,}"}) {
     auto doc = Document::parse(bad, Limits{});
     ASSERT_FALSE(doc.is_ok()) << bad;
     EXPECT_EQ(doc.status().code(), StatusCode::kDecode) << bad;
-    EXPECT_NE(doc.status().message().find("offset"), std::string::npos)
-        << doc.status().message();
+    EXPECT_NE(doc.status().message().find("offset"), std::string::npos) << doc.status().message();
   }
 }
 
 TEST(Document, RejectsInvalidUtf8) {
-  for (std::string_view bad : {"\"\xff\"", "\"\xc3\"", "\"\xed\xa0\x80\"", "\"\xc0\xaf\"",
-                               "\"\xf4\x90\x80\x80\""}) {
+  for (std::string_view bad :
+       {"\"\xff\"", "\"\xc3\"", "\"\xed\xa0\x80\"", "\"\xc0\xaf\"", "\"\xf4\x90\x80\x80\""}) {
     auto doc = Document::parse(bad, Limits{});
     ASSERT_FALSE(doc.is_ok());
     EXPECT_NE(doc.status().message().find("UTF-8"), std::string::npos);
@@ -103,13 +102,18 @@ TEST(Document, MemberLookupTakesTheLastDuplicate) {
 }
 
 TEST(Base64, MatchesPython) {
-  EXPECT_EQ(base64_encode(std::string("\x00\x01" "abc\xff", 6)), "AAFhYmP/");
+  EXPECT_EQ(base64_encode(std::string("\x00\x01"
+                                      "abc\xff",
+                                      6)),
+            "AAFhYmP/");
   EXPECT_EQ(base64_encode(""), "");
   EXPECT_EQ(base64_encode("ab"), "YWI=");
   EXPECT_EQ(base64_encode("a"), "YQ==");
   std::string out;
   ASSERT_TRUE(base64_decode("AAFhYmP/", out));
-  EXPECT_EQ(out, std::string("\x00\x01" "abc\xff", 6));
+  EXPECT_EQ(out, std::string("\x00\x01"
+                             "abc\xff",
+                             6));
   ASSERT_TRUE(base64_decode("YWI=", out));
   EXPECT_EQ(out, "ab");
   EXPECT_FALSE(base64_decode("YWI", out));

@@ -51,8 +51,8 @@ TEST(JsonpicklePlugin, OptionsReachTheCodec) {
 
   // A decode failure reaches the host with what could be salvaged.
   prpc::Message salvaged;
-  auto bad = (*codec)->decode(R"({"py/object": "evil.Thing", "message_id": "abc", "reply_to": "r"})",
-                              &salvaged);
+  auto bad = (*codec)->decode(
+      R"({"py/object": "evil.Thing", "message_id": "abc", "reply_to": "r"})", &salvaged);
   ASSERT_FALSE(bad.is_ok());
   EXPECT_EQ(bad.status().code(), prpc::StatusCode::kDecode);
   EXPECT_EQ(salvaged.message_id, "abc");

@@ -58,8 +58,8 @@ TEST(Numbering, DatetimeHandlerCountsOnlyItsTimezone) {
 
 TEST(Numbering, DictSubclassStateIsCounted) {
   // Vector dict_subclass_then_shared_ref as 4.x writes it: the '__dict__' value is id 2.
-  Document doc = parse(
-      R"([{"py/object": "sample.DictSub", "a": 1, "__dict__": {}}, [1], {"py/id": 3}])");
+  Document doc =
+      parse(R"([{"py/object": "sample.DictSub", "a": 1, "__dict__": {}}, [1], {"py/id": 3}])");
   Numbering n = number(doc);
   ASSERT_EQ(n.ids.size(), 4u);
   EXPECT_EQ(node_text(doc, n, 3), "[1]");

@@ -35,7 +35,8 @@ TEST(RawJsonCodec, DecodesTheSeedsResultExample) {
   RawJsonCodec codec;
   auto r = codec.decode(R"({
   "func_name": "hello_world", "func_args": [], "func_kwargs": {},
-  "message_id": ")" + kId + R"(", "result": "hellp_world", "exception_info": null,
+  "message_id": ")" + kId +
+                        R"(", "result": "hellp_world", "exception_info": null,
   "date_create_message": "2024-11-06T12:00:00.0+03:00",
   "date_done_message": "2024-11-06T12:00:05.0+03:00"})");
   ASSERT_TRUE(r.is_ok()) << r.status().to_string();
@@ -75,9 +76,10 @@ TEST(RawJsonCodec, ExtensionsRoundTrip) {
   ASSERT_TRUE(r.is_ok()) << r.status().to_string();
   EXPECT_EQ(r->reply_to, "r");
   // A py/ tag is not an extension; keys are written back as UTF-8.
-  EXPECT_EQ(r->extensions, "{\"server\": \"host-42\", \"time_queued\": 1.20e-3, "
-                           "\"tracestate\": \"k=v\", \"nested\": {\"a\": [1, {\"b\": null}]}, "
-                           "\"caf\xc3\xa9\": true}");
+  EXPECT_EQ(r->extensions,
+            "{\"server\": \"host-42\", \"time_queued\": 1.20e-3, "
+            "\"tracestate\": \"k=v\", \"nested\": {\"a\": [1, {\"b\": null}]}, "
+            "\"caf\xc3\xa9\": true}");
   auto e = codec.encode(*r);
   ASSERT_TRUE(e.is_ok()) << e.status().to_string();
   EXPECT_EQ(e->substr(e->find("\"reply_to\"")),
@@ -149,9 +151,12 @@ TEST(RawJsonCodec, EncodesInTheSeedsFieldOrder) {
   m.date_create_message = "2024-11-06T12:00:00+00:00";
   auto e = codec.encode(m);
   ASSERT_TRUE(e.is_ok());
-  EXPECT_EQ(*e, R"({"func_name": "summ", "func_args": [1, 2], "func_kwargs": {"z": 1}, )"
-                R"("message_id": ")" + kId + R"(", "result": 4, "exception_info": null, )"
-                R"("date_create_message": "2024-11-06T12:00:00+00:00", "date_done_message": null})");
+  EXPECT_EQ(
+      *e, R"({"func_name": "summ", "func_args": [1, 2], "func_kwargs": {"z": 1}, )"
+          R"("message_id": ")" +
+              kId +
+              R"(", "result": 4, "exception_info": null, )"
+              R"("date_create_message": "2024-11-06T12:00:00+00:00", "date_done_message": null})");
   m.exception_info = "ValueError: \"bad\"\n";
   m.exception_type = "ValueError";
   e = codec.encode(m);
@@ -179,8 +184,7 @@ TEST_P(RawJsonMalformed, IsRefusedPrecisely) {
                           ? StatusCode::kResourceExhausted
                           : StatusCode::kDecode);
   if (!c.message.empty() && c.message.back() == '*') {
-    EXPECT_EQ(s.message().rfind(c.message.substr(0, c.message.size() - 1), 0), 0u)
-        << s.message();
+    EXPECT_EQ(s.message().rfind(c.message.substr(0, c.message.size() - 1), 0), 0u) << s.message();
   } else {
     EXPECT_EQ(s.message(), c.message);
   }
@@ -220,18 +224,21 @@ INSTANTIATE_TEST_SUITE_P(
                 "message_id: expected string, got number"},
         BadCase{"message_id_not_uuid", with(R"("func_name": "f", "message_id": "uuid4")"),
                 "message_id: 'uuid4' is not a UUID"},
-        BadCase{"message_id_object_without_hex",
-                with(R"("func_name": "f", "message_id": {"uuid": "6f1c2a4e9a3b4c1d8e2f0a1b2c3d4e5f"})"),
-                "message_id: expected string, got object"},
+        BadCase{
+            "message_id_object_without_hex",
+            with(R"("func_name": "f", "message_id": {"uuid": "6f1c2a4e9a3b4c1d8e2f0a1b2c3d4e5f"})"),
+            "message_id: expected string, got object"},
         BadCase{"message_id_hex_not_uuid",
                 with(R"("func_name": "f", "message_id": {"hex": "6f1c"})"),
                 "message_id: expected string, got object"},
         BadCase{"exception_info_number",
                 with(R"("func_name": "f", "exception_info": 3, )" + kIdField),
                 "exception_info: expected string or null, got number"},
-        BadCase{"bad_date", with(R"("func_name": "f", "date_create_message": "yesterday", )" + kIdField),
+        BadCase{"bad_date",
+                with(R"("func_name": "f", "date_create_message": "yesterday", )" + kIdField),
                 "date_create_message: 'yesterday' is not an ISO 8601 date-time"},
-        BadCase{"date_number", with(R"("func_name": "f", "date_done_message": 1700000000, )" + kIdField),
+        BadCase{"date_number",
+                with(R"("func_name": "f", "date_done_message": 1700000000, )" + kIdField),
                 "date_done_message: expected string or null, got number"},
         BadCase{"attempt_negative", with(R"("func_name": "f", "attempt": -1, )" + kIdField),
                 "attempt: expected a non-negative integer, got -1"},
@@ -275,9 +282,9 @@ TEST(RawJsonCodec, SizeLimit) {
   EXPECT_EQ(r.status().code(), StatusCode::kResourceExhausted);
   // Refused, but the sender can still be answered.
   Message salvaged;
-  auto refused = codec.decode(R"({"message_id": ")" + kId + R"(", "padding": ")" +
-                                  std::string(100, 'x') + "\"}",
-                              &salvaged);
+  auto refused = codec.decode(
+      R"({"message_id": ")" + kId + R"(", "padding": ")" + std::string(100, 'x') + "\"}",
+      &salvaged);
   EXPECT_EQ(refused.status().code(), StatusCode::kResourceExhausted);
   EXPECT_EQ(salvaged.message_id, kId);
   Message big;

@@ -8,10 +8,10 @@
 #include <atomic>
 #include <condition_variable>
 #include <filesystem>
-#include <thread>
 #include <map>
 #include <mutex>
 #include <set>
+#include <thread>
 
 #include "process.hpp"
 #include "process_executor.hpp"
@@ -125,8 +125,8 @@ class ProcessExecutorTest : public ::testing::Test {
 TEST(WorkerCommand, ParsesAJsonArrayOfStrings) {
   auto ok = parse_worker_command(R"(["prpc-worker", "--set", "functions.plugins=[\"example\"]"])");
   ASSERT_TRUE(ok.is_ok()) << ok.status().to_string();
-  EXPECT_EQ(*ok, (std::vector<std::string>{"prpc-worker", "--set",
-                                           "functions.plugins=[\"example\"]"}));
+  EXPECT_EQ(*ok,
+            (std::vector<std::string>{"prpc-worker", "--set", "functions.plugins=[\"example\"]"}));
   for (const char* bad : {"", "prpc-worker --set x", "[]", "[\"\"]", "[1]", "{\"a\": 1}"}) {
     auto r = parse_worker_command(bad);
     ASSERT_FALSE(r.is_ok()) << bad;
@@ -322,7 +322,8 @@ TEST_F(ProcessExecutorTest, AWorkerThatExitsOrAbortsMidCallIsReported) {
       << exited.error_message();
   Outcome aborted = run(*ex, "abort");
   EXPECT_EQ(aborted.error_type, "WorkerLostError");
-  EXPECT_NE(aborted.error_message().find("(SIGABRT)"), std::string::npos) << aborted.error_message();
+  EXPECT_NE(aborted.error_message().find("(SIGABRT)"), std::string::npos)
+      << aborted.error_message();
   EXPECT_TRUE(run(*ex, "pid").ok());
 }
 

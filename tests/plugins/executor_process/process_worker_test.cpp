@@ -126,7 +126,7 @@ TEST_F(PrpcWorkerTest, AWorkerKilledFromOutsideGivesWorkerLostErrorAndTheNextCal
   Outcome lost = outcome(id);
   EXPECT_EQ(lost.error_type, "WorkerLostError");
   EXPECT_EQ(lost.error_message(), "worker process " + std::to_string(pid) +
-                                    " was killed by signal 9 (SIGKILL) while running 'slow'");
+                                      " was killed by signal 9 (SIGKILL) while running 'slow'");
   EXPECT_EQ(run(ex, "summ", "[1, 1]").result, "2.5");
 }
 
@@ -223,8 +223,7 @@ TEST(PrpcWorkerProgram, RefusesToRunWithoutItsSocket) {
                                             dir.path() / "out.log", {});
   int code = child.wait(10s);
   EXPECT_EQ(code, 2);
-  EXPECT_NE(child.output().find("PRPC_WORKER_FD is not set"), std::string::npos)
-      << child.output();
+  EXPECT_NE(child.output().find("PRPC_WORKER_FD is not set"), std::string::npos) << child.output();
 }
 
 }  // namespace

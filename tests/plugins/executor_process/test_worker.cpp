@@ -47,10 +47,10 @@ class TestFunctions final : public prpc::Invoker {
       std::this_thread::sleep_for(std::chrono::milliseconds(number_in(call.args)));
       done(Outcome::success(std::to_string(::getpid())));
     } else if (f == "echo") {
-      done(Outcome::success("{\"args\": " + std::string(call.args) + ", \"kwargs\": " +
-                            std::string(call.kwargs) + ", \"dialect\": \"" +
-                            std::string(call.dialect) + "\", \"timeout_ms\": " +
-                            std::to_string(call.timeout.count()) + "}"));
+      done(Outcome::success("{\"args\": " + std::string(call.args) +
+                            ", \"kwargs\": " + std::string(call.kwargs) + ", \"dialect\": \"" +
+                            std::string(call.dialect) +
+                            "\", \"timeout_ms\": " + std::to_string(call.timeout.count()) + "}"));
     } else if (f == "print") {
       // User output on the inherited stdout and stderr, not on the protocol socket.
       for (int i = 0; i < 20; ++i) {
@@ -72,8 +72,8 @@ class TestFunctions final : public prpc::Invoker {
     } else if (f == "bad_result") {
       done(Outcome::success("{not json"));
     } else if (f == "big") {
-      done(Outcome::success("\"" + std::string(static_cast<std::size_t>(number_in(call.args)), 'x') +
-                            "\""));
+      done(Outcome::success(
+          "\"" + std::string(static_cast<std::size_t>(number_in(call.args)), 'x') + "\""));
     } else if (f == "later") {
       // Completes from another thread, as an asynchronous invoker would.
       std::thread([done = std::move(done)] { done(Outcome::success("\"later\"")); }).detach();

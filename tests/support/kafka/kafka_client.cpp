@@ -139,11 +139,11 @@ std::vector<std::string> kafka_consume(const KafkaConfig& config, const std::str
 
 KafkaProbeResult kafka_probe(const KafkaConfig& config, std::chrono::milliseconds timeout) {
   ErrorState state;
-  Handle rk = make_handle(RD_KAFKA_PRODUCER, config, {{"log_level", "0"}},
-                          [&state](rd_kafka_conf_t* conf) {
-                            rd_kafka_conf_set_error_cb(conf, on_error);
-                            rd_kafka_conf_set_opaque(conf, &state);
-                          });
+  Handle rk =
+      make_handle(RD_KAFKA_PRODUCER, config, {{"log_level", "0"}}, [&state](rd_kafka_conf_t* conf) {
+        rd_kafka_conf_set_error_cb(conf, on_error);
+        rd_kafka_conf_set_opaque(conf, &state);
+      });
   KafkaProbeResult result;
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   auto decisive = [&state] {
@@ -167,8 +167,9 @@ KafkaProbeResult kafka_probe(const KafkaConfig& config, std::chrono::millisecond
   rd_kafka_poll(rk.get(), 0);
   for (const auto& [code, text] : state.errors) {
     bool better = code == RD_KAFKA_RESP_ERR__AUTHENTICATION || code == RD_KAFKA_RESP_ERR__SSL;
-    if (result.error_code == 0 || (better && result.error_code != RD_KAFKA_RESP_ERR__AUTHENTICATION &&
-                                   result.error_code != RD_KAFKA_RESP_ERR__SSL)) {
+    if (result.error_code == 0 ||
+        (better && result.error_code != RD_KAFKA_RESP_ERR__AUTHENTICATION &&
+         result.error_code != RD_KAFKA_RESP_ERR__SSL)) {
       result.error_code = code;
       result.error = text;
     }

@@ -19,14 +19,14 @@ std::string kafka_produce(const KafkaConfig& config, const std::string& topic,
 
 // Reads every partition of `topic` from the beginning (assigned, no consumer group, so no
 // coordinator is needed) until `count` records arrived or `timeout` passed.
-std::vector<std::string> kafka_consume(const KafkaConfig& config, const std::string& topic,
-                                       std::size_t count,
-                                       std::chrono::milliseconds timeout = std::chrono::seconds(30));
+std::vector<std::string> kafka_consume(
+    const KafkaConfig& config, const std::string& topic, std::size_t count,
+    std::chrono::milliseconds timeout = std::chrono::seconds(30));
 
 struct KafkaProbeResult {
-  bool ok = false;      // a metadata answer came back
-  int error_code = 0;   // rd_kafka_resp_err_t of the first reported error, 0 when none
-  std::string error;    // its text
+  bool ok = false;     // a metadata answer came back
+  int error_code = 0;  // rd_kafka_resp_err_t of the first reported error, 0 when none
+  std::string error;   // its text
 };
 
 // Connects with `config` and asks for metadata; reports the first error librdkafka raised

@@ -31,9 +31,10 @@ rd_kafka_t* new_handle(const std::string& bootstrap) {
   char err[512];
   rd_kafka_conf_t* conf = rd_kafka_conf_new();
   // Quiet: the tests kill brokers on purpose, and each lost connection would be logged.
-  for (const auto& [k, v] : std::map<std::string, std::string>{
-           {"bootstrap.servers", bootstrap}, {"log_level", "0"},
-           {"reconnect.backoff.max.ms", "500"}}) {
+  for (const auto& [k, v] :
+       std::map<std::string, std::string>{{"bootstrap.servers", bootstrap},
+                                          {"log_level", "0"},
+                                          {"reconnect.backoff.max.ms", "500"}}) {
     if (rd_kafka_conf_set(conf, k.c_str(), v.c_str(), err, sizeof(err)) != RD_KAFKA_CONF_OK) {
       rd_kafka_conf_destroy(conf);
       throw std::runtime_error(std::string("librdkafka: ") + err);
@@ -72,8 +73,8 @@ KafkaCluster::KafkaCluster(KafkaClusterOptions options)
     n->controller_port = fresh_port();
     n->dir = dir_.path() / ("node" + std::to_string(i));
     std::filesystem::create_directories(n->dir);
-    voters += (i == 1 ? "" : ",") + std::to_string(i) + "@127.0.0.1:" +
-              std::to_string(n->controller_port);
+    voters += (i == 1 ? "" : ",") + std::to_string(i) +
+              "@127.0.0.1:" + std::to_string(n->controller_port);
     bootstrap_ += (i == 1 ? "" : ",") + std::string("127.0.0.1:") + std::to_string(n->port);
     nodes_.push_back(std::move(n));
   }
@@ -84,8 +85,8 @@ KafkaCluster::KafkaCluster(KafkaClusterOptions options)
     p << "process.roles=broker,controller\n"
       << "node.id=" << n->id << "\n"
       << "controller.quorum.voters=" << voters << "\n"
-      << "listeners=PLAINTEXT://127.0.0.1:" << n->port << ",CONTROLLER://127.0.0.1:"
-      << n->controller_port << "\n"
+      << "listeners=PLAINTEXT://127.0.0.1:" << n->port
+      << ",CONTROLLER://127.0.0.1:" << n->controller_port << "\n"
       << "advertised.listeners=PLAINTEXT://127.0.0.1:" << n->port << "\n"
       << "controller.listener.names=CONTROLLER\n"
       << "inter.broker.listener.name=PLAINTEXT\n"
@@ -118,8 +119,8 @@ KafkaCluster::KafkaCluster(KafkaClusterOptions options)
   const std::string cluster_id = details::new_kafka_cluster_id();
   std::vector<ChildProcess> formats;
   for (const auto& n : nodes_) {
-    formats.push_back(details::start_kafka_format(classpath_, cluster_id, n->dir / "server.properties",
-                                                  n->dir / "format.log"));
+    formats.push_back(details::start_kafka_format(
+        classpath_, cluster_id, n->dir / "server.properties", n->dir / "format.log"));
   }
   for (std::size_t i = 0; i < nodes_.size(); ++i) {
     details::finish_kafka_format(formats[i], nodes_[i]->dir / "format.log");
@@ -303,8 +304,7 @@ std::string KafkaCluster::describe_topic_config(const std::string& topic,
   rd_kafka_t* rk = admin_.get();
   rd_kafka_ConfigResource_t* resource =
       rd_kafka_ConfigResource_new(RD_KAFKA_RESOURCE_TOPIC, topic.c_str());
-  rd_kafka_AdminOptions_t* opts =
-      rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_DESCRIBECONFIGS);
+  rd_kafka_AdminOptions_t* opts = rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_DESCRIBECONFIGS);
   rd_kafka_AdminOptions_set_request_timeout(opts, 30000, err, sizeof(err));
   rd_kafka_queue_t* queue = rd_kafka_queue_new(rk);
   rd_kafka_DescribeConfigs(rk, &resource, 1, opts, queue);
@@ -324,7 +324,8 @@ std::string KafkaCluster::describe_topic_config(const std::string& topic,
         continue;
       }
       std::size_t count = 0;
-      const rd_kafka_ConfigEntry_t** entries = rd_kafka_ConfigResource_configs(resources[i], &count);
+      const rd_kafka_ConfigEntry_t** entries =
+          rd_kafka_ConfigResource_configs(resources[i], &count);
       for (std::size_t j = 0; j < count; ++j) {
         const char* value = rd_kafka_ConfigEntry_value(entries[j]);
         out[rd_kafka_ConfigEntry_name(entries[j])] = value != nullptr ? value : "";

@@ -24,7 +24,8 @@ std::string run_capture(const std::string& command) {
   std::FILE* p = ::popen(command.c_str(), "r");
   if (p == nullptr) throw std::runtime_error("cannot run " + command);
   std::array<char, 4096> buf{};
-  for (std::size_t n; (n = std::fread(buf.data(), 1, buf.size(), p)) > 0;) out.append(buf.data(), n);
+  for (std::size_t n; (n = std::fread(buf.data(), 1, buf.size(), p)) > 0;)
+    out.append(buf.data(), n);
   int rc = ::pclose(p);
   if (rc != 0) throw std::runtime_error(command + " failed (" + std::to_string(rc) + ")");
   while (!out.empty() && (out.back() == '\n' || out.back() == '\r')) out.pop_back();
@@ -44,8 +45,7 @@ bool wait_for_kafka(const std::map<std::string, std::string>& config,
   rd_kafka_conf_set(conf, "log_level", "0", err, sizeof(err));
   rd_kafka_conf_set(conf, "reconnect.backoff.max.ms", "200", err, sizeof(err));
   for (const auto& [key, value] : config) {
-    if (rd_kafka_conf_set(conf, key.c_str(), value.c_str(), err, sizeof(err)) !=
-        RD_KAFKA_CONF_OK) {
+    if (rd_kafka_conf_set(conf, key.c_str(), value.c_str(), err, sizeof(err)) != RD_KAFKA_CONF_OK) {
       rd_kafka_conf_destroy(conf);
       throw std::invalid_argument("librdkafka option " + key + ": " + err);
     }
@@ -74,8 +74,7 @@ std::string produce_aborted_transaction(const std::string& bootstrap, const std:
   std::string id = "prpc-test-txn-" + std::to_string(::getpid()) + "-" + topic;
   for (const auto& [key, value] : std::map<std::string, std::string>{
            {"bootstrap.servers", bootstrap}, {"transactional.id", id}, {"log_level", "3"}}) {
-    if (rd_kafka_conf_set(conf, key.c_str(), value.c_str(), err, sizeof(err)) !=
-        RD_KAFKA_CONF_OK) {
+    if (rd_kafka_conf_set(conf, key.c_str(), value.c_str(), err, sizeof(err)) != RD_KAFKA_CONF_OK) {
       rd_kafka_conf_destroy(conf);
       return err;
     }
@@ -256,14 +255,14 @@ KafkaServer::KafkaServer() : classpath_(kafka_classpath()) {
       << "log4j.logger.kafka.server.BrokerServer=INFO\n";
   }
   std::string cluster_id = details::new_kafka_cluster_id();
-  auto format = ChildProcess::start(
-      {"java", "-Xshare:auto", "-cp", classpath_, "kafka.tools.StorageTool", "format", "-t",
-       cluster_id, "-c", (d / "server.properties").string()},
-      d / "format.log");
+  auto format =
+      ChildProcess::start({"java", "-Xshare:auto", "-cp", classpath_, "kafka.tools.StorageTool",
+                           "format", "-t", cluster_id, "-c", (d / "server.properties").string()},
+                          d / "format.log");
   int rc = format.wait(std::chrono::seconds(120));
   if (rc != 0) {
-    throw std::runtime_error("kafka StorageTool format failed (" + std::to_string(rc) +
-                             "):\n" + details::file_tail(d / "format.log"));
+    throw std::runtime_error("kafka StorageTool format failed (" + std::to_string(rc) + "):\n" +
+                             details::file_tail(d / "format.log"));
   }
   launch();
 }

@@ -10,8 +10,7 @@
 namespace prpc::testing::details {
 
 std::string new_kafka_cluster_id() {
-  static const char* kAlphabet =
-      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+  static const char* kAlphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
   std::random_device rd;
   while (true) {
     std::array<unsigned char, 16> b{};
@@ -40,7 +39,8 @@ std::string file_tail(const std::filesystem::path& file, std::size_t bytes) {
   return s.size() > bytes ? s.substr(s.size() - bytes) : s;
 }
 
-void write_kafka_log4j(const std::filesystem::path& properties, const std::filesystem::path& log_file,
+void write_kafka_log4j(const std::filesystem::path& properties,
+                       const std::filesystem::path& log_file,
                        const std::vector<std::string>& info_loggers) {
   std::ofstream l(properties, std::ios::trunc);
   l << "log4j.rootLogger=WARN, file\n"
@@ -58,10 +58,18 @@ ChildProcess start_kafka_format(const std::string& classpath, const std::string&
                                 const std::filesystem::path& log_file,
                                 const std::vector<std::string>& extra_args) {
   // A short-lived tool: the client compiler only, a small heap.
-  std::vector<std::string> argv{"java",      "-Xshare:auto", "-Xmx128m",
-                                "-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC", "-cp",
-                                classpath, "kafka.tools.StorageTool", "format",
-                                "-t",      cluster_id,     "-c",
+  std::vector<std::string> argv{"java",
+                                "-Xshare:auto",
+                                "-Xmx128m",
+                                "-XX:TieredStopAtLevel=1",
+                                "-XX:+UseSerialGC",
+                                "-cp",
+                                classpath,
+                                "kafka.tools.StorageTool",
+                                "format",
+                                "-t",
+                                cluster_id,
+                                "-c",
                                 properties.string()};
   argv.insert(argv.end(), extra_args.begin(), extra_args.end());
   return ChildProcess::start(argv, log_file);

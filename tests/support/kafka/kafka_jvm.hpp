@@ -20,7 +20,8 @@ std::string file_tail(const std::filesystem::path& file, std::size_t bytes = 400
 
 // log4j.properties that sends the broker's log (WARN and up, plus `info_loggers` at INFO) to
 // `log_file`.
-void write_kafka_log4j(const std::filesystem::path& properties, const std::filesystem::path& log_file,
+void write_kafka_log4j(const std::filesystem::path& properties,
+                       const std::filesystem::path& log_file,
                        const std::vector<std::string>& info_loggers = {});
 
 // `kafka.tools.StorageTool format` for one node; `extra_args` e.g. --add-scram. Does not wait.

@@ -48,7 +48,8 @@ KafkaSaslSslServer::KafkaSaslSslServer(KafkaSaslSslOptions options)
     std::ofstream p(d / "server.properties");
     p << "process.roles=broker,controller\n"
       << "node.id=1\n"
-      << "controller.quorum.voters=1@127.0.0.1:" << controller << "\n"
+      << "controller.quorum.voters=1@127.0.0.1:" << controller
+      << "\n"
       // The controller listener is PLAINTEXT: KRaft controllers cannot use SCRAM (its
       // credentials live in the metadata the controller serves). Clients never see it.
       << "listeners=SASL_SSL://127.0.0.1:" << port << ",CONTROLLER://127.0.0.1:" << controller
@@ -60,7 +61,8 @@ KafkaSaslSslServer::KafkaSaslSslServer(KafkaSaslSslOptions options)
       << "sasl.enabled.mechanisms=SCRAM-SHA-512\n"
       << "sasl.mechanism.inter.broker.protocol=SCRAM-SHA-512\n"
       << "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config="
-         "org.apache.kafka.common.security.scram.ScramLoginModule required username=\"prpc-broker\" "
+         "org.apache.kafka.common.security.scram.ScramLoginModule required "
+         "username=\"prpc-broker\" "
          "password=\""
       << broker_password_ << "\";\n"
       << "ssl.keystore.type=PKCS12\n"
@@ -115,9 +117,25 @@ void KafkaSaslSslServer::make_keys() {
   const std::string ec = "ec";
   const std::vector<std::vector<std::string>> steps = {
       // A CA, then a broker key and certificate signed by it (EC keys: quick to make).
-      {"openssl", "req", "-x509", "-newkey", ec, "-pkeyopt", "ec_paramgen_curve:prime256v1",
-       "-nodes", "-keyout", (d / "ca.key").string(), "-out", ca_file_.string(), "-days", "7",
-       "-subj", "/CN=prpc-test-ca", "-addext", "basicConstraints=critical,CA:TRUE", "-addext",
+      {"openssl",
+       "req",
+       "-x509",
+       "-newkey",
+       ec,
+       "-pkeyopt",
+       "ec_paramgen_curve:prime256v1",
+       "-nodes",
+       "-keyout",
+       (d / "ca.key").string(),
+       "-out",
+       ca_file_.string(),
+       "-days",
+       "7",
+       "-subj",
+       "/CN=prpc-test-ca",
+       "-addext",
+       "basicConstraints=critical,CA:TRUE",
+       "-addext",
        "keyUsage=critical,keyCertSign,cRLSign"},
       {"openssl", "req", "-newkey", ec, "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
        "-keyout", (d / "broker.key").string(), "-out", (d / "broker.csr").string(), "-subj",
@@ -130,15 +148,15 @@ void KafkaSaslSslServer::make_keys() {
        (d / "broker.key").string(), "-certfile", ca_file_.string(), "-name", "broker", "-out",
        (d / "broker.p12").string(), "-passout", "file:" + (d / "store.pw").string()},
       // keytool, not openssl: Java trusts only certificates that keytool marks as trusted.
-      {"keytool", "-importcert", "-noprompt", "-alias", "prpc-test-ca", "-file",
-       ca_file_.string(), "-keystore", (d / "truststore.p12").string(), "-storetype", "PKCS12",
-       "-storepass:file", (d / "store.pw").string()},
+      {"keytool", "-importcert", "-noprompt", "-alias", "prpc-test-ca", "-file", ca_file_.string(),
+       "-keystore", (d / "truststore.p12").string(), "-storetype", "PKCS12", "-storepass:file",
+       (d / "store.pw").string()},
   };
   for (const auto& argv : steps) {
     auto r = run_program(argv, d / "keys.log", std::chrono::seconds(60));
     if (r.exit_code != 0) {
-      throw std::runtime_error(argv[0] + " " + argv[1] + " failed (" +
-                               std::to_string(r.exit_code) + "):\n" + r.output);
+      throw std::runtime_error(argv[0] + " " + argv[1] + " failed (" + std::to_string(r.exit_code) +
+                               "):\n" + r.output);
     }
   }
 }

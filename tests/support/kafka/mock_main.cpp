@@ -39,10 +39,10 @@ std::optional<long> parse_long(const std::string& s) {
 
 std::optional<int> api_key(const std::string& name) {
   static const std::map<std::string, int> keys = {
-      {"Produce", 0},         {"Fetch", 1},          {"ListOffsets", 2},    {"Metadata", 3},
-      {"OffsetCommit", 8},    {"OffsetFetch", 9},    {"FindCoordinator", 10}, {"JoinGroup", 11},
-      {"Heartbeat", 12},      {"LeaveGroup", 13},    {"SyncGroup", 14},     {"DescribeGroups", 15},
-      {"ListGroups", 16},     {"ApiVersions", 18},   {"CreateTopics", 19},  {"InitProducerId", 22}};
+      {"Produce", 0},      {"Fetch", 1},        {"ListOffsets", 2},      {"Metadata", 3},
+      {"OffsetCommit", 8}, {"OffsetFetch", 9},  {"FindCoordinator", 10}, {"JoinGroup", 11},
+      {"Heartbeat", 12},   {"LeaveGroup", 13},  {"SyncGroup", 14},       {"DescribeGroups", 15},
+      {"ListGroups", 16},  {"ApiVersions", 18}, {"CreateTopics", 19},    {"InitProducerId", 22}};
   if (auto it = keys.find(name); it != keys.end()) return it->second;
   if (auto n = parse_long(name)) return static_cast<int>(*n);
   return std::nullopt;

@@ -15,8 +15,8 @@ bool starts_with(const std::string& s, const std::string& prefix) {
 
 TEST(RedisAclFixture, UserRunsPrpcCommandsOnPrpcKeys) {
   RedisAclServer acl;
-  EXPECT_EQ(acl.url(3), "redis://prpc:" + acl.password() + "@127.0.0.1:" +
-                            std::to_string(acl.port()) + "/3");
+  EXPECT_EQ(acl.url(3),
+            "redis://prpc:" + acl.password() + "@127.0.0.1:" + std::to_string(acl.port()) + "/3");
   auto c = acl.user_client();
   EXPECT_EQ(c.text({"SET", "prpc_x", "1"}), "OK");
   EXPECT_EQ(c.get("prpc_x"), "1");
@@ -25,8 +25,8 @@ TEST(RedisAclFixture, UserRunsPrpcCommandsOnPrpcKeys) {
   EXPECT_EQ(c.text({"SET", "prcp_message_feedback_q_1", "r"}), "OK");
   EXPECT_EQ(c.command({"XADD", "prpc_raw_q", "*", "message", "{}"})->type, REDIS_REPLY_STRING);
   EXPECT_EQ(c.text({"XGROUP", "CREATE", "prpc_raw_q", "g", "0"}), "OK");
-  auto read = c.command({"XREADGROUP", "GROUP", "g", "c1", "COUNT", "10", "STREAMS", "prpc_raw_q",
-                         ">"});
+  auto read =
+      c.command({"XREADGROUP", "GROUP", "g", "c1", "COUNT", "10", "STREAMS", "prpc_raw_q", ">"});
   ASSERT_EQ(read->type, REDIS_REPLY_ARRAY);
   EXPECT_EQ(read->elements, 1u);
   EXPECT_EQ(c.integer({"XLEN", "prpc_raw_q"}), 1);
@@ -79,8 +79,8 @@ TEST(RedisAclFixture, DefaultUserBehindAPasswordAndACustomCommandList) {
   options.default_password = "default-secret";
   options.commands = {"+get", "+set"};
   RedisAclServer acl(options);
-  EXPECT_EQ(acl.url(), "redis://worker:p%40ss%3Aword@127.0.0.1:" + std::to_string(acl.port()) +
-                           "/0");
+  EXPECT_EQ(acl.url(),
+            "redis://worker:p%40ss%3Aword@127.0.0.1:" + std::to_string(acl.port()) + "/0");
   auto anonymous = RedisClient::tcp("127.0.0.1", acl.port());
   EXPECT_PRED2(starts_with, anonymous.text({"GET", "prpc_x"}), "NOAUTH");
   EXPECT_EQ(anonymous.text({"AUTH", "default-secret"}), "OK");

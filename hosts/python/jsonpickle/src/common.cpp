@@ -14,9 +14,9 @@ PyObject* g_encode_error = nullptr;
 
 void ensure_default_errors() {
   if (g_decode_error == nullptr) {
-    g_decode_error = PyErr_NewExceptionWithDoc(
-        "prpc_codec.DecodeError", "Input refused or malformed while decoding.", PyExc_ValueError,
-        nullptr);
+    g_decode_error = PyErr_NewExceptionWithDoc("prpc_codec.DecodeError",
+                                               "Input refused or malformed while decoding.",
+                                               PyExc_ValueError, nullptr);
   }
   if (g_encode_error == nullptr) {
     g_encode_error = PyErr_NewExceptionWithDoc(
@@ -48,8 +48,8 @@ PyObject* encode_error_type() {
 namespace details {
 
 bool fail_decode(std::string_view message) {
-  PyObject* msg = PyUnicode_DecodeUTF8(message.data(), static_cast<Py_ssize_t>(message.size()),
-                                       "replace");
+  PyObject* msg =
+      PyUnicode_DecodeUTF8(message.data(), static_cast<Py_ssize_t>(message.size()), "replace");
   if (msg != nullptr) {
     PyErr_SetObject(decode_error_type(), msg);
     Py_DECREF(msg);
@@ -58,8 +58,8 @@ bool fail_decode(std::string_view message) {
 }
 
 bool fail_encode(std::string_view message) {
-  PyObject* msg = PyUnicode_DecodeUTF8(message.data(), static_cast<Py_ssize_t>(message.size()),
-                                       "replace");
+  PyObject* msg =
+      PyUnicode_DecodeUTF8(message.data(), static_cast<Py_ssize_t>(message.size()), "replace");
   if (msg != nullptr) {
     PyErr_SetObject(encode_error_type(), msg);
     Py_DECREF(msg);
@@ -87,11 +87,16 @@ const Known* known() {
     const char* name;
   };
   const Item items[] = {
-      {&k.datetime_type, "datetime", "datetime"}, {&k.date_type, "datetime", "date"},
-      {&k.time_type, "datetime", "time"},         {&k.timedelta_type, "datetime", "timedelta"},
-      {&k.timezone_type, "datetime", "timezone"}, {&k.tzinfo_type, "datetime", "tzinfo"},
-      {&k.decimal_type, "decimal", "Decimal"},    {&k.uuid_type, "uuid", "UUID"},
-      {&k.enum_type, "enum", "Enum"},             {&k.flag_type, "enum", "Flag"},
+      {&k.datetime_type, "datetime", "datetime"},
+      {&k.date_type, "datetime", "date"},
+      {&k.time_type, "datetime", "time"},
+      {&k.timedelta_type, "datetime", "timedelta"},
+      {&k.timezone_type, "datetime", "timezone"},
+      {&k.tzinfo_type, "datetime", "tzinfo"},
+      {&k.decimal_type, "decimal", "Decimal"},
+      {&k.uuid_type, "uuid", "UUID"},
+      {&k.enum_type, "enum", "Enum"},
+      {&k.flag_type, "enum", "Flag"},
       {&k.pattern_type, "re", "Pattern"},
   };
   for (const Item& it : items) {
@@ -139,8 +144,8 @@ const std::string* importable_name(PyObject* cls) {
       Ref m2(PyObject_GetAttrString(self.get(), "__module__"));
       if (!m2) {
         PyErr_Clear();
-        m2 = Ref(PyObject_GetAttrString(reinterpret_cast<PyObject*>(Py_TYPE(self.get())),
-                                        "__module__"));
+        m2 = Ref(
+            PyObject_GetAttrString(reinterpret_cast<PyObject*>(Py_TYPE(self.get())), "__module__"));
       }
       if (m2 && PyUnicode_Check(m2.get()) && str_utf8(m2.get(), v)) mod = std::string(v);
       PyErr_Clear();
@@ -168,8 +173,9 @@ bool str_utf8(PyObject* s, std::string_view& out) {
 void append_str(std::string& out, PyObject* s) {
   static constexpr char kHex[] = "0123456789abcdef";
   auto u4 = [&](Py_UCS4 v) {
-    char buf[6] = {'\\', 'u', kHex[(v >> 12) & 0xf], kHex[(v >> 8) & 0xf], kHex[(v >> 4) & 0xf],
-                   kHex[v & 0xf]};
+    char buf[6] = {
+        '\\',         'u', kHex[(v >> 12) & 0xf], kHex[(v >> 8) & 0xf], kHex[(v >> 4) & 0xf],
+        kHex[v & 0xf]};
     out.append(buf, 6);
   };
   auto escape_ascii = [&](Py_UCS4 c) {
@@ -254,9 +260,10 @@ bool append_int(std::string& out, PyObject* v, std::size_t max_digits) {
   // Refuse before the quadratic conversion: bits * log10(2) bounds the digit count.
   std::size_t bits = _PyLong_NumBits(v);
   if (static_cast<double>(bits) * 0.30102999566398120 > static_cast<double>(max_digits) + 1) {
-    return fail_encode("int of about " +
-                       std::to_string(static_cast<std::size_t>(static_cast<double>(bits) * 0.30103)) +
-                       " digits exceeds the limit of " + std::to_string(max_digits) + " digits");
+    return fail_encode(
+        "int of about " +
+        std::to_string(static_cast<std::size_t>(static_cast<double>(bits) * 0.30103)) +
+        " digits exceeds the limit of " + std::to_string(max_digits) + " digits");
   }
   Ref s(PyObject_Str(v));
   if (!s) return false;

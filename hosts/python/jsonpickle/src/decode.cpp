@@ -152,7 +152,8 @@ class Decoder {
 
   PyObject* bytes_b64(std::uint32_t v) {
     std::string raw;
-    if (v != kNoNode && doc_[v].kind == Kind::kString && jsonpickle::base64_decode(doc_[v].text, raw)) {
+    if (v != kNoNode && doc_[v].kind == Kind::kString &&
+        jsonpickle::base64_decode(doc_[v].text, raw)) {
       return PyBytes_FromStringAndSize(raw.data(), static_cast<Py_ssize_t>(raw.size()));
     }
     return PyBytes_FromStringAndSize("", 0);  // jsonpickle gives b'' for bad base64
@@ -620,7 +621,7 @@ class Decoder {
     if (seq != kNoNode && doc_[seq].kind == Kind::kArray) {
       const char* method = PyObject_HasAttrString(instance.get(), "append") ? "append"
                            : PyObject_HasAttrString(instance.get(), "add")  ? "add"
-                                                                             : nullptr;
+                                                                            : nullptr;
       if (method != nullptr) {
         for (std::uint32_t c = doc_[seq].first_child; c != kNoNode; c = doc_[c].next_sibling) {
           Ref v(restore(c));

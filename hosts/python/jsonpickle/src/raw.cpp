@@ -43,8 +43,8 @@ class RawEncoder {
       details::append_float(out_, PyFloat_AS_DOUBLE(o));
       return true;
     }
-    if (PyObject_IsInstance(o, k_->datetime_type) == 1 || PyObject_IsInstance(o, k_->date_type) == 1 ||
-        PyObject_IsInstance(o, k_->time_type) == 1) {
+    if (PyObject_IsInstance(o, k_->datetime_type) == 1 ||
+        PyObject_IsInstance(o, k_->date_type) == 1 || PyObject_IsInstance(o, k_->time_type) == 1) {
       Ref iso(PyObject_CallMethod(o, "isoformat", nullptr));
       if (!iso) return false;
       details::append_str(out_, iso.get());

@@ -271,8 +271,8 @@ class Parser {
             std::uint32_t cp = 0;
             PRPC_RETURN_IF_ERROR(read_hex4(cp));
             // json.dumps uses \u only for controls without a short form, DEL and non-ASCII.
-            if ((cp >= 0x20 && cp < 0x7f) || cp == '\b' || cp == '\f' || cp == '\n' ||
-                cp == '\r' || cp == '\t') {
+            if ((cp >= 0x20 && cp < 0x7f) || cp == '\b' || cp == '\f' || cp == '\n' || cp == '\r' ||
+                cp == '\t') {
               doc_.canonical_ = false;
             }
             // A high surrogate followed by an escaped low one is one astral code point, as
@@ -292,9 +292,7 @@ class Parser {
             append_wtf8(buf, cp);
             break;
           }
-          default:
-            pos_ -= 1;
-            return fail("invalid escape in a string");
+          default: pos_ -= 1; return fail("invalid escape in a string");
         }
         continue;
       }
@@ -482,7 +480,9 @@ void append_wtf8(std::string& out, std::uint32_t cp) {
 }
 
 std::uint32_t next_code_point(std::string_view s, std::size_t& i) noexcept {
-  auto b = [&](std::size_t k) { return static_cast<std::uint32_t>(static_cast<unsigned char>(s[k])); };
+  auto b = [&](std::size_t k) {
+    return static_cast<std::uint32_t>(static_cast<unsigned char>(s[k]));
+  };
   std::uint32_t c = b(i);
   if (c < 0x80) {
     ++i;
@@ -509,8 +509,9 @@ std::uint32_t next_code_point(std::string_view s, std::size_t& i) noexcept {
 void append_py_string(std::string& out, std::string_view text) {
   static constexpr char kHex[] = "0123456789abcdef";
   auto u4 = [&](std::uint32_t v) {
-    char buf[6] = {'\\', 'u', kHex[(v >> 12) & 0xf], kHex[(v >> 8) & 0xf], kHex[(v >> 4) & 0xf],
-                   kHex[v & 0xf]};
+    char buf[6] = {
+        '\\',         'u', kHex[(v >> 12) & 0xf], kHex[(v >> 8) & 0xf], kHex[(v >> 4) & 0xf],
+        kHex[v & 0xf]};
     out.append(buf, 6);
   };
   out += '"';
@@ -609,7 +610,9 @@ std::string base64_encode(std::string_view bytes) {
   std::string out;
   out.reserve((bytes.size() + 2) / 3 * 4);
   std::size_t i = 0;
-  auto b = [&](std::size_t k) { return static_cast<std::uint32_t>(static_cast<unsigned char>(bytes[k])); };
+  auto b = [&](std::size_t k) {
+    return static_cast<std::uint32_t>(static_cast<unsigned char>(bytes[k]));
+  };
   for (; i + 3 <= bytes.size(); i += 3) {
     std::uint32_t v = (b(i) << 16) | (b(i + 1) << 8) | b(i + 2);
     out += kAlphabet[(v >> 18) & 63];

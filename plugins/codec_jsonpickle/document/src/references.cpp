@@ -8,9 +8,10 @@ namespace prpc::jsonpickle {
 namespace {
 
 constexpr std::array<std::string_view, 19> kReserved = {
-    "py/bytes",  "py/function", "py/id",    "py/initargs", "py/iterator", "py/mod", "py/newargs",
-    "py/newargsex", "py/newobj", "py/object", "py/property", "py/reduce", "py/ref",  "py/repr",
-    "py/seq",    "py/set",      "py/state", "py/tuple",    "py/type"};
+    "py/bytes",    "py/function", "py/id",        "py/initargs", "py/iterator",
+    "py/mod",      "py/newargs",  "py/newargsex", "py/newobj",   "py/object",
+    "py/property", "py/reduce",   "py/ref",       "py/repr",     "py/seq",
+    "py/set",      "py/state",    "py/tuple",     "py/type"};
 
 bool is_datetime_handler(std::string_view cls) noexcept {
   return cls == "datetime.datetime" || cls == "datetime.date" || cls == "datetime.time";
@@ -203,7 +204,10 @@ class Counter {
 class Rebaser {
  public:
   Rebaser(const Document& doc, const Numbering& global, std::size_t max_depth, std::string& out)
-      : doc_(doc), global_(global), max_depth_(max_depth), out_(out),
+      : doc_(doc),
+        global_(global),
+        max_depth_(max_depth),
+        out_(out),
         local_(doc.node_count(), -1) {}
 
   Status write_root(std::uint32_t n, bool as_list) {
@@ -297,9 +301,7 @@ class Rebaser {
         if (written(n)) return Status::ok();
         write_node(doc_, n, out_);
         return Status::ok();
-      default:
-        write_node(doc_, n, out_);
-        return Status::ok();
+      default: write_node(doc_, n, out_); return Status::ok();
     }
   }
 
@@ -501,10 +503,9 @@ void write_mapped(const Document& doc, std::uint32_t n,
     std::int64_t idx = 0;
     if (doc[v].kind == Kind::kNumber && doc[v].integral && read_index(doc[v].text, idx)) {
       // A dangling local reference stays dangling, past the end of the envelope's ids.
-      std::int64_t mapped =
-          idx >= 0 && static_cast<std::uint64_t>(idx) < local_to_global.size()
-              ? local_to_global[static_cast<std::size_t>(idx)]
-              : idx + (local_to_global.empty() ? 0 : local_to_global.back() + 1);
+      std::int64_t mapped = idx >= 0 && static_cast<std::uint64_t>(idx) < local_to_global.size()
+                                ? local_to_global[static_cast<std::size_t>(idx)]
+                                : idx + (local_to_global.empty() ? 0 : local_to_global.back() + 1);
       out += "{\"py/id\": ";
       out += std::to_string(mapped);
       out += '}';

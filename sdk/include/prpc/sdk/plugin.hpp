@@ -194,8 +194,8 @@ struct BrokerThunks : LifecycleThunks<T> {
   static prpc_status connect(void* self, prpc_error* err) noexcept {
     return abi::barrier(err, [&] { return as<T>(self)->connect(); });
   }
-  static prpc_status subscribe(void* self, const prpc_subscribe_options* raw,
-                               prpc_delivery_fn sink, void* sink_ud, prpc_error* err) noexcept {
+  static prpc_status subscribe(void* self, const prpc_subscribe_options* raw, prpc_delivery_fn sink,
+                               void* sink_ud, prpc_error* err) noexcept {
     return abi::barrier(err, [&] {
       SubscribeOptions options = abi::subscribe_options_from(raw);
       return as<T>(self)->subscribe(options, [sink, sink_ud](std::span<const DeliveryView> items) {
@@ -227,14 +227,12 @@ struct BrokerThunks : LifecycleThunks<T> {
   static void touch(void* self, const prpc_delivery* delivery) noexcept {
     abi::barrier_void([&] { as<T>(self)->touch(abi::delivery_from(delivery)); });
   }
-  static void lookup_result(void* self, std::int32_t flavour, prpc_str queue,
-                            prpc_str message_id, prpc_lookup_fn done, void* ud) noexcept {
+  static void lookup_result(void* self, std::int32_t flavour, prpc_str queue, prpc_str message_id,
+                            prpc_lookup_fn done, void* ud) noexcept {
     try {
-      as<T>(self)->lookup_result(static_cast<Flavour>(flavour), abi::view(queue),
-                                 abi::view(message_id),
-                                 [done, ud](Result<std::optional<std::string>> r) {
-                                   abi::lookup_to_c(r, done, ud);
-                                 });
+      as<T>(self)->lookup_result(
+          static_cast<Flavour>(flavour), abi::view(queue), abi::view(message_id),
+          [done, ud](Result<std::optional<std::string>> r) { abi::lookup_to_c(r, done, ud); });
     } catch (const std::exception& e) {
       done(ud, PRPC_ERR_INTERNAL, nullptr, abi::str(e.what()));
     } catch (...) {
@@ -255,8 +253,7 @@ struct BrokerThunks : LifecycleThunks<T> {
                                   void* sink_ud, prpc_error* err) noexcept {
     return abi::barrier(err, [&]() -> Status {
       auto r = as<T>(self)->open_replies(
-          abi::view(queue),
-          [on_reply, on_reply_ud](std::string_view id, std::string_view payload) {
+          abi::view(queue), [on_reply, on_reply_ud](std::string_view id, std::string_view payload) {
             on_reply(on_reply_ud, abi::str(id), abi::bytes(payload));
           });
       if (!r.is_ok()) return r.status();
@@ -331,9 +328,8 @@ struct BrokerThunks : LifecycleThunks<T> {
       done(ud, PRPC_ERR_INTERNAL, nullptr, abi::str("unknown exception"));
     }
   }
-  static void announce_server(void* self, prpc_str queue, prpc_str server_id,
-                              prpc_bytes info_json, std::int64_t ttl_ms, prpc_done_fn done,
-                              void* ud) noexcept {
+  static void announce_server(void* self, prpc_str queue, prpc_str server_id, prpc_bytes info_json,
+                              std::int64_t ttl_ms, prpc_done_fn done, void* ud) noexcept {
     try {
       as<T>(self)->announce_server(abi::view(queue), abi::view(server_id), abi::view(info_json),
                                    std::chrono::milliseconds(ttl_ms), abi::done_to_c(done, ud));
@@ -396,8 +392,7 @@ struct CodecThunks : LifecycleThunks<T> {
         sink(ud, PRPC_OK, &v, prpc_str{nullptr, 0});
       } else {
         prpc_message v = abi::message_view(salvaged);
-        sink(ud, static_cast<prpc_status>(r.status().code()), &v,
-             abi::str(r.status().message()));
+        sink(ud, static_cast<prpc_status>(r.status().code()), &v, abi::str(r.status().message()));
       }
     } catch (const std::exception& e) {
       sink(ud, PRPC_ERR_INTERNAL, nullptr, abi::str(e.what()));
@@ -405,8 +400,8 @@ struct CodecThunks : LifecycleThunks<T> {
       sink(ud, PRPC_ERR_INTERNAL, nullptr, abi::str("unknown exception"));
     }
   }
-  static prpc_status encode(void* self, const prpc_message* msg, prpc_bytes_sink_fn sink,
-                            void* ud, prpc_error* err) noexcept {
+  static prpc_status encode(void* self, const prpc_message* msg, prpc_bytes_sink_fn sink, void* ud,
+                            prpc_error* err) noexcept {
     return abi::barrier(err, [&]() -> Status {
       auto r = as<T>(self)->encode(abi::message_from(msg));
       if (!r.is_ok()) return r.status();
@@ -517,10 +512,14 @@ struct FunctionsThunks : LifecycleThunks<T> {
 };
 
 template <typename T>
-concept HasOptions = requires { T::options(); };
+concept HasOptions = requires {
+  T::options();
+};
 
 template <typename T>
-concept HasFlags = requires { T::kFactoryFlags; };
+concept HasFlags = requires {
+  T::kFactoryFlags;
+};
 
 // Option tables and factories live for the whole life of the loaded library.
 template <typename T>
@@ -565,8 +564,9 @@ const prpc_factory* factory() noexcept {
       out.kind = PRPC_KIND_FUNCTIONS;
       out.vtable = FunctionsThunks<T>::vtable();
     } else {
-      static_assert(sizeof(T) == 0, "a plugin class derives from Broker, Codec, Executor or "
-                                    "FunctionTable");
+      static_assert(sizeof(T) == 0,
+                    "a plugin class derives from Broker, Codec, Executor or "
+                    "FunctionTable");
     }
     return out;
   }();
@@ -596,12 +596,12 @@ const prpc_plugin* describe_plugin(const char* name, const char* version,
 
 // Defines the plugin's one exported symbol. The host compares ABI versions and refuses a
 // mismatch with a message, so the entry always describes itself.
-#define PRPC_PLUGIN(name, version, description, ...)                                      \
-  extern "C" PRPC_PLUGIN_EXPORT const prpc_plugin* prpc_plugin_entry(                     \
-      std::uint16_t /*host_abi_major*/, std::uint16_t /*host_abi_minor*/) {               \
-    try {                                                                                 \
+#define PRPC_PLUGIN(name, version, description, ...)                                         \
+  extern "C" PRPC_PLUGIN_EXPORT const prpc_plugin* prpc_plugin_entry(                        \
+      std::uint16_t /*host_abi_major*/, std::uint16_t /*host_abi_minor*/) {                  \
+    try {                                                                                    \
       return ::prpc::sdk::details::describe_plugin<__VA_ARGS__>(name, version, description); \
-    } catch (...) {                                                                       \
-      return nullptr;                                                                     \
-    }                                                                                     \
+    } catch (...) {                                                                          \
+      return nullptr;                                                                        \
+    }                                                                                        \
   }

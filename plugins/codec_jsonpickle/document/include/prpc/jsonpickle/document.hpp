@@ -20,9 +20,9 @@
 namespace prpc::jsonpickle {
 
 struct Limits {
-  std::size_t max_depth = 512;                     // nesting of arrays and objects
-  std::size_t max_bytes = std::size_t{64} << 20;   // size of one document
-  std::size_t max_int_digits = 4300;               // CPython's default int/str digit limit
+  std::size_t max_depth = 512;                    // nesting of arrays and objects
+  std::size_t max_bytes = std::size_t{64} << 20;  // size of one document
+  std::size_t max_int_digits = 4300;              // CPython's default int/str digit limit
 };
 
 enum class Kind : std::uint8_t { kNull, kFalse, kTrue, kNumber, kString, kArray, kObject };
@@ -50,15 +50,15 @@ std::uint16_t py_key_bit(std::string_view key) noexcept;
 
 struct Node {
   Kind kind = Kind::kNull;
-  bool integral = false;              // a number written without fraction or exponent
-  std::uint16_t py_keys = 0;          // PyKey bits of an object's member names
+  bool integral = false;      // a number written without fraction or exponent
+  std::uint16_t py_keys = 0;  // PyKey bits of an object's member names
   std::uint32_t first_child = kNoNode;
   std::uint32_t next_sibling = kNoNode;
-  std::uint32_t size = 0;             // children of an array or object
-  std::uint32_t begin = 0;            // the value's byte range in the input
+  std::uint32_t size = 0;   // children of an array or object
+  std::uint32_t begin = 0;  // the value's byte range in the input
   std::uint32_t end = 0;
-  std::string_view key;               // member name (decoded) when the parent is an object
-  std::string_view text;              // decoded string, or the number's exact text
+  std::string_view key;   // member name (decoded) when the parent is an object
+  std::string_view text;  // decoded string, or the number's exact text
 };
 
 class Document {
