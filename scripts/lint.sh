@@ -2,7 +2,7 @@
 # The static checks: clang-tidy on the C++ sources (.clang-tidy), ruff and mypy on the Python
 # package and its tests (pyproject.toml). Any finding fails the run.
 #   scripts/lint.sh            clang-tidy, ruff, mypy
-#   scripts/lint.sh --format   and clang-format --dry-run --Werror (off until the tree is formatted)
+#   scripts/lint.sh --format   and clang-format --dry-run --Werror (what scripts/test.sh runs)
 # clang-tidy reads build/ci/compile_commands.json (the ci preset is configured when it is missing).
 # PRPC_LINT_JOBS sets clang-tidy's parallel runs (default 2).
 set -euo pipefail

@@ -2,8 +2,8 @@
 # The test command: builds and runs every test suite in the `ci` preset (release, warnings as
 # errors) and again in the `asan` preset (address + undefined-behaviour sanitizers), runs the
 # fuzzers for a bounded time (the `fuzz` preset: clang, libFuzzer, its own sanitizers; 30 s per
-# target here, PRPC_FUZZ_SECONDS), then the static checks once (scripts/lint.sh: clang-tidy,
-# ruff, mypy).
+# target here, PRPC_FUZZ_SECONDS), then the static checks once (scripts/lint.sh --format:
+# clang-tidy, clang-format, ruff, mypy).
 #   scripts/test.sh            ci, asan and fuzz
 #   scripts/test.sh ci         one preset (or several: ci fuzz)
 # Redis and Kafka suites start their own brokers; see docs/testing.md.
@@ -25,4 +25,4 @@ for preset in "${presets[@]}"; do
   ctest --preset "$preset" -j "$jobs" --timeout 900
 done
 printf '\n==> static checks\n'
-scripts/lint.sh
+scripts/lint.sh --format
