@@ -39,7 +39,16 @@ print("\n".join(sorted(seen)))
 PY
 )
 
-printf '==> clang-tidy: %d files, %s at a time\n' "${#sources[@]}" "$jobs"
+# Both configurations load: a typo in .clang-tidy would otherwise check next to nothing.
+enabled=$(clang-tidy --list-checks -p "$db" "${sources[0]}" 2> /dev/null | grep -c '^    ' || true)
+if [ "$enabled" -lt 50 ]; then
+  echo "lint.sh: .clang-tidy enables $enabled checks (does it load?)"
+  failed+=(.clang-tidy)
+fi
+clang-format --style=file --assume-filename=core/src/log.cpp --dump-config > /dev/null ||
+  failed+=(.clang-format)
+
+printf '==> clang-tidy: %d files, %d checks, %s at a time\n' "${#sources[@]}" "$enabled" "$jobs"
 start=$SECONDS
 # Each file is bounded (a stuck run fails instead of hanging CI). GCC-only flags in the compile
 # database are not clang's concern, nor is how C++20 reads RapidJSON's comparison operators.
