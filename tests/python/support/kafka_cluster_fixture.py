@@ -36,6 +36,7 @@ with warnings.catch_warnings():
     # (DeprecationWarning) on import; pytest turns warnings into errors. Later imports of
     # kafka find it loaded.
     warnings.simplefilter("ignore", DeprecationWarning)
+    from kafka import errors as kafka_errors
     from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient, NewTopic
     from kafka.errors import KafkaError
 
@@ -294,12 +295,24 @@ class KafkaCluster:
         rf = replication_factor or self.replication_factor
         topic_configs = {"min.insync.replicas": str(min(self.min_insync_replicas, rf))}
         topic_configs.update(configs or {})
-        admin = self.admin()
-        try:
-            admin.create_topics([NewTopic(name, partitions or self.default_partitions, rf,
-                                          topic_configs=topic_configs)])
-        finally:
-            admin.close()
+        # Just after start-up an admin client may learn the controller's id before its address
+        # (UnknownBrokerIdError): try again with a fresh client, for a bounded time.
+        deadline = time.monotonic() + 60
+        while True:
+            admin = self.admin()
+            try:
+                admin.create_topics([NewTopic(name, partitions or self.default_partitions, rf,
+                                              topic_configs=topic_configs)])
+                break
+            except kafka_errors.TopicAlreadyExistsError:
+                break  # an earlier attempt got through before its answer was lost
+            except (kafka_errors.UnknownBrokerIdError, kafka_errors.NodeNotReadyError,
+                    kafka_errors.KafkaConnectionError):
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)  # a retry's pace, not a readiness wait
+            finally:
+                admin.close()
         self.wait_for_leaders(name, min(self.min_insync_replicas, rf))
 
     def create_queue_topics(self, queue: str, partitions: int | None = None) -> None:
