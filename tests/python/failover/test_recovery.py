@@ -7,37 +7,14 @@ from __future__ import annotations
 import os
 import signal
 import time
-from pathlib import Path
 
 import pytest
+from executions import app_source, lines
 from sdk_fixtures import wait_until
 
 pytestmark = [pytest.mark.failover, pytest.mark.slow]
 
-APP = '''
-import os, time
-from prpc import AppServer
-
-app = AppServer("redis", "{URL}", "thread", 4, None, "{QUEUE}")
-
-@app.decorator_reg_func()
-def work(seconds, log, tag):
-    with open(log, "a") as f:
-        f.write(f"start {tag} {os.getpid()} {time.time():.2f}\\n")
-    time.sleep(seconds)
-    with open(log, "a") as f:
-        f.write(f"end {tag} {os.getpid()} {time.time():.2f}\\n")
-    return tag
-
-if __name__ == "__main__":
-    app.start()
-'''
-
-
-def lines(log: Path, word: str) -> list[list[str]]:
-    if not log.exists():
-        return []
-    return [line.split() for line in log.read_text().splitlines() if line.startswith(word + " ")]
+APP = app_source("redis")
 
 
 def test_a_killed_servers_calls_finish_on_another_within_seconds(start_app, client, tmp_path):

@@ -13,6 +13,7 @@ import pytest
 import prpc
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "support"))
+from executions import app_source, lines
 from kafka_fixture import kafka_server  # noqa: F401 - a session fixture
 from sdk_fixtures import ServerProcess, wait_until
 
@@ -20,34 +21,7 @@ from sdk_fixtures import ServerProcess, wait_until
 pytestmark = [pytest.mark.kafka, pytest.mark.failover, pytest.mark.slow,
               pytest.mark.filterwarnings("ignore::DeprecationWarning")]
 
-APP = '''
-import os, time
-from prpc import AppServer
-
-app = AppServer("kafka", "{URL}", "thread", 4, None, "{QUEUE}")
-
-@app.decorator_reg_func()
-def work(seconds, log, tag):
-    with open(log, "a") as f:
-        f.write(f"start {tag} {os.getpid()} {time.time():.2f}\\n")
-    time.sleep(seconds)
-    with open(log, "a") as f:
-        f.write(f"end {tag} {os.getpid()} {time.time():.2f}\\n")
-    return tag
-
-@app.decorator_reg_func()
-def pid():
-    return os.getpid()
-
-if __name__ == "__main__":
-    app.start()
-'''
-
-
-def lines(log: Path, word: str) -> list[list[str]]:
-    if not log.exists():
-        return []
-    return [line.split() for line in log.read_text().splitlines() if line.startswith(word + " ")]
+APP = app_source("kafka")
 
 
 @pytest.fixture
