@@ -7,10 +7,12 @@
 #include <sys/un.h>
 
 #include <algorithm>
+#include <boost/asio/connect.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/write.hpp>
 #include <cerrno>
+#include <charconv>
 
 namespace prpc::redis::details {
 
@@ -68,7 +70,13 @@ Link::Link(asio::io_context& io, LinkSettings settings, const sdk::Logger* log, 
 
 Link::~Link() = default;
 
-std::string Link::describe() const { return settings_.url.redacted() + " (" + role_ + ")"; }
+std::string Link::describe() const {
+  std::string out = settings_.url.redacted();
+  if (settings_.url.sentinel() && !master_host_.empty()) {
+    out += " (master " + master_host_ + ":" + std::to_string(master_port_) + ")";
+  }
+  return out + " (" + role_ + ")";
+}
 
 void Link::start() {
   {
@@ -108,19 +116,137 @@ void Link::connect() {
     connect_next(eps, 0, Status::ok());
     return;
   }
+  if (settings_.url.sentinel()) {
+    ask_sentinel(0, Status(StatusCode::kUnavailable, "no sentinel"));
+    return;
+  }
+  resolve_and_connect(settings_.url.host, settings_.url.port);
+}
+
+void Link::resolve_and_connect(const std::string& host, std::uint16_t port) {
+  using Endpoints = std::vector<asio::generic::stream_protocol::endpoint>;
+  std::uint64_t gen = generation_;
+  auto self = shared_from_this();
   resolver_.async_resolve(
-      settings_.url.host, std::to_string(settings_.url.port),
-      [self, gen](const boost::system::error_code& ec,
-                  const asio::ip::tcp::resolver::results_type& results) {
+      host, std::to_string(port),
+      [self, gen, host](const boost::system::error_code& ec,
+                        const asio::ip::tcp::resolver::results_type& results) {
         if (gen != self->generation_) return;
         if (ec) {
-          self->fail(Status(StatusCode::kUnavailable,
-                            "cannot resolve '" + self->settings_.url.host + "': " + ec.message()));
+          self->fail(
+              Status(StatusCode::kUnavailable, "cannot resolve '" + host + "': " + ec.message()));
           return;
         }
         auto eps = std::make_shared<Endpoints>();
         for (const auto& entry : results) eps->emplace_back(entry.endpoint());
         self->connect_next(eps, 0, Status(StatusCode::kUnavailable, "no address to connect to"));
+      });
+}
+
+// SENTINEL get-master-addr-by-name on one sentinel after the other; the first that names a
+// master wins (the ROLE check of the login catches a sentinel that lags behind a failover).
+void Link::ask_sentinel(std::size_t index, Status last) {
+  const auto& sentinels = settings_.url.sentinels;
+  if (index >= sentinels.size()) {
+    fail(Status(StatusCode::kUnavailable, "no sentinel named the master '" +
+                                              settings_.url.master_name + "': " + last.message()));
+    return;
+  }
+  std::uint64_t gen = generation_;
+  auto self = shared_from_this();
+  const auto& [host, port] = sentinels[index];
+  std::string where = host + ":" + std::to_string(port);
+  sentinel_socket_ = std::make_shared<asio::ip::tcp::socket>(io_);
+  sentinel_reader_.reset(redisReaderCreate());
+  sentinel_query_ = std::string(
+      Command::make({"SENTINEL", "get-master-addr-by-name", settings_.url.master_name}).bytes());
+  auto next = [self, gen, index, where](const std::string& why) {
+    if (gen != self->generation_) return;
+    self->ask_sentinel(index + 1,
+                       Status(StatusCode::kUnavailable, "sentinel " + where + ": " + why));
+  };
+  resolver_.async_resolve(
+      host, std::to_string(port),
+      [self, gen, index, next](const boost::system::error_code& ec,
+                               const asio::ip::tcp::resolver::results_type& results) {
+        if (gen != self->generation_) return;
+        if (ec) {
+          next(ec.message());
+          return;
+        }
+        asio::async_connect(
+            *self->sentinel_socket_, results,
+            [self, gen, index, next](const boost::system::error_code& ec2,
+                                     const asio::ip::tcp::endpoint&) {
+              if (gen != self->generation_) return;
+              if (ec2) {
+                next(ec2.message());
+                return;
+              }
+              asio::async_write(
+                  *self->sentinel_socket_, asio::buffer(self->sentinel_query_),
+                  [self, gen, index, next](const boost::system::error_code& ec3, std::size_t) {
+                    if (gen != self->generation_) return;
+                    if (ec3) {
+                      next(ec3.message());
+                      return;
+                    }
+                    self->read_sentinel(index, gen);
+                  });
+            });
+      });
+}
+
+void Link::read_sentinel(std::size_t index, std::uint64_t gen) {
+  auto self = shared_from_this();
+  sentinel_socket_->async_read_some(
+      asio::buffer(sentinel_buffer_),
+      [self, gen, index](const boost::system::error_code& ec, std::size_t n) {
+        if (gen != self->generation_) return;
+        const auto& [host, port] = self->settings_.url.sentinels[index];
+        auto next = [&](const std::string& why) {
+          self->ask_sentinel(index + 1,
+                             Status(StatusCode::kUnavailable,
+                                    "sentinel " + host + ":" + std::to_string(port) + ": " + why));
+        };
+        if (ec) {
+          next(ec.message());
+          return;
+        }
+        void* raw = nullptr;
+        if (redisReaderFeed(self->sentinel_reader_.get(), self->sentinel_buffer_.data(), n) !=
+                REDIS_OK ||
+            redisReaderGetReply(self->sentinel_reader_.get(), &raw) != REDIS_OK) {
+          next("unreadable answer");
+          return;
+        }
+        if (raw == nullptr) {
+          self->read_sentinel(index, gen);  // the answer is not complete yet
+          return;
+        }
+        ReplyPtr reply(static_cast<redisReply*>(raw));
+        boost::system::error_code ignored;
+        self->sentinel_socket_->close(ignored);
+        if (is_error(reply.get())) {
+          next(std::string(text(reply.get())));
+          return;
+        }
+        if (!is_array(reply.get()) || reply->elements != 2 || !is_string(reply->element[0]) ||
+            !is_string(reply->element[1])) {
+          next("it does not know the master '" + self->settings_.url.master_name + "'");
+          return;
+        }
+        unsigned master_port = 0;
+        std::string_view port_text = text(reply->element[1]);
+        auto [end, perr] =
+            std::from_chars(port_text.data(), port_text.data() + port_text.size(), master_port);
+        if (perr != std::errc() || master_port == 0 || master_port > 65535) {
+          next("it named a master with an invalid port");
+          return;
+        }
+        self->master_host_ = std::string(text(reply->element[0]));
+        self->master_port_ = static_cast<std::uint16_t>(master_port);
+        self->resolve_and_connect(self->master_host_, self->master_port_);
       });
 }
 
@@ -175,6 +301,9 @@ void Link::connected() {
     std::string db = std::to_string(url.db);
     steps.push_back({Command::make({"SELECT", db}), true, "SELECT"});
   }
+  // Behind sentinels, only a master will do: a sentinel may still name the old master while a
+  // failover is under way, or a restarted old master may come back as a replica.
+  if (url.sentinel()) steps.push_back({Command::make({"ROLE"}), true, "ROLE"});
   std::string name = settings_.client_name + "-" + role_;
   steps.push_back({Command::make({"CLIENT", "SETNAME", name}), false, "CLIENT SETNAME"});
   steps.push_back({Command::make({"CLIENT", "ID"}), false, "CLIENT ID"});
@@ -225,6 +354,17 @@ void Link::handshake_reply(const Status& s, ReplyPtr reply, bool required, std::
     }
   } else if (step == "CLIENT ID") {
     client_id_ = integer_of(reply.get(), -1);
+  } else if (step == "ROLE" && handshake_error_.is_ok()) {
+    const redisReply* r = reply.get();
+    std::string_view role =
+        is_array(r) && r->elements > 0 && is_string(r->element[0]) ? text(r->element[0]) : "";
+    if (role != "master") {
+      handshake_error_ =
+          Status(StatusCode::kUnavailable, "the sentinels named " + master_host_ + ":" +
+                                               std::to_string(master_port_) + ", which is a " +
+                                               std::string(role.empty() ? "?" : role) +
+                                               ", not a master (a failover is under way)");
+    }
   }
   if (--handshake_left_ > 0) return;
   if (!handshake_error_.is_ok()) {
@@ -447,8 +587,14 @@ void Link::on_read(std::size_t n) {
       fail(Status(StatusCode::kInternal, "Redis sent a reply nobody asked for"));
       return;
     }
+    // Behind sentinels, a master that became a replica: find the new master.
+    bool demoted = settings_.url.sentinel() && starts_with(reply.get(), "READONLY");
     p.done(Status::ok(), std::move(reply));
     if (gen != generation_) return;  // the callback closed or reset this link
+    if (demoted) {
+      fail(Status(StatusCode::kUnavailable, "the master became a replica; asking the sentinels"));
+      return;
+    }
   }
   read();
 }
@@ -498,6 +644,7 @@ void Link::drop(State next, const Status& why, const Status& held_status, const 
     last_error_ = cause;
     boost::system::error_code ignored;
     socket_.close(ignored);
+    if (sentinel_socket_) sentinel_socket_->close(ignored);
     out_.clear();
     writing_ = false;
     inflight.swap(inflight_);

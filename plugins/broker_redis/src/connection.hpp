@@ -16,6 +16,7 @@
 
 #include <hiredis/hiredis.h>
 
+#include <array>
 #include <atomic>
 #include <boost/asio/generic/stream_protocol.hpp>
 #include <boost/asio/io_context.hpp>
@@ -145,6 +146,10 @@ class Link : public std::enable_shared_from_this<Link> {
   };
 
   void connect();
+  void resolve_and_connect(const std::string& host, std::uint16_t port);
+  // Sentinel mode: asks the sentinels in turn for the master's address, then connects there.
+  void ask_sentinel(std::size_t index, Status last);
+  void read_sentinel(std::size_t index, std::uint64_t gen);
   void connect_next(std::shared_ptr<std::vector<asio::generic::stream_protocol::endpoint>> eps,
                     std::size_t index, Status last);
   void connected();
@@ -193,6 +198,13 @@ class Link : public std::enable_shared_from_this<Link> {
   asio::steady_timer watchdog_timer_;
   ReaderPtr reader_;
   std::vector<char> read_buffer_;
+  // Sentinel mode: the query in progress, and the master it named last.
+  std::shared_ptr<asio::ip::tcp::socket> sentinel_socket_;
+  ReaderPtr sentinel_reader_;
+  std::string sentinel_query_;
+  std::array<char, 1024> sentinel_buffer_{};
+  std::string master_host_;
+  std::uint16_t master_port_ = 0;
   int handshake_left_ = 0;
   Status handshake_error_;
   std::atomic<std::int64_t> client_id_{-1};

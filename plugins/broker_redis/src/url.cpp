@@ -120,6 +120,15 @@ Status parse_host_port(std::string_view hostport, RedisUrl* url) {
 
 std::string RedisUrl::redacted() const {
   std::string out;
+  if (sentinel()) {
+    out = "redis+sentinel://";
+    for (std::size_t i = 0; i < sentinels.size(); ++i) {
+      const auto& [h, p] = sentinels[i];
+      if (i > 0) out += ',';
+      out += (h.find(':') != std::string::npos ? "[" + h + "]" : h) + ":" + std::to_string(p);
+    }
+    return out + "/" + master_name + "/" + std::to_string(db);
+  }
   if (unix_socket) {
     out = "unix://" + path;
     if (db != 0) out += "?db=" + std::to_string(db);
@@ -131,7 +140,58 @@ std::string RedisUrl::redacted() const {
   return out;
 }
 
+namespace {
+
+// redis+sentinel://[credentials@]h:p[,h:p...]/master_name[/db][?query]
+Result<RedisUrl> parse_sentinel_url(std::string_view rest) {
+  RedisUrl url;
+  std::string_view query;
+  if (auto q = rest.find('?'); q != std::string_view::npos) {
+    query = rest.substr(q + 1);
+    rest = rest.substr(0, q);
+  }
+  auto slash = rest.find('/');
+  if (slash == std::string_view::npos)
+    return bad("a Sentinel URL needs /master_name after the sentinels");
+  std::string_view hosts = rest.substr(0, slash);
+  std::string_view path = rest.substr(slash + 1);
+  if (auto at = hosts.rfind('@'); at != std::string_view::npos) {
+    PRPC_RETURN_IF_ERROR(apply_userinfo(hosts.substr(0, at), &url));
+    hosts = hosts.substr(at + 1);
+  }
+  while (true) {
+    auto comma = hosts.find(',');
+    RedisUrl one;
+    one.port = 26379;  // Sentinel's usual port
+    PRPC_RETURN_IF_ERROR(parse_host_port(hosts.substr(0, comma), &one));
+    url.sentinels.emplace_back(one.host, one.port);
+    if (comma == std::string_view::npos) break;
+    hosts = hosts.substr(comma + 1);
+  }
+  auto db_slash = path.find('/');
+  auto name = percent_decode(path.substr(0, db_slash));
+  if (!name.is_ok()) return name.status();
+  if (name->empty()) return bad("a Sentinel URL needs the master's name");
+  url.master_name = std::move(*name);
+  if (db_slash != std::string_view::npos && db_slash + 1 < path.size()) {
+    auto parsed = parse_db(path.substr(db_slash + 1));
+    if (!parsed.is_ok()) return parsed.status();
+    url.db = *parsed;
+  }
+  PRPC_RETURN_IF_ERROR(apply_query(query, &url));
+  // Filled in from the sentinels' answer on every connection.
+  url.host.clear();
+  url.port = 0;
+  return url;
+}
+
+}  // namespace
+
 Result<RedisUrl> parse_redis_url(std::string_view text) {
+  constexpr std::string_view kSentinel = "redis+sentinel://";
+  if (text.substr(0, kSentinel.size()) == kSentinel) {
+    return parse_sentinel_url(text.substr(kSentinel.size()));
+  }
   RedisUrl url;
   constexpr std::string_view kTcp = "redis://";
   constexpr std::string_view kUnix = "unix://";
@@ -146,7 +206,7 @@ Result<RedisUrl> parse_redis_url(std::string_view text) {
         "rediss:// (TLS) is not supported: this broker speaks plain TCP; reach a TLS Redis through "
         "a local TLS tunnel such as stunnel and give its redis:// address (docs/security.md)");
   } else {
-    return bad("the scheme must be redis:// or unix://");
+    return bad("the scheme must be redis://, unix:// or redis+sentinel://");
   }
 
   std::string_view query;

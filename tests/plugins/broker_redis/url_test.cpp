@@ -128,5 +128,26 @@ TEST(RedisNames, OnlyReplyStreamsOfTheQueueArePushedTo) {
   EXPECT_FALSE(protocol::is_reply_stream("prpc_feedback_q:" + std::string(65, 'a'), "q"));
 }
 
+TEST(RedisUrl, ParsesTheSentinelsTheMasterAndTheDatabase) {
+  auto url = parse_redis_url("redis+sentinel://u:p%40ss@10.0.0.1:26380,[::1],host3/mymaster/2");
+  ASSERT_TRUE(url.is_ok()) << url.status().to_string();
+  EXPECT_TRUE(url->sentinel());
+  EXPECT_EQ(url->master_name, "mymaster");
+  EXPECT_EQ(url->db, 2);
+  EXPECT_EQ(url->user, "u");
+  EXPECT_EQ(url->password, "p@ss");
+  using Address = std::pair<std::string, std::uint16_t>;
+  std::vector<Address> want{{"10.0.0.1", 26380}, {"::1", 26379}, {"host3", 26379}};
+  EXPECT_EQ(url->sentinels, want);
+  EXPECT_EQ(url->redacted(), "redis+sentinel://10.0.0.1:26380,[::1]:26379,host3:26379/mymaster/2");
+  auto no_db = parse_redis_url("redis+sentinel://127.0.0.1:5000/m");
+  ASSERT_TRUE(no_db.is_ok());
+  EXPECT_EQ(no_db->db, 0);
+  for (const char* bad : {"redis+sentinel://127.0.0.1:5000", "redis+sentinel://127.0.0.1:5000/",
+                          "redis+sentinel://127.0.0.1:0/m", "redis+sentinel://h:1/m/x"}) {
+    EXPECT_FALSE(parse_redis_url(bad).is_ok()) << bad;
+  }
+}
+
 }  // namespace
 }  // namespace prpc::redis

@@ -1,11 +1,16 @@
 // The `url` option of the Redis broker: where Redis listens and how to log in.
 //   redis://[[user]:password@]host[:port][/db]
 //   unix://[[user]:password@]/path/to/redis.sock[?db=N][&user=U][&password=P]
+//   redis+sentinel://[[user]:password@]host:port[,host:port...]/master_name[/db]
+//     the sentinels to ask for the current master of `master_name`; the credentials and the
+//     database are the master's (sentinels are asked without credentials)
 #pragma once
 
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 #include "prpc/status.hpp"
 
@@ -19,8 +24,13 @@ struct RedisUrl {
   std::string user;                // empty: the default user (AUTH <password>)
   std::string password;            // empty: no AUTH
   int db = 0;
+  // Sentinel mode when not empty: host and port are filled in from the sentinels' answer.
+  std::string master_name;
+  std::vector<std::pair<std::string, std::uint16_t>> sentinels;
 
-  // The address without credentials, safe to log: "redis://localhost:6379/0".
+  bool sentinel() const { return !master_name.empty(); }
+  // The address without credentials, safe to log: "redis://localhost:6379/0",
+  // "redis+sentinel://10.0.0.1:26379,10.0.0.2:26379/mymaster/0".
   std::string redacted() const;
 };
 
