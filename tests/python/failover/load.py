@@ -1,0 +1,64 @@
+"""Callers under load for the failover suites: threads that each make a run of calls to `tag`
+(it answers "<caller>:<n>") and record what came back, what failed and how long each took."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import prpc
+
+
+class Load:
+    def __init__(self, client: prpc.Client, callers: int, calls_each: int,
+                 timeout: float = 180) -> None:
+        self.client = client
+        self.calls_each = calls_each
+        self.timeout = timeout
+        self.total = callers * calls_each
+        self.lock = threading.Lock()
+        self.done = 0
+        self.wrong: list[str] = []
+        self.failed: list[str] = []
+        self.latencies: list[float] = []
+        self.threads = [threading.Thread(target=self.run, args=(c,)) for c in range(callers)]
+        for t in self.threads:
+            t.start()
+
+    def run(self, caller: int) -> None:
+        for n in range(self.calls_each):
+            started = time.monotonic()
+            try:
+                got = self.client.call("tag", caller, n).sync_wait_result_task(self.timeout)
+                with self.lock:
+                    self.done += 1
+                    self.latencies.append(time.monotonic() - started)
+                    if got != f"{caller}:{n}":
+                        self.wrong.append(f"{caller}:{n} -> {got!r}")
+            except Exception as e:
+                with self.lock:
+                    self.done += 1
+                    self.failed.append(f"{caller}:{n}: {type(e).__name__}: {e}")
+
+    def count(self) -> int:
+        with self.lock:
+            return self.done
+
+    def join(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        for t in self.threads:
+            t.join(max(0.0, deadline - time.monotonic()))
+        assert not any(t.is_alive() for t in self.threads), "callers still waiting"
+
+    def check(self) -> None:
+        """Every call answered, and answered right."""
+        assert self.failed == [], "\n".join(self.failed[:20])
+        assert self.wrong == [], "\n".join(self.wrong[:20])
+        assert self.count() == self.total
+
+    def summary(self) -> str:
+        lat = sorted(self.latencies)
+        if not lat:
+            return "no calls"
+        return (f"{len(lat)} calls, {len(self.failed)} failed, {len(self.wrong)} wrong; latency "
+                f"p50 {lat[len(lat) // 2] * 1e3:.1f} ms, max {lat[-1] * 1e3:.0f} ms")
