@@ -31,6 +31,8 @@ struct ClientGate {
 };
 
 namespace {
+
+constexpr std::string_view kLog = "client";
 thread_local const ClientGate* t_inside = nullptr;
 }  // namespace
 
@@ -134,12 +136,42 @@ class Client::Impl {
     }
     if (rearm) arm_timer();
     Signer::Signature sig = signer_->sign(*encoded);
-    PublishView pub(options_.flavour, options_.queue, id, *encoded, sig.signature, sig.key_id);
-    broker_->publish(pub, [gate = gate_, id](const Status& s) {
-      if (s.is_ok()) return;
-      enter(gate, [&](Impl& self) { self.resolve(id, s.with_context("publishing the request")); });
-    });
+    publish(std::make_shared<const Outgoing>(Outgoing{id, std::move(*encoded), std::move(sig)}), 1);
     return id;
+  }
+
+  // A request on its way to the broker, kept for a retry.
+  struct Outgoing {
+    std::string id;
+    std::string payload;
+    Signer::Signature sig;
+  };
+
+  // A publish whose fate is unknown (the connection dropped before the broker answered, as in a
+  // Redis failover) is sent again, with the same message_id, while the call waits: at least once.
+  // Servers run a request that arrived twice twice at most; the caller gets the first reply.
+  static constexpr int kPublishAttempts = 3;
+
+  void publish(std::shared_ptr<const Outgoing> out, int attempt) {
+    PublishView pub(options_.flavour, options_.queue, out->id, out->payload, out->sig.signature,
+                    out->sig.key_id);
+    broker_->publish(pub, [gate = gate_, out, attempt](const Status& s) {
+      if (s.is_ok()) return;
+      enter(gate, [&](Impl& self) {
+        bool waiting = false;
+        {
+          std::lock_guard lock(self.mutex_);
+          waiting = self.pending_.count(out->id) != 0;
+        }
+        if (waiting && s.code() == StatusCode::kUnavailable && attempt < kPublishAttempts) {
+          log::info(kLog, "publishing request " + out->id + " again (attempt " +
+                              std::to_string(attempt + 1) + "): " + s.message());
+          self.publish(out, attempt + 1);
+          return;
+        }
+        self.resolve(out->id, s.with_context("publishing the request"));
+      });
+    });
   }
 
   bool cancel(std::string_view message_id) {
