@@ -1054,4 +1054,60 @@ TEST_F(KafkaTest, PrpcHostProcessesServeAndSurviveASigkill) {
   EXPECT_EQ(second.stop(std::chrono::seconds(20)), 0) << second.output();
 }
 
+// Servers on Kafka announce themselves, and `prpc stats --servers` lists them as an operator runs
+// it; a server that stops is listed as stopped at once.
+TEST_F(KafkaTest, PrpcStatsServersListsTheServersOfAQueue) {
+  prepare(2);
+  ServerOptions first;
+  first.consumer = "first-" + queue_;
+  ServerOptions second;
+  second.consumer = "second-" + queue_;
+  start_server(first);
+  start_server(second);
+  std::ofstream(dir_.path() / "cli.toml")
+      << "[broker]\ntype = \"kafka\"\nurl = \"" << cluster_->bootstrap() << "\"\n"
+      << "[queue]\nname = \"" << queue_ << "\"\n";
+  struct State {
+    int alive = 0;
+    int stopped = 0;
+    std::string text;
+  };
+  auto stats = [&] {
+    auto r = testing::run_program({PRPC_CLI_BIN, "--config", (dir_.path() / "cli.toml").string(),
+                                   "--json", "stats", "--servers"},
+                                  dir_.path() / "cli.log");
+    State st;
+    st.text = r.output;
+    // The JSON document is the line that starts with {"queue"; log lines go around it.
+    std::size_t at = r.output.find("{\"queue\"");
+    if (r.exit_code != 0 || at == std::string::npos) return st;
+    std::string doc = r.output.substr(at, r.output.find('\n', at) - at);
+    std::string servers(json::get_member(doc, "servers").value_or("[]"));
+    (void)json::scan_array(servers, {}, [&](const json::Member& e) {
+      std::string id = json::get_string_member(e.raw, "id").value_or("");
+      bool alive = json::get_member(e.raw, "alive") == "true";
+      if (id != first.consumer && id != second.consumer) return Status::ok();
+      (alive ? st.alive : st.stopped) += 1;
+      return Status::ok();
+    });
+    return st;
+  };
+  State st;
+  ASSERT_TRUE(wait_until(
+      [&] {
+        st = stats();
+        return st.alive == 2;
+      },
+      60s, 200ms))
+      << st.text;
+  EXPECT_NE(st.text.find(R"("name": "echo")"), std::string::npos) << st.text;
+  servers_.at(0)->stop(5s);
+  ASSERT_TRUE(wait_until(
+      [&] {
+        st = stats();
+        return st.alive == 1 && st.stopped == 1;
+      },
+      30s, 200ms))
+      << st.text;
+}
 }  // namespace prpc::kafka_tests
