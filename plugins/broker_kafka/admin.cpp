@@ -22,7 +22,10 @@ Status KafkaBroker::Impl::ensure_topics(std::string_view queue) {
   return Status::ok();
 }
 
-Status KafkaBroker::Impl::create_topics(const std::vector<std::string>& wanted) {
+Status KafkaBroker::Impl::create_topics(const std::vector<std::string>& wanted,
+                                        std::int32_t partitions,
+                                        const std::map<std::string, std::string>& config) {
+  if (partitions <= 0) partitions = settings_.partitions;
   rd_kafka_t* rk = producer_.get();
   // Usually every topic is there already: one metadata answer says so.
   std::vector<std::string> names;
@@ -35,10 +38,19 @@ Status KafkaBroker::Impl::create_topics(const std::vector<std::string>& wanted) 
   std::vector<NewTopicPtr> owned;
   std::vector<rd_kafka_NewTopic_t*> topics;  // the same, as the array CreateTopics takes
   for (const std::string& n : names) {
-    NewTopicPtr t(rd_kafka_NewTopic_new(n.c_str(), settings_.partitions,
-                                        settings_.replication_factor, err, sizeof(err)));
+    NewTopicPtr t(rd_kafka_NewTopic_new(n.c_str(), partitions, settings_.replication_factor, err,
+                                        sizeof(err)));
     if (!t) {
       return Status(StatusCode::kInvalidArgument, std::string("kafka: topic ") + n + ": " + err);
+    }
+    for (const auto& [k, v] : config) {
+      rd_kafka_resp_err_t e = rd_kafka_NewTopic_set_config(t.get(), k.c_str(), v.c_str());
+      if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        std::string what = "kafka: topic " + n;
+        what += ": ";
+        what += k;
+        return kafka_status(e, what);
+      }
     }
     topics.push_back(t.get());
     owned.push_back(std::move(t));

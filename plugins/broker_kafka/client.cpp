@@ -339,6 +339,11 @@ void KafkaBroker::Impl::shutdown() {
     if (scanner_) rd_kafka_consumer_close(scanner_.get());
     scanner_.reset();
   }
+  {
+    std::lock_guard lock(servers_mutex_);
+    if (servers_reader_) rd_kafka_consumer_close(servers_reader_.get());
+    servers_reader_.reset();
+  }
   if (producer_) {
     // Replies in flight still get their chance to be delivered.
     rd_kafka_flush(producer_.get(), 5000);

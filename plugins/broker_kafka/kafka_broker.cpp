@@ -16,6 +16,11 @@ std::string reply_topic(std::string_view queue, Flavour flavour) {
   return protocol::reply_topic(flavour, queue);
 }
 std::string dead_topic(std::string_view queue) { return protocol::dead_letter_stream(queue); }
+std::string servers_topic(std::string_view queue) {
+  std::string out("prpc-servers-");
+  out += queue;
+  return out;
+}
 
 // ---- KafkaBroker ------------------------------------------------------------------------------
 
@@ -98,6 +103,14 @@ Result<QueueStats> KafkaBroker::queue_stats(std::string_view queue) {
 Result<std::vector<DeadLetter>> KafkaBroker::dead_letters(std::string_view queue,
                                                           std::size_t max_count) {
   return impl_->dead_letters(queue, max_count);
+}
+void KafkaBroker::announce_server(std::string_view queue, std::string_view server_id,
+                                  std::string_view info_json, std::chrono::milliseconds ttl,
+                                  DoneCallback done) {
+  impl_->announce_server(queue, server_id, info_json, ttl, std::move(done));
+}
+Result<std::string> KafkaBroker::list_servers(std::string_view queue) {
+  return impl_->list_servers(queue);
 }
 
 }  // namespace prpc::kafka

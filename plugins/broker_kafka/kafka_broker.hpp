@@ -1,7 +1,8 @@
 // prpc::Broker on Apache Kafka (librdkafka's C API).
 //
 // Topics per queue q: prpc_{q} and prpc_raw_{q} (requests), prpc_feedback_{q} and
-// prpc_feedback_raw_{q} (replies, keyed by message_id), prpc_dead_{q} (dead letters). Servers
+// prpc_feedback_raw_{q} (replies, keyed by message_id), prpc_dead_{q} (dead letters), and
+// prpc-servers-{q} (the servers' announcements, keyed by server id). Servers
 // share a consumer group; a request's offset is committed only after its reply was acknowledged
 // by the cluster, per partition and only up to the contiguous prefix of finished calls. Delivery
 // counts travel in the commit metadata (offset_ledger.hpp). Clients each own one partition of
@@ -23,6 +24,9 @@ namespace prpc::kafka {
 std::string request_topic(std::string_view queue, Flavour flavour);
 std::string reply_topic(std::string_view queue, Flavour flavour);
 std::string dead_topic(std::string_view queue);
+// prpc-servers-{q}: the servers' announcements. The '-' keeps it apart from every prpc_... topic
+// of any queue name.
+std::string servers_topic(std::string_view queue);
 
 class KafkaBroker final : public Broker {
  public:
@@ -56,6 +60,10 @@ class KafkaBroker final : public Broker {
   Result<QueueStats> queue_stats(std::string_view queue) override;
   Result<std::vector<DeadLetter>> dead_letters(std::string_view queue,
                                                std::size_t max_count) override;
+  void announce_server(std::string_view queue, std::string_view server_id,
+                       std::string_view info_json, std::chrono::milliseconds ttl,
+                       DoneCallback done) override;
+  Result<std::string> list_servers(std::string_view queue) override;
 
   class Impl;
 

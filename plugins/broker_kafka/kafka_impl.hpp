@@ -5,6 +5,7 @@
 //   subscription.cpp  the consumer group: rebalances, fetching, back-pressure, hand-overs, commits
 //   results.cpp       finish (store, push, dead-letter, commit), result lookups and topic scans,
 //                     queue_stats and dead letters
+//   servers.cpp       the servers' announcements and the list of them
 //   kafka_broker.cpp  the public face
 //   wire_format.cpp   what goes into records and commits, and is read back (pure functions)
 #pragma once
@@ -153,6 +154,12 @@ class KafkaBroker::Impl : public std::enable_shared_from_this<KafkaBroker::Impl>
   Result<QueueStats> queue_stats(std::string_view queue);
   Result<std::vector<DeadLetter>> dead_letters(std::string_view queue, std::size_t max_count);
 
+  // ---- servers.cpp ----
+  void announce_server(std::string_view queue, std::string_view server_id,
+                       std::string_view info_json, std::chrono::milliseconds ttl,
+                       DoneCallback done);
+  Result<std::string> list_servers(std::string_view queue);
+
  private:
   using Headers = std::vector<std::pair<std::string, std::string>>;
   struct ProduceWaiter {
@@ -219,6 +226,18 @@ class KafkaBroker::Impl : public std::enable_shared_from_this<KafkaBroker::Impl>
     StoredResultCallback done;
   };
 
+  // The newest announcement of one server, as read from the queue's servers topic.
+  struct Announcement {
+    std::string info_json;
+    std::int64_t stamp_ms = 0;  // the record's timestamp (the cluster's append time)
+    std::int64_t ttl_ms = 0;
+  };
+  // What this process has read of one queue's servers topic so far.
+  struct ServersView {
+    std::map<std::int32_t, std::int64_t> next;  // partition -> the next offset to read
+    std::map<std::string, Announcement> servers;
+  };
+
   // trace_offsets: one line per event in a record's life on this server.
   bool tracing() const { return settings_.trace_offsets; }
 
@@ -239,11 +258,19 @@ class KafkaBroker::Impl : public std::enable_shared_from_this<KafkaBroker::Impl>
 
   // ---- admin.cpp ----
   Status ensure_topics(std::string_view queue);
-  Status create_topics(const std::vector<std::string>& wanted);
+  // Creates the missing ones with `partitions` (0: the configured count) and topic `config`.
+  Status create_topics(const std::vector<std::string>& wanted, std::int32_t partitions = 0,
+                       const std::map<std::string, std::string>& config = {});
   Result<std::int32_t> partition_count(rd_kafka_t* rk, const std::string& topic,
                                        bool auto_create = false) const;
   rd_kafka_resp_err_t watermarks(rd_kafka_t* rk, const char* topic, std::int32_t partition,
                                  std::int64_t* low, std::int64_t* high) const;
+
+  // ---- servers.cpp ----
+  Status ensure_servers_topic(const std::string& topic);
+  void produce_announcement(const std::string& topic, const std::string& server_id,
+                            const std::string& info, std::int64_t ttl_ms, DoneCallback done);
+  Status read_announcements(const std::string& topic, ServersView& view);
 
   // ---- subscription.cpp ----
   void trace(const Subscription* sub, const std::string& what) const;
@@ -266,6 +293,9 @@ class KafkaBroker::Impl : public std::enable_shared_from_this<KafkaBroker::Impl>
   void complete(const std::shared_ptr<FinishJob>& job, rd_kafka_resp_err_t err, bool commit_now);
   bool lookup_stopped();
   void lookup_loop();
+  // Runs `task` on the lookup thread after the lookups queued before it; with true (and at once
+  // when the broker is shutting down) if it should only report that it was cancelled.
+  void in_background(std::function<void(bool cancelled)> task);
   Status scan(const std::string& topic, std::int64_t from_ms,
               const std::function<bool(const rd_kafka_message_t*)>& visit);
 
@@ -299,11 +329,17 @@ class KafkaBroker::Impl : public std::enable_shared_from_this<KafkaBroker::Impl>
   std::mutex lookup_mutex_;
   std::condition_variable lookup_cv_;
   std::deque<LookupJob> lookups_;
+  std::deque<std::function<void(bool)>> tasks_;  // other work for the lookup thread
   std::thread lookup_thread_;
   bool lookup_stop_ = false;
 
   std::mutex scan_mutex_;
   KafkaPtr scanner_;
+
+  std::set<std::string> servers_topics_;  // created or found (under topics_mutex_)
+  std::mutex servers_mutex_;
+  KafkaPtr servers_reader_;  // list_servers() reads incrementally with it, one call at a time
+  std::map<std::string, ServersView> servers_views_;  // by topic
 };
 
 }  // namespace prpc::kafka

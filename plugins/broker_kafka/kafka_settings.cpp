@@ -7,11 +7,11 @@ namespace prpc::kafka {
 namespace {
 
 // Keys this plugin interprets itself; everything else goes to librdkafka.
-constexpr std::array<std::string_view, 14> kOwnKeys = {
+constexpr std::array<std::string_view, 15> kOwnKeys = {
     "lookup_by_timestamp",  "trace_offsets",  "url",           "partitions",
     "replication_factor",   "linger_ms",      "client_id",     "connect_timeout",
     "admin_timeout",        "lookup_timeout", "lookup_window", "lookup_skew",
-    "result_cache_entries", "ledger_bytes"};
+    "result_cache_entries", "ledger_bytes",   "server_history"};
 
 bool starts_with(std::string_view s, std::string_view prefix) {
   return s.substr(0, prefix.size()) == prefix;
@@ -57,6 +57,10 @@ std::vector<sdk::OptionSpec> option_specs() {
        "log every request record's way through a server at info level: assigned, fetched, handed "
        "over, finished, committed, revoked, per partition (for diagnosing lost or repeated calls)",
        0},
+      {"server_history", PRPC_OPT_DURATION_MS, "300000",
+       "how long list_servers() still lists a server whose announcement expired, with "
+       "\"alive\": false (default 5 min)",
+       0},
   };
 }
 
@@ -91,6 +95,10 @@ Result<Settings> read_settings(const sdk::Options& options) {
   auto ledger = options.get_int("ledger_bytes", static_cast<std::int64_t>(s.ledger_bytes));
   s.ledger_bytes = ledger < 64 ? 64 : static_cast<std::size_t>(ledger);
   s.trace_offsets = options.get_bool("trace_offsets", s.trace_offsets);
+  s.server_history = options.get_duration("server_history", s.server_history);
+  if (s.server_history.count() < 0) {
+    return Status(StatusCode::kInvalidArgument, "kafka: server_history must not be negative");
+  }
 
   for (const auto& [key, value] : options.all()) {
     if (std::find(kOwnKeys.begin(), kOwnKeys.end(), key) != kOwnKeys.end()) continue;

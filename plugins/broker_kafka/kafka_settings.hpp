@@ -29,6 +29,8 @@ struct Settings {
   std::size_t result_cache_entries = 10'000;
   std::size_t ledger_bytes = 3'000;  // commit metadata budget (brokers allow 4096 by default)
   bool trace_offsets = false;        // logs each record's way through a server (diagnostics)
+  // How long list_servers() still shows a server whose announcement expired ("alive": false).
+  std::chrono::milliseconds server_history{5 * 60 * 1000};
   // Pass-through librdkafka properties: common to every handle, producer-only, consumer-only.
   std::map<std::string, std::string> common;
   std::map<std::string, std::string> producer;

@@ -225,15 +225,40 @@ bool KafkaBroker::Impl::lookup_stopped() {
   return lookup_stop_;
 }
 
+void KafkaBroker::Impl::in_background(std::function<void(bool cancelled)> task) {
+  {
+    std::lock_guard lock(lookup_mutex_);
+    if (!lookup_stop_) {
+      tasks_.push_back(std::move(task));
+      if (!lookup_thread_.joinable()) lookup_thread_ = std::thread([this] { lookup_loop(); });
+      lookup_cv_.notify_one();
+      return;
+    }
+  }
+  task(true);  // the broker is shutting down
+}
+
 void KafkaBroker::Impl::lookup_loop() {
   for (;;) {
     LookupJob job;
+    std::function<void(bool)> task;
     {
       std::unique_lock lock(lookup_mutex_);
-      lookup_cv_.wait(lock, [this] { return lookup_stop_ || !lookups_.empty(); });
-      if (lookups_.empty()) return;
-      job = std::move(lookups_.front());
-      lookups_.pop_front();
+      lookup_cv_.wait(lock,
+                      [this] { return lookup_stop_ || !lookups_.empty() || !tasks_.empty(); });
+      if (!tasks_.empty()) {
+        task = std::move(tasks_.front());
+        tasks_.pop_front();
+      } else if (lookups_.empty()) {
+        return;
+      } else {
+        job = std::move(lookups_.front());
+        lookups_.pop_front();
+      }
+    }
+    if (task) {
+      task(lookup_stopped());
+      continue;
     }
     if (lookup_stopped()) {
       job.done(Status(StatusCode::kCancelled, "kafka: the broker is shutting down"));

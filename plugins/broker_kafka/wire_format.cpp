@@ -94,6 +94,12 @@ std::optional<std::int32_t> reply_partition(std::string_view reply_to, std::stri
   return p;
 }
 
+std::optional<std::int64_t> parse_ttl_ms(std::string_view text) {
+  std::int64_t ms = 0;
+  if (!parse_number(text, &ms) || ms <= 0) return std::nullopt;
+  return ms;
+}
+
 std::string header_value(const rd_kafka_headers_t* headers, const char* name) {
   if (headers == nullptr) return {};
   const void* value = nullptr;

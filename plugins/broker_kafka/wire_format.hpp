@@ -52,6 +52,11 @@ inline constexpr const char* kHeaderFlavour = "prpc-flavour";
 inline constexpr const char* kHeaderSource = "prpc-source";
 inline constexpr const char* kHeaderCount = "prpc-delivery-count";
 // A signed message's (requests, replies, dead letters): protocol::kSignatureHeader, kKeyIdHeader.
+// A server announcement's time to live, in milliseconds (decimal).
+inline constexpr const char* kHeaderTtl = "prpc-ttl-ms";
+
+// The time to live of an announcement header: a positive decimal number of milliseconds.
+std::optional<std::int64_t> parse_ttl_ms(std::string_view text);
 
 // The last value of header `name` ("" when there is none).
 std::string header_value(const rd_kafka_headers_t* headers, const char* name);

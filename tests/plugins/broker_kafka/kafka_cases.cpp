@@ -7,7 +7,10 @@
 #include <mutex>
 #include <set>
 
+#include <librdkafka/rdkafka.h>
+
 #include "kafka_test_base.hpp"
+#include "prpc/json.hpp"
 #include "prpc/signing.hpp"
 
 namespace prpc::kafka_tests {
@@ -96,6 +99,71 @@ class CountingFunctions final : public FunctionTable {
   std::mutex mutex_;
   std::map<std::string, int> runs_;
 };
+
+// One entry of list_servers(), parsed back.
+struct Listed {
+  std::string id;
+  bool alive = false;
+  std::int64_t age_ms = -1;
+  std::string info;
+};
+
+std::vector<Listed> listed(Broker& b, const std::string& queue) {
+  auto text = b.list_servers(queue);
+  EXPECT_TRUE(text.is_ok()) << text.status().to_string();
+  std::vector<Listed> out;
+  if (!text.is_ok()) return out;
+  Status s = json::scan_array(*text, {}, [&](const json::Member& e) {
+    Listed l;
+    l.id = json::get_string_member(e.raw, "id").value_or("?");
+    l.alive = json::get_member(e.raw, "alive") == "true";
+    l.age_ms = std::stoll(std::string(json::get_member(e.raw, "age_ms").value_or("-1")));
+    l.info = std::string(json::get_member(e.raw, "info").value_or("?"));
+    out.push_back(std::move(l));
+    return Status::ok();
+  });
+  EXPECT_TRUE(s.is_ok()) << s.to_string() << " in " << *text;
+  return out;
+}
+
+Status announce(Broker& b, const std::string& queue, const std::string& id, const std::string& info,
+                std::chrono::milliseconds ttl) {
+  auto p = std::make_shared<std::promise<Status>>();
+  b.announce_server(queue, id, info, ttl, [p](const Status& s) { p->set_value(s); });
+  auto f = p->get_future();
+  if (f.wait_for(60s) != std::future_status::ready) {
+    return Status(StatusCode::kTimeout, "no answer to announce_server");
+  }
+  return f.get();
+}
+
+// Writes one keyed record, with a prpc-ttl-ms header unless `ttl` is empty, as another program
+// could: a plain librdkafka producer, not the broker.
+void write_record(const std::string& bootstrap, const std::string& topic, const std::string& key,
+                  const std::string& value, const std::string& ttl) {
+  char err[512];
+  rd_kafka_conf_t* conf = rd_kafka_conf_new();
+  ASSERT_EQ(rd_kafka_conf_set(conf, "bootstrap.servers", bootstrap.c_str(), err, sizeof(err)),
+            RD_KAFKA_CONF_OK);
+  rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
+  ASSERT_NE(rk, nullptr) << err;
+  std::vector<rd_kafka_vu_t> vus(5);
+  vus[0].vtype = RD_KAFKA_VTYPE_TOPIC;
+  vus[0].u.cstr = topic.c_str();
+  vus[1].vtype = RD_KAFKA_VTYPE_KEY;
+  vus[1].u.mem = {const_cast<char*>(key.data()), key.size()};
+  vus[2].vtype = RD_KAFKA_VTYPE_VALUE;
+  vus[2].u.mem = {const_cast<char*>(value.data()), value.size()};
+  vus[3].vtype = RD_KAFKA_VTYPE_MSGFLAGS;
+  vus[3].u.i = RD_KAFKA_MSG_F_COPY;
+  vus[4].vtype = RD_KAFKA_VTYPE_HEADER;
+  vus[4].u.header = {"prpc-ttl-ms", ttl.data(), static_cast<ssize_t>(ttl.size())};
+  rd_kafka_error_t* error = rd_kafka_produceva(rk, vus.data(), ttl.empty() ? 4 : 5);
+  EXPECT_EQ(error, nullptr) << rd_kafka_error_string(error);
+  if (error != nullptr) rd_kafka_error_destroy(error);
+  EXPECT_EQ(rd_kafka_flush(rk, 30000), RD_KAFKA_RESP_ERR_NO_ERROR);
+  rd_kafka_destroy(rk);
+}
 
 }  // namespace
 
@@ -352,6 +420,123 @@ TEST_F(KafkaTest, PartitionsComingBackToAServerAfterARebalanceAreFetchedAgain) {
   }
   ASSERT_TRUE(wait_until([&] { return drain_a() && finished.size() == kRecords; }, 60s, 5ms))
       << "finished " << finished.size() << " of " << kRecords;
+}
+
+// Two servers announce themselves through the queue's servers topic; a third broker lists both,
+// with their info, and follows new announcements.
+TEST_F(KafkaTest, AnnouncedServersAreListedWhileAlive) {
+  prepare(2);
+  auto one = broker();
+  auto other = broker();
+  auto lister = broker();
+  ASSERT_TRUE(one->connect().is_ok());
+  ASSERT_TRUE(other->connect().is_ok());
+  ASSERT_TRUE(lister->connect().is_ok());
+  ASSERT_TRUE(announce(*one, queue_, "server-b", R"({"version": "0.1", "pid": 42})", 30s).is_ok());
+  ASSERT_TRUE(announce(*other, queue_, "server-a \"quoted\"", "", 30s).is_ok());
+  cluster_->prepare_queue(queue_ + "x", 2);
+  ASSERT_TRUE(announce(*other, queue_ + "x", "server-c", "{}", 30s).is_ok());
+  auto servers = listed(*lister, queue_);
+  ASSERT_EQ(servers.size(), 2u);
+  EXPECT_EQ(servers[0].id, "server-a \"quoted\"");  // by id
+  EXPECT_EQ(servers[0].info, "{}");
+  EXPECT_EQ(servers[1].id, "server-b");
+  EXPECT_EQ(servers[1].info, R"({"version": "0.1", "pid": 42})");
+  for (const Listed& s : servers) {
+    EXPECT_TRUE(s.alive) << s.id;
+    EXPECT_GE(s.age_ms, 0);
+    EXPECT_LT(s.age_ms, 30000);
+  }
+  // A newer announcement replaces the info; the same lister reads on from where it stopped.
+  ASSERT_TRUE(announce(*one, queue_, "server-b", R"({"version": "0.2"})", 30s).is_ok());
+  servers = listed(*lister, queue_);
+  ASSERT_EQ(servers.size(), 2u);
+  EXPECT_EQ(servers[1].info, R"({"version": "0.2"})");
+  // A broker that never listed before reads the retained announcements from the start.
+  auto fresh = listed(*broker(), queue_);
+  ASSERT_EQ(fresh.size(), 2u);
+  EXPECT_EQ(fresh[1].info, R"({"version": "0.2"})");
+  auto elsewhere = listed(*lister, queue_ + "x");
+  ASSERT_EQ(elsewhere.size(), 1u);
+  EXPECT_EQ(elsewhere[0].id, "server-c");
+}
+
+// A server that stops announcing is listed "alive": false once its ttl passed, and is forgotten
+// after the lister's server_history; announcing again brings it back.
+TEST_F(KafkaTest, AServerThatStopsAnnouncingIsListedDeadThenForgotten) {
+  prepare(2);
+  auto server = broker();
+  auto lister = broker({{"server_history", "3000"}});
+  ASSERT_TRUE(announce(*server, queue_, "steady", "{}", 1h).is_ok());
+  ASSERT_TRUE(announce(*server, queue_, "stopped", R"({"n": 1})", 1s).is_ok());
+  auto servers = listed(*lister, queue_);
+  ASSERT_EQ(servers.size(), 2u);
+  ASSERT_TRUE(wait_until(
+      [&] {
+        auto s = listed(*lister, queue_);
+        return s.size() == 2 && !s[1].alive;
+      },
+      20s, 50ms));
+  servers = listed(*lister, queue_);
+  ASSERT_EQ(servers.size(), 2u);
+  EXPECT_EQ(servers[0].id, "steady");
+  EXPECT_TRUE(servers[0].alive);
+  EXPECT_EQ(servers[1].id, "stopped");
+  EXPECT_FALSE(servers[1].alive);
+  EXPECT_GE(servers[1].age_ms, 1000);
+  EXPECT_EQ(servers[1].info, R"({"n": 1})");
+  // Announcing again brings it back.
+  ASSERT_TRUE(announce(*server, queue_, "stopped", "{}", 1s).is_ok());
+  EXPECT_TRUE(listed(*lister, queue_).at(1).alive);
+  // Silent for its ttl plus the history: no longer listed.
+  ASSERT_TRUE(wait_until([&] { return listed(*lister, queue_).size() == 1; }, 30s, 50ms));
+  servers = listed(*lister, queue_);
+  EXPECT_EQ(servers.at(0).id, "steady");
+  EXPECT_TRUE(servers.at(0).alive);
+}
+
+TEST_F(KafkaTest, AnnouncementsAreCheckedAndAnUnknownQueueHasNoServers) {
+  prepare(2);
+  auto b = broker();
+  ASSERT_TRUE(b->connect().is_ok());
+  EXPECT_EQ(listed(*b, "unknown" + queue_).size(), 0u);
+  EXPECT_EQ(*b->list_servers("unknown" + queue_), "[]");
+  Status s = announce(*b, queue_, "s", "[1]", 1s);
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(s.message(), "announce_server: info: expected a JSON object, got array");
+  EXPECT_EQ(announce(*b, queue_, "s", "{broken", 1s).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(announce(*b, queue_, "", "{}", 1s).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(announce(*b, "", "s", "{}", 1s).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(announce(*b, queue_, "s", "{}", 0ms).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(*b->list_servers(queue_), "[]");
+  // Records in the servers topic that are not announcements (another program wrote them) are
+  // skipped: no ttl header, a ttl that is not a number, an info that is not a JSON object.
+  ASSERT_TRUE(announce(*b, queue_, "real", "{}", 30s).is_ok());
+  write_record(cluster_->bootstrap(), "prpc-servers-" + queue_, "no-ttl", "{}", {});
+  write_record(cluster_->bootstrap(), "prpc-servers-" + queue_, "bad-ttl", "{}", "soon");
+  write_record(cluster_->bootstrap(), "prpc-servers-" + queue_, "array", "[1]", "30000");
+  write_record(cluster_->bootstrap(), "prpc-servers-" + queue_, "broken", R"({"a": )", "30000");
+  write_record(cluster_->bootstrap(), "prpc-servers-" + queue_, "valid", R"({"from": "another"})",
+               "30000");
+  std::vector<Listed> servers;
+  ASSERT_TRUE(wait_until(
+      [&] {
+        servers = listed(*b, queue_);
+        return servers.size() >= 2;
+      },
+      30s, 50ms));
+  ASSERT_EQ(servers.size(), 2u);
+  EXPECT_EQ(servers[0].id, "real");
+  EXPECT_EQ(servers[1].id, "valid");
+  EXPECT_EQ(servers[1].info, R"({"from": "another"})");
+  // The first announcement on a queue without topics creates its servers topic (CreateTopics;
+  // on the mock cluster, which answers none, automatic creation once that times out).
+  std::string fresh = queue_ + "new";
+  auto creator = broker({{"admin_timeout", "3000"}});
+  ASSERT_TRUE(announce(*creator, fresh, "first", "{}", 30s).is_ok());
+  servers = listed(*b, fresh);
+  ASSERT_EQ(servers.size(), 1u);
+  EXPECT_EQ(servers[0].id, "first");
 }
 
 TEST_F(KafkaTest, DeadLettersKeepTheRecordAndTheReason) {
@@ -869,4 +1054,60 @@ TEST_F(KafkaTest, PrpcHostProcessesServeAndSurviveASigkill) {
   EXPECT_EQ(second.stop(std::chrono::seconds(20)), 0) << second.output();
 }
 
+// Servers on Kafka announce themselves, and `prpc stats --servers` lists them as an operator runs
+// it; a server that stops is listed as stopped at once.
+TEST_F(KafkaTest, PrpcStatsServersListsTheServersOfAQueue) {
+  prepare(2);
+  ServerOptions first;
+  first.consumer = "first-" + queue_;
+  ServerOptions second;
+  second.consumer = "second-" + queue_;
+  start_server(first);
+  start_server(second);
+  std::ofstream(dir_.path() / "cli.toml")
+      << "[broker]\ntype = \"kafka\"\nurl = \"" << cluster_->bootstrap() << "\"\n"
+      << "[queue]\nname = \"" << queue_ << "\"\n";
+  struct State {
+    int alive = 0;
+    int stopped = 0;
+    std::string text;
+  };
+  auto stats = [&] {
+    auto r = testing::run_program({PRPC_CLI_BIN, "--config", (dir_.path() / "cli.toml").string(),
+                                   "--json", "stats", "--servers"},
+                                  dir_.path() / "cli.log");
+    State st;
+    st.text = r.output;
+    // The JSON document is the line that starts with {"queue"; log lines go around it.
+    std::size_t at = r.output.find("{\"queue\"");
+    if (r.exit_code != 0 || at == std::string::npos) return st;
+    std::string doc = r.output.substr(at, r.output.find('\n', at) - at);
+    std::string servers(json::get_member(doc, "servers").value_or("[]"));
+    (void)json::scan_array(servers, {}, [&](const json::Member& e) {
+      std::string id = json::get_string_member(e.raw, "id").value_or("");
+      bool alive = json::get_member(e.raw, "alive") == "true";
+      if (id != first.consumer && id != second.consumer) return Status::ok();
+      (alive ? st.alive : st.stopped) += 1;
+      return Status::ok();
+    });
+    return st;
+  };
+  State st;
+  ASSERT_TRUE(wait_until(
+      [&] {
+        st = stats();
+        return st.alive == 2;
+      },
+      60s, 200ms))
+      << st.text;
+  EXPECT_NE(st.text.find(R"("name": "echo")"), std::string::npos) << st.text;
+  servers_.at(0)->stop(5s);
+  ASSERT_TRUE(wait_until(
+      [&] {
+        st = stats();
+        return st.alive == 1 && st.stopped == 1;
+      },
+      30s, 200ms))
+      << st.text;
+}
 }  // namespace prpc::kafka_tests

@@ -12,6 +12,7 @@ class MockCluster final : public Cluster {
   bool is_mock() const override { return true; }
   void prepare_queue(const std::string& queue, int partitions) override {
     mock_.create_queue_topics(queue, partitions);
+    mock_.create_topic("prpc-servers-" + queue, 1);  // as the broker creates it
   }
   testing::KafkaMockCluster* mock() override { return &mock_; }
 

@@ -150,6 +150,7 @@ TEST(Settings, RefusesImpossibleValues) {
   EXPECT_FALSE(read_settings(options({{"partitions", "0"}})).is_ok());
   EXPECT_FALSE(read_settings(options({{"replication_factor", "0"}})).is_ok());
   EXPECT_FALSE(read_settings(options({{"url", ""}})).is_ok());
+  EXPECT_FALSE(read_settings(options({{"server_history", "-1"}})).is_ok());
 }
 
 TEST(Settings, SecretsAreNeverRendered) {
@@ -180,6 +181,9 @@ TEST(KafkaBroker, TopicNamesFollowTheProtocol) {
   EXPECT_EQ(reply_topic("task_prpc", Flavour::kPython), "prpc_feedback_task_prpc");
   EXPECT_EQ(reply_topic("task_prpc", Flavour::kRaw), "prpc_feedback_raw_task_prpc");
   EXPECT_EQ(dead_topic("task_prpc"), "prpc_dead_task_prpc");
+  // Announcements: a '-' where every other topic has a '_', so no queue name reaches it.
+  EXPECT_EQ(servers_topic("task_prpc"), "prpc-servers-task_prpc");
+  EXPECT_NE(servers_topic("x"), request_topic("-servers-x", Flavour::kPython));
 }
 
 }  // namespace

@@ -113,6 +113,15 @@ TEST(WireFormat, KeysAndValuesOfARecord) {
   EXPECT_EQ(message_value(&m), std::string_view(value, 3));  // binary-safe
 }
 
+TEST(WireFormat, AnnouncementTtlsArePositiveMilliseconds) {
+  EXPECT_EQ(parse_ttl_ms("5000"), 5000);
+  EXPECT_EQ(parse_ttl_ms("0"), std::nullopt);
+  EXPECT_EQ(parse_ttl_ms("-5"), std::nullopt);
+  EXPECT_EQ(parse_ttl_ms("5s"), std::nullopt);
+  EXPECT_EQ(parse_ttl_ms(""), std::nullopt);
+  EXPECT_EQ(parse_ttl_ms("99999999999999999999"), std::nullopt);
+}
+
 // ---- any bytes at all -------------------------------------------------------------------------
 
 TEST(WireFormat, NoInputCrashesAParser) {
@@ -125,6 +134,7 @@ TEST(WireFormat, NoInputCrashesAParser) {
     accepted += parse_ledger(s, 0).size();
     accepted += parse_token(s).has_value() ? 1U : 0U;
     accepted += reply_partition(s, "prpc").has_value() ? 1U : 0U;
+    accepted += parse_ttl_ms(s).has_value() ? 1U : 0U;
   }
   EXPECT_GT(accepted, 0U);  // the generator does reach the accepting paths
 }
