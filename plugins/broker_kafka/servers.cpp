@@ -16,11 +16,6 @@ std::int64_t wall_ms() {
       .count();
 }
 
-bool blank(std::string_view s) { return s.find_first_not_of(" \t\r\n") == std::string_view::npos; }
-
-Status check_info(std::string_view info) {
-  return json::scan_object(info, json::Limits{}, [](const json::Member&) { return Status::ok(); });
-}
 
 }  // namespace
 
@@ -56,12 +51,12 @@ void KafkaBroker::Impl::announce_server(std::string_view queue, std::string_view
     done(Status(StatusCode::kInvalidArgument, "announce_server: the ttl must be positive"));
     return;
   }
-  std::string info = blank(info_json) ? std::string("{}") : std::string(info_json);
-  Status valid = check_info(info);
-  if (!valid.is_ok()) {
-    done(Status(StatusCode::kInvalidArgument, "announce_server: info: " + valid.message()));
+  auto checked = json::announced_info(info_json);
+  if (!checked.is_ok()) {
+    done(checked.status());
     return;
   }
+  std::string info = std::move(*checked);
   std::string topic = servers_topic(queue);
   bool ready = false;
   if (producer_) {
@@ -187,7 +182,7 @@ Status KafkaBroker::Impl::read_announcements(const std::string& topic, ServersVi
     std::string info(message_value(m.get()));
     rd_kafka_timestamp_type_t type = RD_KAFKA_TIMESTAMP_NOT_AVAILABLE;
     std::int64_t stamp = rd_kafka_message_timestamp(m.get(), &type);
-    if (!ttl || stamp < 0 || !check_info(info).is_ok()) continue;
+    if (!ttl || stamp < 0 || !json::announced_info(info).is_ok()) continue;
     view.servers[id] = Announcement{std::move(info), stamp, *ttl};
   }
   rd_kafka_assign(rk, nullptr);
