@@ -241,7 +241,6 @@ class Server::Impl : public std::enable_shared_from_this<Server::Impl> {
     }
     running_ = true;
     abandoning_ = false;
-    stop_requested_ = false;
     schedule_sweep();
     if (options_.announce_interval.count() > 0) {
       asio::post(loop_.io(), [weak] {
@@ -413,7 +412,12 @@ class Server::Impl : public std::enable_shared_from_this<Server::Impl> {
   }
 
   Status run() {
-    PRPC_RETURN_IF_ERROR(start());
+    // The handler is in place before the server answers anything: a SIGTERM sent as soon as it
+    // serves drains it rather than killing the process.
+    {
+      std::lock_guard lock(state_mutex_);
+      stop_requested_ = false;
+    }
     asio::signal_set signals(loop_.io(), SIGINT, SIGTERM);
     std::weak_ptr<Impl> weak = weak_from_this();
     signals.async_wait([weak](const boost::system::error_code& ec, int signo) {
@@ -424,11 +428,14 @@ class Server::Impl : public std::enable_shared_from_this<Server::Impl> {
         self->request_stop();
       }
     });
-    {
-      std::unique_lock lock(state_mutex_);
-      stop_cv_.wait(lock, [this] { return stop_requested_; });
+    Status started = start();
+    if (started.is_ok()) {
+      {
+        std::unique_lock lock(state_mutex_);
+        stop_cv_.wait(lock, [this] { return stop_requested_; });
+      }
+      stop(options_.drain_grace);
     }
-    stop(options_.drain_grace);
     std::promise<void> cancelled;
     asio::post(loop_.io(), [&] {
       boost::system::error_code ignored;
@@ -436,7 +443,7 @@ class Server::Impl : public std::enable_shared_from_this<Server::Impl> {
       cancelled.set_value();
     });
     cancelled.get_future().wait();
-    return Status::ok();
+    return started;
   }
 
   void request_stop() noexcept {
