@@ -203,11 +203,11 @@ void Link::read_sentinel(std::size_t index, std::uint64_t gen) {
       asio::buffer(sentinel_buffer_),
       [self, gen, index](const boost::system::error_code& ec, std::size_t n) {
         if (gen != self->generation_) return;
-        const auto& [host, port] = self->settings_.url.sentinels[index];
+        const auto& address = self->settings_.url.sentinels[index];
         auto next = [&](const std::string& why) {
-          self->ask_sentinel(index + 1,
-                             Status(StatusCode::kUnavailable,
-                                    "sentinel " + host + ":" + std::to_string(port) + ": " + why));
+          self->ask_sentinel(index + 1, Status(StatusCode::kUnavailable,
+                                               "sentinel " + address.first + ":" +
+                                                   std::to_string(address.second) + ": " + why));
         };
         if (ec) {
           next(ec.message());
