@@ -19,10 +19,12 @@ void KafkaBroker::Impl::publish(const PublishView& m, DoneCallback done) {
     headers.emplace_back(protocol::kSignatureHeader, std::string(m.signature));
     if (!m.key_id.empty()) headers.emplace_back(protocol::kKeyIdHeader, std::string(m.key_id));
   }
-  produce(request_topic(m.queue, m.flavour), RD_KAFKA_PARTITION_UA, m.message_id, m.payload,
-          headers, [done = std::move(done)](rd_kafka_resp_err_t e) {
-            done(kafka_status(e, "kafka: producing the request"));
-          });
+  produce(
+      request_topic(m.queue, m.flavour), RD_KAFKA_PARTITION_UA, m.message_id, m.payload, headers,
+      [done = std::move(done)](rd_kafka_resp_err_t e) {
+        done(kafka_status(e, "kafka: producing the request"));
+      },
+      tracing());
 }
 
 Result<std::string> KafkaBroker::Impl::open_replies_signed(std::string_view queue,
