@@ -229,8 +229,68 @@ Status KafkaBroker::Impl::require_connected() {
   return connect();
 }
 
-void KafkaBroker::Impl::on_delivery_report(rd_kafka_t*, const rd_kafka_message_t* m, void*) {
+// Produces the record of a delivery report again, to the same partition, with the same waiter.
+rd_kafka_resp_err_t KafkaBroker::Impl::resend(rd_kafka_t* rk, const rd_kafka_message_t* m,
+                                              ProduceWaiter* waiter) {
+  rd_kafka_headers_t* headers = nullptr;
+  if (rd_kafka_message_headers(m, &headers) != RD_KAFKA_RESP_ERR_NO_ERROR) headers = nullptr;
+  rd_kafka_headers_t* copy = headers != nullptr ? rd_kafka_headers_copy(headers) : nullptr;
+  std::vector<rd_kafka_vu_t> vus(7);
+  vus[0].vtype = RD_KAFKA_VTYPE_RKT;
+  vus[0].u.rkt = m->rkt;
+  vus[1].vtype = RD_KAFKA_VTYPE_PARTITION;
+  vus[1].u.i32 = m->partition;
+  vus[2].vtype = RD_KAFKA_VTYPE_VALUE;
+  vus[2].u.mem = {m->payload, m->len};
+  vus[3].vtype = RD_KAFKA_VTYPE_MSGFLAGS;
+  vus[3].u.i = RD_KAFKA_MSG_F_COPY;
+  vus[4].vtype = RD_KAFKA_VTYPE_OPAQUE;
+  vus[4].u.ptr = waiter;
+  std::size_t n = 5;
+  if (m->key != nullptr) {
+    vus[n].vtype = RD_KAFKA_VTYPE_KEY;
+    vus[n++].u.mem = {m->key, m->key_len};
+  }
+  if (copy != nullptr) {
+    vus[n].vtype = RD_KAFKA_VTYPE_HEADERS;
+    vus[n++].u.headers = copy;  // owned by the record once it is accepted
+  }
+  ErrorPtr error(rd_kafka_produceva(rk, vus.data(), n));
+  if (!error) return RD_KAFKA_RESP_ERR_NO_ERROR;
+  if (copy != nullptr) rd_kafka_headers_destroy(copy);
+  return rd_kafka_error_code(error.get());
+}
+
+void KafkaBroker::Impl::on_delivery_report(rd_kafka_t* rk, const rd_kafka_message_t* m, void*) {
   std::unique_ptr<ProduceWaiter> w(static_cast<ProduceWaiter*>(m->_private));
+  auto* ctx = static_cast<const HandleContext*>(rd_kafka_opaque(rk));
+  std::string where = std::string(m->rkt != nullptr ? rd_kafka_topic_name(m->rkt) : "?") + "[" +
+                      std::to_string(m->partition) + "]";
+  if (w && w->traced && ctx != nullptr && ctx->log != nullptr) {
+    ctx->log->info("trace client published " + where + " off=" + std::to_string(m->offset) +
+                   " key=" + std::string(message_key(m)) + " " + rd_kafka_err2name(m->err) +
+                   " status=" + std::to_string(rd_kafka_message_status(m)));
+  }
+  // librdkafka 2.0's idempotent producer can report a record delivered that the cluster never
+  // wrote (seen under load on the first records to a partition: a success without an offset,
+  // while the next record got offset 0). A success without an offset is therefore not trusted:
+  // the record is produced again, which at worst writes it twice (a request then runs twice,
+  // a reply arrives twice; both are tolerated), never loses it.
+  if (w && m->err == RD_KAFKA_RESP_ERR_NO_ERROR && m->offset < 0 && w->resends < kMaxResends) {
+    w->resends += 1;
+    rd_kafka_resp_err_t e = resend(rk, m, w.get());
+    if (ctx != nullptr && ctx->log != nullptr) {
+      ctx->log->info(where + ": record " + std::string(message_key(m)) +
+                     " reported delivered without an offset; producing it again (" +
+                     rd_kafka_err2name(e) + ")");
+    }
+    if (e == RD_KAFKA_RESP_ERR_NO_ERROR) {
+      (void)w.release();  // the new record's report owns it
+      return;
+    }
+    if (w->done) w->done(e);
+    return;
+  }
   if (w && w->done) w->done(m->err);
 }
 
@@ -256,8 +316,8 @@ void KafkaBroker::Impl::producer_loop() {
 void KafkaBroker::Impl::produce(const std::string& topic, std::int32_t partition,
                                 std::string_view key, std::string_view value,
                                 const Headers& headers,
-                                std::function<void(rd_kafka_resp_err_t)> done) {
-  auto* waiter = new ProduceWaiter{std::move(done)};
+                                std::function<void(rd_kafka_resp_err_t)> done, bool traced) {
+  auto* waiter = new ProduceWaiter{std::move(done), traced};
   std::vector<rd_kafka_vu_t> vus;
   vus.reserve(6 + headers.size());
   rd_kafka_vu_t v{};

@@ -164,7 +164,10 @@ class KafkaBroker::Impl : public std::enable_shared_from_this<KafkaBroker::Impl>
   using Headers = std::vector<std::pair<std::string, std::string>>;
   struct ProduceWaiter {
     std::function<void(rd_kafka_resp_err_t)> done;
+    bool traced = false;  // trace_offsets: log where the record went
+    int resends = 0;      // after deliveries reported without an offset (on_delivery_report)
   };
+  static constexpr int kMaxResends = 3;
   struct ReplyListener {
     std::string address;
     KafkaPtr consumer;
@@ -250,11 +253,13 @@ class KafkaBroker::Impl : public std::enable_shared_from_this<KafkaBroker::Impl>
                                                    void*) = nullptr,
                                  HandleContext* context = nullptr);
   static void on_delivery_report(rd_kafka_t*, const rd_kafka_message_t* m, void*);
+  static rd_kafka_resp_err_t resend(rd_kafka_t* rk, const rd_kafka_message_t* m,
+                                    ProduceWaiter* waiter);
   void producer_loop();
   // Produces one record; `done` runs once with the delivery report's error.
   void produce(const std::string& topic, std::int32_t partition, std::string_view key,
                std::string_view value, const Headers& headers,
-               std::function<void(rd_kafka_resp_err_t)> done);
+               std::function<void(rd_kafka_resp_err_t)> done, bool traced = false);
 
   // ---- admin.cpp ----
   Status ensure_topics(std::string_view queue);

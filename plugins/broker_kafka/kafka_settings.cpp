@@ -55,7 +55,8 @@ std::vector<sdk::OptionSpec> option_specs() {
        0},
       {"trace_offsets", PRPC_OPT_BOOL, "false",
        "log every request record's way through a server at info level: assigned, fetched, handed "
-       "over, finished, committed, revoked, per partition (for diagnosing lost or repeated calls)",
+       "over, finished, committed, revoked, per partition; on a client, every reply read (for "
+       "diagnosing lost or repeated calls)",
        0},
       {"server_history", PRPC_OPT_DURATION_MS, "300000",
        "how long list_servers() still lists a server whose announcement expired, with "

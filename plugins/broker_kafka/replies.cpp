@@ -19,10 +19,12 @@ void KafkaBroker::Impl::publish(const PublishView& m, DoneCallback done) {
     headers.emplace_back(protocol::kSignatureHeader, std::string(m.signature));
     if (!m.key_id.empty()) headers.emplace_back(protocol::kKeyIdHeader, std::string(m.key_id));
   }
-  produce(request_topic(m.queue, m.flavour), RD_KAFKA_PARTITION_UA, m.message_id, m.payload,
-          headers, [done = std::move(done)](rd_kafka_resp_err_t e) {
-            done(kafka_status(e, "kafka: producing the request"));
-          });
+  produce(
+      request_topic(m.queue, m.flavour), RD_KAFKA_PARTITION_UA, m.message_id, m.payload, headers,
+      [done = std::move(done)](rd_kafka_resp_err_t e) {
+        done(kafka_status(e, "kafka: producing the request"));
+      },
+      tracing());
 }
 
 Result<std::string> KafkaBroker::Impl::open_replies_signed(std::string_view queue,
@@ -59,15 +61,29 @@ Result<std::string> KafkaBroker::Impl::open_replies_signed(std::string_view queu
     rd_kafka_resp_err_t e = watermarks(listener->consumer.get(), t.c_str(), partition, &low, &high);
     if (e != RD_KAFKA_RESP_ERR_NO_ERROR) return kafka_status(e, "kafka: end offset of " + t);
     rd_kafka_topic_partition_list_add(list.get(), t.c_str(), partition)->offset = high;
+    if (tracing()) {
+      log_.info("trace client listening " + t + "[" + std::to_string(partition) +
+                "] from=" + std::to_string(high) + " low=" + std::to_string(low));
+    }
   }
   rd_kafka_resp_err_t e = rd_kafka_assign(listener->consumer.get(), list.get());
   if (e != RD_KAFKA_RESP_ERR_NO_ERROR) return kafka_status(e, "kafka: assigning " + topic);
   listener->address = reply_address(topic, partition);
   listener->handler = std::make_shared<PushedReplyHandler>(std::move(on_reply));
   ReplyListener* raw = listener.get();
-  listener->thread = std::thread([raw] {
+  bool trace = tracing();
+  listener->thread = std::thread([this, raw, trace] {
     while (!raw->stop.load()) {
       MessagePtr m(rd_kafka_consumer_poll(raw->consumer.get(), 100));
+      if (m && trace) {
+        log_.info("trace client " +
+                  std::string(m->err != RD_KAFKA_RESP_ERR_NO_ERROR
+                                  ? std::string("error ") + rd_kafka_err2name(m->err)
+                                  : std::string("reply")) +
+                  " " + (m->rkt != nullptr ? rd_kafka_topic_name(m->rkt) : "?") + "[" +
+                  std::to_string(m->partition) + "] off=" + std::to_string(m->offset) +
+                  " key=" + std::string(message_key(m.get())));
+      }
       if (!m || m->err != RD_KAFKA_RESP_ERR_NO_ERROR) continue;
       std::shared_ptr<PushedReplyHandler> h;
       {

@@ -470,7 +470,7 @@ void KafkaBroker::Impl::hand_over(Subscription* sub) {
           note = h.offset < expected ? " BEHIND" : " GAP";
         }
         trace(sub, "handed " + h.state->where() + " off=" + std::to_string(h.offset) +
-                       (h.retry ? " retry" : "") + note);
+                       (h.retry ? " retry" : "") + note + " key=" + h.key);
       }
       if (!h.retry) h.state->last_handed = h.offset;
       std::uint32_t count =

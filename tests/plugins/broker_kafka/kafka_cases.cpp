@@ -658,7 +658,26 @@ TEST_F(KafkaTest, ASecondServerJoiningUnderLoadLosesNothing) {
   }
   ASSERT_TRUE(wait_until([&] { return done.load() == kCalls; }, 180s)) << done.load();
   std::lock_guard lock(mutex);
-  EXPECT_EQ(ok.load(), kCalls) << ::testing::PrintToString(failures);
+  std::string where;
+  if (ok.load() != kCalls) {
+    // Are the unanswered requests in the request topic (then no server took them), or not?
+    std::string out = (dir_.path() / "requests.txt").string();
+    std::string dump = "kcat -C -b " + cluster_->bootstrap() + " -t prpc_raw_" + queue_ +
+                       " -e -q -f '%p %o %k\\n' > " + out;
+    int records = 0;
+    if (std::system(dump.c_str()) == 0) {
+      std::ifstream f(out);
+      for (std::string line; std::getline(f, line); ++records) {
+        for (const std::string& what : failures) {
+          std::string id = what.substr(what.find(' ') + 1, 36);
+          if (line.find(id) != std::string::npos) where += " [" + line + "]";
+        }
+      }
+    }
+    where = "; " + std::to_string(records) + " records in the request topic; unanswered ones" +
+            (where.empty() ? std::string(" not among them") : " at" + where);
+  }
+  EXPECT_EQ(ok.load(), kCalls) << ::testing::PrintToString(failures) << where;
 }
 
 // Servers join and leave (gracefully, and abruptly with calls running) while calls keep coming,

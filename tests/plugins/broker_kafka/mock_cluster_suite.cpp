@@ -112,4 +112,21 @@ TEST_F(KafkaTest, AnUnreachableClusterIsReportedOnceAndItsReturnOnce) {
   log::set_level(before);
 }
 
+// librdkafka's idempotent producer reports a record delivered without an offset when the
+// cluster answers DUPLICATE_SEQUENCE_NUMBER, whether or not the record was written; under load
+// a real broker lost requests that way (issue 15). The mock answers so without writing: the
+// request must still arrive (the broker produces it again) and the call be answered.
+TEST_F(KafkaTest, ARecordReportedDeliveredWithoutAnOffsetIsProducedAgain) {
+  prepare(1);
+  Server& server = start_server();
+  Client& c = client();
+  ASSERT_TRUE(c.call_sync(request("ping"), 30s).is_ok());  // the producers have their ids
+  cluster_->mock()->push_errors("Produce", "DUPLICATE_SEQUENCE_NUMBER", 1);
+  auto r = c.call_sync(request("echo", "[42]"), 20s);
+  ASSERT_TRUE(r.is_ok()) << r.status().to_string();
+  EXPECT_FALSE(r->failed());
+  EXPECT_EQ(r->result, "42");
+  EXPECT_EQ(server.stats().succeeded, 2u);
+}
+
 }  // namespace prpc::kafka_tests
