@@ -229,9 +229,15 @@ function updateQueue(sec, q, data) {
     const why = q.loading && !data.broker.error ? "Loading…" : "Not known while the broker does not answer.";
     for (const el of [sec.servers, sec.functions, sec.dead]) el.replaceChildren(h("p", { class: "empty", "data-empty": "unknown" }, why));
     sec.deadHead.replaceChildren();
+    sec.fnTableKey = sec.deadKey = null;
   } else {
     sec.servers.replaceChildren(serversTable(q));
-    sec.functions.replaceChildren(functionsTable(q));
+    // Redrawn only when they change: a row under the pointer stays the same element.
+    const fnKey = JSON.stringify(q.functions || []);
+    if (sec.fnTableKey !== fnKey) {
+      sec.fnTableKey = fnKey;
+      sec.functions.replaceChildren(functionsTable(q));
+    }
     updateDatalist(sec, q.functions || []);
     updateDead(sec, q, data);
   }
@@ -348,9 +354,12 @@ function updateDead(sec, q, data) {
   const total = q.stats ? q.stats.dead_letters : letters.length;
   const canRequeue = a.requeue;
   const why = !a.enabled ? a.reason : a.requeue_reason;
+  const key = JSON.stringify([letters, total, canRequeue, why, sec.busy === true, q.dead_letters_read]);
+  if (sec.deadKey === key) return;
+  sec.deadKey = key;
   const all = h("button", { class: "btn secondary small", type: "button", disabled: !canRequeue || total === 0 || sec.busy === true,
     title: canRequeue ? null : why, onclick: () => doRequeue(q.name, [], total, sec) }, "Requeue all");
-  sec.deadHead.replaceChildren(all, !canRequeue ? h("span", { class: "note" }, why) : null);
+  sec.deadHead.replaceChildren(...[all, !canRequeue ? h("span", { class: "note" }, why) : null].filter(Boolean));
   if (!letters.length) {
     sec.dead.replaceChildren(h("p", { class: "empty", "data-empty": "dead-letters" },
       total > 0 ? `${fmtNum(total)} dead letters; they could not be read.` : "No dead letters."));
@@ -372,7 +381,7 @@ function updateDead(sec, q, data) {
     h("thead", {}, h("tr", {}, ["Id", "Message", "Function", "Reason", ""].map((c) => h("th", { scope: "col" }, c || h("span", { class: "visually-hidden" }, "Action"))))),
     h("tbody", {}, rows));
   for (const tr of table.querySelectorAll("tr[data-dead-letter]")) if (open.has(tr.dataset.deadLetter)) tr.querySelector("details").open = true;
-  sec.dead.replaceChildren(table, shown);
+  sec.dead.replaceChildren(...[table, shown].filter(Boolean));
 }
 
 // ---- actions -------------------------------------------------------------------------------

@@ -91,6 +91,7 @@ def screenshot(driver: WebDriver, name: str, width: int, height: int) -> Path:
     try:
         wait_until(lambda: driver.execute_script("return window.innerWidth") == width, 10,
                    f"the viewport to be {width} px wide")
+        driver.execute_script("window.scrollTo(0, 0)")
         path = ARTEFACTS / f"{name}-{width}x{height}.png"
         driver.save_screenshot(str(path))
     finally:

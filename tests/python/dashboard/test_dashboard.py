@@ -50,6 +50,8 @@ def wait_for_servers(d, queue: str, timeout: float = 30) -> None:
         status, state = d.request("/api/state", headers={"Authorization": f"Bearer {TOKEN}"})
         assert status == 200, state
         q = next(q for q in state["queues"] if q["name"] == queue)
+        if q.get("servers_error") and "does not keep a list" in q["servers_error"]:
+            pytest.skip("this build's Redis broker does not list servers yet")
         return any(s["alive"] for s in q.get("servers", [])) and bool(q.get("functions"))
 
     wait_until(listed, timeout, "the server's announcement on the dashboard")
@@ -250,9 +252,24 @@ def test_broker_down_and_no_servers(start_dashboard, queue, page: WebDriver) -> 
     screenshot(page, "broker-down", 1400, 900)
 
 
+def wait_for_servers_listing(d, queue: str) -> None:
+    from sdk_fixtures import wait_until
+
+    def polled() -> dict | None:
+        status, state = d.request("/api/state")
+        q = state["queues"][0]
+        return q if status == 200 and "servers" in q else None
+
+    q = wait_until(polled, 20, "the dashboard's first poll")
+    assert isinstance(q, dict)
+    if q.get("servers_error") and "does not keep a list" in q["servers_error"]:
+        pytest.skip("this build's Redis broker does not list servers yet")
+
+
 def test_empty_queue(start_dashboard, env, page: WebDriver) -> None:
     queue = env["PRPC_QUEUE_NAME"]
     d = start_dashboard(["--queue", queue, "--queue", queue + "_other"], env)
+    wait_for_servers_listing(d, queue)
     page.get(d.url)
     for q in (queue, queue + "_other"):
         wait_for_text(page, f'{queue_css(q)} [data-empty="servers"]',
