@@ -202,9 +202,9 @@ function buildQueue(name) {
   return sec;
 }
 
-function card(label, value, extra, alert) {
-  return h("div", { class: "card" + (alert ? " alert" : ""), "data-stat": label.toLowerCase().replace(/[^a-z0-9]+/g, "-") },
-    h("dt", {}, label), h("dd", {}, value, extra ? h("small", {}, " " + extra) : null));
+function card(key, label, window, value, alert) {
+  return h("div", { class: "card" + (alert ? " alert" : ""), "data-stat": key },
+    h("dt", {}, label, window ? h("span", { class: "window" }, " · " + window) : null), h("dd", {}, value));
 }
 
 function updateQueue(sec, q, data) {
@@ -214,13 +214,14 @@ function updateQueue(sec, q, data) {
     : `${alive} server${alive === 1 ? "" : "s"} announced`;
   const r = q.rate || {};
   sec.cards.replaceChildren(
-    card("Waiting", st ? fmtNum(st.waiting) : "–"),
-    card("Pending", st ? fmtNum(st.pending) : "–"),
-    card("Consumers", st ? fmtNum(st.consumers) : "–"),
-    card("Dead letters", st ? fmtNum(st.dead_letters) : "–", null, st && st.dead_letters > 0),
-    card("Calls/s", fmtRate(r.calls_per_s), "1 min"),
-    card("p50", fmtMs(r.p50_ms), "5 min"),
-    card("p99", fmtMs(r.p99_ms), "5 min"));
+    card("waiting", "Waiting", null, st ? fmtNum(st.waiting) : "–"),
+    card("pending", "Pending", null, st ? fmtNum(st.pending) : "–"),
+    card("consumers", "Consumers", null, st ? fmtNum(st.consumers) : "–"),
+    card("dead-letters", "Dead letters", null, st ? fmtNum(st.dead_letters) : "–", st && st.dead_letters > 0),
+    card("calls-per-s", "Calls/s", "1 min", fmtRate(r.calls_per_s)),
+    card("errors-per-s", "Errors/s", "1 min", fmtRate(r.errors_per_s), r.errors_per_s > 0),
+    card("p50", "p50", "5 min", fmtMs(r.p50_ms)),
+    card("p99", "p99", "5 min", fmtMs(r.p99_ms)));
   const series = q.series || [];
   sec.rateChart.replaceChildren(chart(series, [{ key: "calls_per_s", cls: "l-rate", area: true }], fmtRate, "calls per second"));
   sec.latChart.replaceChildren(chart(series, [{ key: "p50_ms", cls: "l-p50" }, { key: "p99_ms", cls: "l-p99" }], fmtMs, "latency"));
@@ -290,8 +291,9 @@ function niceCeil(v) {
   return 10 * e;
 }
 
+// One wrapper per cell: on a phone the cell is a grid of its label and this.
 function td(label, content, cls) {
-  return h("td", { "data-label": label, class: cls || null }, content);
+  return h("td", { "data-label": label, class: cls || null }, h("div", { class: "cell" }, content));
 }
 
 function serversTable(q) {

@@ -92,7 +92,7 @@ def test_queue_functions_and_counts(served, env, page: WebDriver) -> None:
     wait_for_text(page, f'{section} tr[data-function="boom"] td.errors', lambda t: t == "1", 20,
                   "boom's error count")
     # The queue's rate over the last minute is no longer zero.
-    wait_for_text(page, f'{section} [data-stat="calls-s"] dd',
+    wait_for_text(page, f'{section} [data-stat="calls-per-s"] dd',
                   lambda t: t.split()[0] not in ("0.00", "\u2013"), 20, "a calls/s above zero")
     assert text_of(page, f'{section} [data-stat="consumers"] dd') != "\u2013"
     screenshot(page, "dashboard", 1400, 900)
