@@ -23,6 +23,7 @@
 #include <span>
 #include <string>
 #include <thread>
+#include <tuple>
 
 #include "dashboard_assets.inc"
 #include "dashboard_http.hpp"
@@ -51,6 +52,7 @@ constexpr std::int64_t kLatencyWindowMs = 300'000;
 constexpr std::int64_t kChartSpanMs = 300'000;
 constexpr std::int64_t kChartBinMs = 10'000;
 constexpr std::size_t kMaxPendingActions = 16;
+constexpr std::size_t kMaxPendingCalls = 64;
 constexpr double kMaxCallTimeoutS = 120;
 
 std::int64_t now_ms() {
@@ -251,6 +253,9 @@ class Dashboard {
     poll_cv_.notify_all();
     if (poller_.joinable()) poller_.join();
     actions_.stop();
+    // Calls still waiting end now (their requests get kCancelled answers).
+    std::lock_guard lock(clients_mutex_);
+    clients_.clear();
   }
 
   void set_loopback_only(bool on, std::string bound) {
@@ -366,8 +371,13 @@ class Dashboard {
     }
     auto shared = std::make_shared<rapidjson::Document>(std::move(body));
     bool call = r.path == "/api/call";
+    // Off the HTTP loop: a first call opens the queue's reply listener, and requeue blocks.
     bool queued = actions_.submit([this, shared, queue, call, reply] {
-      reply(call ? do_call(*shared, queue) : do_requeue(*shared, queue));
+      if (call) {
+        start_call(*shared, queue, reply);
+      } else {
+        reply(do_requeue(*shared, queue));
+      }
     });
     if (!queued) reply(json_error(503, "too many actions in progress; try again"));
   }
@@ -388,33 +398,59 @@ class Dashboard {
     return raw;
   }
 
-  HttpResponse do_call(const rapidjson::Document& body, const std::string& queue) {
+  // Sends the call and returns: the reply comes from the client's thread, so no thread waits.
+  void start_call(const rapidjson::Document& body, const std::string& queue, const Reply& reply) {
+    HttpResponse refused = json_error(400, "");
+    auto client = check_call(body, queue, refused);
+    if (!client) {
+      reply(std::move(refused));
+      return;
+    }
+    auto [c, request, timeout] = std::move(*client);
+    if (c->pending() >= kMaxPendingCalls) {
+      reply(json_error(503, "too many calls in progress; try again"));
+      return;
+    }
+    auto sent = std::chrono::steady_clock::now();
+    c->call(std::move(request), timeout,
+            [reply, sent](Result<Message> r) { reply(call_response(r, sent)); });
+  }
+
+  std::optional<std::tuple<Client*, Message, std::chrono::milliseconds>> check_call(
+      const rapidjson::Document& body, const std::string& queue, HttpResponse& refused) {
+    auto no = [&](HttpResponse r) {
+      refused = std::move(r);
+      return std::nullopt;
+    };
     std::string func = text(body, "function");
     std::string args = text(body, "args");
     std::string kwargs = text(body, "kwargs");
     if (args.find_first_not_of(" \t\r\n") == std::string::npos) args = "[]";
     if (kwargs.find_first_not_of(" \t\r\n") == std::string::npos) kwargs = "{}";
-    if (func.empty()) return json_error(400, "name a function");
+    if (func.empty()) return no(json_error(400, "name a function"));
     for (const auto& [what, value, type] :
          {std::tuple{"arguments", args, json::Type::kArray},
           std::tuple{"keyword arguments", kwargs, json::Type::kObject}}) {
       Status valid = json::validate(value, {});
-      if (!valid.is_ok()) return json_error(400, std::string(what) + ": " + valid.message());
+      if (!valid.is_ok()) return no(json_error(400, std::string(what) + ": " + valid.message()));
       if (json::peek_type(value) != type) {
-        return json_error(
-            400, std::string(what) + " must be a JSON " + std::string(json::type_name(type)));
+        return no(json_error(
+            400, std::string(what) + " must be a JSON " + std::string(json::type_name(type))));
       }
     }
     double timeout_s = std::clamp(number(body, "timeout_s", 30), 0.1, kMaxCallTimeoutS);
     auto client = client_for(queue);
-    if (!client.is_ok()) return json_error(500, client.status().message());
+    if (!client.is_ok()) return no(json_error(500, client.status().message()));
     Message request;
     request.func_name = func;
     request.func_args = args;
     request.func_kwargs = kwargs;
-    auto sent = std::chrono::steady_clock::now();
-    Result<Message> r = (*client)->call_sync(
-        std::move(request), std::chrono::milliseconds(static_cast<std::int64_t>(timeout_s * 1000)));
+    return std::tuple{*client, std::move(request),
+                      std::chrono::milliseconds(static_cast<std::int64_t>(timeout_s * 1000))};
+  }
+
+  static HttpResponse call_response(const Result<Message>& r,
+                                    std::chrono::steady_clock::time_point sent) {
     double round_trip_ms =
         std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - sent).count();
     rapidjson::StringBuffer b;
@@ -428,7 +464,7 @@ class Dashboard {
       w.Key("error");
       put(w, r.status().message());
       w.Key("code");
-      put(w, r.status().code() == StatusCode::kTimeout ? "timeout" : "unavailable");
+      put(w, r.status().code() == StatusCode::kTimeout ? "timeout" : "failed");
     } else {
       w.Key("ok");
       w.Bool(!r->failed());
