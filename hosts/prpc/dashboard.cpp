@@ -1030,6 +1030,18 @@ int run(const Options& given, const std::string& config_file,
     if (const char* t = std::getenv("PRPC_DASHBOARD_TOKEN"); t != nullptr) options.token = t;
   }
 
+  // The token goes into a cookie as it is: characters a cookie value may hold, and no fewer
+  // than a guess would need.
+  for (char c : options.token) {
+    if (c <= ' ' || c > '~' || c == ';' || c == ',' || c == '"' || c == '\\') {
+      return fail(kProgram, kExitUsage,
+                  "the dashboard's token may hold printable ASCII but for spaces, ; , \" and \\");
+    }
+  }
+  if (!options.token.empty() && options.token.size() < 8) {
+    return fail(kProgram, kExitUsage, "the dashboard's token is shorter than 8 characters");
+  }
+
   boost::asio::io_context io(1);
   Dashboard dashboard(options, *config, registry, *broker);
   auto server = HttpServer::start(

@@ -225,6 +225,20 @@ def test_actions_off_without_a_token(start_app, env, start_dashboard, page: WebD
     assert status == 415
 
 
+def test_a_token_must_fit_in_a_cookie(env) -> None:
+    import os
+    import subprocess
+
+    from dashboard_support import BIN_DIR
+
+    for bad in ("short", "has space in it", "semi;colon-token"):
+        r = subprocess.run([str(BIN_DIR / "prpc"), "dashboard", "--listen", "127.0.0.1:0",
+                            "--token", bad], env={**os.environ, **env}, capture_output=True,
+                           text=True, timeout=30)
+        assert r.returncode == 2, (bad, r.stdout, r.stderr)
+        assert "token" in r.stderr
+
+
 def test_requests_are_bounded(start_dashboard, env) -> None:
     d = start_dashboard(["--queue", env["PRPC_QUEUE_NAME"], "--allow-actions"], env)
     status, _ = d.request("/api/call", {"queue": env["PRPC_QUEUE_NAME"], "args": "x" * 100_000})
