@@ -96,6 +96,50 @@ std::string original_function_list(const std::vector<FunctionInfo>& functions) {
   return out;
 }
 
+std::string function_signature(std::string_view spec_json) {
+  rapidjson::Document spec;
+  spec.Parse(spec_json.data(), spec_json.size());
+  std::string out = "(";
+  if (!spec.HasParseError() && spec.IsObject() && spec.HasMember("parameters") &&
+      spec["parameters"].IsArray()) {
+    bool first = true;
+    bool star_done = false;  // a bare "*" or a *args already opened the keyword-only part
+    for (const auto& p : spec["parameters"].GetArray()) {
+      if (!p.IsObject() || !p.HasMember("name") || !p["name"].IsString()) continue;
+      std::string_view kind =
+          p.HasMember("kind") && p["kind"].IsString() ? p["kind"].GetString() : "";
+      if (!first) out += ", ";
+      first = false;
+      if (kind == "KEYWORD_ONLY" && !star_done) {
+        out += "*, ";
+        star_done = true;
+      }
+      if (kind == "VAR_POSITIONAL") {
+        out += '*';
+        star_done = true;
+      }
+      if (kind == "VAR_KEYWORD") out += "**";
+      out += p["name"].GetString();
+      bool annotated = p.HasMember("annotation") && p["annotation"].IsString();
+      if (annotated) {
+        out += ": ";
+        out += p["annotation"].GetString();
+      }
+      if (p.HasMember("default") && p["default"].IsString()) {
+        out += annotated ? " = " : "=";
+        out += p["default"].GetString();
+      }
+    }
+  }
+  out += ')';
+  if (!spec.HasParseError() && spec.IsObject() && spec.HasMember("return_annotation") &&
+      spec["return_annotation"].IsString()) {
+    out += " -> ";
+    out += spec["return_annotation"].GetString();
+  }
+  return out;
+}
+
 bool wants_manifest(std::string_view func_kwargs) {
   bool manifest = false;
   Status scanned = json::scan_object(func_kwargs, json::Limits{}, [&](const json::Member& m) {

@@ -125,6 +125,13 @@ double Histogram::quantile(double q) const noexcept {
   return kLatencyBounds.back();
 }
 
+void Histogram::add_counts(
+    std::array<std::uint64_t, kLatencyBounds.size() + 1>& into) const noexcept {
+  for (std::size_t i = 0; i < into.size(); ++i) {
+    into[i] += buckets_[i].load(std::memory_order_relaxed);
+  }
+}
+
 void Histogram::render(std::string& out, std::string_view name, std::string_view labels) const {
   // Read once: _count is the +Inf bucket, so a scrape is consistent with itself.
   std::uint64_t cumulative = 0;
@@ -159,6 +166,13 @@ FunctionMetrics& ServerMetrics::find(std::string_view function) {
   std::lock_guard lock(late_mutex_);
   if (auto it = late_.find(function); it != late_.end()) return *it->second;
   return unknown_;
+}
+
+const FunctionMetrics* ServerMetrics::get(std::string_view function) const {
+  if (auto it = known_.find(function); it != known_.end()) return it->second.get();
+  std::lock_guard lock(late_mutex_);
+  if (auto it = late_.find(function); it != late_.end()) return it->second.get();
+  return nullptr;
 }
 
 FunctionMetrics& ServerMetrics::late(std::string_view function) {

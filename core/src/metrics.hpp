@@ -34,6 +34,8 @@ class Histogram {
   double sum() const noexcept;
   // The estimated q-quantile (0 < q < 1) by linear interpolation within its bucket.
   double quantile(double q) const noexcept;
+  // Adds the calls of each bucket (the last one: above the last bound) to `into`.
+  void add_counts(std::array<std::uint64_t, kLatencyBounds.size() + 1>& into) const noexcept;
 
  private:
   std::array<std::atomic<std::uint64_t>, kLatencyBounds.size() + 1> buckets_{};  // last: +Inf
@@ -65,12 +67,25 @@ class ServerMetrics {
   void add_known(std::string_view function);
   // The series of a served function, or of kUnknownFunctionLabel when `function` is not known.
   FunctionMetrics& find(std::string_view function);
+  // The series of `function` itself; null when it has none (not served, or no call yet).
+  const FunctionMetrics* get(std::string_view function) const;
   // For a function registered after start: made on first use, under a lock.
   FunctionMetrics& late(std::string_view function);
 
   Histogram queue_wait;
   std::atomic<std::uint64_t> redeliveries{0};
   std::atomic<std::uint64_t> deduplicated{0};
+
+  // Calls `visit(name, series)` for every function's series, the "(unknown)" one included.
+  template <typename Visit>
+  void for_each(Visit&& visit) const {
+    for (const auto& [name, m] : known_) visit(std::string_view(name), *m);
+    {
+      std::lock_guard lock(late_mutex_);
+      for (const auto& [name, m] : late_) visit(std::string_view(name), *m);
+    }
+    visit(kUnknownFunctionLabel, unknown_);
+  }
 
   // The text format of every series; `broker` is the broker's view when known.
   std::string render(std::uint64_t in_flight, const std::optional<QueueStats>& broker,

@@ -137,6 +137,7 @@ Result<ServerOptions> configured_server_options(const Config& config) {
   PRPC_RETURN_IF_ERROR(duration("server.visibility_timeout", o.visibility_timeout));
   PRPC_RETURN_IF_ERROR(duration("server.call_timeout", o.call_timeout));
   PRPC_RETURN_IF_ERROR(duration("server.drain_grace", o.drain_grace));
+  PRPC_RETURN_IF_ERROR(duration("server.announce_interval", o.announce_interval));
   if (o.queue.empty()) return Status(StatusCode::kInvalidArgument, "queue.name: must not be empty");
   PRPC_ASSIGN_OR_RETURN(o.signing, configured_signing(config));
   return o;

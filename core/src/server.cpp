@@ -22,6 +22,7 @@
 #include "prpc/log.hpp"
 #include "prpc/uuid.hpp"
 #include "prpc/version.h"
+#include "service_info.hpp"
 
 namespace prpc {
 namespace asio = boost::asio;
@@ -49,6 +50,37 @@ std::string trace_suffix(std::string_view traceparent) {
   return " trace " + std::string(traceparent.substr(3, 32));
 }
 
+// ` key=value` for a logfmt line: the value quoted (JSON string rules) when it has spaces,
+// quotes or '=' in it, or is empty.
+void append_field(std::string& out, std::string_view key, std::string_view value) {
+  out += ' ';
+  out += key;
+  out += '=';
+  if (value.empty() || value.find_first_of(" \"=\\\t\r\n") != std::string_view::npos) {
+    json::append_quoted(out, value);
+  } else {
+    out += value;
+  }
+}
+
+// One line per failed call, for people and log shippers alike: "call failed: function=f
+// message_id=... error_type=ValueError trace_id=... queue=q error=\"...\"".
+std::string failed_call_line(std::string_view queue, const Message& request,
+                             std::string_view error_type, std::string_view message) {
+  constexpr std::size_t kMaxText = 300;
+  std::string line = "call failed:";
+  append_field(line, "function", request.func_name);
+  append_field(line, "message_id", request.message_id);
+  append_field(line, "error_type", error_type);
+  std::string_view tp = request.traceparent;
+  bool traced = tp.size() >= 55 && tp[2] == '-' && tp[35] == '-';
+  append_field(line, "trace_id", traced ? tp.substr(3, 32) : std::string_view("-"));
+  append_field(line, "queue", queue);
+  std::string_view text = message.substr(0, message.find('\n'));
+  append_field(line, "error", text.substr(0, kMaxText));
+  return line;
+}
+
 // A duration in seconds as a JSON number with microsecond resolution.
 void append_seconds(std::string& out, double s) {
   char buf[32];
@@ -56,12 +88,18 @@ void append_seconds(std::string& out, double s) {
   out.append(buf, static_cast<std::size_t>(std::max(n, 0)));
 }
 
-std::string default_consumer_name() {
+std::string host_name() {
   char host[256] = {};
   if (gethostname(host, sizeof(host) - 1) != 0) host[0] = '\0';
-  return std::string(host[0] != '\0' ? host : "prpc") + "-" + std::to_string(getpid()) + "-" +
-         new_uuid().substr(0, 8);
+  return host[0] != '\0' ? host : "prpc";
 }
+
+std::string default_consumer_name() {
+  return host_name() + "-" + std::to_string(getpid()) + "-" + new_uuid().substr(0, 8);
+}
+
+// A server is listed as alive until this many announce intervals pass without one.
+constexpr int kAnnouncementsMissed = 5;
 
 }  // namespace
 
@@ -124,7 +162,8 @@ class Server::Impl : public std::enable_shared_from_this<Server::Impl> {
         functions_(std::move(functions)),
         executors_(std::move(executors)),
         metrics_(options_.queue),
-        sweeper_(loop_.io()) {
+        sweeper_(loop_.io()),
+        announcer_(loop_.io()) {
     if (options_.consumer.empty()) options_.consumer = default_consumer_name();
     limits_.max_depth = options_.max_json_depth;
     limits_.max_bytes = options_.max_message_bytes;
@@ -145,12 +184,20 @@ class Server::Impl : public std::enable_shared_from_this<Server::Impl> {
                                                         "' runs on worker type '" + worker +
                                                         "', which this server has no executor for");
       }
+      if (f.name.starts_with(details::kReservedPrefix)) {
+        return Status(StatusCode::kInvalidArgument,
+                      "function '" + f.name + "': names starting with '" +
+                          std::string(details::kReservedPrefix) + "' are reserved by PRPC");
+      }
       function_workers_[f.name] = worker;
       metrics_.add_known(f.name);
     }
-    metrics_.add_known(kPing);
-    metrics_.add_known(kManifest);
+    for (std::string_view reserved :
+         {kPing, kManifest, details::kInfoFunction, details::kStatsFunction}) {
+      metrics_.add_known(reserved);
+    }
     started_at_ = Clock::now();
+    started_iso_ = now_iso8601();
     if (!options_.metrics_listen.empty() && !metrics_listener_) {
       std::weak_ptr<Impl> weak = weak_from_this();
       auto listener = details::MetricsListener::start(
@@ -196,6 +243,11 @@ class Server::Impl : public std::enable_shared_from_this<Server::Impl> {
     abandoning_ = false;
     stop_requested_ = false;
     schedule_sweep();
+    if (options_.announce_interval.count() > 0) {
+      asio::post(loop_.io(), [weak] {
+        if (auto self = weak.lock()) self->announce();
+      });
+    }
     log::info(kLog, "serving queue '" + options_.queue + "' as consumer '" + options_.consumer +
                         "' (" + std::to_string(function_workers_.size()) + " functions)");
     return Status::ok();
@@ -224,11 +276,102 @@ class Server::Impl : public std::enable_shared_from_this<Server::Impl> {
       std::promise<void> cancelled;
       asio::post(loop_.io(), [&] {
         sweeper_.cancel();
+        announcer_.cancel();
         cancelled.set_value();
       });
       cancelled.get_future().wait();
     }
+    if (loop_.in_loop_thread()) announcer_.cancel();
+    withdraw();
     close_metrics_listener();
+  }
+
+  // Announces the server to the broker (prpc.stats, `prpc stats --servers`, the dashboard),
+  // then again every announce interval while it runs.
+  void announce() {
+    {
+      std::lock_guard lock(state_mutex_);
+      if (!running_) return;
+    }
+    std::weak_ptr<Impl> weak = weak_from_this();
+    broker_->announce_server(
+        options_.queue, options_.consumer, info_json(),
+        options_.announce_interval * kAnnouncementsMissed, [weak](const Status& s) {
+          auto self = weak.lock();
+          if (!self) return;
+          if (s.code() == StatusCode::kUnimplemented) {
+            // This broker keeps no list of servers: prpc.info still answers.
+            log::debug(kLog, "not announcing the server: " + s.message());
+            return;
+          }
+          if (!s.is_ok() && !self->announce_failing_.exchange(true)) {
+            log::warn(kLog, "could not announce the server (will keep trying): " + s.to_string());
+          } else if (s.is_ok() && self->announce_failing_.exchange(false)) {
+            log::info(kLog, "announcing the server again");
+          }
+          asio::post(self->loop_.io(), [weak] {
+            auto again = weak.lock();
+            if (!again) return;
+            again->announcer_.expires_after(again->options_.announce_interval);
+            again->announcer_.async_wait([weak](const boost::system::error_code& ec) {
+              if (ec) return;
+              if (auto next = weak.lock()) next->announce();
+            });
+          });
+        });
+  }
+
+  // A last announcement that expires at once: listed as stopped rather than alive for the ttl.
+  void withdraw() {
+    if (options_.announce_interval.count() <= 0) return;
+    auto done = std::make_shared<std::promise<void>>();
+    auto future = done->get_future();
+    broker_->announce_server(options_.queue, options_.consumer, info_json(),
+                             std::chrono::milliseconds(1),
+                             [done](const Status&) { done->set_value(); });
+    // Bounded: a broker that is down must not hold up the stop.
+    future.wait_for(std::chrono::seconds(1));
+  }
+
+  std::string info_json() const {
+    details::ServiceSnapshot s;
+    s.id = options_.consumer;
+    s.queue = options_.queue;
+    s.host = host_name();
+    s.pid = getpid();
+    s.started_at = started_iso_;
+    s.uptime_s =
+        started_at_ == Clock::time_point{} ? 0 : seconds_between(started_at_, Clock::now());
+    for (const auto& [name, executor] : executors_)
+      s.workers.emplace_back(name, executor->workers());
+    s.in_flight = executing_.load();
+    s.received = received_.load();
+    s.redeliveries = metrics_.redeliveries.load();
+    s.deduplicated = deduplicated_.load();
+    return details::service_info_json(s, functions_->list(), options_.default_worker, metrics_);
+  }
+
+  // prpc.stats: every server the broker lists for the queue. Listing is a blocking round trip,
+  // made on the operations thread; without a list of servers, the answer names this one only.
+  void answer_stats(const CallPtr& call) {
+    auto self = shared_from_this();
+    asio::post(ops_.io(), [self, call] {
+      auto listed = self->broker_->list_servers(self->options_.queue);
+      if (listed.is_ok()) {
+        self->reply_success(call, details::service_stats_json(self->options_.queue, *listed));
+        return;
+      }
+      if (listed.status().code() == StatusCode::kUnimplemented) {
+        ServerRecord own{self->options_.consumer, true, std::chrono::milliseconds(0),
+                         self->info_json()};
+        self->reply_success(
+            call, details::service_stats_json(
+                      self->options_.queue, servers_json(std::span<const ServerRecord>(&own, 1))));
+        return;
+      }
+      self->reply_error(call, listed.status().code(), error_types::kInternal,
+                        "could not list the servers: " + listed.status().message());
+    });
   }
 
   // Closes the listener on the loop thread, its sockets' only user, and waits for that.
@@ -466,6 +609,14 @@ class Server::Impl : public std::enable_shared_from_this<Server::Impl> {
       reply_success(call, "\"pong\"");
       return;
     }
+    if (req.func_name == details::kInfoFunction) {
+      reply_success(call, info_json());
+      return;
+    }
+    if (req.func_name == details::kStatsFunction) {
+      answer_stats(call);
+      return;
+    }
     if (req.func_name == kManifest) {
       reply_success(
           call, wants_manifest(req.func_kwargs)
@@ -618,6 +769,7 @@ class Server::Impl : public std::enable_shared_from_this<Server::Impl> {
       return;
     }
     if (dead_letter_reason.empty()) {
+      log::warn(kLog, failed_call_line(options_.queue, call->request, type, message));
       failed_.fetch_add(1);
       series(call).count(type == error_types::kTimeout ? details::CallOutcome::kTimeout
                                                        : details::CallOutcome::kError);
@@ -727,12 +879,18 @@ class Server::Impl : public std::enable_shared_from_this<Server::Impl> {
 
   details::ServerMetrics metrics_;
   Clock::time_point started_at_{};
+  std::string started_iso_;
+  std::atomic<bool> announce_failing_{false};
   std::mutex broker_view_mutex_;
   std::optional<QueueStats> broker_view_;
   Clock::time_point broker_view_at_{};
 
   details::EventLoop loop_;
   asio::steady_timer sweeper_;
+  asio::steady_timer announcer_;
+  // Blocking broker reads that callers wait for (prpc.stats), kept off the broker's thread and
+  // the loop.
+  details::EventLoop ops_;
   // After the loop: closed (stop()) before the loop's io_context goes.
   std::shared_ptr<details::MetricsListener> metrics_listener_;
 

@@ -1,6 +1,8 @@
 // prpc: the command-line client, for operators and shell scripts. It speaks the raw JSON
 // protocol, so it calls any PRPC server without Python.
 #include <rapidjson/document.h>
+#include <rapidjson/stringbuffer.h>
+#include <rapidjson/writer.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -25,6 +27,7 @@
 #include "prpc/log.hpp"
 #include "prpc/plugin_loader.hpp"
 #include "prpc/runtime.hpp"
+#include "prpc/server.hpp"
 #include "prpc/version.h"
 
 namespace {
@@ -37,7 +40,7 @@ constexpr std::string_view kProgram = "prpc";
 constexpr const char* kUsage =
     R"(usage: prpc [OPTIONS] call FUNC [ARGS_JSON] [--kwargs JSON] [--timeout SECONDS] [-v]
        prpc [OPTIONS] funcs
-       prpc [OPTIONS] stats
+       prpc [OPTIONS] stats [--servers]
        prpc [OPTIONS] dead-letters [--limit N]
        prpc [OPTIONS] dead-letters --requeue [--id ID ...]
        prpc [OPTIONS] gen-stubs [--output FILE] [--timeout SECONDS]
@@ -52,6 +55,8 @@ and PRPC_QUEUE_NAME (or a configuration file), with the raw JSON protocol.
                      time queued, the time executing and the round trip
   funcs              list the server's functions with their signatures
   stats              queue length, pending requests, consumers and dead letters
+    --servers        also every server the broker knows for the queue (alive or stopped): id,
+                     version, uptime, workers, in-flight calls and each function's numbers
   dead-letters       the requests that were dead-lettered, with the reason
     --requeue        put them back into the request queue (only those named by --id ID,
                      which may repeat) so servers run them again; prints what it requeued
@@ -105,6 +110,7 @@ struct Args {
   std::string output;
   bool check = false;
   bool verbose = false;
+  bool servers = false;
   std::string log_level;
   std::vector<std::string> queues;  // every --queue, for dashboard
   dashboard::Options dashboard;
@@ -317,40 +323,12 @@ int command_call(Session& s, const Args& args) {
   return kExitOk;
 }
 
+// The signature of a manifest entry's spec, as the engine writes it.
 std::string signature(const rapidjson::Value& spec) {
-  std::string out = "(";
-  if (spec.IsObject() && spec.HasMember("parameters") && spec["parameters"].IsArray()) {
-    bool first = true;
-    bool star_done = false;
-    for (const auto& p : spec["parameters"].GetArray()) {
-      if (!p.IsObject() || !p.HasMember("name") || !p["name"].IsString()) continue;
-      std::string kind = p.HasMember("kind") && p["kind"].IsString() ? p["kind"].GetString() : "";
-      if (!first) out += ", ";
-      first = false;
-      if (kind == "KEYWORD_ONLY" && !star_done) {
-        out += "*, ";
-        star_done = true;
-      }
-      if (kind == "VAR_POSITIONAL") {
-        out += "*";
-        star_done = true;
-      }
-      if (kind == "VAR_KEYWORD") out += "**";
-      out += p["name"].GetString();
-      if (p.HasMember("annotation") && p["annotation"].IsString()) {
-        out += std::string(": ") + p["annotation"].GetString();
-      }
-      if (p.HasMember("default") && p["default"].IsString()) {
-        out += std::string(p.HasMember("annotation") ? " = " : "=") + p["default"].GetString();
-      }
-    }
-  }
-  out += ")";
-  if (spec.IsObject() && spec.HasMember("return_annotation") &&
-      spec["return_annotation"].IsString()) {
-    out += std::string(" -> ") + spec["return_annotation"].GetString();
-  }
-  return out;
+  rapidjson::StringBuffer buffer;
+  rapidjson::Writer<rapidjson::StringBuffer> writer(buffer);
+  spec.Accept(writer);
+  return function_signature(std::string_view(buffer.GetString(), buffer.GetSize()));
 }
 
 int command_funcs(Session& s, Args args) {
@@ -384,19 +362,96 @@ int command_funcs(Session& s, Args args) {
   return kExitOk;
 }
 
+// "1.5 ms", "12 s", "3 min": a duration for a person.
+std::string human_duration(double seconds) {
+  char buf[32];
+  if (seconds < 1) {
+    std::snprintf(buf, sizeof(buf), "%.1f ms", seconds * 1e3);
+  } else if (seconds < 120) {
+    std::snprintf(buf, sizeof(buf), "%.1f s", seconds);
+  } else if (seconds < 7200) {
+    std::snprintf(buf, sizeof(buf), "%.0f min", seconds / 60);
+  } else {
+    std::snprintf(buf, sizeof(buf), "%.1f h", seconds / 3600);
+  }
+  return buf;
+}
+
+double number_of(const rapidjson::Value& o, const char* key) {
+  return o.IsObject() && o.HasMember(key) && o[key].IsNumber() ? o[key].GetDouble() : 0;
+}
+
+std::string string_of(const rapidjson::Value& o, const char* key) {
+  return o.IsObject() && o.HasMember(key) && o[key].IsString() ? o[key].GetString() : "";
+}
+
+// The servers of list_servers() for a person: one block per server, a line per function.
+int print_servers(const std::string& servers) {
+  rapidjson::Document d;
+  d.Parse(servers.c_str(), servers.size());
+  if (d.HasParseError() || !d.IsArray()) return error(kExitFailure, "the server list is not JSON");
+  if (d.Empty()) {
+    std::cout << "no server has announced itself on this queue\n";
+    return kExitOk;
+  }
+  for (const auto& entry : d.GetArray()) {
+    if (!entry.IsObject() || !entry.HasMember("info")) continue;
+    const rapidjson::Value& info = entry["info"];
+    bool alive = entry.HasMember("alive") && entry["alive"].IsBool() && entry["alive"].GetBool();
+    std::cout << g_out.bold(string_of(entry, "id")) << "  "
+              << (alive ? std::string("alive") : g_out.red("stopped")) << ", last heard "
+              << human_duration(number_of(entry, "age_ms") / 1e3) << " ago\n";
+    std::cout << "  version " << string_of(info, "version") << ", pid "
+              << static_cast<long long>(number_of(info, "pid")) << " on " << string_of(info, "host")
+              << ", up " << human_duration(number_of(info, "uptime_s")) << ", "
+              << static_cast<long long>(number_of(info, "in_flight")) << " in flight";
+    if (info.HasMember("workers") && info["workers"].IsObject()) {
+      std::cout << ", workers";
+      for (const auto& w : info["workers"].GetObject()) {
+        if (w.value.IsNumber()) {
+          std::cout << " " << w.name.GetString() << "=" << w.value.GetInt64();
+        }
+      }
+    }
+    std::cout << "\n";
+    if (!info.HasMember("functions") || !info["functions"].IsArray()) continue;
+    for (const auto& f : info["functions"].GetArray()) {
+      std::cout << "    " << string_of(f, "name") << string_of(f, "signature") << "  ["
+                << string_of(f, "worker") << "]  " << static_cast<long long>(number_of(f, "calls"))
+                << (number_of(f, "calls") == 1 ? " call, " : " calls, ")
+                << static_cast<long long>(number_of(f, "errors"))
+                << (number_of(f, "errors") == 1 ? " error" : " errors");
+      if (number_of(f, "calls") > 0) {
+        std::cout << ", p50 " << human_duration(number_of(f, "p50_ms") / 1e3) << ", p99 "
+                  << human_duration(number_of(f, "p99_ms") / 1e3);
+      }
+      std::cout << "\n";
+    }
+  }
+  return kExitOk;
+}
+
 int command_stats(Session& s, const Args& args) {
   auto st = s.broker->queue_stats(s.queue);
   if (!st.is_ok()) return error(kExitFailure, st.status());
+  std::string servers;
+  if (args.servers) {
+    auto listed = s.broker->list_servers(s.queue);
+    if (!listed.is_ok()) return error(kExitFailure, listed.status());
+    servers = std::move(*listed);
+  }
   if (args.json) {
     std::cout << "{\"queue\": " << json::quote(s.queue) << ", \"length\": " << st->length
               << ", \"pending\": " << st->pending << ", \"consumers\": " << st->consumers
-              << ", \"dead_letters\": " << st->dead_letters << "}\n";
-  } else {
-    std::cout << "queue " << s.queue << ": " << st->length << " waiting, " << st->pending
-              << " pending, " << st->consumers << " consumers, " << st->dead_letters
-              << " dead letters\n";
+              << ", \"dead_letters\": " << st->dead_letters;
+    if (args.servers) std::cout << ", \"servers\": " << servers;
+    std::cout << "}\n";
+    return kExitOk;
   }
-  return kExitOk;
+  std::cout << "queue " << s.queue << ": " << st->length << " waiting, " << st->pending
+            << " pending, " << st->consumers << " consumers, " << st->dead_letters
+            << " dead letters\n";
+  return args.servers ? print_servers(servers) : kExitOk;
 }
 
 // Prints what it requeued. With ids, each goes on its own so the output says which ones came
@@ -601,6 +656,8 @@ int main(int argc, char** argv) {
       if (!value(args.log_level)) return error(kExitUsage, "--log-level needs a level");
     } else if (a == "--requeue") {
       args.requeue = true;
+    } else if (a == "--servers") {
+      args.servers = true;
     } else if (a == "--id") {
       if (!value(v)) return error(kExitUsage, "--id needs a dead letter's id");
       args.ids.push_back(v);

@@ -6,7 +6,46 @@
 
 namespace prpc::kafka {
 
+bool Outage::failed() {
+  std::lock_guard lock(mutex_);
+  ++failures_;
+  if (down_.load(std::memory_order_relaxed)) return false;
+  down_.store(true, std::memory_order_relaxed);
+  since_ = Clock::now();
+  failures_ = 1;
+  return true;
+}
+
+std::optional<std::string> Outage::recovered() {
+  if (!down_.load(std::memory_order_relaxed)) return std::nullopt;
+  std::lock_guard lock(mutex_);
+  if (!down_.load(std::memory_order_relaxed)) return std::nullopt;
+  down_.store(false, std::memory_order_relaxed);
+  auto lasted = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - since_);
+  return "Kafka is reachable again after " + std::to_string(lasted.count()) + " ms (" +
+         std::to_string(failures_) + " connection errors meanwhile)";
+}
+
 namespace {
+
+// Errors that mean "the cluster (or a broker of it) cannot be reached": one outage, not a line
+// per retry.
+bool is_unreachable(int err) {
+  return err == RD_KAFKA_RESP_ERR__TRANSPORT || err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN ||
+         err == RD_KAFKA_RESP_ERR__RESOLVE;
+}
+
+// A connection failure reported by librdkafka (an error or a FAIL line): the first of an outage
+// is a WARNING, the others DEBUG.
+void report_unreachable(const HandleContext& ctx, const std::string& line) {
+  if (ctx.outage != nullptr && !ctx.outage->failed()) {
+    ctx.log->debug(line);
+    return;
+  }
+  ctx.log->warn(line +
+                " (retrying; further connection errors are logged at debug level until "
+                "Kafka answers again)");
+}
 
 // Where a librdkafka log line goes: syslog levels to PRPC levels.
 void log_callback(const rd_kafka_t* rk, int level, const char* fac, const char* buf) {
@@ -14,7 +53,9 @@ void log_callback(const rd_kafka_t* rk, int level, const char* fac, const char* 
   if (ctx == nullptr || ctx->log == nullptr) return;
   const sdk::Logger* log = ctx->log;
   std::string line = std::string(rd_kafka_name(rk)) + " " + fac + ": " + buf;
-  if (level <= 3) {
+  if (level <= 4 && std::strcmp(fac, "FAIL") == 0) {
+    report_unreachable(*ctx, line);  // a broker connection failed
+  } else if (level <= 3) {
     log->error(line);
   } else if (level == 4) {
     log->warn(line);
@@ -30,7 +71,14 @@ void log_callback(const rd_kafka_t* rk, int level, const char* fac, const char* 
 void error_callback(rd_kafka_t* rk, int err, const char* reason, void* opaque) {
   auto* ctx = static_cast<HandleContext*>(opaque);
   if (ctx == nullptr) return;
-  if (ctx->log != nullptr) ctx->log->error(std::string(rd_kafka_name(rk)) + " ERROR: " + reason);
+  if (ctx->log != nullptr) {
+    std::string line = std::string(rd_kafka_name(rk)) + " ERROR: " + reason;
+    if (is_unreachable(err)) {
+      report_unreachable(*ctx, line);
+    } else {
+      ctx->log->error(line);
+    }
+  }
   if (err != RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN) {
     std::lock_guard lock(ctx->error_mutex);
     ctx->last_error = reason;
@@ -68,6 +116,7 @@ void commit_callback(rd_kafka_t* rk, rd_kafka_resp_err_t err,
 KafkaBroker::Impl::Impl(Settings settings, sdk::Logger log)
     : settings_(std::move(settings)), log_(std::move(log)), cache_(settings_.result_cache_entries) {
   log_context_.log = &log_;
+  log_context_.outage = &outage_;
 }
 
 // ---- configuration ----
@@ -106,6 +155,7 @@ Result<ConfPtr> KafkaBroker::Impl::make_conf(bool producer,
   }
   for (const auto& [k, v] : fixed) PRPC_RETURN_IF_ERROR(set(k, v));
   rd_kafka_conf_set_log_cb(conf.get(), &log_callback);
+  rd_kafka_conf_set_error_cb(conf.get(), &error_callback);
   rd_kafka_conf_set_opaque(conf.get(), &log_context_);
   return conf;
 }
@@ -144,7 +194,6 @@ Status KafkaBroker::Impl::connect() {
   PRPC_ASSIGN_OR_RETURN(ConfPtr conf,
                         make_conf(true, {{"enable.idempotence", "true"}, {"acks", "all"}}));
   rd_kafka_conf_set_dr_msg_cb(conf.get(), &Impl::on_delivery_report);
-  rd_kafka_conf_set_error_cb(conf.get(), &error_callback);
   {
     std::lock_guard error_lock(log_context_.error_mutex);
     log_context_.last_error.clear();  // from an earlier attempt
@@ -186,9 +235,20 @@ void KafkaBroker::Impl::on_delivery_report(rd_kafka_t*, const rd_kafka_message_t
 }
 
 void KafkaBroker::Impl::producer_loop() {
+  constexpr auto kProbeEvery = std::chrono::seconds(1);
+  Clock::time_point next_probe{};
   while (running_.load()) {
     rd_kafka_poll(producer_.get(), 100);
     flush_commits();
+    // While Kafka is unreachable, ask for metadata now and then: its answer ends the outage.
+    if (outage_.down() && Clock::now() >= next_probe) {
+      next_probe = Clock::now() + kProbeEvery;
+      const rd_kafka_metadata_t* md = nullptr;
+      if (rd_kafka_metadata(producer_.get(), 0, nullptr, &md, 500) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        rd_kafka_metadata_destroy(md);
+        if (auto summary = outage_.recovered()) log_.info(*summary);
+      }
+    }
   }
 }
 

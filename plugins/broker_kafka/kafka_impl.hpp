@@ -38,9 +38,29 @@ namespace prpc::kafka {
 
 using Clock = std::chrono::steady_clock;
 
+// The cluster being unreachable, as every handle of one broker instance sees it: reported once at
+// WARNING when it starts, counted quietly while it lasts, and once at INFO with a summary when a
+// metadata request is answered again (client.cpp).
+class Outage {
+ public:
+  // A connection-level failure (a broker down, refused, unresolvable). Returns whether it began
+  // an outage (the caller logs it at WARNING; the rest of the outage goes to DEBUG).
+  bool failed();
+  bool down() const { return down_.load(std::memory_order_relaxed); }
+  // A request was answered: the end of the outage, if there was one; returns its summary.
+  std::optional<std::string> recovered();
+
+ private:
+  std::atomic<bool> down_{false};
+  std::mutex mutex_;
+  Clock::time_point since_{};
+  std::uint64_t failures_ = 0;
+};
+
 // What every handle's opaque points to: its log, and for the group consumer its subscription.
 struct HandleContext {
   const sdk::Logger* log = nullptr;
+  Outage* outage = nullptr;  // the broker instance's
   void* subscription = nullptr;
   // The producer's last reported error that names a cause (error_callback in client.cpp), which
   // explains a failed connect better than the metadata request's own error.
@@ -251,6 +271,7 @@ class KafkaBroker::Impl : public std::enable_shared_from_this<KafkaBroker::Impl>
 
   Settings settings_;
   sdk::Logger log_;
+  Outage outage_;
   HandleContext log_context_;
   ResultCache cache_;
 

@@ -57,6 +57,7 @@ Status KafkaBroker::Impl::subscribe(const SubscribeOptions& options, DeliveryHan
   }
   if (!options.consumer.empty()) fixed["client.id"] = settings_.client_id + "-" + options.consumer;
   sub->context.log = &log_;
+  sub->context.outage = &outage_;
   sub->context.subscription = sub.get();
   PRPC_ASSIGN_OR_RETURN(sub->consumer, make_consumer(fixed, &Impl::on_rebalance, &sub->context));
   PartitionListPtr topics(rd_kafka_topic_partition_list_new(2));

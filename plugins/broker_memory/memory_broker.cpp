@@ -442,19 +442,15 @@ void MemoryBroker::announce_server(std::string_view queue, std::string_view serv
     done(Status(StatusCode::kInvalidArgument, "announce_server: the ttl must be positive"));
     return;
   }
-  std::string info = info_json.find_first_not_of(" \t\r\n") == std::string_view::npos
-                         ? std::string("{}")
-                         : std::string(info_json);
-  Status valid =
-      json::scan_object(info, json::Limits{}, [](const json::Member&) { return Status::ok(); });
-  if (!valid.is_ok()) {
-    done(Status(StatusCode::kInvalidArgument, "announce_server: info: " + valid.message()));
+  auto info = json::announced_info(info_json);
+  if (!info.is_ok()) {
+    done(info.status());
     return;
   }
   {
     std::lock_guard lock(bus_->mutex);
     bus_->servers[std::string(queue)][std::string(server_id)] =
-        Bus::Announced{std::move(info), Clock::now(), ttl};
+        Bus::Announced{std::move(*info), Clock::now(), ttl};
   }
   done(Status::ok());
 }

@@ -14,10 +14,12 @@ namespace prpc::testing {
 class LogCapture {
  public:
   LogCapture() {
-    prpc::log::set_sink([this](prpc::log::Level, std::string_view component, std::string_view m) {
-      std::lock_guard lock(mutex_);
-      lines_.push_back(std::string(component) + ": " + std::string(m));
-    });
+    prpc::log::set_sink(
+        [this](prpc::log::Level level, std::string_view component, std::string_view m) {
+          std::lock_guard lock(mutex_);
+          lines_.push_back(std::string(component) + ": " + std::string(m));
+          levels_.push_back(level);
+        });
   }
   ~LogCapture() { prpc::log::set_sink(nullptr); }
   LogCapture(const LogCapture&) = delete;
@@ -26,6 +28,15 @@ class LogCapture {
   std::vector<std::string> lines() {
     std::lock_guard lock(mutex_);
     return lines_;
+  }
+  // The lines at `level` that contain `text`.
+  std::size_t count(prpc::log::Level level, std::string_view text) {
+    std::lock_guard lock(mutex_);
+    std::size_t n = 0;
+    for (std::size_t i = 0; i < lines_.size(); ++i) {
+      if (levels_[i] == level && lines_[i].find(text) != std::string::npos) ++n;
+    }
+    return n;
   }
   std::string joined() {
     std::string out;
@@ -36,6 +47,7 @@ class LogCapture {
  private:
   std::mutex mutex_;
   std::vector<std::string> lines_;
+  std::vector<prpc::log::Level> levels_;
 };
 
 }  // namespace prpc::testing

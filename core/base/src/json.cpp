@@ -346,4 +346,13 @@ Type peek_type(std::string_view input) noexcept {
   }
 }
 
+Result<std::string> announced_info(std::string_view info_json) {
+  if (info_json.find_first_not_of(" \t\r\n") == std::string_view::npos) return std::string("{}");
+  Status valid = scan_object(info_json, Limits{}, [](const Member&) { return Status::ok(); });
+  if (!valid.is_ok()) {
+    return Status(StatusCode::kInvalidArgument, "announce_server: info: " + valid.message());
+  }
+  return std::string(info_json);
+}
+
 }  // namespace prpc::json

@@ -36,6 +36,10 @@ struct ServerOptions {
   // host:port of the Prometheus /metrics listener (metrics.listen); empty: none. Port 0 picks
   // a free one (Server::metrics_port).
   std::string metrics_listen;
+  // How often the server announces itself and its numbers through the broker
+  // (server.announce_interval; prpc.stats and `prpc stats --servers` read them). 0: never.
+  // Listed as alive until five intervals pass without an announcement.
+  std::chrono::milliseconds announce_interval{1'000};
 };
 
 struct ServerStats {
@@ -89,6 +93,9 @@ std::string function_manifest(const std::string& queue, const std::vector<Functi
 // {"func_name", "func_args": [parameters without defaults], "func_kwargs": [with defaults]},
 // "ping" first. An original client's create_server_func reads it.
 std::string original_function_list(const std::vector<FunctionInfo>& functions);
+// A function's signature as Python would print it, "(a: int, *, b: str = 'x') -> int", from its
+// spec (FunctionInfo::spec_json); "()" for a spec without parameters.
+std::string function_signature(std::string_view spec_json);
 // Whether a get_function_server request's kwargs (JSON) ask for format="manifest".
 bool wants_manifest(std::string_view func_kwargs);
 

@@ -22,7 +22,7 @@ from .exceptions import ConfigurationError, RegistrationError
 __all__ = ["AppServer", "FuncData", "WORKER_TYPES"]
 
 WORKER_TYPES = ("thread", "process", "async")
-_RESERVED = ("ping", "get_function_server")
+_RESERVED = ("ping", "get_function_server", "prpc.info", "prpc.stats")
 
 F = TypeVar("F", bound=Callable[..., Any])
 log = logging.getLogger("prpc")
@@ -219,7 +219,7 @@ class AppServer:
             raise RegistrationError(
                 f"{fname}: unknown worker type {worker!r}; use one of {', '.join(WORKER_TYPES)}"
             )
-        if fname in _RESERVED:
+        if fname in _RESERVED or fname.startswith("prpc."):
             raise RegistrationError(f"{fname}: the name is reserved by PRPC")
         if fname in self._functions:
             raise RegistrationError(f"{fname}: a function of that name is already registered")

@@ -4,6 +4,7 @@
 //   finishing.cpp     store, push, dead-letter and acknowledge (MULTI/EXEC, or the finish script)
 //   replies.cpp       the client side: publish, the reply-stream listener, stored results
 //   operations.cpp    queue_stats, dead letters, requeue, trimming served entries
+//   servers.cpp       the servers' announcements (announce_server, list_servers)
 //   reply_reader.cpp  every hiredis reply turned into data (pure functions)
 // Everything runs on the broker's one io thread unless a member says otherwise.
 #pragma once
@@ -71,6 +72,8 @@ struct Settings {
   milliseconds heartbeat_interval = std::chrono::seconds(1);
   milliseconds liveness_timeout = std::chrono::seconds(3);
   milliseconds trim_interval = std::chrono::seconds(10);
+  // How long a server silent past its announcement's ttl is still listed, as stopped.
+  milliseconds server_history = std::chrono::minutes(5);
   std::int64_t stream_max_len = 0;
   std::int64_t dead_letter_max_len = 10000;
   std::int64_t reply_max_len = 10000;
@@ -120,6 +123,11 @@ class RedisBroker::Impl {
   Result<std::vector<DeadLetter>> dead_letters(std::string_view queue, std::size_t max_count);
   Result<std::size_t> requeue_dead_letters(std::string_view queue,
                                            std::span<const std::string> ids);
+
+  // servers.cpp
+  void announce_server(std::string_view queue, std::string_view server_id,
+                       std::string_view info_json, milliseconds ttl, DoneCallback done);
+  Result<std::string> list_servers(std::string_view queue);
 
  private:
   template <typename T>

@@ -239,7 +239,10 @@ void Link::become_ready() {
   backoff_ = milliseconds(0);
   if (log_ != nullptr) {
     if (down_logged_) {
-      log_->info("reconnected to " + describe());
+      auto down =
+          std::chrono::duration_cast<milliseconds>(std::chrono::steady_clock::now() - down_since_);
+      log_->info("reconnected to " + describe() + " after " + std::to_string(down.count()) +
+                 " ms and " + std::to_string(retries_) + " attempts");
     } else if (!was_ready_) {
       log_->debug("connected to " + describe());
     }
@@ -456,6 +459,8 @@ void Link::fail(const Status& why) {
   bool was_ready = s == State::kReady;
   if (log_ != nullptr && !down_logged_) {
     down_logged_ = true;
+    down_since_ = std::chrono::steady_clock::now();
+    retries_ = 0;
     std::string msg = (was_ready ? "lost the connection to " : "cannot connect to ") + describe() +
                       ": " + why.message();
     if (was_ready_) msg += "; reconnecting with backoff";
@@ -516,6 +521,7 @@ void Link::schedule_reconnect() {
   retry_timer_.expires_after(delay);
   retry_timer_.async_wait([self = shared_from_this()](const boost::system::error_code& ec) {
     if (ec || self->state_ != State::kBackoff) return;
+    ++self->retries_;
     self->connect();
   });
 }

@@ -199,6 +199,10 @@ class Link : public std::enable_shared_from_this<Link> {
   milliseconds backoff_{0};
   bool was_ready_ = false;    // connected at least once
   bool down_logged_ = false;  // one warning per outage, not one per retry
+  // The outage being logged: when it began and how many reconnects it took, for the summary
+  // line on recovery.
+  std::chrono::steady_clock::time_point down_since_{};
+  std::uint32_t retries_ = 0;
   std::minstd_rand jitter_;
 
   std::function<void()> on_ready_;

@@ -65,6 +65,7 @@ Settings read_settings(const sdk::Options& o) {
   s.block = positive(o, "block", s.block);
   s.claim_interval = positive(o, "claim_interval", s.claim_interval, true);
   s.trim_interval = positive(o, "trim_interval", s.trim_interval, true);
+  s.server_history = positive(o, "server_history", s.server_history, true);
   s.liveness_timeout = positive(o, "liveness_timeout", s.liveness_timeout, true);
   s.heartbeat_interval = positive(o, "heartbeat_interval", s.heartbeat_interval);
   if (s.liveness_timeout.count() > 0 && s.liveness_timeout < 2 * s.heartbeat_interval) {
@@ -302,6 +303,9 @@ std::vector<sdk::OptionSpec> RedisBroker::options() {
       {"liveness_timeout", PRPC_OPT_DURATION_MS, "3s",
        "a server silent this long is dead: live servers take its pending requests at once, "
        "whatever their idle time; 0: off (only the visibility timeout recovers them)"},
+      {"server_history", PRPC_OPT_DURATION_MS, "5m",
+       "how long a server whose announcement expired is still listed in prpc_servers:{q} "
+       "(alive: false)"},
       {"trim_interval", PRPC_OPT_DURATION_MS, "10s",
        "how often served requests are trimmed from the streams; 0: never"},
       {"stream_max_len", PRPC_OPT_INT, "0",
@@ -374,6 +378,14 @@ Result<std::vector<DeadLetter>> RedisBroker::dead_letters(std::string_view queue
 Result<std::size_t> RedisBroker::requeue_dead_letters(std::string_view queue,
                                                       std::span<const std::string> ids) {
   return impl_->requeue_dead_letters(queue, ids);
+}
+void RedisBroker::announce_server(std::string_view queue, std::string_view server_id,
+                                  std::string_view info_json, std::chrono::milliseconds ttl,
+                                  DoneCallback done) {
+  impl_->announce_server(queue, server_id, info_json, ttl, std::move(done));
+}
+Result<std::string> RedisBroker::list_servers(std::string_view queue) {
+  return impl_->list_servers(queue);
 }
 
 }  // namespace prpc::redis

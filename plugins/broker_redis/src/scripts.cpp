@@ -16,11 +16,14 @@ std::string sha1_hex(std::string_view body) {
 }
 
 const Shas& shas() {
-  static const Shas s{sha1_hex(kFinish), sha1_hex(kClaim),   sha1_hex(kTouch),
-                      sha1_hex(kTrim),   sha1_hex(kRequeue), sha1_hex(kHeartbeat)};
+  static const Shas s{sha1_hex(kFinish),   sha1_hex(kClaim),      sha1_hex(kTouch),
+                      sha1_hex(kTrim),     sha1_hex(kRequeue),    sha1_hex(kHeartbeat),
+                      sha1_hex(kAnnounce), sha1_hex(kListServers)};
   return s;
 }
 
-std::vector<std::string> all() { return {kFinish, kClaim, kTouch, kTrim, kRequeue, kHeartbeat}; }
+std::vector<std::string> all() {
+  return {kFinish, kClaim, kTouch, kTrim, kRequeue, kHeartbeat, kAnnounce, kListServers};
+}
 
 }  // namespace prpc::redis::details::scripts

@@ -249,8 +249,40 @@ return {n, nxt, skipped}
 // The SHA-1 (hex) EVALSHA names a script by.
 std::string sha1_hex(std::string_view body);
 
+// Records a server's announcement in the queue's server hash, stamped with Redis's clock so
+// that every reader measures ages on one clock. The hash expires when nobody has announced for
+// the ttl plus the history (live servers announce every second or so, keeping it).
+// KEYS[1] server hash; ARGV server id, ttl ms, info JSON, history ms. Returns the time (ms).
+inline constexpr const char* kAnnounce = R"lua(
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('HSET', KEYS[1], ARGV[1], string.format('%d %d ', now, tonumber(ARGV[2])) .. ARGV[3])
+redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]) + tonumber(ARGV[4]))
+return now
+)lua";
+
+// The announcements of a queue's servers with Redis's time; forgets those silent for longer than
+// their ttl plus the history. KEYS[1] server hash; ARGV history ms.
+// Returns {now, id, "<announced ms> <ttl ms> <info>", ...}.
+inline constexpr const char* kListServers = R"lua(
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local all = redis.call('HGETALL', KEYS[1])
+local out = {now}
+for i = 1, #all, 2 do
+  local at, ttl = string.match(all[i + 1], '^(%d+) (%d+) ')
+  if at and now - tonumber(at) < tonumber(ttl) + tonumber(ARGV[1]) then
+    out[#out + 1] = all[i]
+    out[#out + 1] = all[i + 1]
+  else
+    redis.call('HDEL', KEYS[1], all[i])
+  end
+end
+return out
+)lua";
+
 struct Shas {
-  std::string finish, claim, touch, trim, requeue, heartbeat;
+  std::string finish, claim, touch, trim, requeue, heartbeat, announce, list_servers;
 };
 const Shas& shas();
 // Every script body, for SCRIPT LOAD at login.

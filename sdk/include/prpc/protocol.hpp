@@ -84,6 +84,14 @@ inline std::string liveness_key(std::string_view queue) {
   return out;
 }
 
+// The Redis broker's server hash of a queue: each server's latest announcement (its id, version,
+// functions and numbers; Broker::announce_server). The ':' keeps it apart from prpc_{q}.
+inline std::string servers_key(std::string_view queue) {
+  std::string out("prpc_servers:");
+  out += queue;
+  return out;
+}
+
 // A client's reply address is prpc_feedback_{q}:{client} (a Redis stream per client, a partition
 // of the reply topic on Kafka). The ':' keeps them apart from the raw result keys
 // (prpc_feedback_raw_...), whatever the queue is called.

@@ -85,4 +85,30 @@ TEST_F(KafkaTest, EachFailedOffsetCommitIsLoggedOnceWithItsOffsets) {
   }
 }
 
+// A cluster that cannot be reached is reported once at WARNING however long it stays away (the
+// retries go to DEBUG), and its return once at INFO with a summary.
+TEST_F(KafkaTest, AnUnreachableClusterIsReportedOnceAndItsReturnOnce) {
+  prepare(1);
+  log::Level before = log::level();
+  log::set_level(log::Level::kInfo);
+  testing::LogCapture logs;
+  client();  // connected: its producer's thread watches the cluster
+  auto* mock = cluster_->mock();
+  mock->broker_down(-1);
+  auto noisy = [&] {
+    return logs.count(log::Level::kWarn, "kafka") + logs.count(log::Level::kError, "kafka");
+  };
+  EXPECT_TRUE(wait_until([&] { return noisy() >= 1; }, 30s)) << logs.joined();
+  // librdkafka retries all along (the broker's probes ask for metadata every second).
+  std::this_thread::sleep_for(4s);
+  EXPECT_EQ(noisy(), 1u) << logs.joined();
+  EXPECT_EQ(logs.count(log::Level::kWarn, "retrying"), 1u) << logs.joined();
+  mock->broker_up(-1);
+  EXPECT_TRUE(wait_until(
+      [&] { return logs.count(log::Level::kInfo, "Kafka is reachable again after") == 1; }, 30s))
+      << logs.joined();
+  EXPECT_EQ(noisy(), 1u) << logs.joined();
+  log::set_level(before);
+}
+
 }  // namespace prpc::kafka_tests

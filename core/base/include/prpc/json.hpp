@@ -45,6 +45,10 @@ struct Member {
 Status scan_object(std::string_view input, const Limits& limits,
                    const std::function<Status(const Member&)>& on_member);
 
+// The info a server announces (Broker::announce_server): empty or blank is {}, anything else must
+// be one JSON object. Errors are kInvalidArgument, "announce_server: info: ...".
+Result<std::string> announced_info(std::string_view info_json);
+
 // The same for one JSON array: on_element is called for each top-level element in order, with
 // an empty key.
 Status scan_array(std::string_view input, const Limits& limits,

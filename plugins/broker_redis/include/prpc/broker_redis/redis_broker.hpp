@@ -48,6 +48,11 @@ class RedisBroker final : public Broker {
                                                std::size_t max_count) override;
   Result<std::size_t> requeue_dead_letters(std::string_view queue,
                                            std::span<const std::string> ids) override;
+  // Announcements live in the hash prpc_servers:{q}, one field per server.
+  void announce_server(std::string_view queue, std::string_view server_id,
+                       std::string_view info_json, std::chrono::milliseconds ttl,
+                       DoneCallback done) override;
+  Result<std::string> list_servers(std::string_view queue) override;
 
   class Impl;
 
