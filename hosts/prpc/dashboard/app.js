@@ -261,10 +261,16 @@ function chart(series, lines, fmt, what) {
   const latest = [];
   for (const l of lines) {
     let d = "", pen = false, lastV = null;
+    const has = (i) => i >= 0 && i < series.length && series[i][l.key] !== null && series[i][l.key] !== undefined;
     series.forEach((p, i) => {
       const v = p[l.key];
-      if (v === null || v === undefined) { pen = false; return; }
-      d += `${pen ? "L" : "M"}${x(i).toFixed(1)},${y(v).toFixed(1)} `;
+      if (!has(i)) { pen = false; return; }
+      if (!has(i - 1) && !has(i + 1)) {
+        // A bin alone between gaps: a short dash, or it would not show at all.
+        d += `M${Math.max(0, x(i) - 3).toFixed(1)},${y(v).toFixed(1)} L${Math.min(W, x(i) + 3).toFixed(1)},${y(v).toFixed(1)} `;
+      } else {
+        d += `${pen ? "L" : "M"}${x(i).toFixed(1)},${y(v).toFixed(1)} `;
+      }
       pen = true;
       lastV = v;
     });

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.remote.webdriver import WebDriver
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "support"))
@@ -101,9 +102,42 @@ def screenshot(driver: WebDriver, name: str, width: int, height: int) -> Path:
 
 
 def text_of(driver: WebDriver, css: str) -> str:
-    """The text of the first element matching css, or '' (without waiting)."""
-    found = driver.find_elements("css selector", css)
-    return found[0].text if found else ""
+    """The text of the first element matching css, or '' (without waiting). The page redraws
+    a table when its data change, so an element found may be gone when it is read: '' too."""
+    try:
+        found = driver.find_elements("css selector", css)
+        return found[0].text if found else ""
+    except StaleElementReferenceException:
+        return ""
+
+
+def attr_of(driver: WebDriver, css: str, name: str, timeout: float = 10) -> str:
+    """An attribute of the first element matching css (found again if a redraw replaced it)."""
+    def read() -> str | None:
+        try:
+            found = driver.find_elements("css selector", css)
+            return found[0].get_attribute(name) if found else None
+        except StaleElementReferenceException:
+            return None
+
+    value = wait_until(read, timeout, f"{name} of {css}")
+    assert isinstance(value, str)
+    return value
+
+
+def click(driver: WebDriver, css: str, timeout: float = 10) -> None:
+    """Clicks the first element matching css, finding it again if a redraw replaced it."""
+    def clicked() -> bool:
+        try:
+            found = driver.find_elements("css selector", css)
+            if not found:
+                return False
+            found[0].click()
+            return True
+        except StaleElementReferenceException:
+            return False
+
+    wait_until(clicked, timeout, f"a click on {css}")
 
 
 def wait_for_text(driver: WebDriver, css: str, predicate: Callable[[str], bool], timeout: float,

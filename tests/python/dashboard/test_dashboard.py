@@ -9,7 +9,8 @@ import socket
 
 import pytest
 import redis
-from dashboard_support import screenshot, text_of, wait_for_text
+from dashboard_support import attr_of, click, screenshot, text_of, wait_for_text
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
@@ -108,15 +109,15 @@ def test_dead_letter_and_requeue(served, env, redis_server, page: WebDriver) -> 
     row_css = f"{section} tr[data-dead-letter]"
     wait_for_text(page, row_css, lambda t: "this is not json" not in t and bool(t), 30,
                   "the dead letter on the page")
-    first = page.find_elements(By.CSS_SELECTOR, row_css)[0]
-    letter_id = first.get_attribute("data-dead-letter")
+    letter_id = attr_of(page, row_css, "data-dead-letter")
     assert letter_id
-    assert first.find_element(By.CSS_SELECTOR, ".reason").text  # the reason is shown
+    this_row = f'{row_css}[data-dead-letter="{letter_id}"]'
+    assert "invalid JSON" in text_of(page, f"{this_row} .reason")  # the reason is shown
     assert text_of(page, f'{section} [data-stat="dead-letters"] dd') == "1"
     screenshot(page, "dead-letter", 1400, 900)
 
     before = int(r.xlen(f"prpc_dead_{queue}"))
-    first.find_element(By.CSS_SELECTOR, "button").click()
+    click(page, f"{this_row} button")
     alert = WebDriverWait(page, 10).until(lambda d: d.switch_to.alert)
     assert "Requeue dead letter" in alert.text
     alert.accept()
@@ -125,8 +126,11 @@ def test_dead_letter_and_requeue(served, env, redis_server, page: WebDriver) -> 
     # The letter left the dead letters and went back to the server, which refused it again:
     # a new dead letter with a new id.
     def requeued_and_refused() -> bool:
-        ids = [e.get_attribute("data-dead-letter")
-               for e in page.find_elements(By.CSS_SELECTOR, row_css)]
+        try:
+            ids = [e.get_attribute("data-dead-letter")
+                   for e in page.find_elements(By.CSS_SELECTOR, row_css)]
+        except StaleElementReferenceException:
+            return False
         return letter_id not in ids and len(ids) == 1
 
     from sdk_fixtures import wait_until
@@ -140,8 +144,8 @@ def test_requeue_cancelled_in_the_dialog(served, env, redis_server, page: WebDri
     page.get(served.url + f"?token={TOKEN}")
     row_css = f"{queue_css(queue)} tr[data-dead-letter]"
     wait_for_text(page, row_css, bool, 30, "the dead letter")
-    letter_id = page.find_elements(By.CSS_SELECTOR, row_css)[0].get_attribute("data-dead-letter")
-    page.find_elements(By.CSS_SELECTOR, f"{row_css} button")[0].click()
+    letter_id = attr_of(page, row_css, "data-dead-letter")
+    click(page, f"{row_css} button")
     WebDriverWait(page, 10).until(lambda d: d.switch_to.alert).dismiss()
     status, state = served.request("/api/state", headers={"Authorization": f"Bearer {TOKEN}"})
     assert status == 200
