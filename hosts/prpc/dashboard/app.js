@@ -224,7 +224,7 @@ function updateQueue(sec, q, data) {
     card("p99", "p99", "5 min", fmtMs(r.p99_ms)));
   const series = q.series || [];
   sec.rateChart.replaceChildren(chart(series, [{ key: "calls_per_s", cls: "l-rate", area: true }], fmtRate, "calls per second"));
-  sec.latChart.replaceChildren(chart(series, [{ key: "p50_ms", cls: "l-p50" }, { key: "p99_ms", cls: "l-p99" }], fmtMs, "latency"));
+  sec.latChart.replaceChildren(chart(series, [{ key: "p50_ms", cls: "l-p50" }, { key: "p99_ms", cls: "l-p99" }], fmtMs, "latency", true));
   if (q.error || q.loading || data.broker.error) {
     // Nothing is known while the broker does not answer: say so rather than "none".
     const why = q.loading && !data.broker.error ? "Loading…" : "Not known while the broker does not answer.";
@@ -247,17 +247,34 @@ function updateQueue(sec, q, data) {
   sec.callNote.textContent = on ? "" : data.actions.reason;
 }
 
-// A small line chart of the last five minutes; gaps where no call finished.
-function chart(series, lines, fmt, what) {
+// A small line chart of the last five minutes; gaps where no call finished. `log`: a
+// logarithmic scale by decades (latency: p50 and p99 are often 100 times apart).
+function chart(series, lines, fmt, what, log) {
   const W = 300, H = 100, pad = 4;
-  let max = 0;
-  for (const p of series) for (const l of lines) if (p[l.key] !== null && p[l.key] > max) max = p[l.key];
-  const top = max > 0 ? niceCeil(max) : 1;
+  let max = 0, min = Infinity;
+  for (const p of series) for (const l of lines) {
+    const v = p[l.key];
+    if (v === null || v === undefined) continue;
+    if (v > max) max = v;
+    if (v > 0 && v < min) min = v;
+  }
   const n = Math.max(1, series.length - 1);
   const x = (i) => (i / n) * W;
-  const y = (v) => H - pad - (v / top) * (H - 2 * pad);
+  let top, bottom = 0, y, grid;
+  if (log) {
+    top = max > 0 ? Math.pow(10, Math.ceil(Math.log10(max))) : 1;
+    bottom = Math.min(top / 10, min < Infinity ? Math.pow(10, Math.floor(Math.log10(min))) : top / 10);
+    const span = Math.log10(top) - Math.log10(bottom);
+    y = (v) => H - pad - ((Math.log10(Math.max(v, bottom)) - Math.log10(bottom)) / span) * (H - 2 * pad);
+    grid = [];
+    for (let d = bottom * 10; d < top; d *= 10) grid.push(d);
+  } else {
+    top = max > 0 ? niceCeil(max) : 1;
+    y = (v) => H - pad - (v / top) * (H - 2 * pad);
+    grid = [0.25, 0.5, 0.75].map((f) => top * f);
+  }
   const svg = s("svg", { class: "chart", viewBox: `0 0 ${W} ${H}`, preserveAspectRatio: "none", role: "img" });
-  for (const f of [0.25, 0.5, 0.75]) svg.append(s("line", { class: "grid", x1: 0, x2: W, y1: y(top * f), y2: y(top * f), "vector-effect": "non-scaling-stroke" }));
+  for (const g of grid) svg.append(s("line", { class: "grid", x1: 0, x2: W, y1: y(g), y2: y(g), "vector-effect": "non-scaling-stroke" }));
   const latest = [];
   for (const l of lines) {
     let d = "", pen = false, lastV = null;
@@ -289,7 +306,8 @@ function chart(series, lines, fmt, what) {
   svg.prepend(title);
   return h("figure", { class: "fig" },
     svg,
-    h("div", { class: "chart-axis", "aria-hidden": "true" }, h("span", {}, "5 min ago"), h("span", {}, "max " + fmt(top)), h("span", {}, "now")));
+    h("div", { class: "chart-axis", "aria-hidden": "true" }, h("span", {}, "5 min ago"),
+      h("span", {}, log ? `${fmt(bottom)} to ${fmt(top)}, log scale` : "max " + fmt(top)), h("span", {}, "now")));
 }
 function niceCeil(v) {
   const e = Math.pow(10, Math.floor(Math.log10(v)));
