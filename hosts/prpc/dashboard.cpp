@@ -47,6 +47,7 @@ constexpr std::string_view kCookie = "prpc_dashboard_token";
 constexpr std::size_t kDeadLettersRead = 200;  // brokers list the oldest first
 constexpr std::size_t kDeadLettersShown = 25;
 constexpr std::size_t kPayloadShown = 400;
+constexpr std::int64_t kDeadLettersRefreshMs = 10'000;
 constexpr std::int64_t kRateWindowMs = 60'000;
 constexpr std::int64_t kLatencyWindowMs = 300'000;
 constexpr std::int64_t kChartSpanMs = 300'000;
@@ -161,6 +162,11 @@ struct QueueState {
   std::deque<Point> history;
   std::vector<double> bounds;
   bool first_round = true;
+  // The dead letters as last read (a JSON array), read again when their count changes.
+  std::string dead_json = "[]";
+  std::size_t dead_read = 0;
+  std::int64_t dead_total = -1;
+  std::int64_t dead_read_at_ms = 0;
 };
 
 class ActionPool {
@@ -518,6 +524,7 @@ class Dashboard {
         count += *r;
       }
     }
+    dead_refresh_ = true;
     wake_poller();  // the page shows the change at its next refresh, not a poll later
     rapidjson::StringBuffer b;
     Writer w(b);
@@ -585,6 +592,7 @@ class Dashboard {
       }
     }
     std::vector<std::string> rendered;
+    refresh_dead_ = dead_refresh_.exchange(false);
     for (auto& q : queues_) rendered.push_back(poll_queue(*q));
     std::lock_guard lock(state_mutex_);
     queue_json_ = std::move(rendered);
@@ -789,7 +797,7 @@ class Dashboard {
     w.EndArray();
 
     render_rates(w, q, now);
-    render_dead_letters(w, q, stats.is_ok() ? stats->dead_letters : -1);
+    render_dead_letters(w, q, stats.is_ok() ? stats->dead_letters : -1, now);
     w.EndObject();
     return b.GetString();
   }
@@ -856,38 +864,58 @@ class Dashboard {
     w.EndArray();
   }
 
-  void render_dead_letters(Writer& w, const QueueState& q, std::int64_t total) {
-    w.Key("dead_letters");
-    w.StartArray();
-    std::size_t read = 0;
-    if (total != 0) {
-      auto letters = broker_->dead_letters(q.name, kDeadLettersRead);
-      if (letters.is_ok()) {
-        read = letters->size();
-        std::size_t shown = 0;
-        for (auto it = letters->rbegin(); it != letters->rend() && shown < kDeadLettersShown;
-             ++it, ++shown) {
-          w.StartObject();
-          w.Key("id");
-          put(w, it->id);
-          w.Key("flavour");
-          put(w, flavour_name(it->flavour));
-          w.Key("reason");
-          put(w, it->reason);
-          json::Limits small{64, it->payload.size() + 1};
-          w.Key("message_id");
-          put(w, json::get_string_member(it->payload, "message_id", small).value_or(""));
-          w.Key("function");
-          put(w, json::get_string_member(it->payload, "func_name", small).value_or(""));
-          w.Key("payload");
-          put(w, cut(it->payload, kPayloadShown));
-          w.EndObject();
+  // Payloads can be large: read again only when the count changed, or every 10 s (a requeue
+  // by someone else keeps the count when a new letter comes in).
+  void render_dead_letters(Writer& w, QueueState& q, std::int64_t total, std::int64_t now) {
+    if (refresh_dead_ || total != q.dead_total ||
+        now - q.dead_read_at_ms >= kDeadLettersRefreshMs) {
+      rapidjson::StringBuffer b;
+      Writer lw(b);
+      lw.StartArray();
+      bool ok = true;
+      std::size_t read = 0;
+      if (total != 0) {
+        auto letters = broker_->dead_letters(q.name, kDeadLettersRead);
+        ok = letters.is_ok();
+        if (ok) {
+          read = letters->size();
+          std::size_t shown = 0;
+          for (auto it = letters->rbegin(); it != letters->rend() && shown < kDeadLettersShown;
+               ++it, ++shown) {
+            write_dead_letter(lw, *it);
+          }
         }
       }
+      lw.EndArray();
+      if (ok) {
+        q.dead_json = b.GetString();
+        q.dead_read = read;
+        q.dead_total = total;
+        q.dead_read_at_ms = now;
+      }
     }
-    w.EndArray();
+    w.Key("dead_letters");
+    w.RawValue(q.dead_json.c_str(), q.dead_json.size(), rapidjson::kArrayType);
     w.Key("dead_letters_read");
-    w.Uint64(read);
+    w.Uint64(q.dead_read);
+  }
+
+  static void write_dead_letter(Writer& w, const DeadLetter& d) {
+    w.StartObject();
+    w.Key("id");
+    put(w, d.id);
+    w.Key("flavour");
+    put(w, flavour_name(d.flavour));
+    w.Key("reason");
+    put(w, d.reason);
+    json::Limits small{64, d.payload.size() + 1};
+    w.Key("message_id");
+    put(w, json::get_string_member(d.payload, "message_id", small).value_or(""));
+    w.Key("function");
+    put(w, json::get_string_member(d.payload, "func_name", small).value_or(""));
+    w.Key("payload");
+    put(w, cut(d.payload, kPayloadShown));
+    w.EndObject();
   }
 
   void render() {
@@ -993,6 +1021,8 @@ class Dashboard {
   std::atomic<bool> requeue_supported_{true};
   std::string requeue_reason_;
   std::string broker_error_;
+  std::atomic<bool> dead_refresh_{false};  // set by a requeue
+  bool refresh_dead_ = false;              // this round's copy of it
 
   std::mutex poll_mutex_;
   std::condition_variable poll_cv_;
