@@ -48,6 +48,8 @@ test  clang-14              the fuzz preset's compiler (libFuzzer targets, scrip
 test  libclang-rt-14-dev    libFuzzer and the sanitizers' runtimes for the fuzz preset
 test  llvm-14               llvm-symbolizer: readable stacks in the fuzzers' crash reports
 test  prometheus            the observability suite scrapes a server with a real Prometheus
+test  chromium              the dashboard's browser tests (headless)
+test  chromium-driver       chromedriver, which drives it for selenium
 kafka default-jre-headless  Apache Kafka runs on Java
 kafka maven                 fetching the Apache Kafka jars
 fresh debootstrap           building the bare Debian root

@@ -68,7 +68,8 @@ printf '==> mypy\n'
 # The package, then each test folder on its own: their conftest.py files share one module name.
 mypy || failed+=(mypy)
 for dir in tests/python/codec tests/python/compat tests/python/failover \
-    tests/python/observability tests/python/sdk tests/python/security tests/python/support; do
+    tests/python/observability tests/python/sdk tests/python/security tests/python/support \
+    tests/python/dashboard; do
   mypy "$dir" || failed+=("mypy $dir")
 done
 

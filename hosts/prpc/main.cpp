@@ -20,6 +20,7 @@
 #include <thread>
 #include <vector>
 
+#include "dashboard.hpp"
 #include "host_common.hpp"
 #include "prpc/client.hpp"
 #include "prpc/json.hpp"
@@ -44,6 +45,7 @@ constexpr const char* kUsage =
        prpc [OPTIONS] dead-letters --requeue [--id ID ...]
        prpc [OPTIONS] gen-stubs [--output FILE] [--timeout SECONDS]
        prpc [OPTIONS] serve MODULE:ATTR [--check] [--log-level LEVEL]
+       prpc [OPTIONS] dashboard [--listen HOST:PORT] [--token TOKEN] [--allow-actions]
 
 Talks to the server of one queue through the broker named by PRPC_TYPE_BROKER, PRPC_URL_BROKER
 and PRPC_QUEUE_NAME (or a configuration file), with the raw JSON protocol.
@@ -66,6 +68,13 @@ and PRPC_QUEUE_NAME (or a configuration file), with the raw JSON protocol.
                      `prpc-host --app MODULE:ATTR` with the same options, so exit codes are
                      prpc-host's; the queue and broker options override the AppServer's own
     --check          only import the application and list the functions it would serve
+  dashboard          serve a live web page of the queues (--queue may repeat), their servers,
+                     functions, rates, latency and dead letters until SIGINT or SIGTERM; prints
+                     its address (docs/dashboard.md)
+    --listen H:P     where (default 127.0.0.1:8787; port 0 picks a free one)
+    --token TOKEN    every request needs it (default: $PRPC_DASHBOARD_TOKEN); enables the
+                     call form and the requeue button
+    --allow-actions  enable them without a token
 
 options:
   --config FILE      TOML configuration (default: $PRPC_CONFIG)
@@ -103,6 +112,9 @@ struct Args {
   bool verbose = false;
   bool servers = false;
   std::string log_level;
+  std::vector<std::string> queues;  // every --queue, for dashboard
+  dashboard::Options dashboard;
+  bool dashboard_flags = false;
 };
 
 // ---- terminal --------------------------------------------------------------------------------
@@ -619,6 +631,7 @@ int main(int argc, char** argv) {
     } else if (a == "--queue") {
       if (!value(v)) return error(kExitUsage, "--queue needs a name");
       args.sets.push_back("queue.name=" + v);
+      args.queues.push_back(v);
     } else if (a == "--kwargs") {
       if (!value(args.kwargs)) return error(kExitUsage, "--kwargs needs a JSON object");
     } else if (a == "--timeout") {
@@ -648,6 +661,15 @@ int main(int argc, char** argv) {
     } else if (a == "--id") {
       if (!value(v)) return error(kExitUsage, "--id needs a dead letter's id");
       args.ids.push_back(v);
+    } else if (a == "--listen") {
+      if (!value(args.dashboard.listen)) return error(kExitUsage, "--listen needs HOST:PORT");
+      args.dashboard_flags = true;
+    } else if (a == "--token") {
+      if (!value(args.dashboard.token)) return error(kExitUsage, "--token needs a token");
+      args.dashboard_flags = true;
+    } else if (a == "--allow-actions") {
+      args.dashboard.allow_actions = true;
+      args.dashboard_flags = true;
     } else if (a == "--output" || a == "-o") {
       if (!value(args.output)) return error(kExitUsage, "--output needs a file");
     } else if (a.size() > 1 && a[0] == '-' && a != "-" && !(a[1] >= '0' && a[1] <= '9')) {
@@ -663,7 +685,8 @@ int main(int argc, char** argv) {
     return kExitUsage;
   }
   if (args.command != "call" && args.command != "funcs" && args.command != "stats" &&
-      args.command != "dead-letters" && args.command != "gen-stubs" && args.command != "serve") {
+      args.command != "dead-letters" && args.command != "gen-stubs" && args.command != "serve" &&
+      args.command != "dashboard") {
     return error(kExitUsage, "unknown command '" + args.command + "' (see prpc --help)");
   }
   if (!args.ids.empty() && !args.requeue) return error(kExitUsage, "--id goes with --requeue");
@@ -677,10 +700,18 @@ int main(int argc, char** argv) {
     return error(kExitUsage,
                  std::string(args.check ? "--check" : "--log-level") + " goes with serve");
   }
+  if (args.dashboard_flags && args.command != "dashboard") {
+    return error(kExitUsage, "--listen, --token and --allow-actions go with dashboard");
+  }
   g_out.on = colour_on(STDOUT_FILENO, args);
   g_err.on = colour_on(STDERR_FILENO, args);
   if (args.command == "gen-stubs") return command_gen_stubs(args);
   if (args.command == "serve") return command_serve(args);
+  if (args.command == "dashboard") {
+    if (!args.positional.empty()) return error(kExitUsage, "dashboard takes no arguments");
+    args.dashboard.queues = args.queues;
+    return dashboard::run(args.dashboard, args.config, args.sets);
+  }
   try {
     Session session;
     if (int code = open_session(args, session); code != kExitOk) return code;
