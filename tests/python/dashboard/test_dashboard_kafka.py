@@ -1,7 +1,7 @@
 """`prpc dashboard` over a real Apache Kafka broker (librdkafka's mock cluster lives inside one
-process, and the dashboard, the server and the test are three): the queue's numbers, a dead
-letter after a malformed record, the requeue button off with Kafka's reason, and a call through
-the form, in headless Chromium."""
+process, and the dashboard, the server and the test are three): the queue's numbers, the
+announced server and its function, a dead letter after a malformed record, the requeue button
+off with Kafka's reason, and a call through the form, in headless Chromium."""
 
 from __future__ import annotations
 
@@ -86,6 +86,11 @@ def test_dashboard_over_kafka(kafka_app, kafka_env, start_dashboard, page: WebDr
     section = f'section[data-queue="{queue}"]'
     wait_for_text(page, f'{section} [data-stat="consumers"] dd', lambda t: t not in ("", "\u2013"),
                   60, "the queue's numbers from Kafka")
+
+    # The server's announcement, through Kafka: its function with the signature.
+    wait_for_text(page, f'{section} tr[data-function="add"]',
+                  lambda t: "(a: int, b: int = 0) -> int" in t, 60, "the function add")
+    assert "alive" in text_of(page, f"{section} tr[data-server]")
 
     # Kafka cannot delete a record: the requeue buttons are off and say why.
     wait_for_text(page, f"{section} .panel-head .note", lambda t: "requeue" in t, 30,
