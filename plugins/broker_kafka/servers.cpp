@@ -16,7 +16,6 @@ std::int64_t wall_ms() {
       .count();
 }
 
-
 }  // namespace
 
 // Compacted (the newest announcement per server is what matters) and short-lived: segments roll
