@@ -42,15 +42,7 @@ Status KafkaBroker::Impl::ensure_servers_topic(const std::string& topic) {
 void KafkaBroker::Impl::announce_server(std::string_view queue, std::string_view server_id,
                                         std::string_view info_json, std::chrono::milliseconds ttl,
                                         DoneCallback done) {
-  if (queue.empty() || server_id.empty()) {
-    done(Status(StatusCode::kInvalidArgument, "announce_server: no queue or no server id"));
-    return;
-  }
-  if (ttl.count() <= 0) {
-    done(Status(StatusCode::kInvalidArgument, "announce_server: the ttl must be positive"));
-    return;
-  }
-  auto checked = json::announced_info(info_json);
+  auto checked = json::checked_announcement(queue, server_id, info_json, ttl.count());
   if (!checked.is_ok()) {
     done(checked.status());
     return;

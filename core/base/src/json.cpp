@@ -355,4 +355,15 @@ Result<std::string> announced_info(std::string_view info_json) {
   return std::string(info_json);
 }
 
+Result<std::string> checked_announcement(std::string_view queue, std::string_view server_id,
+                                         std::string_view info_json, std::int64_t ttl_ms) {
+  if (queue.empty() || server_id.empty()) {
+    return Status(StatusCode::kInvalidArgument, "announce_server: no queue or no server id");
+  }
+  if (ttl_ms <= 0) {
+    return Status(StatusCode::kInvalidArgument, "announce_server: the ttl must be positive");
+  }
+  return announced_info(info_json);
+}
+
 }  // namespace prpc::json

@@ -26,15 +26,7 @@ std::optional<std::int64_t> number_at(std::string_view text, std::size_t& at) {
 void RedisBroker::Impl::announce_server(std::string_view queue, std::string_view server_id,
                                         std::string_view info_json, milliseconds ttl,
                                         DoneCallback done) {
-  if (queue.empty() || server_id.empty()) {
-    done(Status(StatusCode::kInvalidArgument, "announce_server: no queue or no server id"));
-    return;
-  }
-  if (ttl.count() <= 0) {
-    done(Status(StatusCode::kInvalidArgument, "announce_server: the ttl must be positive"));
-    return;
-  }
-  auto info = json::announced_info(info_json);
+  auto info = json::checked_announcement(queue, server_id, info_json, ttl.count());
   if (!info.is_ok()) {
     done(info.status());
     return;

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <functional>
 #include <optional>
 #include <string>
@@ -48,6 +49,10 @@ Status scan_object(std::string_view input, const Limits& limits,
 // The info a server announces (Broker::announce_server): empty or blank is {}, anything else must
 // be one JSON object. Errors are kInvalidArgument, "announce_server: info: ...".
 Result<std::string> announced_info(std::string_view info_json);
+// Every check of an announce_server call, the brokers' shared front door: a queue, a server id,
+// a positive ttl (ms) and announced_info(info_json), whose result it returns.
+Result<std::string> checked_announcement(std::string_view queue, std::string_view server_id,
+                                         std::string_view info_json, std::int64_t ttl_ms);
 
 // The same for one JSON array: on_element is called for each top-level element in order, with
 // an empty key.
