@@ -1,5 +1,6 @@
-"""Callers under load for the failover suites: threads that each make a run of calls to `tag`
-(it answers "<caller>:<n>") and record what came back, what failed and how long each took."""
+"""Callers under load for the failover suites, and the server they call: threads that each make
+a run of calls to `tag` (it answers "<caller>:<n>") and record what came back, what failed and
+how long each took."""
 
 from __future__ import annotations
 
@@ -7,6 +8,24 @@ import threading
 import time
 
 import prpc
+
+_TAG_APP = '''
+from prpc import AppServer
+
+app = AppServer("{BROKER}", "{URL}", "thread", 8, None, "{QUEUE}")
+
+@app.decorator_reg_func()
+def tag(caller, n):
+    return f"{caller}:{n}"
+
+if __name__ == "__main__":
+    app.start()
+'''
+
+
+def tag_app(broker: str, url: str, queue: str) -> str:
+    """The source of a server of `tag` (8 thread workers) on `broker` at `url` for `queue`."""
+    return _TAG_APP.replace("{BROKER}", broker).replace("{URL}", url).replace("{QUEUE}", queue)
 
 
 class Load:

@@ -15,24 +15,11 @@ import prpc
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "support"))
 from kafka_cluster_fixture import kafka_cluster  # noqa: F401 - a fixture
-from load import Load
+from load import Load, tag_app
 from sdk_fixtures import ServerProcess, wait_until
 
 pytestmark = [pytest.mark.kafka, pytest.mark.cluster, pytest.mark.failover, pytest.mark.slow,
               pytest.mark.filterwarnings("ignore::DeprecationWarning")]
-
-APP = '''
-from prpc import AppServer
-
-app = AppServer("kafka", "{URL}", "thread", 8, None, "{QUEUE}")
-
-@app.decorator_reg_func()
-def tag(caller, n):
-    return f"{caller}:{n}"
-
-if __name__ == "__main__":
-    app.start()
-'''
 
 CALLERS = 16
 CALLS_EACH = 125  # 2000 calls
@@ -50,7 +37,7 @@ def test_a_broker_killed_and_restarted_under_load_loses_nothing(kafka_cluster, t
             monkeypatch.setenv(k, v)
         for name in ("a.py", "b.py"):
             path = tmp_path / name
-            path.write_text(APP.replace("{URL}", kafka_cluster.bootstrap).replace("{QUEUE}", queue))
+            path.write_text(tag_app("kafka", kafka_cluster.bootstrap, queue))
             servers.append(ServerProcess(path, env))
         client = prpc.Client()
         wait_until(lambda: client.ping(timeout=5) == "pong", 120, "a server to answer")

@@ -14,25 +14,12 @@ import prpc
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "support"))
 from kafka_fixture import KafkaServer
-from load import Load
+from load import Load, tag_app
 from sdk_fixtures import ServerProcess, wait_until
 
 # kafka-python itself uses deprecated importlib APIs.
 pytestmark = [pytest.mark.kafka, pytest.mark.failover, pytest.mark.slow,
               pytest.mark.filterwarnings("ignore::DeprecationWarning")]
-
-APP = '''
-from prpc import AppServer
-
-app = AppServer("kafka", "{URL}", "thread", 8, None, "{QUEUE}")
-
-@app.decorator_reg_func()
-def tag(caller, n):
-    return f"{caller}:{n}"
-
-if __name__ == "__main__":
-    app.start()
-'''
 
 CALLERS = 32
 CALLS_EACH = 63  # 2016 calls
@@ -50,7 +37,7 @@ def test_server_kill_and_broker_restart_under_load_lose_nothing(tmp_path, queue,
 
         def start(name: str) -> ServerProcess:
             path = tmp_path / name
-            path.write_text(APP.replace("{URL}", kafka.bootstrap).replace("{QUEUE}", queue))
+            path.write_text(tag_app("kafka", kafka.bootstrap, queue))
             server = ServerProcess(path, env)
             servers.append(server)
             return server

@@ -13,24 +13,11 @@ import pytest
 import prpc
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "support"))
-from load import Load
+from load import Load, tag_app
 from redis_sentinel_fixture import redis_sentinel  # noqa: F401 - a fixture
 from sdk_fixtures import ServerProcess, wait_until
 
 pytestmark = [pytest.mark.cluster, pytest.mark.failover, pytest.mark.slow]
-
-APP = '''
-from prpc import AppServer
-
-app = AppServer("redis", "{URL}", "thread", 8, None, "{QUEUE}")
-
-@app.decorator_reg_func()
-def tag(caller, n):
-    return f"{caller}:{n}"
-
-if __name__ == "__main__":
-    app.start()
-'''
 
 CALLERS = 16
 CALLS_EACH = 125  # 2000 calls
@@ -47,7 +34,7 @@ def test_the_master_killed_under_load(redis_sentinel, tmp_path, queue, monkeypat
             monkeypatch.setenv(k, v)
         for name in ("a.py", "b.py"):
             path = tmp_path / name
-            path.write_text(APP.replace("{URL}", url).replace("{QUEUE}", queue))
+            path.write_text(tag_app("redis", url, queue))
             servers.append(ServerProcess(path, env))
         client = prpc.Client()
         wait_until(lambda: client.ping(timeout=5) == "pong", 120, "a server to answer")
