@@ -40,6 +40,7 @@ class Load:
         self.wrong: list[str] = []
         self.failed: list[str] = []
         self.latencies: list[float] = []
+        self.answered_at: list[float] = []  # monotonic, one per call answered right or wrong
         self.threads = [threading.Thread(target=self.run, args=(c,)) for c in range(callers)]
         for t in self.threads:
             t.start()
@@ -49,9 +50,11 @@ class Load:
             started = time.monotonic()
             try:
                 got = self.client.call("tag", caller, n).sync_wait_result_task(self.timeout)
+                now = time.monotonic()
                 with self.lock:
                     self.done += 1
-                    self.latencies.append(time.monotonic() - started)
+                    self.latencies.append(now - started)
+                    self.answered_at.append(now)
                     if got != f"{caller}:{n}":
                         self.wrong.append(f"{caller}:{n} -> {got!r}")
             except Exception as e:
@@ -74,6 +77,20 @@ class Load:
         assert self.failed == [], "\n".join(self.failed[:20])
         assert self.wrong == [], "\n".join(self.wrong[:20])
         assert self.count() == self.total
+
+    def longest_stall(self, since: float) -> float:
+        """The longest time after `since` (monotonic) with no call answered: how long a
+        failover held the callers up, as they saw it."""
+        with self.lock:
+            times = sorted(t for t in self.answered_at if t >= since)
+        longest, last = 0.0, since
+        for t in times:
+            longest, last = max(longest, t - last), t
+        return longest
+
+    def longest_latency(self) -> float:
+        with self.lock:
+            return max(self.latencies, default=0.0)
 
     def summary(self) -> str:
         lat = sorted(self.latencies)
