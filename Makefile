@@ -2,7 +2,7 @@
 # what it needs and is missing (scripts/deps.sh: Debian packages, the project's Python
 # environment .venv, the Kafka jars; silent and fast when all is there), then runs with .venv
 # first on PATH.
-.PHONY: demo test bench build wheel sdist deps clean
+.PHONY: demo test bench bench-cluster build wheel sdist deps clean
 
 export PATH := $(CURDIR)/.venv/bin:$(PATH)
 export VIRTUAL_ENV := $(CURDIR)/.venv
@@ -18,6 +18,11 @@ test:            ## build and run every test suite (ci and asan presets), the fu
 bench:           ## the benchmark comparison (writes bench/results/)
 	@scripts/deps.sh test
 	@scripts/bench.sh
+
+bench-cluster:   ## one queue over 1 vs 3 Redis Cluster masters (bench/cluster_scale.py)
+	@scripts/deps.sh test
+	@cmake --preset dev > /dev/null && cmake --build --preset dev
+	@python3 bench/cluster_scale.py --build-dir build/dev
 
 build:           ## a development build in build/dev
 	@scripts/deps.sh build

@@ -1,0 +1,252 @@
+"""One queue over 1 vs 3 Redis Cluster masters: `redis+cluster://...?shards=1` against `?shards=3`.
+
+Starts a private Redis Cluster of 3 masters (no replicas; the test fixture's RedisCluster class),
+then, in interleaved rounds, for each shard count: a fresh queue, `--servers` prpc-host processes
+serving functions_example's `noop` (or Python servers, `--server python`), and `--clients`
+client processes of `--callers` threads each calling `noop` for `--seconds`. Reports calls/s and
+the commands each master processed in the window (INFO stats total_commands_processed deltas).
+
+With one shard the queue's streams live on one master, which serves most of the commands; with
+three, each master serves about a third. On a machine with few cores the clients and servers
+take the CPU, so the throughput grows only as far as the CPUs allow (on 2 cores: hardly); the
+per-master load is the figure that shows the spreading.
+
+    python3 bench/cluster_scale.py [--build-dir build/dev] [--rounds 3] [--seconds 10]
+        [--servers 2] [--clients 2] [--callers 32] [--server host|python] [--shards 1,3]
+
+Numbers only, never assertions; not part of the test suites.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests" / "python" / "support"))
+
+WARMUP_SECONDS = 2.0
+
+
+# ---- the client process ------------------------------------------------------------------
+
+def client_main(url: str, queue: str, callers: int, raw: bool) -> None:
+    """Prints "ready" once a call succeeded, reads "<t0> <t1>" (time.time()) from stdin, calls
+    `noop` from `callers` threads until t1, and prints a JSON line with what finished in
+    [t0, t1]."""
+    import prpc
+
+    client = prpc.Client("redis", url, queue, raw=raw)
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            client.call_with("noop", (), timeout=5).sync_wait_result_task(5)
+            break
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+    print("ready", flush=True)
+    t0, t1 = (float(x) for x in sys.stdin.readline().split())
+    lock = threading.Lock()
+    calls, errors, latencies = [0], [0], []
+
+    def run() -> None:
+        while True:
+            started = time.time()
+            if started >= t1:
+                return
+            try:
+                client.call_with("noop", (), timeout=30).sync_wait_result_task(30)
+                ok = True
+            except Exception:
+                ok = False
+            ended = time.time()
+            if t0 <= ended <= t1:
+                with lock:
+                    if ok:
+                        calls[0] += 1
+                        latencies.append(ended - started)
+                    else:
+                        errors[0] += 1
+
+    threads = [threading.Thread(target=run) for _ in range(callers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    client.close()
+    latencies.sort()
+    p50 = latencies[len(latencies) // 2] if latencies else None
+    print(json.dumps({"calls": calls[0], "errors": errors[0], "p50": p50}), flush=True)
+
+
+# ---- the harness -------------------------------------------------------------------------
+
+class Bench:
+    def __init__(self, args: argparse.Namespace, cluster, workdir: Path) -> None:
+        self.args = args
+        self.cluster = cluster
+        self.workdir = workdir
+        self.build = Path(args.build_dir).resolve()
+        self.env = dict(os.environ)
+        self.env["PYTHONPATH"] = os.pathsep.join(
+            [str(self.build / "python"), str(ROOT), self.env.get("PYTHONPATH", "")])
+        self.env.setdefault("PRPC_LOG_LEVEL", "error")
+        self.masters = cluster.masters()
+        self.runs = 0
+
+    def server_argv(self, url: str, queue: str) -> list[str]:
+        if self.args.server == "python":
+            return [sys.executable, "-m", "bench.compare.systems.prpc_py", "redis", url,
+                    "thread", "8", queue]
+        settings = {"broker.type": "redis", "broker.url": url, "queue.name": queue,
+                    "functions.plugins": "example", "codec.python": "none",
+                    "executors.thread.workers": "8"}
+        argv = [str(self.build / "bin" / "prpc-host")]
+        for key, value in settings.items():
+            argv += ["--set", f"{key}={value}"]
+        return argv
+
+    def commands(self) -> dict[int, int]:
+        out = {}
+        for port in self.masters:
+            with self.cluster.client(port) as c:
+                out[port] = int(c.info("stats")["total_commands_processed"])
+        return out
+
+    def measure(self, shards: int) -> dict:
+        from service_process import start_process, stop_process
+
+        self.runs += 1
+        queue = f"bench_{self.runs}_{shards}"
+        url = f"{self.cluster.url()}?shards={shards}"
+        logs = self.workdir / "logs"
+        logs.mkdir(exist_ok=True)
+        servers, clients = [], []
+        try:
+            for i in range(self.args.servers):
+                servers.append(start_process(self.server_argv(url, queue),
+                                             logs / f"{queue}.server{i}.log", self.env))
+            raw = "1" if self.args.server == "host" else "0"
+            for _ in range(self.args.clients):
+                clients.append(subprocess.Popen(
+                    [sys.executable, str(Path(__file__).resolve()), "--client", url, queue,
+                     str(self.args.callers), raw],
+                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=self.env,
+                    cwd=ROOT))
+            for c in clients:
+                assert c.stdin is not None and c.stdout is not None
+                line = c.stdout.readline().strip()  # the client's own bound: 120 s
+                if line != "ready":
+                    raise RuntimeError(f"a client did not get ready (said {line!r}); "
+                                       f"server logs in {logs}")
+            t0 = time.time() + WARMUP_SECONDS
+            t1 = t0 + self.args.seconds
+            for c in clients:
+                assert c.stdin is not None
+                c.stdin.write(f"{t0} {t1}\n")
+                c.stdin.flush()
+            time.sleep(max(0.0, t0 - time.time()))  # a measuring window, not a readiness wait
+            before = self.commands()
+            time.sleep(max(0.0, t1 - time.time()))
+            after = self.commands()
+            results = [json.loads(c.communicate(timeout=120)[0].strip().splitlines()[-1])
+                       for c in clients]
+        finally:
+            for c in clients:
+                if c.poll() is None:
+                    c.kill()
+                c.wait()
+            for s in servers:
+                stop_process(s)
+        calls = sum(r["calls"] for r in results)
+        delta = {p: after[p] - before[p] for p in self.masters}
+        p50s = [r["p50"] for r in results if r["p50"] is not None]
+        return {"shards": shards, "calls_per_s": calls / self.args.seconds,
+                "errors": sum(r["errors"] for r in results),
+                "p50_ms": statistics.median(p50s) * 1e3 if p50s else None,
+                "commands_per_s": {p: d / self.args.seconds for p, d in delta.items()},
+                "commands_per_call": sum(delta.values()) / calls if calls else None}
+
+
+def shares(row: dict) -> str:
+    total = sum(row["commands_per_s"].values()) or 1
+    return " ".join(f"{v / total:5.1%}" for v in sorted(row["commands_per_s"].values(),
+                                                          reverse=True))
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "--client":
+        client_main(argv[1], argv[2], int(argv[3]), argv[4] == "1")
+        return 0
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--build-dir", default=str(ROOT / "build" / "dev"))
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--seconds", type=float, default=10.0)
+    p.add_argument("--servers", type=int, default=2)
+    p.add_argument("--clients", type=int, default=2)
+    p.add_argument("--callers", type=int, default=32, help="threads per client process")
+    p.add_argument("--server", choices=("host", "python"), default="host")
+    p.add_argument("--shards", default="1,3", help="shard counts to compare")
+    p.add_argument("--json", help="also write every figure to this file")
+    args = p.parse_args(argv)
+    shard_counts = [int(s) for s in args.shards.split(",")]
+    if args.server == "host" and not (Path(args.build_dir) / "bin" / "prpc-host").exists():
+        p.error(f"{args.build_dir}/bin/prpc-host is not built")
+
+    from redis_cluster_fixture import RedisCluster
+
+    workdir = Path(tempfile.mkdtemp(prefix="prpc-cluster-bench-"))
+    cluster = RedisCluster(workdir / "cluster", masters=3, replicas_per_master=0)
+    rows = []
+    try:
+        bench = Bench(args, cluster, workdir)
+        print(f"Redis Cluster of 3 masters {bench.masters} (no replicas), {os.cpu_count()} CPUs; "
+              f"{args.servers} {args.server} servers, {args.clients} client processes x "
+              f"{args.callers} callers, {args.seconds:g} s per measurement, noop")
+        print(f"{'round':>5} {'shards':>6} {'calls/s':>9} {'p50 ms':>7} {'errors':>6} "
+              f"{'cmds/call':>9} {'busiest master cmd/s':>21}  share of commands per master")
+        for r in range(args.rounds):
+            for n in shard_counts:  # interleaved, so a disturbance hits both alike
+                row = bench.measure(n)
+                row["round"] = r + 1
+                rows.append(row)
+                p50 = f"{row['p50_ms']:.2f}" if row["p50_ms"] is not None else "-"
+                cpc = row["commands_per_call"]
+                print(f"{r + 1:>5} {n:>6} {row['calls_per_s']:>9.0f} {p50:>7} "
+                      f"{row['errors']:>6} {cpc if cpc is None else round(cpc, 1)!s:>9} "
+                      f"{max(row['commands_per_s'].values()):>21.0f}  {shares(row)}", flush=True)
+    finally:
+        cluster.close()
+    print("\nmedians over the rounds:")
+    for n in shard_counts:
+        mine = [row for row in rows if row["shards"] == n]
+        rate = statistics.median(row["calls_per_s"] for row in mine)
+        busiest = statistics.median(max(row["commands_per_s"].values()) for row in mine)
+        busiest_share = statistics.median(
+            max(row["commands_per_s"].values()) / (sum(row["commands_per_s"].values()) or 1)
+            for row in mine)
+        print(f"  shards={n}: {rate:.0f} calls/s; the busiest master {busiest:.0f} commands/s, "
+              f"{busiest_share:.0%} of all commands")
+    print("\nWith more shards the busiest master's share of the commands falls toward a third, "
+          "so one queue's load no longer rests on one master. Throughput grows only as far as "
+          f"the CPUs allow: on {os.cpu_count()} CPUs the servers and callers, not Redis, are "
+          "the limit, so it cannot triple here.")
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=2))
+    shutil.rmtree(workdir, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
