@@ -116,6 +116,9 @@ class Bench:
             argv += ["--set", f"{key}={value}"]
         return argv
 
+    def url(self, shards: int) -> str:
+        return f"{self.cluster.url()}?shards={shards}"
+
     def commands(self) -> dict[int, int]:
         out = {}
         for port in self.masters:
@@ -128,7 +131,7 @@ class Bench:
 
         self.runs += 1
         queue = f"bench_{self.runs}_{shards}"
-        url = f"{self.cluster.url()}?shards={shards}"
+        url = self.url(shards)
         logs = self.workdir / "logs"
         logs.mkdir(exist_ok=True)
         servers, clients = [], []
