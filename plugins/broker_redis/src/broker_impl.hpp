@@ -15,6 +15,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <charconv>
 #include <deque>
 #include <functional>
 #include <future>
@@ -27,6 +28,7 @@
 #include <unordered_set>
 #include <vector>
 
+#include "cluster.hpp"
 #include "connection.hpp"
 #include "prpc/broker_redis/redis_broker.hpp"
 #include "prpc/broker_redis/url.hpp"
@@ -35,7 +37,9 @@
 
 namespace prpc::redis {
 
+using details::Channel;
 using details::Clock;
+using details::ClusterLink;
 using details::Command;
 using details::Link;
 using details::LinkSettings;
@@ -137,20 +141,36 @@ class RedisBroker::Impl {
     std::string name;
     Flavour flavour;
     std::string cursor;  // where the next claim scan of the pending list starts
+    int shard = 0;       // of the queue's shards (url ?shards=N); 0 has the seed's name
+    // The liveness hash the claims of this stream read: prpc_alive:{q}, or in a cluster
+    // prpc_alive:{<the stream's hashed part>}, in the stream's slot (a script's keys share one).
+    std::string liveness_key;
+  };
+
+  // Reads: one blocking XREADGROUP at a time per lane. One lane reads every stream on one
+  // connection; in a cluster the streams live in different slots, so each has its own lane
+  // and connection.
+  struct Lane {
+    std::shared_ptr<Channel> link;
+    std::vector<std::size_t> streams;  // indexes into Subscription::streams
+    bool reading = false;              // an XREADGROUP or a claim is in flight
+    Clock::time_point next_claim{};
   };
 
   struct Subscription {
     SubscribeOptions options;
     DeliveryHandler handler;
     std::vector<StreamState> streams;
+    std::vector<Lane> lanes;
     milliseconds claim_interval{0};
     bool active = true;
-    bool reading = false;  // an XREADGROUP or a claim is in flight on the read link
-    Clock::time_point next_claim{};
     Clock::time_point next_trim{};
     Clock::time_point next_heartbeat{};
-    std::string liveness_key;                     // prpc_alive:{q}
-    std::shared_ptr<std::promise<void>> stopped;  // unsubscribe() waiting for the read
+    std::shared_ptr<std::promise<void>> stopped;  // unsubscribe() waiting for the reads
+
+    bool reading() const {
+      return std::any_of(lanes.begin(), lanes.end(), [](const Lane& l) { return l.reading; });
+    }
   };
 
   // A delivery read but not handed over yet (back-pressure); it stays ours in Redis meanwhile.
@@ -158,7 +178,8 @@ class RedisBroker::Impl {
     std::string key;
     Flavour flavour;
     std::string stream;
-    std::string id;
+    std::string id;     // the entry's id
+    std::string token;  // what the engine knows it by (token_of)
     std::string payload;
     std::string note;
     std::uint32_t count = 1;
@@ -171,6 +192,7 @@ class RedisBroker::Impl {
   struct Item {
     Flavour flavour;
     const std::string* stream;
+    int shard = 0;
     std::string_view id;
     std::string_view payload;
     std::uint32_t count = 1;
@@ -218,26 +240,28 @@ class RedisBroker::Impl {
   }
 
   LinkSettings link_settings() const;
-  std::shared_ptr<Link> make_link(std::string role);
-  const std::shared_ptr<Link>& command_link();
+  std::shared_ptr<Channel> make_link(std::string role);
+  const std::shared_ptr<Channel>& command_link();
   void send_now(Command command, ReplyFn done);
   void give_up_connecting(const Status& why);
-  void unblock(std::int64_t client_id);
-  void reload_scripts(const std::shared_ptr<Link>& link);
+  void unblock(const Channel& blocked);
+  void reload_scripts(const std::shared_ptr<Channel>& link);
   void schedule_tick();
   void tick();
   void close_all();
 
   // ---- subscription.cpp ----
-  void create_groups(const std::shared_ptr<Link>& link, const std::shared_ptr<Subscription>& sub,
-                     std::function<void(const Status&)> done);
+  // XGROUP CREATE for the streams of `lane` (-1: all of them).
+  void create_groups(const std::shared_ptr<Channel>& link, const std::shared_ptr<Subscription>& sub,
+                     int lane, std::function<void(const Status&)> done);
   void start_subscription(const std::shared_ptr<Subscription>& sub);
   void stop_subscription(const std::shared_ptr<std::promise<void>>& done);
   void abandon_subscription();
   void pump();
   std::string per_stream_count(std::size_t room) const;
-  void start_read(std::size_t room, milliseconds until_claim);
-  void on_read(const std::weak_ptr<Subscription>& weak, const Status& s, ReplyPtr r);
+  void start_read(std::size_t lane, std::size_t room, milliseconds until_claim);
+  void on_read(const std::weak_ptr<Subscription>& weak, std::size_t lane, const Status& s,
+               ReplyPtr r);
   void finish_stop_if_asked(const std::shared_ptr<Subscription>& sub);
   void retry_later();
   static const StreamState* find_stream(const Subscription& sub, std::string_view name);
@@ -248,14 +272,24 @@ class RedisBroker::Impl {
   void hand_over(const std::shared_ptr<Subscription>& sub, std::vector<Item>& items);
   void hand_over_parked();
   void deliver(const std::shared_ptr<Subscription>& sub, const std::vector<DeliveryView>& batch);
-  void start_claim(std::size_t room);
+  void start_claim(std::size_t lane, std::size_t room);
   void heartbeat(Clock::time_point now);
+  void send_heartbeat(std::string_view key);
   bool liveness_on() const;
   void refuse_liveness(const std::string& why);
-  void on_claimed(const std::weak_ptr<Subscription>& weak, std::vector<ReplyPtr>& replies,
-                  std::size_t count);
+  void on_claimed(const std::weak_ptr<Subscription>& weak, std::size_t lane,
+                  std::vector<ReplyPtr>& replies, std::size_t count);
   void send_touch(const std::string& stream, const std::string& id, std::function<void(bool)> done);
   void touch_parked(Clock::time_point now);
+
+  // Shards (url ?shards=N): what the engine knows a delivery by is its entry id on shard 0, and
+  // "<shard>:<id>" on the others.
+  static std::string token_of(int shard, std::string_view id);
+  struct EntryRef {
+    std::string stream;
+    std::string_view id;
+  };
+  EntryRef entry_of(Flavour flavour, std::string_view queue, std::string_view token) const;
 
   // ---- finishing.cpp ----
   void restore_legacy_later(std::string key, std::string payload);
@@ -267,6 +301,10 @@ class RedisBroker::Impl {
                              const std::string& result_ttl);
   void on_transaction(const std::shared_ptr<FinishOp>& op, const Status& s, const redisReply* r,
                       int store_at, int push_at);
+  // In a cluster: the writes of a finish (in other slots than the request stream), and the
+  // acknowledgement once they all succeeded.
+  void finish_split(const std::shared_ptr<FinishOp>& op, std::vector<Command> writes, int push_at,
+                    Command ack);
   void on_finished(const std::shared_ptr<FinishOp>& op, const Status& s, const redisReply* r);
   void complete(const std::shared_ptr<FinishOp>& op, const Status& s);
   void put_note(const std::string& key, std::string note);
@@ -290,10 +328,11 @@ class RedisBroker::Impl {
   std::thread thread_;
 
   // Everything below belongs to the broker's thread.
-  std::atomic<bool> closed_{false};  // read by finish() and publish() on any thread
-  std::shared_ptr<Link> cmd_;
-  std::shared_ptr<Link> read_;
-  std::shared_ptr<Link> listen_;
+  std::atomic<bool> closed_{false};           // read by finish() and publish() on any thread
+  std::atomic<std::uint32_t> next_shard_{0};  // publish()'s round robin
+  std::shared_ptr<Channel> cmd_;
+  std::shared_ptr<Channel> read_;
+  std::shared_ptr<Channel> listen_;
   bool cmd_ready_once_ = false;
   std::vector<Complete<bool>> connect_waiters_;
   asio::steady_timer connect_timer_;

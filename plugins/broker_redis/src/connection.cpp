@@ -14,6 +14,8 @@
 #include <cerrno>
 #include <charconv>
 
+#include "slots.hpp"
+
 namespace prpc::redis::details {
 
 namespace {
@@ -50,8 +52,10 @@ Command Command::make(const std::vector<std::string_view>& args) {
   int n = redisFormatSdsCommandArgv(&out, static_cast<int>(argv.size()), argv.data(), lens.data());
   Command c;
   if (n < 0 || out == nullptr) throw std::bad_alloc();
-  c.bytes_.reset(out);
+  c.bytes_ = std::shared_ptr<char>(out, Free{});
   c.size_ = static_cast<std::size_t>(n);
+  std::string_view key = command_key(args);
+  if (!key.empty()) c.slot_ = key_slot(key);
   return c;
 }
 
@@ -415,10 +419,17 @@ void Link::fail_later(ReplyFn done, const Status& why, bool on_io_thread) {
   }
 }
 
-void Link::send(Command command, ReplyFn done, milliseconds extra) {
-  std::vector<Request> batch;
-  batch.push_back(Request{std::move(command), std::move(done), extra});
-  send_batch(std::move(batch));
+void Link::send_to_node(const std::string& /*node*/, Command command, ReplyFn done) {
+  send(std::move(command), std::move(done));
+}
+
+std::vector<Request> Link::take_held() {
+  std::lock_guard lock(mutex_);
+  std::vector<Request> out;
+  out.reserve(held_.size());
+  for (Held& h : held_) out.push_back(std::move(h.request));
+  held_.clear();
+  return out;
 }
 
 void Link::send_batch(std::vector<Request> batch) {

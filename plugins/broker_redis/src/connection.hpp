@@ -54,7 +54,9 @@ struct ReaderDeleter {
 };
 using ReaderPtr = std::unique_ptr<redisReader, ReaderDeleter>;
 
-// A command in RESP form, formatted by hiredis from an argument vector.
+// A command in RESP form, formatted by hiredis from an argument vector, and the cluster slot of
+// its first key (-1: it has none). Copies share the bytes: a cluster link resends a command
+// after a redirection.
 class Command {
  public:
   Command() = default;
@@ -65,13 +67,15 @@ class Command {
   std::string_view bytes() const noexcept {
     return bytes_ ? std::string_view(bytes_.get(), size_) : std::string_view();
   }
+  int slot() const noexcept { return slot_; }
 
  private:
   struct Free {
     void operator()(char* p) const noexcept { redisFreeSdsCommand(p); }
   };
-  std::unique_ptr<char, Free> bytes_;
+  std::shared_ptr<char> bytes_;
   std::size_t size_ = 0;
+  int slot_ = -1;
 };
 
 // Called exactly once per command, on the io thread. status is OK when Redis answered (the reply
@@ -101,38 +105,76 @@ struct LinkSettings {
   bool quiet_until_ready = false;
 };
 
-class Link : public std::enable_shared_from_this<Link> {
+// What the broker needs of its connection to Redis: one server (Link) or a Redis Cluster
+// (ClusterLink, cluster.hpp), which routes each command to the node that owns its key.
+class Channel {
  public:
-  Link(asio::io_context& io, LinkSettings settings, const sdk::Logger* log, std::string role);
-  ~Link();
-  Link(const Link&) = delete;
-  Link& operator=(const Link&) = delete;
+  Channel() = default;
+  Channel(const Channel&) = delete;
+  Channel& operator=(const Channel&) = delete;
+  virtual ~Channel() = default;
 
   // Starts connecting; reconnects by itself until stop() or close().
-  void start();
+  virtual void start() = 0;
   // Back to idle: fails every command not yet answered with `why`; start() again later.
-  void stop(const Status& why);
+  virtual void stop(const Status& why) = 0;
   // Fails every command not yet answered with kCancelled and stops for good.
-  void close();
-  // Drops the current connection (as if it failed) and reconnects.
-  void reset(const Status& why);
+  virtual void close() = 0;
+  // Drops the current connection(s) (as if they failed) and reconnects.
+  virtual void reset(const Status& why) = 0;
 
-  // Any thread. Commands of one batch leave in one write, in order.
-  void send(Command command, ReplyFn done, milliseconds extra = milliseconds(0));
-  void send_batch(std::vector<Request> batch);
+  // Any thread. Commands of one batch leave in one write (per node), in order.
+  void send(Command command, ReplyFn done, milliseconds extra = milliseconds(0)) {
+    std::vector<Request> batch;
+    batch.push_back(Request{std::move(command), std::move(done), extra});
+    send_batch(std::move(batch));
+  }
+  virtual void send_batch(std::vector<Request> batch) = 0;
+  // Sends a command to the node named by node() of another channel of the same Redis (CLIENT
+  // UNBLOCK must reach the server where the blocked client waits); a Link has one node.
+  virtual void send_to_node(const std::string& node, Command command, ReplyFn done) = 0;
 
-  bool ready() const noexcept { return state_.load() == State::kReady; }
-  bool idle() const noexcept { return state_.load() == State::kIdle; }
-  bool closed() const noexcept { return state_.load() == State::kClosed; }
-  // CLIENT ID of the current connection, or -1 (unknown or not connected).
-  std::int64_t client_id() const noexcept { return client_id_.load(); }
+  virtual bool ready() const noexcept = 0;
+  virtual bool idle() const noexcept = 0;
+  virtual bool closed() const noexcept = 0;
+  // CLIENT ID of the connection the last keyed command went to, or -1.
+  virtual std::int64_t client_id() const noexcept = 0;
+  // host:port of that connection ("" for a Link: it has one).
+  virtual std::string node() const { return {}; }
   // The reason of the last failure (io thread).
-  const Status& last_error() const noexcept { return last_error_; }
+  virtual const Status& last_error() const noexcept = 0;
 
   // Called on the io thread after every successful login (the first and each reconnect).
   void on_ready(std::function<void()> fn) { on_ready_ = std::move(fn); }
   // Called on the io thread when a connection attempt or an established connection fails.
   void on_down(std::function<void(const Status&)> fn) { on_down_ = std::move(fn); }
+
+ protected:
+  std::function<void()> on_ready_;
+  std::function<void(const Status&)> on_down_;
+};
+
+class Link : public Channel, public std::enable_shared_from_this<Link> {
+ public:
+  Link(asio::io_context& io, LinkSettings settings, const sdk::Logger* log, std::string role);
+  ~Link() override;
+
+  void start() override;
+  void stop(const Status& why) override;
+  void close() override;
+  void reset(const Status& why) override;
+  void send_batch(std::vector<Request> batch) override;
+  void send_to_node(const std::string& node, Command command, ReplyFn done) override;
+
+  bool ready() const noexcept override { return state_.load() == State::kReady; }
+  bool idle() const noexcept override { return state_.load() == State::kIdle; }
+  bool closed() const noexcept override { return state_.load() == State::kClosed; }
+  std::int64_t client_id() const noexcept override { return client_id_.load(); }
+  const Status& last_error() const noexcept override { return last_error_; }
+
+  // The commands waiting for the connection to come back (a cluster link routes them to
+  // another node after a failover).
+  std::vector<Request> take_held();
 
  private:
   enum class State { kIdle, kConnecting, kHandshake, kReady, kBackoff, kClosed };
@@ -216,9 +258,6 @@ class Link : public std::enable_shared_from_this<Link> {
   std::chrono::steady_clock::time_point down_since_{};
   std::uint32_t retries_ = 0;
   std::minstd_rand jitter_;
-
-  std::function<void()> on_ready_;
-  std::function<void(const Status&)> on_down_;
 };
 
 }  // namespace prpc::redis::details

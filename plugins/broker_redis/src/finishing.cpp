@@ -25,7 +25,8 @@ void RedisBroker::Impl::finish(const DeliveryView& d, const FinishRequest& what,
     asio::post(io_, [this, op, why] { complete(op, why); });
     return;
   }
-  std::string stream = protocol::request_stream(d.flavour, d.queue);
+  EntryRef entry = entry_of(d.flavour, d.queue, d.token);
+  const std::string& stream = entry.stream;
   std::string result_key, legacy_key, reply_stream, dead_stream;
   std::string_view payload, signature, key_id;
   bool store = false, push = false, dead = !what.dead_letter_reason.empty();
@@ -56,8 +57,75 @@ void RedisBroker::Impl::finish(const DeliveryView& d, const FinishRequest& what,
   }
   std::string result_ttl = ms_arg(settings_.result_ttl);
   if (!legacy_key.empty()) restore_legacy_later(legacy_key, std::string(payload));
+  if (settings_.url.cluster()) {
+    // A cluster refuses a transaction or script over keys of several slots: the writes go to
+    // their nodes one by one, and the ack follows once every one succeeded. A crash between
+    // the two runs the request again (at-least-once), as a lost ack would.
+    std::vector<Command> writes;
+    int push_at = -1;
+    if (store) {
+      writes.push_back(Command::make({"SET", result_key, payload, "PX", result_ttl}));
+      if (!signature.empty()) {
+        writes.push_back(Command::make(
+            {"SET", protocol::result_signature_key(result_key), signature, "PX", result_ttl}));
+      }
+    }
+    if (!legacy_key.empty()) {
+      writes.push_back(Command::make({"SET", legacy_key, payload, "PX", result_ttl}));
+    }
+    if (push) {
+      std::string cap = std::to_string(settings_.reply_max_len);
+      std::vector<std::string_view> args{"XADD", reply_stream};
+      if (settings_.reply_max_len > 0) args.insert(args.end(), {"MAXLEN", "~", cap});
+      args.insert(args.end(), {"*", protocol::kMessageIdField, op->message_id,
+                               protocol::kMessageField, payload});
+      if (!signature.empty()) {
+        args.insert(args.end(),
+                    {protocol::kSignatureField, signature, protocol::kKeyIdField, key_id});
+      }
+      push_at = static_cast<int>(writes.size());
+      writes.push_back(Command::make(args));
+      writes.push_back(Command::make({"PEXPIRE", reply_stream, ms_arg(settings_.reply_ttl)}));
+    }
+    if (dead) {
+      std::string reason(what.dead_letter_reason);
+      if (!note.empty()) reason += " (" + note + ")";
+      std::string_view original = d.payload;
+      bool truncated = false;
+      if (settings_.dead_letter_max_payload > 0 &&
+          original.size() > static_cast<std::size_t>(settings_.dead_letter_max_payload)) {
+        original = original.substr(0, static_cast<std::size_t>(settings_.dead_letter_max_payload));
+        truncated = true;
+      }
+      std::string count = std::to_string(d.delivery_count);
+      std::string size = std::to_string(d.payload.size());
+      std::string cap = std::to_string(settings_.dead_letter_max_len);
+      std::string dead_stream_name = protocol::dead_letter_stream(d.queue);
+      std::vector<std::string_view> args{"XADD", dead_stream_name};
+      if (settings_.dead_letter_max_len > 0) args.insert(args.end(), {"MAXLEN", "~", cap});
+      args.insert(args.end(),
+                  {"*", "reason", reason, "flavour", flavour_name(d.flavour), "stream", stream,
+                   "id", entry.id, "message_id", op->message_id, "delivery_count", count,
+                   "payload_bytes", size, "truncated", truncated ? "1" : "0", "payload", original});
+      if (!d.signature.empty()) {
+        args.insert(args.end(),
+                    {protocol::kSignatureField, d.signature, protocol::kKeyIdField, d.key_id});
+      }
+      writes.push_back(Command::make(args));
+    }
+    Command ack = Command::make({"XACK", stream, group, entry.id});
+    if (in_io_thread() || cmd_->ready()) {
+      finish_split(op, std::move(writes), push_at, std::move(ack));
+    } else {
+      asio::post(io_,
+                 [this, op, writes = std::move(writes), push_at, ack = std::move(ack)]() mutable {
+                   finish_split(op, std::move(writes), push_at, std::move(ack));
+                 });
+    }
+    return;
+  }
   if (!dead) {
-    finish_in_transaction(op, stream, group, d.token, store ? result_key : std::string(),
+    finish_in_transaction(op, stream, group, entry.id, store ? result_key : std::string(),
                           legacy_key, push ? reply_stream : std::string(), payload, signature,
                           key_id, result_ttl);
     return;
@@ -83,7 +151,7 @@ void RedisBroker::Impl::finish(const DeliveryView& d, const FinishRequest& what,
                                      dead_stream,
                                      signature_key,
                                      group,
-                                     d.token,
+                                     entry.id,
                                      store ? "1" : "0",
                                      push ? "1" : "0",
                                      dead ? "1" : "0",
@@ -113,7 +181,7 @@ void RedisBroker::Impl::finish(const DeliveryView& d, const FinishRequest& what,
     for (std::string_view a :
          {std::string_view("reason"), std::string_view(reason), std::string_view("flavour"),
           flavour_name(d.flavour), std::string_view("stream"), std::string_view(stream),
-          std::string_view("id"), d.token, std::string_view("message_id"),
+          std::string_view("id"), entry.id, std::string_view("message_id"),
           std::string_view(op->message_id), std::string_view("delivery_count"),
           std::string_view(count), std::string_view("payload_bytes"), std::string_view(size),
           std::string_view("truncated"), std::string_view(truncated ? "1" : "0"),
@@ -195,6 +263,46 @@ void RedisBroker::Impl::finish_in_transaction(
   }
   auto shared = std::make_shared<std::vector<Request>>(std::move(batch));
   asio::post(io_, [this, shared] { command_link()->send_batch(std::move(*shared)); });
+}
+
+// Any thread while the command connection is ready; the io thread otherwise.
+void RedisBroker::Impl::finish_split(const std::shared_ptr<FinishOp>& op,
+                                     std::vector<Command> writes, int push_at, Command ack) {
+  struct Progress {
+    std::size_t left = 0;
+    Status failed;
+    Command ack;
+  };
+  auto progress = std::make_shared<Progress>();
+  progress->left = writes.size() + 1;
+  progress->ack = std::move(ack);
+  auto step = [this, op, progress] {
+    if (--progress->left > 0) return;
+    if (!progress->failed.is_ok()) {
+      complete(op, progress->failed);  // not acknowledged: the request comes back
+      return;
+    }
+    cmd_->send(std::move(progress->ack), [this, op](const Status& s, ReplyPtr r) {
+      complete(op, expect_ok(s, r.get(), "acknowledging the request"));
+    });
+  };
+  auto link = in_io_thread() ? command_link() : cmd_;
+  for (std::size_t i = 0; i < writes.size(); ++i) {
+    bool is_push = static_cast<int>(i) == push_at;
+    link->send(std::move(writes[i]),
+               [this, op, progress, step, is_push](const Status& s, ReplyPtr r) {
+                 Status e = expect_ok(s, r.get(), "finishing the request");
+                 if (!e.is_ok() && is_push && s.is_ok()) {
+                   // Only the push may fail for good (a foreign key under the reply address): the
+                   // stored result stays the source of truth.
+                   log_.warn("pushing the reply of " + op->message_id + ": " + e.message());
+                 } else if (!e.is_ok() && progress->failed.is_ok()) {
+                   progress->failed = e;
+                 }
+                 step();
+               });
+  }
+  step();  // the writes' own count started one higher, so an empty list acks at once
 }
 
 void RedisBroker::Impl::on_transaction(const std::shared_ptr<FinishOp>& op, const Status& s,

@@ -29,8 +29,14 @@ Result<QueueStats> RedisBroker::Impl::queue_stats(std::string_view queue) {
             }
           }
         };
+        std::vector<std::string> streams;
         for (Flavour f : {Flavour::kPython, Flavour::kRaw}) {
-          std::string stream = protocol::request_stream(f, q);
+          for (int shard = 0; shard < settings_.url.shards; ++shard) {
+            streams.push_back(
+                details::shard_stream(protocol::request_stream(f, q), shard, settings_.url.shards));
+          }
+        }
+        for (const std::string& stream : streams) {
           auto xlen = std::make_shared<std::int64_t>(0);
           st->left += 2;
           link->send(Command::make({"XLEN", stream}),
@@ -88,6 +94,13 @@ Result<std::vector<DeadLetter>> RedisBroker::Impl::dead_letters(std::string_view
 
 Result<std::size_t> RedisBroker::Impl::requeue_dead_letters(std::string_view queue,
                                                             std::span<const std::string> ids) {
+  if (settings_.url.cluster()) {
+    // The requeue script moves entries between streams of different slots in one step, which a
+    // cluster refuses; a slot-by-slot version is not written yet (docs/brokers/redis.md).
+    return Status(StatusCode::kUnimplemented,
+                  "requeueing dead letters is not supported on a Redis Cluster yet; read them "
+                  "with `prpc dead-letters` and call again");
+  }
   PRPC_RETURN_IF_ERROR(connect());
   using Page = details::RequeuePage;
   std::vector<std::string> base{"EVALSHA",

@@ -182,15 +182,18 @@ LinkSettings RedisBroker::Impl::link_settings() const {
   return ls;
 }
 
-std::shared_ptr<Link> RedisBroker::Impl::make_link(std::string role) {
+std::shared_ptr<Channel> RedisBroker::Impl::make_link(std::string role) {
   LinkSettings ls = link_settings();
   ls.quiet_until_ready = role == "commands";  // connect() reports its failures
+  if (settings_.url.cluster()) {
+    return std::make_shared<ClusterLink>(io_, std::move(ls), &log_, std::move(role));
+  }
   return std::make_shared<Link>(io_, std::move(ls), &log_, std::move(role));
 }
 
 // The pipelined command connection; started on first use (and again after a failed
 // connect()). io thread.
-const std::shared_ptr<Link>& RedisBroker::Impl::command_link() {
+const std::shared_ptr<Channel>& RedisBroker::Impl::command_link() {
   if (cmd_->idle() && !closed_) cmd_->start();
   return cmd_;
 }
@@ -217,14 +220,25 @@ void RedisBroker::Impl::give_up_connecting(const Status& why) {
   for (auto& w : waiters) w(why);
 }
 
-void RedisBroker::Impl::unblock(std::int64_t client_id) {
-  command_link()->send(Command::make({"CLIENT", "UNBLOCK", std::to_string(client_id)}),
-                       [](const Status&, ReplyPtr) {});
+// Wakes the blocking read in flight on `blocked`, through the command connection to the same
+// server (of a cluster: the node the read waits on).
+void RedisBroker::Impl::unblock(const Channel& blocked) {
+  std::int64_t client_id = blocked.client_id();
+  if (client_id < 0) return;
+  command_link()->send_to_node(blocked.node(),
+                               Command::make({"CLIENT", "UNBLOCK", std::to_string(client_id)}),
+                               [](const Status&, ReplyPtr) {});
 }
 
 // Someone ran SCRIPT FLUSH: load the scripts again on this connection. Commands already on
 // their way fail once and are retried by redelivery.
-void RedisBroker::Impl::reload_scripts(const std::shared_ptr<Link>& link) {
+void RedisBroker::Impl::reload_scripts(const std::shared_ptr<Channel>& link) {
+  if (settings_.url.cluster()) {
+    // SCRIPT LOAD reaches one node: reconnecting loads them on every node the link uses.
+    log_.warn("a Redis Cluster node forgot the broker's scripts (SCRIPT FLUSH?); reconnecting");
+    link->reset(Status(StatusCode::kUnavailable, "reloading the scripts"));
+    return;
+  }
   log_.warn("Redis forgot the broker's scripts (SCRIPT FLUSH?); loading them again");
   for (const std::string& body : scripts::all()) {
     link->send(Command::make({"SCRIPT", "LOAD", body}), [](const Status&, ReplyPtr) {});

@@ -13,6 +13,12 @@ constexpr std::size_t kReplyReadCount = 512;
 
 void RedisBroker::Impl::publish(const PublishView& m, DoneCallback done) {
   std::string stream = protocol::request_stream(m.flavour, m.queue);
+  if (settings_.url.shards > 1) {
+    // Round robin over the queue's shards (servers read them all).
+    auto shard = static_cast<int>(next_shard_.fetch_add(1, std::memory_order_relaxed) %
+                                  static_cast<std::uint32_t>(settings_.url.shards));
+    stream = details::shard_stream(stream, shard, settings_.url.shards);
+  }
   std::string max_len = std::to_string(settings_.stream_max_len);
   std::vector<std::string_view> args{"XADD", stream};
   if (settings_.stream_max_len > 0) args.insert(args.end(), {"MAXLEN", "~", max_len});
@@ -57,7 +63,10 @@ Result<std::string> RedisBroker::Impl::open_replies_signed(std::string_view queu
         }
         ReplyStream r;
         r.queue = q;
-        r.key = protocol::reply_stream_prefix(q) + client_id_;
+        // In a cluster, one XREAD reads every reply stream of this client: the client id as a
+        // hash tag puts them in one slot.
+        r.key = protocol::reply_stream_prefix(q) +
+                (settings_.url.cluster() ? "{" + client_id_ + "}" : client_id_);
         r.handler = std::move(handler);
         replies_.push_back(std::move(r));
         std::string key = replies_.back().key;
@@ -71,7 +80,7 @@ Result<std::string> RedisBroker::Impl::open_replies_signed(std::string_view queu
           schedule_tick();
         } else if (listening_ && listen_->client_id() >= 0) {
           // Wake the blocked XREAD so that it comes back listening to the new stream too.
-          unblock(listen_->client_id());
+          unblock(*listen_);
         } else {
           listen_next();
         }
@@ -93,34 +102,45 @@ void RedisBroker::Impl::lookup_result_signed(Flavour flavour, std::string_view q
 // served, unsigned.
 void RedisBroker::Impl::get_stored(const std::string& key, std::string fallback,
                                    StoredResultCallback done) {
-  auto found = std::make_shared<Result<std::optional<StoredResult>>>(std::optional<StoredResult>());
-  send_now(Command::make({"GET", key}), [found](const Status& s, ReplyPtr r) {
-    if (!s.is_ok()) {
-      *found = s.with_context("reading the stored result");
-    } else if (is_error(r.get())) {
-      *found = error_status(r.get(), "reading the stored result");
-    } else if (!is_nil(r.get())) {
-      *found = std::optional<StoredResult>(StoredResult{std::string(text(r.get())), {}, {}});
+  // The two keys may live on different nodes of a cluster: whichever answer comes last decides.
+  struct Lookup {
+    Result<std::optional<StoredResult>> found{std::optional<StoredResult>()};
+    std::optional<std::string> signature;
+    int left = 2;
+    std::string fallback;
+    StoredResultCallback done;
+  };
+  auto lookup = std::make_shared<Lookup>();
+  lookup->fallback = std::move(fallback);
+  lookup->done = std::move(done);
+  auto finish = [this, lookup] {
+    if (--lookup->left > 0) return;
+    if (lookup->found.is_ok() && !lookup->found->has_value() && !lookup->fallback.empty()) {
+      get_stored(lookup->fallback, std::string(), std::move(lookup->done));
+      return;
     }
+    // A missing or unreadable signature leaves the result unsigned for the verifier.
+    if (lookup->found.is_ok() && lookup->found->has_value() && lookup->signature) {
+      (*lookup->found)->signature = std::move(*lookup->signature);
+    }
+    lookup->done(std::move(lookup->found));
+  };
+  send_now(Command::make({"GET", key}), [lookup, finish](const Status& s, ReplyPtr r) {
+    if (!s.is_ok()) {
+      lookup->found = s.with_context("reading the stored result");
+    } else if (is_error(r.get())) {
+      lookup->found = error_status(r.get(), "reading the stored result");
+    } else if (!is_nil(r.get())) {
+      lookup->found = std::optional<StoredResult>(StoredResult{std::string(text(r.get())), {}, {}});
+    }
+    finish();
   });
   send_now(Command::make({"GET", protocol::result_signature_key(key)}),
-           [this, found, fallback = std::move(fallback), done = std::move(done)](
-               const Status& s, ReplyPtr r) mutable {
-             if (!found->is_ok()) {
-               done(std::move(*found));
-             } else if (!(*found)->has_value()) {
-               if (fallback.empty()) {
-                 done(std::move(*found));
-               } else {
-                 get_stored(fallback, std::string(), std::move(done));
-               }
-             } else {
-               // A missing or unreadable signature leaves the result unsigned for the verifier.
-               if (s.is_ok() && !is_nil(r.get()) && !is_error(r.get())) {
-                 (**found)->signature = std::string(text(r.get()));
-               }
-               done(std::move(*found));
+           [lookup, finish](const Status& s, ReplyPtr r) {
+             if (s.is_ok() && !is_nil(r.get()) && !is_error(r.get())) {
+               lookup->signature = std::string(text(r.get()));
              }
+             finish();
            });
 }
 

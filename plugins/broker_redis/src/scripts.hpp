@@ -198,7 +198,7 @@ return redis.call('XTRIM', KEYS[1], 'MINID', '~', bound)
 // and even a command failing halfway leaves the entry in both places rather than in neither.
 // A payload cut at dead_letter_max_payload is not requeued (it would only fail again).
 // The result keys are built here from the dead letter's message_id, so they are not in KEYS:
-// fine on one Redis, one more reason this broker does not support Cluster.
+// fine on one Redis; in a Redis Cluster (keys of several slots) requeue is refused.
 // KEYS[1] dead-letter stream, KEYS[2] prpc_{q}, KEYS[3] prpc_raw_{q}. ARGV[1] / ARGV[2] the
 // Python / raw result key prefix, ARGV[3] request stream cap (0: none), ARGV[4] 'ids' followed by
 // the ids, or 'all' followed by the start ('-' or '(' id) and a page size.

@@ -22,13 +22,20 @@ Status RedisBroker::Impl::subscribe(const SubscribeOptions& options, DeliveryHan
   sub->options.batch_size = std::max<std::uint32_t>(1, options.batch_size);
   if (sub->options.visibility_timeout.count() <= 0) sub->options.visibility_timeout = 30s;
   sub->handler = std::move(handler);
-  if (options.python) {
-    sub->streams.push_back(
-        {protocol::request_stream(Flavour::kPython, options.queue), Flavour::kPython, "-"});
-  }
-  if (options.raw) {
-    sub->streams.push_back(
-        {protocol::request_stream(Flavour::kRaw, options.queue), Flavour::kRaw, "-"});
+  const bool cluster = settings_.url.cluster();
+  const int shards = settings_.url.shards;
+  for (int shard = 0; shard < shards; ++shard) {
+    for (Flavour f : {Flavour::kPython, Flavour::kRaw}) {
+      if (!(f == Flavour::kPython ? options.python : options.raw)) continue;
+      StreamState st;
+      st.name = details::shard_stream(protocol::request_stream(f, options.queue), shard, shards);
+      st.flavour = f;
+      st.cursor = "-";
+      st.shard = shard;
+      st.liveness_key = cluster ? "prpc_alive:{" + std::string(details::hashed_part(st.name)) + "}"
+                                : protocol::liveness_key(options.queue);
+      sub->streams.push_back(std::move(st));
+    }
   }
   sub->claim_interval = settings_.claim_interval.count() > 0
                             ? settings_.claim_interval
@@ -38,7 +45,6 @@ Status RedisBroker::Impl::subscribe(const SubscribeOptions& options, DeliveryHan
   if (settings_.claim_interval.count() == 0 && settings_.liveness_timeout.count() > 0) {
     sub->claim_interval = std::min(sub->claim_interval, settings_.heartbeat_interval);
   }
-  sub->liveness_key = protocol::liveness_key(options.queue);
 
   auto r = run_sync<bool>(
       [this, sub](Complete<bool> complete) {
@@ -52,7 +58,7 @@ Status RedisBroker::Impl::subscribe(const SubscribeOptions& options, DeliveryHan
                      "this broker instance already serves queue '" + sub_->options.queue + "'"));
           return;
         }
-        create_groups(command_link(), sub, [this, sub, complete](const Status& s) {
+        create_groups(command_link(), sub, -1, [this, sub, complete](const Status& s) {
           if (!s.is_ok()) {
             complete(s);
             return;
@@ -85,9 +91,28 @@ void RedisBroker::Impl::unsubscribe() {
   }
 }
 
+std::string RedisBroker::Impl::token_of(int shard, std::string_view id) {
+  if (shard == 0) return std::string(id);
+  std::string token = std::to_string(shard);
+  token += ':';
+  token += id;
+  return token;
+}
+
+RedisBroker::Impl::EntryRef RedisBroker::Impl::entry_of(Flavour flavour, std::string_view queue,
+                                                        std::string_view token) const {
+  std::string stream = protocol::request_stream(flavour, queue);
+  auto colon = token.find(':');
+  if (colon == std::string_view::npos) return {std::move(stream), token};
+  int shard = 0;
+  std::from_chars(token.data(), token.data() + colon, shard);
+  return {details::shard_stream(stream, shard, settings_.url.shards), token.substr(colon + 1)};
+}
+
 void RedisBroker::Impl::touch(const DeliveryView& d) {
-  std::string stream = protocol::request_stream(d.flavour, d.queue);
-  std::string id(d.token);
+  EntryRef ref = entry_of(d.flavour, d.queue, d.token);
+  std::string stream = std::move(ref.stream);
+  std::string id(ref.id);
   asio::post(io_, [this, stream = std::move(stream), id = std::move(id)] {
     if (closed_ || group_.empty()) return;
     send_touch(stream, id, [this, id](bool owned) {
@@ -101,12 +126,21 @@ void RedisBroker::Impl::touch(const DeliveryView& d) {
 }
 
 // XGROUP CREATE ... 0 MKSTREAM: from id 0, so requests sent before any server are served.
-void RedisBroker::Impl::create_groups(const std::shared_ptr<Link>& link,
-                                      const std::shared_ptr<Subscription>& sub,
+void RedisBroker::Impl::create_groups(const std::shared_ptr<Channel>& link,
+                                      const std::shared_ptr<Subscription>& sub, int lane,
                                       std::function<void(const Status&)> done) {
-  auto left = std::make_shared<std::size_t>(sub->streams.size());
+  std::vector<const StreamState*> streams;
+  if (lane < 0) {
+    for (const StreamState& s : sub->streams) streams.push_back(&s);
+  } else {
+    for (std::size_t i : sub->lanes[static_cast<std::size_t>(lane)].streams) {
+      streams.push_back(&sub->streams[i]);
+    }
+  }
+  auto left = std::make_shared<std::size_t>(streams.size());
   auto first_error = std::make_shared<Status>();
-  for (const StreamState& s : sub->streams) {
+  for (const StreamState* stream : streams) {
+    const StreamState& s = *stream;
     link->send(Command::make({"XGROUP", "CREATE", s.name, sub->options.group, "0", "MKSTREAM"}),
                [left, first_error, done, name = s.name](const Status& st, ReplyPtr r) {
                  Status e = st;
@@ -129,24 +163,40 @@ void RedisBroker::Impl::start_subscription(const std::shared_ptr<Subscription>& 
   max_outstanding_ = sub->options.max_outstanding;
   visibility_ = sub->options.visibility_timeout;
   auto now = Clock::now();
-  sub->next_claim = now;  // recover what crashed consumers left behind right away
   sub->next_trim = now + settings_.trim_interval;
   sub->next_heartbeat = now;
   heartbeat(now);  // known as alive before the first read
-  if (!read_) {
-    read_ = make_link("reads");
-    read_->on_ready([this] {
-      if (!sub_) return;
-      sub_->reading = false;
+  if (!settings_.url.cluster()) {
+    if (!read_) read_ = make_link("reads");
+    Lane lane{read_, {}, false, now};  // recover what crashed consumers left right away
+    for (std::size_t i = 0; i < sub->streams.size(); ++i) lane.streams.push_back(i);
+    sub->lanes.push_back(std::move(lane));
+  } else {
+    for (std::size_t i = 0; i < sub->streams.size(); ++i) {
+      sub->lanes.push_back(Lane{make_link("reads"), {i}, false, now});
+    }
+  }
+  for (std::size_t i = 0; i < sub->lanes.size(); ++i) {
+    const std::shared_ptr<Channel>& link = sub->lanes[i].link;
+    std::weak_ptr<Subscription> weak = sub;
+    link->on_ready([this, weak, i] {
+      auto live = weak.lock();
+      if (!live || live != sub_) return;
+      Lane& lane = live->lanes[i];
+      // A single connection's reads in flight failed with it; a cluster lane's read is answered
+      // (or failed) by its node's connection.
+      if (!settings_.url.cluster()) lane.reading = false;
       // Redis may have come back without its data: make sure the groups exist again.
-      create_groups(read_, sub_, [this](const Status& s) {
+      create_groups(lane.link, live, static_cast<int>(i), [this](const Status& s) {
         if (!s.is_ok()) log_.warn("re-creating the consumer groups failed: " + s.message());
       });
       pump();
     });
-    read_->start();
-  } else {
-    pump();
+    if (link->idle()) {
+      link->start();
+    } else {
+      pump();
+    }
   }
   schedule_tick();
 }
@@ -157,9 +207,11 @@ void RedisBroker::Impl::stop_subscription(const std::shared_ptr<std::promise<voi
     return;
   }
   sub_->active = false;
-  if (sub_->reading && done) {
-    sub_->stopped = done;  // finished when the read in flight returns
-    if (read_ && read_->client_id() >= 0) unblock(read_->client_id());
+  if (sub_->reading() && done) {
+    sub_->stopped = done;  // finished when a read in flight returns
+    for (const Lane& lane : sub_->lanes) {
+      if (lane.reading) unblock(*lane.link);
+    }
     return;
   }
   abandon_subscription();
@@ -173,6 +225,9 @@ void RedisBroker::Impl::abandon_subscription() {
   auto sub = std::move(sub_);
   sub_.reset();
   parked_.clear();
+  for (Lane& lane : sub->lanes) {
+    if (lane.link != read_) lane.link->close();
+  }
   if (read_) {
     auto link = std::move(read_);
     read_.reset();
@@ -184,19 +239,22 @@ void RedisBroker::Impl::abandon_subscription() {
   }
 }
 
-// Starts the next read or claim when there is room.
+// Starts the next read or claim of each lane when there is room.
 void RedisBroker::Impl::pump() {
   if (closed_ || !sub_ || !sub_->active) return;
   hand_over_parked();
-  if (sub_->reading || !read_ || !read_->ready()) return;
-  std::size_t used = handed_.size() + parked_.size();
-  if (used >= max_outstanding_) return;
-  std::size_t room = max_outstanding_ - used;
-  auto now = Clock::now();
-  if (now >= sub_->next_claim) {
-    start_claim(room);
-  } else {
-    start_read(room, std::chrono::duration_cast<milliseconds>(sub_->next_claim - now));
+  for (std::size_t i = 0; i < sub_->lanes.size(); ++i) {
+    Lane& lane = sub_->lanes[i];
+    if (lane.reading || !lane.link->ready()) continue;
+    std::size_t used = handed_.size() + parked_.size();
+    if (used >= max_outstanding_) return;
+    std::size_t room = max_outstanding_ - used;
+    auto now = Clock::now();
+    if (now >= lane.next_claim) {
+      start_claim(i, room);
+    } else {
+      start_read(i, room, std::chrono::duration_cast<milliseconds>(lane.next_claim - now));
+    }
   }
 }
 
@@ -208,7 +266,9 @@ std::string RedisBroker::Impl::per_stream_count(std::size_t room) const {
   return std::to_string(count);
 }
 
-void RedisBroker::Impl::start_read(std::size_t room, milliseconds until_claim) {
+void RedisBroker::Impl::start_read(std::size_t lane_index, std::size_t room,
+                                   milliseconds until_claim) {
+  Lane& lane = sub_->lanes[lane_index];
   // Wake up in time for the next claim round: an idle server must still recover entries.
   milliseconds block = std::max(1ms, std::min(settings_.block, until_claim + 1ms));
   std::string count = per_stream_count(room);
@@ -216,20 +276,23 @@ void RedisBroker::Impl::start_read(std::size_t room, milliseconds until_claim) {
   std::vector<std::string_view> args{
       "XREADGROUP", "GROUP",  sub_->options.group, sub_->options.consumer, "COUNT", count, "BLOCK",
       block_ms,     "STREAMS"};
-  for (const StreamState& s : sub_->streams) args.push_back(s.name);
-  for (std::size_t i = 0; i < sub_->streams.size(); ++i) args.emplace_back(">");
-  sub_->reading = true;
+  for (std::size_t i : lane.streams) args.push_back(sub_->streams[i].name);
+  for (std::size_t i = 0; i < lane.streams.size(); ++i) args.emplace_back(">");
+  lane.reading = true;
   std::weak_ptr<Subscription> weak = sub_;
-  read_->send(
+  lane.link->send(
       Command::make(args),
-      [this, weak](const Status& s, ReplyPtr r) { on_read(weak, s, std::move(r)); }, block);
+      [this, weak, lane_index](const Status& s, ReplyPtr r) {
+        on_read(weak, lane_index, s, std::move(r));
+      },
+      block);
 }
 
-void RedisBroker::Impl::on_read(const std::weak_ptr<Subscription>& weak, const Status& s,
-                                ReplyPtr r) {
+void RedisBroker::Impl::on_read(const std::weak_ptr<Subscription>& weak, std::size_t lane,
+                                const Status& s, ReplyPtr r) {
   auto sub = weak.lock();
   if (!sub || sub != sub_) return;
-  sub->reading = false;
+  sub->lanes[lane].reading = false;
   if (!s.is_ok()) {  // the link reconnects; on_ready resumes
     finish_stop_if_asked(sub);
     return;
@@ -239,7 +302,7 @@ void RedisBroker::Impl::on_read(const std::weak_ptr<Subscription>& weak, const S
       log_.warn(
           "the consumer group is gone (was Redis restarted without its data?); "
           "creating it again");
-      create_groups(read_, sub, nullptr);
+      create_groups(sub->lanes[lane].link, sub, static_cast<int>(lane), nullptr);
       pump();
     } else {
       log_.error(error_status(r.get(), "reading requests").message());
@@ -294,6 +357,7 @@ void RedisBroker::Impl::collect_entries(const StreamState* st,
     Item item;
     item.flavour = st->flavour;
     item.stream = &st->name;
+    item.shard = st->shard;
     item.id = e.id;
     item.count = e.delivery_count;
     item.signature = e.signature;
@@ -321,21 +385,25 @@ void RedisBroker::Impl::hand_over(const std::shared_ptr<Subscription>& sub,
                                   std::vector<Item>& items) {
   std::vector<DeliveryView> batch;
   batch.reserve(items.size());
+  std::vector<std::string> tokens;  // reserved: the views into them must stay put
+  tokens.reserve(items.size());
   auto now = Clock::now();
   for (Item& it : items) {
-    std::string key = delivery_key(it.flavour, it.id);
+    std::string token = token_of(it.shard, it.id);
+    std::string key = delivery_key(it.flavour, token);
     // A claim may return an entry this server is still working on: never hand it over twice.
     if (handed_.count(key) != 0 || is_parked(key)) continue;
     if (!parked_.empty() || handed_.size() >= max_outstanding_) {
-      parked_.push_back(Parked{key, it.flavour, *it.stream, std::string(it.id),
+      parked_.push_back(Parked{key, it.flavour, *it.stream, std::string(it.id), std::move(token),
                                std::string(it.payload), std::move(it.note), it.count, now,
                                std::string(it.signature), std::string(it.key_id)});
       continue;
     }
     handed_.insert(key);
     if (!it.note.empty()) put_note(key, std::move(it.note));
-    batch.emplace_back(it.flavour, sub->options.queue, it.id, it.payload, it.count, it.signature,
-                       it.key_id);
+    tokens.push_back(std::move(token));
+    batch.emplace_back(it.flavour, sub->options.queue, tokens.back(), it.payload, it.count,
+                       it.signature, it.key_id);
   }
   deliver(sub, batch);
 }
@@ -353,7 +421,7 @@ void RedisBroker::Impl::hand_over_parked() {
   for (Parked& p : taken) {
     handed_.insert(p.key);
     if (!p.note.empty()) put_note(p.key, std::move(p.note));
-    batch.emplace_back(p.flavour, sub->options.queue, p.id, p.payload, p.count, p.signature,
+    batch.emplace_back(p.flavour, sub->options.queue, p.token, p.payload, p.count, p.signature,
                        p.key_id);
   }
   deliver(sub, batch);
@@ -371,9 +439,10 @@ void RedisBroker::Impl::deliver(const std::shared_ptr<Subscription>& sub,
   }
 }
 
-void RedisBroker::Impl::start_claim(std::size_t room) {
-  sub_->reading = true;
-  sub_->next_claim = Clock::now() + sub_->claim_interval;
+void RedisBroker::Impl::start_claim(std::size_t lane_index, std::size_t room) {
+  Lane& lane = sub_->lanes[lane_index];
+  lane.reading = true;
+  lane.next_claim = Clock::now() + sub_->claim_interval;
   std::string count = per_stream_count(room);
   std::string min_idle = ms_arg(visibility_);
   // A dead server leaves the liveness hash a while after its deadline (never before this server
@@ -381,16 +450,16 @@ void RedisBroker::Impl::start_claim(std::size_t room) {
   std::string grace = liveness_on()
                           ? ms_arg(std::max<milliseconds>(visibility_, std::chrono::minutes(1)))
                           : std::string("0");
-  auto left = std::make_shared<std::size_t>(sub_->streams.size());
-  auto replies = std::make_shared<std::vector<ReplyPtr>>(sub_->streams.size());
+  auto left = std::make_shared<std::size_t>(lane.streams.size());
+  auto replies = std::make_shared<std::vector<ReplyPtr>>(lane.streams.size());
   std::weak_ptr<Subscription> weak = sub_;
-  for (std::size_t i = 0; i < sub_->streams.size(); ++i) {
-    const StreamState& s = sub_->streams[i];
+  for (std::size_t i = 0; i < lane.streams.size(); ++i) {
+    const StreamState& s = sub_->streams[lane.streams[i]];
     std::vector<std::string_view> args{"EVALSHA",
                                        scripts::shas().claim,
                                        "2",
                                        s.name,
-                                       sub_->liveness_key,
+                                       s.liveness_key,
                                        sub_->options.group,
                                        sub_->options.consumer,
                                        min_idle,
@@ -400,35 +469,39 @@ void RedisBroker::Impl::start_claim(std::size_t room) {
     // The ids this consumer holds (handed over or parked) are not to be claimed back.
     char prefix = s.flavour == Flavour::kRaw ? 'r' : 'p';
     for (const std::string& key : handed_) {
-      if (key[0] == prefix) args.push_back(std::string_view(key).substr(1));
+      if (key[0] != prefix) continue;
+      std::string_view token = std::string_view(key).substr(1);
+      EntryRef ref = entry_of(s.flavour, sub_->options.queue, token);
+      if (ref.stream == s.name) args.push_back(ref.id);
     }
     for (const Parked& pk : parked_) {
-      if (pk.flavour == s.flavour) args.push_back(pk.id);
+      if (pk.stream == s.name) args.push_back(pk.id);
     }
-    read_->send(Command::make(args),
-                [this, weak, i, left, replies, count](const Status& st, ReplyPtr r) {
-                  if (st.is_ok()) (*replies)[i] = std::move(r);
-                  if (--*left == 0) on_claimed(weak, *replies, std::stoul(count));
-                });
+    lane.link->send(Command::make(args), [this, weak, lane_index, i, left, replies, count](
+                                             const Status& st, ReplyPtr r) {
+      if (st.is_ok()) (*replies)[i] = std::move(r);
+      if (--*left == 0) on_claimed(weak, lane_index, *replies, std::stoul(count));
+    });
   }
 }
 
-void RedisBroker::Impl::on_claimed(const std::weak_ptr<Subscription>& weak,
+void RedisBroker::Impl::on_claimed(const std::weak_ptr<Subscription>& weak, std::size_t lane_index,
                                    std::vector<ReplyPtr>& replies, std::size_t count) {
   auto sub = weak.lock();
   if (!sub || sub != sub_) return;
-  sub->reading = false;
+  Lane& lane = sub->lanes[lane_index];
+  lane.reading = false;
   std::vector<Item> items;
   bool more = false;
-  for (std::size_t i = 0; i < replies.size() && i < sub->streams.size(); ++i) {
+  for (std::size_t i = 0; i < replies.size() && i < lane.streams.size(); ++i) {
     const redisReply* r = replies[i].get();
     if (r == nullptr) continue;  // the link dropped; on_ready resumes
-    StreamState& st = sub->streams[i];
+    StreamState& st = sub->streams[lane.streams[i]];
     if (is_error(r)) {
       if (starts_with(r, "NOGROUP")) {
-        create_groups(read_, sub, nullptr);
+        create_groups(lane.link, sub, static_cast<int>(lane_index), nullptr);
       } else if (starts_with(r, "NOSCRIPT")) {
-        reload_scripts(read_);
+        reload_scripts(lane.link);
       } else if (is_permission_error(r) && liveness_on()) {
         refuse_liveness(error_status(r, "claiming a dead server's requests").message());
         more = true;  // again at once, by idle time alone
@@ -448,7 +521,7 @@ void RedisBroker::Impl::on_claimed(const std::weak_ptr<Subscription>& weak,
     log_.info("claimed " + std::to_string(items.size()) + " idle request(s) from other consumers");
     hand_over(sub, items);
   }
-  if (more) sub->next_claim = Clock::now();  // keep scanning while there is a backlog
+  if (more) lane.next_claim = Clock::now();  // keep scanning while there is a backlog
   finish_stop_if_asked(sub);
   pump();
 }
@@ -482,7 +555,17 @@ void RedisBroker::Impl::refuse_liveness(const std::string& why) {
 void RedisBroker::Impl::heartbeat(Clock::time_point now) {
   if (!sub_ || !liveness_on() || now < sub_->next_heartbeat) return;
   sub_->next_heartbeat = now + settings_.heartbeat_interval;
-  command_link()->send(Command::make({"EVALSHA", scripts::shas().heartbeat, "1", sub_->liveness_key,
+  std::vector<std::string_view> keys;  // one, or in a cluster one per stream
+  for (const StreamState& s : sub_->streams) {
+    if (std::find(keys.begin(), keys.end(), s.liveness_key) == keys.end()) {
+      keys.push_back(s.liveness_key);
+    }
+  }
+  for (std::string_view key : keys) send_heartbeat(key);
+}
+
+void RedisBroker::Impl::send_heartbeat(std::string_view key) {
+  command_link()->send(Command::make({"EVALSHA", scripts::shas().heartbeat, "1", key,
                                       sub_->options.consumer, ms_arg(settings_.liveness_timeout)}),
                        [this](const Status& st, ReplyPtr r) {
                          if (starts_with(r.get(), "NOSCRIPT")) reload_scripts(cmd_);

@@ -76,6 +76,14 @@ Status apply_query(std::string_view query, RedisUrl* url) {
       url->user = std::move(*value);
     } else if (key == "password") {
       url->password = std::move(*value);
+    } else if (key == "shards") {
+      int n = 0;
+      auto [p, ec] = std::from_chars(value->data(), value->data() + value->size(), n);
+      if (value->empty() || ec != std::errc() || p != value->data() + value->size() || n < 1 ||
+          n > 64) {
+        return bad("shards must be a number from 1 to 64");
+      }
+      url->shards = n;
     } else {
       return bad("unknown parameter '" + std::string(key) + "'");
     }
@@ -118,29 +126,65 @@ Status parse_host_port(std::string_view hostport, RedisUrl* url) {
 
 }  // namespace
 
-std::string RedisUrl::redacted() const {
+namespace {
+
+std::string join_addresses(const std::vector<std::pair<std::string, std::uint16_t>>& list) {
   std::string out;
-  if (sentinel()) {
-    out = "redis+sentinel://";
-    for (std::size_t i = 0; i < sentinels.size(); ++i) {
-      const auto& [h, p] = sentinels[i];
-      if (i > 0) out += ',';
-      out += (h.find(':') != std::string::npos ? "[" + h + "]" : h) + ":" + std::to_string(p);
-    }
-    return out + "/" + master_name + "/" + std::to_string(db);
+  for (std::size_t i = 0; i < list.size(); ++i) {
+    const auto& [h, p] = list[i];
+    if (i > 0) out += ',';
+    out += (h.find(':') != std::string::npos ? "[" + h + "]" : h) + ":" + std::to_string(p);
   }
-  if (unix_socket) {
-    out = "unix://" + path;
-    if (db != 0) out += "?db=" + std::to_string(db);
+  return out;
+}
+
+std::string address_of(const RedisUrl& url) {
+  std::string out;
+  if (url.sentinel()) {
+    return "redis+sentinel://" + join_addresses(url.sentinels) + "/" + url.master_name + "/" +
+           std::to_string(url.db);
+  }
+  if (url.cluster()) return "redis+cluster://" + join_addresses(url.seeds);
+  if (url.unix_socket) {
+    out = "unix://" + url.path;
+    if (url.db != 0) out += "?db=" + std::to_string(url.db);
     return out;
   }
-  bool v6 = host.find(':') != std::string::npos;
-  out = "redis://" + (v6 ? "[" + host + "]" : host) + ":" + std::to_string(port) + "/" +
-        std::to_string(db);
+  bool v6 = url.host.find(':') != std::string::npos;
+  out = "redis://" + (v6 ? "[" + url.host + "]" : url.host) + ":" + std::to_string(url.port) + "/" +
+        std::to_string(url.db);
+  return out;
+}
+
+}  // namespace
+
+std::string RedisUrl::redacted() const {
+  std::string out = address_of(*this);
+  if (shards > 1)
+    out += (unix_socket && db != 0 ? "&shards=" : "?shards=") + std::to_string(shards);
   return out;
 }
 
 namespace {
+
+// [credentials@]h:p[,h:p...]: the credentials go to `url`, the addresses to `out`.
+Status parse_address_list(std::string_view hosts, std::uint16_t default_port, RedisUrl* url,
+                          std::vector<std::pair<std::string, std::uint16_t>>* out) {
+  if (auto at = hosts.rfind('@'); at != std::string_view::npos) {
+    PRPC_RETURN_IF_ERROR(apply_userinfo(hosts.substr(0, at), url));
+    hosts = hosts.substr(at + 1);
+  }
+  while (true) {
+    auto comma = hosts.find(',');
+    RedisUrl one;
+    one.port = default_port;
+    PRPC_RETURN_IF_ERROR(parse_host_port(hosts.substr(0, comma), &one));
+    out->emplace_back(one.host, one.port);
+    if (comma == std::string_view::npos) break;
+    hosts = hosts.substr(comma + 1);
+  }
+  return Status::ok();
+}
 
 // redis+sentinel://[credentials@]h:p[,h:p...]/master_name[/db][?query]
 Result<RedisUrl> parse_sentinel_url(std::string_view rest) {
@@ -155,19 +199,8 @@ Result<RedisUrl> parse_sentinel_url(std::string_view rest) {
     return bad("a Sentinel URL needs /master_name after the sentinels");
   std::string_view hosts = rest.substr(0, slash);
   std::string_view path = rest.substr(slash + 1);
-  if (auto at = hosts.rfind('@'); at != std::string_view::npos) {
-    PRPC_RETURN_IF_ERROR(apply_userinfo(hosts.substr(0, at), &url));
-    hosts = hosts.substr(at + 1);
-  }
-  while (true) {
-    auto comma = hosts.find(',');
-    RedisUrl one;
-    one.port = 26379;  // Sentinel's usual port
-    PRPC_RETURN_IF_ERROR(parse_host_port(hosts.substr(0, comma), &one));
-    url.sentinels.emplace_back(one.host, one.port);
-    if (comma == std::string_view::npos) break;
-    hosts = hosts.substr(comma + 1);
-  }
+  // 26379: Sentinel's usual port.
+  PRPC_RETURN_IF_ERROR(parse_address_list(hosts, 26379, &url, &url.sentinels));
   auto db_slash = path.find('/');
   auto name = percent_decode(path.substr(0, db_slash));
   if (!name.is_ok()) return name.status();
@@ -185,12 +218,39 @@ Result<RedisUrl> parse_sentinel_url(std::string_view rest) {
   return url;
 }
 
+// redis+cluster://[credentials@]h:p[,h:p...][/][?query]
+Result<RedisUrl> parse_cluster_url(std::string_view rest) {
+  RedisUrl url;
+  std::string_view query;
+  if (auto q = rest.find('?'); q != std::string_view::npos) {
+    query = rest.substr(q + 1);
+    rest = rest.substr(0, q);
+  }
+  if (auto slash = rest.find('/'); slash != std::string_view::npos) {
+    std::string_view path = rest.substr(slash + 1);
+    if (!path.empty() && path != "0") return bad("a Redis Cluster has database 0 only");
+    rest = rest.substr(0, slash);
+  }
+  if (rest.empty()) return bad("a cluster URL needs at least one host:port");
+  PRPC_RETURN_IF_ERROR(parse_address_list(rest, 6379, &url, &url.seeds));
+  PRPC_RETURN_IF_ERROR(apply_query(query, &url));
+  if (url.db != 0) return bad("a Redis Cluster has database 0 only");
+  // Each node's address comes from the slot map.
+  url.host.clear();
+  url.port = 0;
+  return url;
+}
+
 }  // namespace
 
 Result<RedisUrl> parse_redis_url(std::string_view text) {
   constexpr std::string_view kSentinel = "redis+sentinel://";
   if (text.substr(0, kSentinel.size()) == kSentinel) {
     return parse_sentinel_url(text.substr(kSentinel.size()));
+  }
+  constexpr std::string_view kCluster = "redis+cluster://";
+  if (text.substr(0, kCluster.size()) == kCluster) {
+    return parse_cluster_url(text.substr(kCluster.size()));
   }
   RedisUrl url;
   constexpr std::string_view kTcp = "redis://";
@@ -206,7 +266,7 @@ Result<RedisUrl> parse_redis_url(std::string_view text) {
         "rediss:// (TLS) is not supported: this broker speaks plain TCP; reach a TLS Redis through "
         "a local TLS tunnel such as stunnel and give its redis:// address (docs/security.md)");
   } else {
-    return bad("the scheme must be redis://, unix:// or redis+sentinel://");
+    return bad("the scheme must be redis://, unix://, redis+sentinel:// or redis+cluster://");
   }
 
   std::string_view query;

@@ -103,12 +103,19 @@ inline std::string reply_stream_prefix(std::string_view queue) {
 }
 
 // A reply_to comes from the request, so from anyone who can write the stream: the server pushes
-// only to addresses of this shape and never to another key.
+// only to addresses of this shape and never to another key. The client part may be wrapped in
+// braces (a Redis Cluster hash tag that keeps one client's reply streams in one slot).
 inline bool is_reply_stream(std::string_view reply_to, std::string_view queue) {
   std::string prefix = reply_stream_prefix(queue);
-  if (reply_to.size() <= prefix.size() || reply_to.size() > prefix.size() + 64) return false;
+  if (reply_to.size() <= prefix.size() || reply_to.size() > prefix.size() + 66) return false;
   if (reply_to.substr(0, prefix.size()) != prefix) return false;
-  for (char c : reply_to.substr(prefix.size())) {
+  std::string_view client = reply_to.substr(prefix.size());
+  if (client.size() > 2 && client.front() == '{' && client.back() == '}') {
+    client = client.substr(1, client.size() - 2);
+  } else if (client.size() > 64) {
+    return false;
+  }
+  for (char c : client) {
     bool ok = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
               c == '-' || c == '_';
     if (!ok) return false;

@@ -126,6 +126,12 @@ TEST(RedisNames, OnlyReplyStreamsOfTheQueueArePushedTo) {
   EXPECT_FALSE(protocol::is_reply_stream("prcp_message_feedback_x", "q"));
   EXPECT_FALSE(protocol::is_reply_stream("prpc_feedback_q:a b", "q"));
   EXPECT_FALSE(protocol::is_reply_stream("prpc_feedback_q:" + std::string(65, 'a'), "q"));
+  // In a Redis Cluster the client part is a hash tag.
+  EXPECT_TRUE(protocol::is_reply_stream("prpc_feedback_q:{abc123}", "q"));
+  EXPECT_TRUE(protocol::is_reply_stream("prpc_feedback_q:{" + std::string(64, 'a') + "}", "q"));
+  EXPECT_FALSE(protocol::is_reply_stream("prpc_feedback_q:{}", "q"));
+  EXPECT_FALSE(protocol::is_reply_stream("prpc_feedback_q:{a}b}", "q"));
+  EXPECT_FALSE(protocol::is_reply_stream("prpc_feedback_q:{abc", "q"));
 }
 
 TEST(RedisUrl, ParsesTheSentinelsTheMasterAndTheDatabase) {
@@ -145,6 +151,32 @@ TEST(RedisUrl, ParsesTheSentinelsTheMasterAndTheDatabase) {
   EXPECT_EQ(no_db->db, 0);
   for (const char* bad : {"redis+sentinel://127.0.0.1:5000", "redis+sentinel://127.0.0.1:5000/",
                           "redis+sentinel://127.0.0.1:0/m", "redis+sentinel://h:1/m/x"}) {
+    EXPECT_FALSE(parse_redis_url(bad).is_ok()) << bad;
+  }
+}
+
+TEST(RedisUrl, ParsesClusterSeedsAndShards) {
+  auto url = parse_redis_url("redis+cluster://u:p%40ss@10.0.0.1:7000,[::1]:7001,host3?shards=3");
+  ASSERT_TRUE(url.is_ok()) << url.status().to_string();
+  EXPECT_TRUE(url->cluster());
+  EXPECT_FALSE(url->sentinel());
+  EXPECT_EQ(url->user, "u");
+  EXPECT_EQ(url->password, "p@ss");
+  EXPECT_EQ(url->shards, 3);
+  using Address = std::pair<std::string, std::uint16_t>;
+  std::vector<Address> want{{"10.0.0.1", 7000}, {"::1", 7001}, {"host3", 6379}};
+  EXPECT_EQ(url->seeds, want);
+  EXPECT_EQ(url->redacted(), "redis+cluster://10.0.0.1:7000,[::1]:7001,host3:6379?shards=3");
+  EXPECT_TRUE(parse_redis_url("redis+cluster://127.0.0.1:7000/").is_ok());
+  EXPECT_TRUE(parse_redis_url("redis+cluster://127.0.0.1:7000/0").is_ok());
+  EXPECT_EQ(parse_redis_url("redis+cluster://127.0.0.1:7000")->shards, 1);
+  // Shards work on one Redis too (they then share it).
+  EXPECT_EQ(parse_redis_url("redis://h:1/2?shards=4")->shards, 4);
+  EXPECT_EQ(parse_redis_url("redis://h:1/2?shards=4")->redacted(), "redis://h:1/2?shards=4");
+  for (const char* bad :
+       {"redis+cluster://", "redis+cluster://h:1/3", "redis+cluster://h:1?db=2",
+        "redis+cluster://h:0", "redis+cluster://h:1?shards=0", "redis+cluster://h:1?shards=65",
+        "redis+cluster://h:1?shards=x", "redis://h?shards="}) {
     EXPECT_FALSE(parse_redis_url(bad).is_ok()) << bad;
   }
 }
