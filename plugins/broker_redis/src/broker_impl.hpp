@@ -206,6 +206,10 @@ class RedisBroker::Impl {
     std::string message_id;
     DoneCallback done;
     Status refused;  // the first command of a transaction Redis would not queue
+    // Sends the finish again when the connection failed under it (every write in it may be
+    // repeated); without it the request would wait for the visibility timeout to come back.
+    std::function<void()> again;
+    int attempts = 0;
   };
 
   struct ReplyStream {
@@ -293,6 +297,8 @@ class RedisBroker::Impl {
 
   // ---- finishing.cpp ----
   void restore_legacy_later(std::string key, std::string payload);
+  void send_transaction(const std::shared_ptr<FinishOp>& op, std::vector<Command> commands,
+                        int store_at, int push_at);
   void finish_in_transaction(const std::shared_ptr<FinishOp>& op, const std::string& stream,
                              const std::string& group, std::string_view id,
                              const std::string& result_key, const std::string& legacy_key,

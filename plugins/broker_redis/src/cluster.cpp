@@ -77,7 +77,8 @@ std::size_t ClusterLink::node_locked(const std::string& host, std::uint16_t port
   ls.url.shards = 1;
   ls.url.host = host;
   ls.url.port = port;
-  ls.quiet_until_ready = false;
+  // The seeds tried before the first map: connect() reports why none answered.
+  ls.quiet_until_ready = settings_.quiet_until_ready && state_ == State::kStarting;
   auto link = std::make_shared<Link>(io_, std::move(ls), log_, role_);
   const std::size_t index = nodes_.size();
   std::weak_ptr<ClusterLink> weak = weak_from_this();

@@ -207,31 +207,20 @@ void RedisBroker::Impl::finish_in_transaction(
     std::string_view id, const std::string& result_key, const std::string& legacy_key,
     const std::string& reply_stream, std::string_view payload, std::string_view signature,
     std::string_view key_id, const std::string& result_ttl) {
-  std::vector<Request> batch;
-  // Each command's own answer is QUEUED, or why it was refused; keep the first refusal, which
-  // says more than EXEC's EXECABORT.
-  auto ignore = [op](const Status& s, ReplyPtr r) {
-    if (s.is_ok() && is_error(r.get()) && op->refused.is_ok()) {
-      op->refused = error_status(r.get(), "finishing the request");
-    }
-  };
-  batch.push_back(Request{Command::make({"MULTI"}), ignore, {}});
+  std::vector<Command> commands;
+  commands.push_back(Command::make({"MULTI"}));
   int store_at = -1, push_at = -1, index = 0;
   if (!result_key.empty()) {
-    batch.push_back(
-        Request{Command::make({"SET", result_key, payload, "PX", result_ttl}), ignore, {}});
+    commands.push_back(Command::make({"SET", result_key, payload, "PX", result_ttl}));
     store_at = index++;
     if (!signature.empty()) {
-      batch.push_back(Request{Command::make({"SET", protocol::result_signature_key(result_key),
-                                             signature, "PX", result_ttl}),
-                              ignore,
-                              {}});
+      commands.push_back(Command::make(
+          {"SET", protocol::result_signature_key(result_key), signature, "PX", result_ttl}));
       ++index;
     }
   }
   if (!legacy_key.empty()) {
-    batch.push_back(
-        Request{Command::make({"SET", legacy_key, payload, "PX", result_ttl}), ignore, {}});
+    commands.push_back(Command::make({"SET", legacy_key, payload, "PX", result_ttl}));
     ++index;
   }
   if (!reply_stream.empty()) {
@@ -244,14 +233,38 @@ void RedisBroker::Impl::finish_in_transaction(
       args.insert(args.end(),
                   {protocol::kSignatureField, signature, protocol::kKeyIdField, key_id});
     }
-    batch.push_back(Request{Command::make(args), ignore, {}});
+    commands.push_back(Command::make(args));
     push_at = index++;
-    batch.push_back(
-        Request{Command::make({"PEXPIRE", reply_stream, ms_arg(settings_.reply_ttl)}), ignore, {}});
+    commands.push_back(Command::make({"PEXPIRE", reply_stream, ms_arg(settings_.reply_ttl)}));
     ++index;
   }
-  batch.push_back(Request{Command::make({"XACK", stream, group, id}), ignore, {}});
-  batch.push_back(Request{Command::make({"EXEC"}),
+  commands.push_back(Command::make({"XACK", stream, group, id}));
+  commands.push_back(Command::make({"EXEC"}));
+  send_transaction(op, std::move(commands), store_at, push_at);
+}
+
+// Any thread. The commands are kept (they share their bytes) for a retry.
+void RedisBroker::Impl::send_transaction(const std::shared_ptr<FinishOp>& op,
+                                         std::vector<Command> commands, int store_at,
+                                         int push_at) {
+  std::weak_ptr<FinishOp> weak = op;
+  op->again = [this, weak, commands, store_at, push_at] {
+    if (auto live = weak.lock()) send_transaction(live, commands, store_at, push_at);
+  };
+  op->refused = Status::ok();
+  // Each command's own answer is QUEUED, or why it was refused; keep the first refusal, which
+  // says more than EXEC's EXECABORT.
+  auto ignore = [op](const Status& s, ReplyPtr r) {
+    if (s.is_ok() && is_error(r.get()) && op->refused.is_ok()) {
+      op->refused = error_status(r.get(), "finishing the request");
+    }
+  };
+  std::vector<Request> batch;
+  batch.reserve(commands.size());
+  for (std::size_t i = 0; i + 1 < commands.size(); ++i) {
+    batch.push_back(Request{std::move(commands[i]), ignore, {}});
+  }
+  batch.push_back(Request{std::move(commands.back()),
                           [this, op, store_at, push_at](const Status& s, ReplyPtr r) {
                             on_transaction(op, s, r.get(), store_at, push_at);
                           },
@@ -268,6 +281,10 @@ void RedisBroker::Impl::finish_in_transaction(
 // Any thread while the command connection is ready; the io thread otherwise.
 void RedisBroker::Impl::finish_split(const std::shared_ptr<FinishOp>& op,
                                      std::vector<Command> writes, int push_at, Command ack) {
+  std::weak_ptr<FinishOp> weak = op;
+  op->again = [this, weak, writes, push_at, ack] {
+    if (auto live = weak.lock()) finish_split(live, writes, push_at, ack);
+  };
   struct Progress {
     std::size_t left = 0;
     Status failed;
@@ -324,6 +341,19 @@ void RedisBroker::Impl::on_finished(const std::shared_ptr<FinishOp>& op, const S
 }
 
 void RedisBroker::Impl::complete(const std::shared_ptr<FinishOp>& op, const Status& s) {
+  // The connection failed under the finish (a failover, a restart): it is sent again, and waits
+  // for the next connection. Repeating it stores the same result and acknowledges again; the
+  // reply may be pushed twice (clients keep the first per message_id).
+  constexpr int kFinishAttempts = 3;
+  if (s.code() == StatusCode::kUnavailable && op->again && op->attempts + 1 < kFinishAttempts &&
+      !closed_) {
+    ++op->attempts;
+    log_.debug("finishing " + op->message_id + " again: " + s.message());
+    auto again = op->again;
+    again();
+    return;
+  }
+  op->again = nullptr;
   handed_.erase(op->key);
   pump();
   auto done = std::move(op->done);

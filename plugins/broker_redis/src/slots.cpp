@@ -9,12 +9,11 @@ namespace {
 constexpr std::array<std::uint16_t, 256> make_table() {
   std::array<std::uint16_t, 256> table{};
   for (unsigned i = 0; i < 256; ++i) {
-    auto crc = static_cast<std::uint16_t>(i << 8);
+    unsigned crc = i << 8U;
     for (int bit = 0; bit < 8; ++bit) {
-      crc = (crc & 0x8000U) != 0 ? static_cast<std::uint16_t>((crc << 1) ^ 0x1021U)
-                                 : static_cast<std::uint16_t>(crc << 1);
+      crc = (crc & 0x8000U) != 0 ? (crc << 1U) ^ 0x1021U : crc << 1U;
     }
-    table[i] = crc;
+    table[i] = static_cast<std::uint16_t>(crc & 0xFFFFU);
   }
   return table;
 }
@@ -33,12 +32,12 @@ bool equals_ci(std::string_view a, std::string_view b) noexcept {
 }  // namespace
 
 std::uint16_t crc16(std::string_view data) noexcept {
-  std::uint16_t crc = 0;
+  unsigned crc = 0;
   for (char c : data) {
-    auto byte = static_cast<unsigned char>(c);
-    crc = static_cast<std::uint16_t>((crc << 8) ^ kTable[((crc >> 8) ^ byte) & 0xFFU]);
+    unsigned byte = static_cast<unsigned char>(c);
+    crc = ((crc << 8U) ^ kTable[((crc >> 8U) ^ byte) & 0xFFU]) & 0xFFFFU;
   }
-  return crc;
+  return static_cast<std::uint16_t>(crc);
 }
 
 std::string_view hashed_part(std::string_view key) noexcept {
@@ -89,7 +88,12 @@ std::string shard_stream(std::string_view stream, int index, int count) {
   for (int n = 0;; ++n) {  // ends: about one tag in `count` fits
     std::string tag = "s" + std::to_string(index) + "." + std::to_string(n);
     int slot = crc16(tag) % kSlots;
-    if (slot >= low && slot < high) return out + ":{" + tag + "}";
+    if (slot >= low && slot < high) {
+      out += ":{";
+      out += tag;
+      out += '}';
+      return out;
+    }
   }
 }
 
