@@ -3,16 +3,19 @@
 Starts a private Redis Cluster of 3 masters (no replicas; the test fixture's RedisCluster class),
 then, in interleaved rounds, for each shard count: a fresh queue, `--servers` prpc-host processes
 serving functions_example's `noop` (or Python servers, `--server python`), and `--clients`
-client processes of `--callers` threads each calling `noop` for `--seconds`. Reports calls/s and
-the commands each master processed in the window (INFO stats total_commands_processed deltas).
+client processes of `--callers` threads each calling `noop` for `--seconds`. Reports calls/s and,
+per master over the window, the commands processed (INFO stats total_commands_processed), the
+XACKs (INFO commandstats: one per call, on the request stream that carried it) and the CPU time
+of its command thread (INFO cpu, main thread).
 
-With one shard the queue's streams live on one master, which serves most of the commands; with
-three, each master serves about a third. On a machine with few cores the clients and servers
-take the CPU, so the throughput grows only as far as the CPUs allow (on 2 cores: hardly); the
-per-master load is the figure that shows the spreading.
+With one shard the queue's request stream lives on one master, which gets every XACK; with
+three, each master gets a third. Results and reply streams hash on their own keys whatever the
+shard count. On a machine with few cores the clients and servers take the CPU, so throughput
+grows only as far as the CPUs allow (on 2 cores it does not); the per-master load is the figure
+that shows the spreading.
 
     python3 bench/cluster_scale.py [--build-dir build/dev] [--rounds 3] [--seconds 10]
-        [--servers 2] [--clients 2] [--callers 32] [--server host|python] [--shards 1,3]
+        [--servers 2] [--clients 6] [--callers 11] [--server host|python] [--shards 1,3]
 
 Numbers only, never assertions; not part of the test suites.
 """
@@ -119,11 +122,18 @@ class Bench:
     def url(self, shards: int) -> str:
         return f"{self.cluster.url()}?shards={shards}"
 
-    def commands(self) -> dict[int, int]:
+    def counters(self) -> dict[int, tuple[int, int, float]]:
+        """Per master: commands processed, XACKs (one per call, on the request stream) and the
+        CPU seconds of its main thread (the one that runs commands)."""
         out = {}
         for port in self.masters:
             with self.cluster.client(port) as c:
-                out[port] = int(c.info("stats")["total_commands_processed"])
+                total = int(c.info("stats")["total_commands_processed"])
+                xack = int(c.info("commandstats").get("cmdstat_xack", {}).get("calls", 0))
+                cpu = c.info("cpu")
+                busy = (float(cpu["used_cpu_user_main_thread"])
+                        + float(cpu["used_cpu_sys_main_thread"]))
+                out[port] = (total, xack, busy)
         return out
 
     def measure(self, shards: int) -> dict:
@@ -159,9 +169,9 @@ class Bench:
                 c.stdin.write(f"{t0} {t1}\n")
                 c.stdin.flush()
             time.sleep(max(0.0, t0 - time.time()))  # a measuring window, not a readiness wait
-            before = self.commands()
+            before = self.counters()
             time.sleep(max(0.0, t1 - time.time()))
-            after = self.commands()
+            after = self.counters()
             results = [json.loads(c.communicate(timeout=120)[0].strip().splitlines()[-1])
                        for c in clients]
         finally:
@@ -172,19 +182,27 @@ class Bench:
             for s in servers:
                 stop_process(s)
         calls = sum(r["calls"] for r in results)
-        delta = {p: after[p] - before[p] for p in self.masters}
+        delta = {p: after[p][0] - before[p][0] for p in self.masters}
+        acks = {p: after[p][1] - before[p][1] for p in self.masters}
+        busy = {p: after[p][2] - before[p][2] for p in self.masters}
         p50s = [r["p50"] for r in results if r["p50"] is not None]
         return {"shards": shards, "calls_per_s": calls / self.args.seconds,
                 "errors": sum(r["errors"] for r in results),
                 "p50_ms": statistics.median(p50s) * 1e3 if p50s else None,
                 "commands_per_s": {p: d / self.args.seconds for p, d in delta.items()},
+                "xacks_per_s": {p: d / self.args.seconds for p, d in acks.items()},
+                "cpu_share": {p: d / self.args.seconds for p, d in busy.items()},
                 "commands_per_call": sum(delta.values()) / calls if calls else None}
 
 
-def shares(row: dict) -> str:
-    total = sum(row["commands_per_s"].values()) or 1
-    return " ".join(f"{v / total:5.1%}" for v in sorted(row["commands_per_s"].values(),
-                                                          reverse=True))
+def shares(per_master: dict[int, float]) -> str:
+    """Each master's share, the largest first."""
+    total = sum(per_master.values()) or 1
+    return " ".join(f"{v / total:4.0%}" for v in sorted(per_master.values(), reverse=True))
+
+
+def busiest_share(per_master: dict[int, float]) -> float:
+    return max(per_master.values()) / (sum(per_master.values()) or 1)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -197,8 +215,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--seconds", type=float, default=10.0)
     p.add_argument("--servers", type=int, default=2)
-    p.add_argument("--clients", type=int, default=2)
-    p.add_argument("--callers", type=int, default=32, help="threads per client process")
+    # Several client processes, as in a deployment: each has its own reply stream, on one master.
+    p.add_argument("--clients", type=int, default=6)
+    p.add_argument("--callers", type=int, default=11, help="threads per client process")
     p.add_argument("--server", choices=("host", "python"), default="host")
     p.add_argument("--shards", default="1,3", help="shard counts to compare")
     p.add_argument("--json", help="also write every figure to this file")
@@ -218,7 +237,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{args.servers} {args.server} servers, {args.clients} client processes x "
               f"{args.callers} callers, {args.seconds:g} s per measurement, noop")
         print(f"{'round':>5} {'shards':>6} {'calls/s':>9} {'p50 ms':>7} {'errors':>6} "
-              f"{'cmds/call':>9} {'busiest master cmd/s':>21}  share of commands per master")
+              f"{'cmds/call':>9} {'busiest master':>14} {'its CPU':>7}  "
+              f"{'all commands per master':<24}XACKs (request streams) per master")
         for r in range(args.rounds):
             for n in shard_counts:  # interleaved, so a disturbance hits both alike
                 row = bench.measure(n)
@@ -228,7 +248,10 @@ def main(argv: list[str] | None = None) -> int:
                 cpc = row["commands_per_call"]
                 print(f"{r + 1:>5} {n:>6} {row['calls_per_s']:>9.0f} {p50:>7} "
                       f"{row['errors']:>6} {cpc if cpc is None else round(cpc, 1)!s:>9} "
-                      f"{max(row['commands_per_s'].values()):>21.0f}  {shares(row)}", flush=True)
+                      f"{max(row['commands_per_s'].values()):>8.0f} cmd/s "
+                      f"{max(row['cpu_share'].values()):>7.0%}  "
+                      f"{shares(row['commands_per_s']):<24}{shares(row['xacks_per_s'])}",
+                      flush=True)
     finally:
         cluster.close()
     print("\nmedians over the rounds:")
@@ -236,15 +259,28 @@ def main(argv: list[str] | None = None) -> int:
         mine = [row for row in rows if row["shards"] == n]
         rate = statistics.median(row["calls_per_s"] for row in mine)
         busiest = statistics.median(max(row["commands_per_s"].values()) for row in mine)
-        busiest_share = statistics.median(
-            max(row["commands_per_s"].values()) / (sum(row["commands_per_s"].values()) or 1)
-            for row in mine)
-        print(f"  shards={n}: {rate:.0f} calls/s; the busiest master {busiest:.0f} commands/s, "
-              f"{busiest_share:.0%} of all commands")
-    print("\nWith more shards the busiest master's share of the commands falls toward a third, "
-          "so one queue's load no longer rests on one master. Throughput grows only as far as "
-          f"the CPUs allow: on {os.cpu_count()} CPUs the servers and callers, not Redis, are "
-          "the limit, so it cannot triple here.")
+        share = statistics.median(busiest_share(row["commands_per_s"]) for row in mine)
+        acks = statistics.median(busiest_share(row["xacks_per_s"]) for row in mine)
+        cpu = statistics.median(max(row["cpu_share"].values()) for row in mine)
+        # Where one master's CPU would be used up first, if the callers and servers had the
+        # machines to drive it: an estimate from the measured CPU per call, not a measurement.
+        ceiling = statistics.median(row["calls_per_s"] / max(row["cpu_share"].values())
+                                    for row in mine if max(row["cpu_share"].values()) > 0)
+        print(f"  shards={n}: {rate:.0f} calls/s; the busiest master {busiest:.0f} commands/s "
+              f"({share:.0%} of all commands, {acks:.0%} of the XACKs), its main thread "
+              f"{cpu:.0%} busy; estimated ceiling where that master saturates: "
+              f"{ceiling:.0f} calls/s")
+    print("""
+XACKs (one per call, always on the master of the request stream that carried it) show where the
+requests go: with N shards each of N masters serves 1/N of them. The other commands follow
+their own keys: results hash anywhere, and each client process's reply stream lives on one
+master (its id is a hash tag), so with few client processes the reply pushes weigh on the
+masters that hold their streams; many clients spread them too. Throughput grows only as far as
+the CPUs allow: where the servers and callers, not Redis, use up the CPUs (as on a 2-core
+machine) it cannot triple, and N shards add connections and reading lanes, which take CPU too.
+The ceiling is calls/s divided by the busiest master's CPU use: the rate at which that master's
+one command thread would be busy all the time, given the clients and servers to drive it. It
+is an estimate from measured CPU per call, not a measured throughput.""")
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2))
     shutil.rmtree(workdir, ignore_errors=True)
