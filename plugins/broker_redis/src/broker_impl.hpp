@@ -154,6 +154,7 @@ class RedisBroker::Impl {
     std::shared_ptr<Channel> link;
     std::vector<std::size_t> streams;  // indexes into Subscription::streams
     bool reading = false;              // an XREADGROUP or a claim is in flight
+    bool recover = false;              // reconnected: look at this consumer's own pending entries
     Clock::time_point next_claim{};
   };
 
@@ -264,8 +265,9 @@ class RedisBroker::Impl {
   void pump();
   std::string per_stream_count(std::size_t room) const;
   void start_read(std::size_t lane, std::size_t room, milliseconds until_claim);
+  void start_recover(std::size_t lane);
   void on_read(const std::weak_ptr<Subscription>& weak, std::size_t lane, const Status& s,
-               ReplyPtr r);
+               ReplyPtr r, bool own_pending = false);
   void finish_stop_if_asked(const std::shared_ptr<Subscription>& sub);
   void retry_later();
   static const StreamState* find_stream(const Subscription& sub, std::string_view name);

@@ -168,12 +168,12 @@ void RedisBroker::Impl::start_subscription(const std::shared_ptr<Subscription>& 
   heartbeat(now);  // known as alive before the first read
   if (!settings_.url.cluster()) {
     if (!read_) read_ = make_link("reads");
-    Lane lane{read_, {}, false, now};  // recover what crashed consumers left right away
+    Lane lane{read_, {}, false, false, now};  // claim what crashed consumers left at once
     for (std::size_t i = 0; i < sub->streams.size(); ++i) lane.streams.push_back(i);
     sub->lanes.push_back(std::move(lane));
   } else {
     for (std::size_t i = 0; i < sub->streams.size(); ++i) {
-      sub->lanes.push_back(Lane{make_link("reads"), {i}, false, now});
+      sub->lanes.push_back(Lane{make_link("reads"), {i}, false, false, now});
     }
   }
   for (std::size_t i = 0; i < sub->lanes.size(); ++i) {
@@ -186,6 +186,7 @@ void RedisBroker::Impl::start_subscription(const std::shared_ptr<Subscription>& 
       // A single connection's reads in flight failed with it; a cluster lane's read is answered
       // (or failed) by its node's connection.
       if (!settings_.url.cluster()) lane.reading = false;
+      lane.recover = true;
       // Redis may have come back without its data: make sure the groups exist again.
       create_groups(lane.link, live, static_cast<int>(i), [this](const Status& s) {
         if (!s.is_ok()) log_.warn("re-creating the consumer groups failed: " + s.message());
@@ -250,7 +251,9 @@ void RedisBroker::Impl::pump() {
     if (used >= max_outstanding_) return;
     std::size_t room = max_outstanding_ - used;
     auto now = Clock::now();
-    if (now >= lane.next_claim) {
+    if (lane.recover) {
+      start_recover(i);
+    } else if (now >= lane.next_claim) {
       start_claim(i, room);
     } else {
       start_read(i, room, std::chrono::duration_cast<milliseconds>(lane.next_claim - now));
@@ -288,8 +291,27 @@ void RedisBroker::Impl::start_read(std::size_t lane_index, std::size_t room,
       block);
 }
 
+// After a (re)connect: this consumer's own pending entries that it is not working on are handed
+// over again at once (hand_over skips the ones it holds) rather than after the visibility
+// timeout. They are entries read just before a connection dropped, and after a failover entries
+// whose finish reached the old master but not its replica: the acknowledgement is lost with it,
+// and so are the result and the reply, so the caller still waits.
+void RedisBroker::Impl::start_recover(std::size_t lane_index) {
+  Lane& lane = sub_->lanes[lane_index];
+  lane.recover = false;
+  std::vector<std::string_view> args{"XREADGROUP", "GROUP", sub_->options.group,
+                                     sub_->options.consumer, "COUNT", "1000", "STREAMS"};
+  for (std::size_t i : lane.streams) args.push_back(sub_->streams[i].name);
+  for (std::size_t i = 0; i < lane.streams.size(); ++i) args.emplace_back("0");
+  lane.reading = true;
+  std::weak_ptr<Subscription> weak = sub_;
+  lane.link->send(Command::make(args), [this, weak, lane_index](const Status& s, ReplyPtr r) {
+    on_read(weak, lane_index, s, std::move(r), true);
+  });
+}
+
 void RedisBroker::Impl::on_read(const std::weak_ptr<Subscription>& weak, std::size_t lane,
-                                const Status& s, ReplyPtr r) {
+                                const Status& s, ReplyPtr r, bool own_pending) {
   auto sub = weak.lock();
   if (!sub || sub != sub_) return;
   sub->lanes[lane].reading = false;
@@ -315,6 +337,19 @@ void RedisBroker::Impl::on_read(const std::weak_ptr<Subscription>& weak, std::si
   for (details::StreamBatch& batch : details::read_streams(r.get())) {
     const StreamState* st = find_stream(*sub, batch.stream);
     if (st != nullptr) collect_entries(st, batch.entries, items);
+  }
+  if (own_pending) {
+    // Delivered before: the engine looks for a stored result before running it again.
+    std::size_t lost = 0;
+    for (Item& it : items) {
+      it.count = std::max<std::uint32_t>(it.count, 2);
+      std::string key = delivery_key(it.flavour, token_of(it.shard, it.id));
+      if (handed_.count(key) == 0 && !is_parked(key)) ++lost;
+    }
+    if (lost > 0) {
+      log_.info("recovered " + std::to_string(lost) +
+                " request(s) of this server left pending across a reconnect");
+    }
   }
   if (!items.empty()) hand_over(sub, items);
   finish_stop_if_asked(sub);

@@ -186,5 +186,35 @@ TEST_F(RedisRecoveryTest, ItsOwnEntriesThatNeverReachedItAreRecoveredBySoleServe
   EXPECT_EQ(got[0].delivery_count, 2u);
 }
 
+TEST_F(RedisRecoveryTest, AfterAReconnectItsOwnPendingEntriesComeBackAtOnce) {
+  // As after a failover that lost a finish (or a read's reply lost with its connection): an entry
+  // pending under this consumer that it is not working on. With a visibility timeout of a
+  // minute, only the look at its own pending entries after the reconnect serves it in time.
+  auto srv = make_broker(server_.url());
+  Collector col;
+  ASSERT_TRUE(srv->subscribe(sub_options(q_, "solo", 60s), col.handler()).is_ok());
+  // Once a first request is served, the reads are past the look at the first connection.
+  auto cli = make_broker(server_.url());
+  ASSERT_TRUE(publish_sync(*cli, Flavour::kPython, q_, "first").is_ok());
+  auto first = col.wait_for(1);
+  ASSERT_EQ(first.size(), 1u);
+  ASSERT_TRUE(finish_sync(*srv, first[0], nullptr).is_ok());
+  RedisClient c = server_.client();
+  std::string stream = protocol::request_stream(Flavour::kPython, q_);
+  // XADD and read it as "solo" in one transaction: the server's blocked read sees nothing.
+  c.command({"MULTI"});
+  c.command({"XADD", stream, "*", "message", "left pending"});
+  c.command({"XREADGROUP", "GROUP", "prpc_group_consumers", "solo", "COUNT", "1", "STREAMS",
+             stream, ">"});
+  c.command({"EXEC"});
+  ASSERT_EQ(pending_count(c, stream), 1);
+  EXPECT_FALSE(wait_until([&] { return col.size() > 1; }, 300ms));
+  c.command({"CLIENT", "KILL", "SKIPME", "yes"});
+  auto got = col.wait_for(2, 10s);
+  ASSERT_EQ(got.size(), 2u);
+  EXPECT_EQ(got[1].payload, "left pending");
+  EXPECT_GE(got[1].delivery_count, 2u);
+}
+
 }  // namespace
 }  // namespace prpc::redis::testing
