@@ -122,7 +122,7 @@ async def member(url: str, subject: str, workload: str, slots: int) -> None:
 def group(url: str, subject: str, workload: str, members: int, slots: int,
           ready_file: str) -> None:
     """Starts the group's members as processes and writes `ready_file` once all subscribed.
-    The harness stops the whole process group, members included."""
+    SIGTERM stops the members too (the harness also kills the whole process group)."""
     argv = [sys.executable, "-m", MODULE, "member", url, subject, workload, str(slots)]
     procs = [subprocess.Popen(argv, stdout=subprocess.PIPE, text=True) for _ in range(members)]
 
