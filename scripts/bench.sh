@@ -18,6 +18,10 @@ venv=$root/build/bench-venv
 for tool in cmake redis-server python3; do
   command -v "$tool" > /dev/null || { echo "bench: $tool is missing (run scripts/deps.sh test)" >&2; exit 1; }
 done
+# The NATS anchor's server (Debian installs it in /usr/sbin). Without it the NATS rows are n/a.
+if ! command -v nats-server > /dev/null && [ ! -x /usr/sbin/nats-server ]; then
+  scripts/deps.sh test || echo "bench: installing nats-server failed: the NATS rows will be n/a" >&2
+fi
 
 echo "==> building PRPC (preset $preset)"
 cmake --preset "$preset" > /dev/null

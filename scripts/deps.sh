@@ -37,6 +37,7 @@ build python3-dev           the Python extension and prpc-host's embedded interp
 build python3-venv          the project's Python environment (.venv)
 demo  redis-server          the demo's private broker (and redis-cli)
 test  redis-server          the Redis suites start their own redis-server
+test  nats-server           the benchmark comparison's NATS request/reply anchor
 test  kcat                  the Kafka suites' command-line checks
 test  libbenchmark-dev      the process executor's micro-benchmark (built when present)
 test  default-jre-headless  the Kafka suites run Apache Kafka

@@ -1,9 +1,11 @@
-"""Processes the harness starts: the private redis-server, each system's server, and the sampler
-that follows a server's peak memory over its whole process tree."""
+"""Processes the harness starts: the private redis-server (and Kafka broker and nats-server for
+the systems that need them), each system's server, and the sampler that follows a server's peak
+memory over its whole process tree."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -133,6 +135,63 @@ class RedisServer:
 
     def stop(self) -> None:
         self.server.stop()
+
+
+def nats_server_binary() -> str | None:
+    """Debian installs nats-server in /usr/sbin, which a user's PATH may lack."""
+    return shutil.which("nats-server") or shutil.which("nats-server", path="/usr/sbin:/sbin")
+
+
+class NatsServer:
+    """A private nats-server on a free loopback port: core NATS only (no JetStream, so nothing
+    is stored), no monitoring port."""
+
+    def __init__(self, workdir: Path) -> None:
+        binary = nats_server_binary()
+        if binary is None:
+            raise RuntimeError("nats-server is not installed (Debian package nats-server)")
+        self.binary = binary
+        self.port = free_port()
+        self.url = f"nats://127.0.0.1:{self.port}"
+        self.server = Server([binary, "--addr", "127.0.0.1", "--port", str(self.port)],
+                             workdir / f"nats-{self.port}.log", dict(os.environ), workdir)
+        try:
+            wait_until(self._answers, 20, "nats-server to answer PING")
+        except BaseException:
+            self.server.stop()
+            raise
+
+    def _answers(self) -> bool:
+        if not self.server.alive():
+            raise RuntimeError("nats-server exited:\n" + tail(self.server.log_path))
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=2) as s:
+                # The server greets with INFO; a PING before CONNECT is answered with PONG.
+                s.sendall(b"PING\r\n")
+                data = b""
+                while b"PONG\r\n" not in data:
+                    chunk = s.recv(4096)
+                    if not chunk:
+                        return False
+                    data += chunk
+                return data.startswith(b"INFO ")
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        self.server.stop()
+
+
+def nats_server_version() -> str:
+    binary = nats_server_binary()
+    if binary is None:
+        return "not installed"
+    try:
+        out = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return "?"
+    # "nats-server: v2.9.10"
+    return out.stdout.strip().rsplit(" ", 1)[-1].lstrip("v") or "?"
 
 
 def _process_tree(root: int) -> list[int]:

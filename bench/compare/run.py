@@ -26,13 +26,13 @@ from typing import Any
 
 from . import report
 from .driver import Plan
-from .procs import KafkaServer, PeakRss, RedisServer, Server, tail
+from .procs import KafkaServer, NatsServer, PeakRss, RedisServer, Server, nats_server_version, tail
 from .systems import SYSTEMS, Context, System
 from .workloads import WORKLOADS
 
 REPO = Path(__file__).resolve().parents[2]
 PEER_PACKAGES = ("celery", "kombu", "redis", "arq", "taskiq", "taskiq-redis", "dramatiq",
-                 "faststream", "grpcio", "matplotlib", "py-spy")
+                 "faststream", "grpcio", "nats-py", "matplotlib", "py-spy")
 
 
 def make_plan(workload: str, quick: bool) -> Plan:
@@ -89,6 +89,7 @@ def machine_description(redis: RedisServer, ctx: Context) -> dict[str, Any]:
         "kernel": platform.release(),
         "python": platform.python_version(),
         "redis_server": redis.version(),
+        "nats_server": nats_server_version(),
         "prpc_commit": commit or "?",
         "build_dir": ctx.build_dir,
         "packages": versions,
@@ -106,6 +107,8 @@ class Runner:
         self.units = 0
         self.kafka: KafkaServer | None = None
         self.kafka_error: str | None = None
+        self.nats: NatsServer | None = None
+        self.nats_error: str | None = None
 
     def start_kafka(self) -> None:
         """Starts the Kafka broker once for the Kafka systems of a round (it is not left running
@@ -120,6 +123,21 @@ class Runner:
         if self.kafka is not None:
             self.kafka.stop()
             self.kafka = None
+
+    def start_nats(self) -> None:
+        """Starts nats-server once, for the NATS system: like Redis, it only runs for the
+        harness."""
+        if self.nats is None and self.nats_error is None:
+            try:
+                self.nats = NatsServer(Path(self.ctx.workdir))
+            except Exception as exc:  # noqa: BLE001 - the NATS rows say why
+                self.nats_error = f"NATS: {exc}"[:400]
+
+    def stop_brokers(self) -> None:
+        self.stop_kafka()
+        if self.nats is not None:
+            self.nats.stop()
+            self.nats = None
 
     def run(self, system: System, workload: str) -> dict[str, Any]:
         row: dict[str, Any] = {
@@ -141,6 +159,12 @@ class Runner:
                     row.update(status="n/a", reason=self.kafka_error)
                     return row
                 ctx = dataclasses.replace(ctx, kafka_bootstrap=self.kafka.bootstrap)
+            if system.extra.get("needs") == "nats":
+                self.start_nats()
+                if self.nats is None:
+                    row.update(status="n/a", reason=self.nats_error)
+                    return row
+                ctx = dataclasses.replace(ctx, nats_url=self.nats.url)
             self.redis.flushall()
             adapter = importlib.import_module(f"{__package__}.systems.{system.module}")
             measure = self._external if hasattr(adapter, "external") else self._measure
@@ -327,13 +351,13 @@ def main(argv: list[str] | None = None) -> int:
                         done.append(row)
                         prefix = f"[{n + 1}/{rounds}] " if rounds > 1 else ""
                         print(prefix + report.progress_line(row), flush=True)
-                runner.stop_kafka()
+                runner.stop_brokers()
             rows = [best_of(r) for r in by_key.values()]
             meta["wall_s"] = round(time.monotonic() - started)
             meta["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]
         finally:
             if runner is not None:
-                runner.stop_kafka()
+                runner.stop_brokers()
             redis.stop()
     report.write(out, meta, rows)
     print()

@@ -39,6 +39,8 @@ class Context:
     quick: bool = False
     # Set for the systems that need Kafka, while the harness's Kafka broker runs.
     kafka_bootstrap: str = ""
+    # Set for the NATS system, while the harness's nats-server runs.
+    nats_url: str = ""
     # A fresh queue name per measurement: Kafka topics outlive a FLUSHALL.
     queue: str = "bench"
     threads: int = THREADS
@@ -84,7 +86,9 @@ class System:
     name: str
     module: str
     label: str
-    family: str  # "floor", "prpc" or "peer"
+    # "floor", "prpc", "peer", or "anchor": NATS, a peer with a ratio of its own, outside "best
+    # other peer"
+    family: str
     driver: str  # how callers are driven: "asyncio", "threads" or the program's own
     config: str  # the server's configuration, one line for the table
     workloads: dict[str, str | None]  # workload -> None when it runs, else why it cannot
@@ -176,6 +180,11 @@ SYSTEMS: list[System] = [
     System("grpc-procpool", "grpc_sys", "gRPC + ProcessPoolExecutor (no broker)", "peer",
            "asyncio", f"grpc.aio server, handlers run_in_executor(ProcessPoolExecutor({PROCESSES}))",
            PROC, variant="procpool"),
+    System("nats", "nats_sys", "NATS request/reply, nats-py (no durability)", "anchor", "asyncio",
+           f"nats-server, no JetStream; a queue-group subscriber process on asyncio, "
+           f"{ASYNC_SLOTS} calls in flight; cpu: {PROCESSES} subscriber processes in the group; "
+           "nc.request()", {"noop": None, "echo": None, "sleep": None, "cpu": None},
+           extra={"needs": "nats"}),
 ]
 
 BY_NAME = {s.name: s for s in SYSTEMS}

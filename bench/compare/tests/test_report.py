@@ -40,6 +40,67 @@ def test_ratios_use_the_hiredis_floor_and_fall_back_to_the_python_floor() -> Non
     assert report.ratio(report.throughput(mine), report.throughput(floor)) == 0.5
 
 
+META = {"date": "2026-01-01T00:00:00+00:00", "mode": "quick", "cpu": "cpu", "cores": 2,
+        "memory_gib": 1, "kernel": "k", "python": "3", "redis_server": "7",
+        "nats_server": "2.9.10", "prpc_commit": "abc", "packages": {"celery": "5"}}
+
+
+def table_line(md: str, label: str) -> list[str]:
+    """The cells of the first table row whose first cell is `label` (bold or not)."""
+    for line in md.splitlines():
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if cells and cells[0].strip("*") == label:
+            return cells
+    raise AssertionError(f"no row {label!r} in:\n{md}")
+
+
+def test_every_row_has_its_ratio_to_nats_beside_the_floor_ratios() -> None:
+    rows = [row("floor", "noop", 100, (5000, 15000, 20000), "floor"),
+            row("prpc-py-thread", "noop", 150, (3000, 8000, 12000), "prpc"),
+            row("nats", "noop", 300, (2500, 10000, 24000), "anchor"),
+            row("grpc", "noop", 450, (1500, 2000, 6000))]
+    md = report.markdown(META, rows)
+    # p50 / floor, x64 / floor, p50 / NATS, x64 / NATS
+    assert table_line(md, "prpc-py-thread")[-4:] == ["1.50x", "0.60x", "0.50x", "0.50x"]
+    assert table_line(md, "grpc")[-4:] == ["4.50x", "0.30x", "1.50x", "0.25x"]
+    assert table_line(md, "nats")[-2:] == ["1.00x", "1.00x"]
+    assert ("| PRPC Python no-op (thread workers) calls/s at 64 callers / NATS | 0.50x | >= 1x "
+            "| **no** |") in md
+    assert "| PRPC Python no-op (thread workers) p50 / NATS p50 | 0.50x | - | - |" in md
+    assert "nats-server 2.9.10 (one private instance, no JetStream)" in md
+    # NATS is the anchor, not a peer to beat by 3x: the best other peer stays gRPC.
+    assert "best other peer (grpc) | 2.00x | >= 3x | **no** |" in md
+
+
+def test_without_nats_the_nats_ratios_are_na() -> None:
+    rows = [row("floor", "noop", 100, (5000, 15000, 20000), "floor"),
+            row("prpc-py-thread", "noop", 150, (3000, 8000, 12000), "prpc")]
+    md = report.markdown(META, rows)
+    assert table_line(md, "prpc-py-thread")[-2:] == ["n/a", "n/a"]
+    assert "/ NATS | n/a | >= 1x | n/a |" in md
+    assert "nats-server" not in md
+
+
+def test_the_cpu_line_reports_the_share_of_the_machine_s_cpu_limit() -> None:
+    assert report.cpu_limit(2) == 400
+    rows = [row("floor", "noop", 100, (5000, 15000, 20000), "floor"),
+            row("prpc-py-process", "cpu", 6000, (150, 280, 300), "prpc"),
+            row("celery-prefork", "cpu", 9000, (100, 150, 30)),
+            row("nats", "cpu", 5500, (170, 320, 360), "anchor")]
+    md = report.markdown(META, rows)
+    assert ("| 5 ms CPU: PRPC Python best (prpc-py-process) calls/s at 64 / the machine's CPU "
+            "limit (2 cores / 5 ms = 400 calls/s) | 75% | - | - |") in md
+    # Instead of the ratio to Celery, not beside it.
+    assert "5 ms CPU: PRPC Python best (prpc-py-process) / Celery best" not in md
+    assert "x64 / CPU limit |" in md
+    assert table_line(md, "prpc-py-process")[-1] == "75%"
+    assert table_line(md, "nats")[-1] == "90%"
+    assert table_line(md, "prpc-py-process")[-3:-1] == ["1.09x", "0.83x"]
+    # Only the CPU table has the column.
+    assert md.count("x64 / CPU limit |") == 1
+    assert report.markdown(dict(META, cores=4), rows).count("(4 cores / 5 ms = 800 calls/s)") == 1
+
+
 def test_targets_compare_prpc_with_celery_and_the_best_other_peer() -> None:
     rows = [row("floor", "noop", 100, (5000, 15000, 20000), "floor"),
             row("prpc-py-thread", "noop", 150, (3000, 8000, 12000), "prpc"),

@@ -153,7 +153,8 @@ class RedisBroker::Impl {
   struct Lane {
     std::shared_ptr<Channel> link;
     std::vector<std::size_t> streams;  // indexes into Subscription::streams
-    bool reading = false;              // an XREADGROUP or a claim is in flight
+    bool reading = false;              // an XREADGROUP is in flight
+    bool claiming = false;             // a claim is in flight
     bool recover = false;              // reconnected: look at this consumer's own pending entries
     Clock::time_point next_claim{};
   };
@@ -170,7 +171,8 @@ class RedisBroker::Impl {
     std::shared_ptr<std::promise<void>> stopped;  // unsubscribe() waiting for the reads
 
     bool reading() const {
-      return std::any_of(lanes.begin(), lanes.end(), [](const Lane& l) { return l.reading; });
+      return std::any_of(lanes.begin(), lanes.end(),
+                         [](const Lane& l) { return l.reading || l.claiming; });
     }
   };
 

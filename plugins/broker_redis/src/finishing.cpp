@@ -245,8 +245,7 @@ void RedisBroker::Impl::finish_in_transaction(
 
 // Any thread. The commands are kept (they share their bytes) for a retry.
 void RedisBroker::Impl::send_transaction(const std::shared_ptr<FinishOp>& op,
-                                         std::vector<Command> commands, int store_at,
-                                         int push_at) {
+                                         std::vector<Command> commands, int store_at, int push_at) {
   std::weak_ptr<FinishOp> weak = op;
   op->again = [this, weak, commands, store_at, push_at] {
     if (auto live = weak.lock()) send_transaction(live, commands, store_at, push_at);

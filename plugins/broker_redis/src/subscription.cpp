@@ -166,15 +166,19 @@ void RedisBroker::Impl::start_subscription(const std::shared_ptr<Subscription>& 
   sub->next_trim = now + settings_.trim_interval;
   sub->next_heartbeat = now;
   heartbeat(now);  // known as alive before the first read
+  auto add_lane = [&](std::shared_ptr<Channel> link) -> Lane& {
+    Lane& lane = sub->lanes.emplace_back();
+    lane.link = std::move(link);
+    lane.next_claim = now;  // claim what crashed consumers left at once
+    return lane;
+  };
   if (!settings_.url.cluster()) {
     if (!read_) read_ = make_link("reads");
-    Lane lane{read_, {}, false, false, now};  // claim what crashed consumers left at once
+    Lane& lane = add_lane(read_);
     for (std::size_t i = 0; i < sub->streams.size(); ++i) lane.streams.push_back(i);
-    sub->lanes.push_back(std::move(lane));
   } else {
-    for (std::size_t i = 0; i < sub->streams.size(); ++i) {
-      sub->lanes.push_back(Lane{make_link("reads"), {i}, false, false, now});
-    }
+    for (std::size_t i = 0; i < sub->streams.size(); ++i)
+      add_lane(make_link("reads")).streams = {i};
   }
   for (std::size_t i = 0; i < sub->lanes.size(); ++i) {
     const std::shared_ptr<Channel>& link = sub->lanes[i].link;
@@ -185,7 +189,10 @@ void RedisBroker::Impl::start_subscription(const std::shared_ptr<Subscription>& 
       Lane& lane = live->lanes[i];
       // A single connection's reads in flight failed with it; a cluster lane's read is answered
       // (or failed) by its node's connection.
-      if (!settings_.url.cluster()) lane.reading = false;
+      if (!settings_.url.cluster()) {
+        lane.reading = false;
+        lane.claiming = false;
+      }
       lane.recover = true;
       // Redis may have come back without its data: make sure the groups exist again.
       create_groups(lane.link, live, static_cast<int>(i), [this](const Status& s) {
@@ -211,7 +218,7 @@ void RedisBroker::Impl::stop_subscription(const std::shared_ptr<std::promise<voi
   if (sub_->reading() && done) {
     sub_->stopped = done;  // finished when a read in flight returns
     for (const Lane& lane : sub_->lanes) {
-      if (lane.reading) unblock(*lane.link);
+      if (lane.reading || lane.claiming) unblock(*lane.link);
     }
     return;
   }
@@ -240,23 +247,34 @@ void RedisBroker::Impl::abandon_subscription() {
   }
 }
 
-// Starts the next read or claim of each lane when there is room.
+// Starts the next read or claim of each lane when there is room. On one Redis a lane's claim
+// and read take turns. In a cluster they run side by side: a claim may be retried for seconds
+// (TRYAGAIN while its slot migrates with the stream and the liveness hash not yet together),
+// and reads must go on meanwhile; the claim queues behind the blocking read at most until its
+// time, when the read returns.
 void RedisBroker::Impl::pump() {
   if (closed_ || !sub_ || !sub_->active) return;
   hand_over_parked();
+  const bool side_by_side = settings_.url.cluster();
   for (std::size_t i = 0; i < sub_->lanes.size(); ++i) {
     Lane& lane = sub_->lanes[i];
-    if (lane.reading || !lane.link->ready()) continue;
+    if (!lane.link->ready() || (lane.reading && !side_by_side)) continue;
     std::size_t used = handed_.size() + parked_.size();
     if (used >= max_outstanding_) return;
     std::size_t room = max_outstanding_ - used;
     auto now = Clock::now();
     if (lane.recover) {
-      start_recover(i);
-    } else if (now >= lane.next_claim) {
+      if (!lane.reading && !lane.claiming) start_recover(i);
+      continue;
+    }
+    if (now >= lane.next_claim && !lane.claiming && (side_by_side || !lane.reading)) {
       start_claim(i, room);
-    } else {
-      start_read(i, room, std::chrono::duration_cast<milliseconds>(lane.next_claim - now));
+      if (!side_by_side) continue;
+    }
+    if (!lane.reading) {
+      start_read(i, room,
+                 std::chrono::duration_cast<milliseconds>(
+                     std::max(lane.next_claim - now, Clock::duration::zero())));
     }
   }
 }
@@ -299,8 +317,9 @@ void RedisBroker::Impl::start_read(std::size_t lane_index, std::size_t room,
 void RedisBroker::Impl::start_recover(std::size_t lane_index) {
   Lane& lane = sub_->lanes[lane_index];
   lane.recover = false;
-  std::vector<std::string_view> args{"XREADGROUP", "GROUP", sub_->options.group,
-                                     sub_->options.consumer, "COUNT", "1000", "STREAMS"};
+  std::vector<std::string_view> args{
+      "XREADGROUP", "GROUP",  sub_->options.group, sub_->options.consumer, "COUNT",
+      "1000",       "STREAMS"};
   for (std::size_t i : lane.streams) args.push_back(sub_->streams[i].name);
   for (std::size_t i = 0; i < lane.streams.size(); ++i) args.emplace_back("0");
   lane.reading = true;
@@ -476,7 +495,7 @@ void RedisBroker::Impl::deliver(const std::shared_ptr<Subscription>& sub,
 
 void RedisBroker::Impl::start_claim(std::size_t lane_index, std::size_t room) {
   Lane& lane = sub_->lanes[lane_index];
-  lane.reading = true;
+  lane.claiming = true;
   lane.next_claim = Clock::now() + sub_->claim_interval;
   std::string count = per_stream_count(room);
   std::string min_idle = ms_arg(visibility_);
@@ -525,7 +544,7 @@ void RedisBroker::Impl::on_claimed(const std::weak_ptr<Subscription>& weak, std:
   auto sub = weak.lock();
   if (!sub || sub != sub_) return;
   Lane& lane = sub->lanes[lane_index];
-  lane.reading = false;
+  lane.claiming = false;
   std::vector<Item> items;
   bool more = false;
   for (std::size_t i = 0; i < replies.size() && i < lane.streams.size(); ++i) {

@@ -204,8 +204,8 @@ TEST_F(RedisRecoveryTest, AfterAReconnectItsOwnPendingEntriesComeBackAtOnce) {
   // XADD and read it as "solo" in one transaction: the server's blocked read sees nothing.
   c.command({"MULTI"});
   c.command({"XADD", stream, "*", "message", "left pending"});
-  c.command({"XREADGROUP", "GROUP", "prpc_group_consumers", "solo", "COUNT", "1", "STREAMS",
-             stream, ">"});
+  c.command({"XREADGROUP", "GROUP", "prpc_group_consumers", "solo", "COUNT", "1", "STREAMS", stream,
+             ">"});
   c.command({"EXEC"});
   ASSERT_EQ(pending_count(c, stream), 1);
   EXPECT_FALSE(wait_until([&] { return col.size() > 1; }, 300ms));
