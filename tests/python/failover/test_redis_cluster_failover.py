@@ -161,11 +161,10 @@ def test_the_request_streams_slot_migrated_twice_under_load(redis_cluster, tmp_p
         load = Load(client, CALLERS, CALLS_EACH_MOVING, timeout=CALL_TIMEOUT)
         wait_until(lambda: load.count() >= 400, 120, "400 calls")
 
-        # By hand, with the ASK window held open: the slot is migrating and the stream (with its
-        # liveness hash, which shares its slot) already on the target, so every command on them
-        # is answered ASK until 200 more calls are done; then migrate_slot moves what else the
-        # slot holds and gives it to the target. (The stream moved without the hash starves
-        # the servers' reads: their claim script gets TRYAGAIN until the slot is done.)
+        # By hand, with the ASK window held open: the slot is migrating and the stream already
+        # on the target, its liveness hash (same slot) still on the source, so commands on the
+        # stream are answered ASK and the claim script (both keys) TRYAGAIN until 200 more
+        # calls are done; then migrate_slot moves the rest and gives the slot to the target.
         started = time.monotonic()
         with redis_cluster.client(origin) as src, redis_cluster.client(first_target) as dst:
             dst.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING",
@@ -173,7 +172,7 @@ def test_the_request_streams_slot_migrated_twice_under_load(redis_cluster, tmp_p
             src.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING",
                                 redis_cluster.node_id(first_target))
             src.execute_command("MIGRATE", "127.0.0.1", first_target, "", 0, 10000, "KEYS",
-                                f"prpc_{queue}", f"prpc_alive:{{prpc_{queue}}}")
+                                f"prpc_{queue}")
             # The stream is gone from the source, which sends its clients to the target now.
             with pytest.raises(redis.exceptions.AskError):
                 src.exists(f"prpc_{queue}")
