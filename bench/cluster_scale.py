@@ -92,6 +92,47 @@ def client_main(url: str, queue: str, callers: int, raw: bool) -> None:
     print(json.dumps({"calls": calls[0], "errors": errors[0], "p50": p50}), flush=True)
 
 
+# ---- a CPU budget per master --------------------------------------------------------------
+
+CGROUP_CPU = Path("/sys/fs/cgroup/cpu")  # cgroup v1's cpu controller (cgroup v2: cpu.max)
+
+
+class CpuBudget:
+    """Caps each master's process at `percent` of one core (a CFS quota in a cgroup of its own),
+    as if each ran on a small machine of its own: then the masters, not the shared CPUs of the
+    callers and servers, are what one queue is limited by, and spreading it over N masters
+    shows what it buys. Needs root and a writable cgroup cpu controller (v1 or v2)."""
+
+    def __init__(self, percent: float) -> None:
+        self.percent = percent
+        self.groups: list[Path] = []
+        v2 = Path("/sys/fs/cgroup/cgroup.controllers")
+        self.v2 = v2.exists() and "cpu" in v2.read_text().split()
+        self.root = Path("/sys/fs/cgroup") if self.v2 else CGROUP_CPU
+
+    def cap(self, name: str, pid: int) -> None:
+        group = self.root / f"prpc-bench-{name}"
+        group.mkdir(exist_ok=True)
+        period = 100_000
+        quota = max(1000, int(period * self.percent / 100))
+        if self.v2:
+            (group / "cpu.max").write_text(f"{quota} {period}")
+        else:
+            (group / "cpu.cfs_period_us").write_text(str(period))
+            (group / "cpu.cfs_quota_us").write_text(str(quota))
+        (group / "cgroup.procs").write_text(str(pid))
+        self.groups.append(group)
+
+    def close(self) -> None:
+        for group in self.groups:
+            try:
+                for pid in (group / "cgroup.procs").read_text().split():
+                    (self.root / "cgroup.procs").write_text(pid)
+                group.rmdir()
+            except OSError:
+                pass
+
+
 # ---- the harness -------------------------------------------------------------------------
 
 class Bench:
@@ -221,6 +262,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--server", choices=("host", "python"), default="host")
     p.add_argument("--shards", default="1,3", help="shard counts to compare")
     p.add_argument("--json", help="also write every figure to this file")
+    p.add_argument("--master-cpu", type=float, default=0,
+                   help="cap each master at this percent of one core (0: no cap), so that the "
+                        "masters are the limit, as on small machines of their own")
     args = p.parse_args(argv)
     shard_counts = [int(s) for s in args.shards.split(",")]
     if args.server == "host" and not (Path(args.build_dir) / "bin" / "prpc-host").exists():
@@ -231,9 +275,16 @@ def main(argv: list[str] | None = None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="prpc-cluster-bench-"))
     cluster = RedisCluster(workdir / "cluster", masters=3, replicas_per_master=0)
     rows = []
+    budget = CpuBudget(args.master_cpu) if args.master_cpu > 0 else None
     try:
         bench = Bench(args, cluster, workdir)
-        print(f"Redis Cluster of 3 masters {bench.masters} (no replicas), {os.cpu_count()} CPUs; "
+        if budget is not None:
+            for port in bench.masters:
+                with cluster.client(port) as c:
+                    budget.cap(str(port), int(c.info("server")["process_id"]))
+        cap = f", each master capped at {args.master_cpu:g}% of a core" if budget else ""
+        print(f"Redis Cluster of 3 masters {bench.masters} (no replicas{cap}), "
+              f"{os.cpu_count()} CPUs; "
               f"{args.servers} {args.server} servers, {args.clients} client processes x "
               f"{args.callers} callers, {args.seconds:g} s per measurement, noop")
         print(f"{'round':>5} {'shards':>6} {'calls/s':>9} {'p50 ms':>7} {'errors':>6} "
@@ -253,6 +304,8 @@ def main(argv: list[str] | None = None) -> int:
                       f"{shares(row['commands_per_s']):<24}{shares(row['xacks_per_s'])}",
                       flush=True)
     finally:
+        if budget is not None:
+            budget.close()
         cluster.close()
     print("\nmedians over the rounds:")
     for n in shard_counts:
