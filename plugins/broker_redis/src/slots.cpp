@@ -83,8 +83,11 @@ std::string shard_stream(std::string_view stream, int index, int count) {
   // range in order, each the first tag "s<index>.<n>" whose slot falls in its part.
   const int first = key_slot(stream) * count / kSlots;
   const int part = index <= first ? index - 1 : index;
-  const int low = kSlots * part / count;
-  const int high = kSlots * (part + 1) / count;
+  // Away from the part's edges by an eighth, so a split that is not exactly even (redis-cli
+  // gives the first master one slot more) still puts each shard on its own master.
+  const int margin = kSlots / count / 8;
+  const int low = kSlots * part / count + margin;
+  const int high = kSlots * (part + 1) / count - margin;
   for (int n = 0;; ++n) {  // ends: about one tag in `count` fits
     std::string tag = "s" + std::to_string(index) + "." + std::to_string(n);
     int slot = crc16(tag) % kSlots;

@@ -345,6 +345,11 @@ void RedisBroker::Impl::on_read(const std::weak_ptr<Subscription>& weak, std::si
           "creating it again");
       create_groups(sub->lanes[lane].link, sub, static_cast<int>(lane), nullptr);
       pump();
+    } else if (starts_with(r.get(), "UNBLOCKED")) {
+      // The slot of the stream a blocked read waited on moved to another node (a cluster
+      // migration): read again at once, and the next read follows the redirection.
+      log_.debug(error_status(r.get(), "reading requests").message());
+      pump();
     } else {
       log_.error(error_status(r.get(), "reading requests").message());
       retry_later();
