@@ -7,6 +7,44 @@ namespace prpc::redis {
 
 using namespace std::chrono_literals;
 
+namespace {
+
+// A dead letter's fields: the reason, flavour and the original payload (capped at `max_payload`
+// bytes when it is positive), and where it came from. Owns the text its views point into.
+struct DeadLetterFields {
+  std::string reason, count, size;
+  std::string_view original;
+  bool truncated = false;
+
+  DeadLetterFields(const DeliveryView& d, std::string_view why, const std::string& note,
+                   std::int64_t max_payload)
+      : reason(why),
+        count(std::to_string(d.delivery_count)),
+        size(std::to_string(d.payload.size())),
+        original(d.payload) {
+    if (!note.empty()) reason += " (" + note + ")";
+    if (max_payload > 0 && original.size() > static_cast<std::size_t>(max_payload)) {
+      original = original.substr(0, static_cast<std::size_t>(max_payload));
+      truncated = true;
+    }
+  }
+
+  void append_to(std::vector<std::string_view>& args, const DeliveryView& d,
+                 std::string_view stream, std::string_view id, std::string_view message_id) const {
+    args.insert(args.end(),
+                {"reason", reason, "flavour", flavour_name(d.flavour), "stream", stream, "id", id,
+                 "message_id", message_id, "delivery_count", count, "payload_bytes", size,
+                 "truncated", truncated ? "1" : "0", "payload", original});
+    // A requeued request is checked again as it was sent.
+    if (!d.signature.empty()) {
+      args.insert(args.end(),
+                  {protocol::kSignatureField, d.signature, protocol::kKeyIdField, d.key_id});
+    }
+  }
+};
+
+}  // namespace
+
 void RedisBroker::Impl::finish(const DeliveryView& d, const FinishRequest& what,
                                DoneCallback done) {
   auto op = std::make_shared<FinishOp>();
@@ -88,29 +126,13 @@ void RedisBroker::Impl::finish(const DeliveryView& d, const FinishRequest& what,
       writes.push_back(Command::make({"PEXPIRE", reply_stream, ms_arg(settings_.reply_ttl)}));
     }
     if (dead) {
-      std::string reason(what.dead_letter_reason);
-      if (!note.empty()) reason += " (" + note + ")";
-      std::string_view original = d.payload;
-      bool truncated = false;
-      if (settings_.dead_letter_max_payload > 0 &&
-          original.size() > static_cast<std::size_t>(settings_.dead_letter_max_payload)) {
-        original = original.substr(0, static_cast<std::size_t>(settings_.dead_letter_max_payload));
-        truncated = true;
-      }
-      std::string count = std::to_string(d.delivery_count);
-      std::string size = std::to_string(d.payload.size());
+      DeadLetterFields fields(d, what.dead_letter_reason, note, settings_.dead_letter_max_payload);
       std::string cap = std::to_string(settings_.dead_letter_max_len);
       std::string dead_stream_name = protocol::dead_letter_stream(d.queue);
       std::vector<std::string_view> args{"XADD", dead_stream_name};
       if (settings_.dead_letter_max_len > 0) args.insert(args.end(), {"MAXLEN", "~", cap});
-      args.insert(args.end(),
-                  {"*", "reason", reason, "flavour", flavour_name(d.flavour), "stream", stream,
-                   "id", entry.id, "message_id", op->message_id, "delivery_count", count,
-                   "payload_bytes", size, "truncated", truncated ? "1" : "0", "payload", original});
-      if (!d.signature.empty()) {
-        args.insert(args.end(),
-                    {protocol::kSignatureField, d.signature, protocol::kKeyIdField, d.key_id});
-      }
+      args.emplace_back("*");
+      fields.append_to(args, d, stream, entry.id, op->message_id);
       writes.push_back(Command::make(args));
     }
     Command ack = Command::make({"XACK", stream, group, entry.id});
@@ -163,36 +185,11 @@ void RedisBroker::Impl::finish(const DeliveryView& d, const FinishRequest& what,
                                      dead_cap,
                                      signature,
                                      key_id};
-  // The dead letter: the reason, flavour and the original payload (capped), and where it came
-  // from.
-  std::string reason, count, size;
+  // The dead letter's fields, after the script's arguments.
+  std::optional<DeadLetterFields> fields;
   if (dead) {
-    reason = std::string(what.dead_letter_reason);
-    if (!note.empty()) reason += " (" + note + ")";
-    std::string_view original = d.payload;
-    bool truncated = false;
-    if (settings_.dead_letter_max_payload > 0 &&
-        original.size() > static_cast<std::size_t>(settings_.dead_letter_max_payload)) {
-      original = original.substr(0, static_cast<std::size_t>(settings_.dead_letter_max_payload));
-      truncated = true;
-    }
-    count = std::to_string(d.delivery_count);
-    size = std::to_string(d.payload.size());
-    for (std::string_view a :
-         {std::string_view("reason"), std::string_view(reason), std::string_view("flavour"),
-          flavour_name(d.flavour), std::string_view("stream"), std::string_view(stream),
-          std::string_view("id"), entry.id, std::string_view("message_id"),
-          std::string_view(op->message_id), std::string_view("delivery_count"),
-          std::string_view(count), std::string_view("payload_bytes"), std::string_view(size),
-          std::string_view("truncated"), std::string_view(truncated ? "1" : "0"),
-          std::string_view("payload"), original}) {
-      args.push_back(a);
-    }
-    // A requeued request is checked again as it was sent.
-    if (!d.signature.empty()) {
-      args.insert(args.end(),
-                  {protocol::kSignatureField, d.signature, protocol::kKeyIdField, d.key_id});
-    }
+    fields.emplace(d, what.dead_letter_reason, note, settings_.dead_letter_max_payload);
+    fields->append_to(args, d, stream, entry.id, op->message_id);
   }
   send_now(Command::make(args),
            [this, op](const Status& s, ReplyPtr r) { on_finished(op, s, r.get()); });
