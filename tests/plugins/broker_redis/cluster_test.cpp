@@ -120,6 +120,34 @@ TEST_F(RedisClusterTest, ServesWithTheSeedsNamesOnTheOwningMasters) {
   }
   ASSERT_TRUE(stored.has_value()) << "no result under " << key;
   EXPECT_NE(stored->find("4.5"), std::string::npos) << *stored;
+
+  // A malformed request is dead-lettered on the dead-letter stream's own master (a cluster
+  // finish writes each key on its node, then acknowledges).
+  owner.command({"XADD", stream, "*", "message",
+                 R"({"func_name": "summ", "func_args": [1], "message_id": "not-a-uuid"})"});
+  std::string dead = protocol::dead_letter_stream(q_);
+  RedisClient dead_owner = cluster_.client(cluster_.owner_of_key(dead));
+  for (int i = 0; i < 500 && dead_owner.integer({"XLEN", dead}) == 0; ++i) {
+    std::this_thread::sleep_for(20ms);
+  }
+  ASSERT_EQ(dead_owner.integer({"XLEN", dead}), 1);
+  prpc::testing::RedisReplyPtr entries = dead_owner.command({"XRANGE", dead, "-", "+"});
+  ASSERT_EQ(entries->elements, 1u);
+  std::string fields;
+  const redisReply* values = entries->element[0]->element[1];
+  for (std::size_t i = 0; i < values->elements; ++i) {
+    fields += std::string(values->element[i]->str, values->element[i]->len) + "|";
+  }
+  EXPECT_NE(fields.find("reason|"), std::string::npos) << fields;
+  EXPECT_NE(fields.find("UUID"), std::string::npos) << fields;
+  EXPECT_NE(fields.find("stream|" + stream + "|"), std::string::npos) << fields;
+  EXPECT_NE(fields.find("flavour|raw|"), std::string::npos) << fields;
+  // Then acknowledged (after the dead letter's XADD): nothing left pending.
+  auto pending = [&] {
+    return owner.command({"XPENDING", stream, "prpc_group_consumers"})->element[0]->integer;
+  };
+  for (int i = 0; i < 500 && pending() != 0; ++i) std::this_thread::sleep_for(20ms);
+  EXPECT_EQ(pending(), 0);
 }
 
 TEST_F(RedisClusterTest, FollowsAskAndMovedWhileTheStreamsSlotMigrates) {
