@@ -1,8 +1,11 @@
 // FunctionRouter: several function tables served as one (names unique across tables, calls and
-// cancellations reach the table that serves the name, unknown names fail with the original's text).
+// cancellations reach the table that serves the name, unknown names fail with the original's text),
+// its judgement of which functions are quick, and batches split by table.
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <memory>
+#include <thread>
 #include <optional>
 #include <string>
 #include <vector>
@@ -113,6 +116,70 @@ TEST(FunctionRouter, CancelReachesOnlyARunningCallsTable) {
   right->waiting.at(0)(Outcome::success("null"));
   router.cancel(5);
   EXPECT_EQ(right->cancelled.size(), 1U);
+}
+
+// Answers at once ("a"), after a pause ("slow"), and records the batches it is given.
+class TimedTable final : public FunctionTable {
+ public:
+  explicit TimedTable(std::vector<std::string> names) : names_(std::move(names)) {}
+  std::vector<FunctionInfo> list() const override {
+    std::vector<FunctionInfo> out;
+    for (const std::string& n : names_) out.push_back(FunctionInfo{n, "thread", "{}", ""});
+    return out;
+  }
+  void invoke(const Invocation& call, OutcomeCallback done) override {
+    if (call.func_name == "slow") std::this_thread::sleep_for(std::chrono::milliseconds(3));
+    done(Outcome::success("\"" + std::string(call.func_name) + "\""));
+  }
+  void invoke_batch(std::span<const Invocation> calls, std::span<OutcomeCallback> done) override {
+    batches.push_back(calls.size());
+    FunctionTable::invoke_batch(calls, done);
+  }
+  std::vector<std::size_t> batches;
+
+ private:
+  std::vector<std::string> names_;
+};
+
+TEST(FunctionRouter, AFunctionIsQuickOnlyAfterEnoughShortRuns) {
+  using std::chrono::microseconds;
+  FunctionRouter router;
+  ASSERT_TRUE(router.add(std::make_shared<TimedTable>(std::vector<std::string>{"a", "slow"}))
+                  .is_ok());
+  for (std::uint32_t i = 0; i < RunPace::kRunsBeforeJudged; ++i) {
+    EXPECT_FALSE(router.quick("a", microseconds(1'000'000))) << "after " << i << " runs";
+    router.invoke(call_of(i, "a"), [](Outcome) {});
+    router.invoke(call_of(100 + i, "slow"), [](Outcome) {});
+  }
+  EXPECT_TRUE(router.quick("a", microseconds(1'000'000)));
+  EXPECT_FALSE(router.quick("a", microseconds(0)));
+  EXPECT_FALSE(router.quick("slow", microseconds(1'000)));  // 3 ms a run
+  EXPECT_TRUE(router.quick("slow", microseconds(1'000'000)));
+  EXPECT_FALSE(router.quick("missing", microseconds(1'000'000)));
+}
+
+TEST(FunctionRouter, ABatchGoesToEachTableInRunsAndUnknownNamesAreAnswered) {
+  FunctionRouter router;
+  auto left = std::make_shared<TimedTable>(std::vector<std::string>{"a"});
+  auto right = std::make_shared<TimedTable>(std::vector<std::string>{"b"});
+  ASSERT_TRUE(router.add(left).is_ok());
+  ASSERT_TRUE(router.add(right).is_ok());
+  std::vector<std::string> names{"a", "a", "b", "b", "b", "missing", "a"};
+  std::vector<Invocation> calls;
+  for (std::size_t i = 0; i < names.size(); ++i) calls.push_back(call_of(i, names[i]));
+  std::vector<std::string> results(names.size());
+  std::vector<OutcomeCallback> done;
+  for (std::size_t i = 0; i < names.size(); ++i) {
+    done.emplace_back([&results, i](Outcome o) {
+      results[i] = o.ok() ? o.result : std::string(o.error_type);
+    });
+  }
+  router.invoke_batch(calls, done);
+  EXPECT_EQ(results, (std::vector<std::string>{"\"a\"", "\"a\"", "\"b\"", "\"b\"", "\"b\"",
+                                               std::string(error_types::kUnknownFunction),
+                                               "\"a\""}));
+  EXPECT_EQ(left->batches, (std::vector<std::size_t>{2, 1}));
+  EXPECT_EQ(right->batches, (std::vector<std::size_t>{3}));
 }
 
 }  // namespace
