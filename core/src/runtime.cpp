@@ -134,6 +134,12 @@ Result<ServerOptions> configured_server_options(const Config& config) {
   PRPC_RETURN_IF_ERROR(count("server.max_deliveries", o.max_deliveries));
   PRPC_RETURN_IF_ERROR(count("server.max_message_bytes", o.max_message_bytes));
   PRPC_RETURN_IF_ERROR(count("server.max_json_depth", o.max_json_depth));
+  auto inline_max = config.get_int("server.inline_max_us", o.inline_max.count());
+  if (!inline_max.is_ok()) return inline_max.status();
+  if (*inline_max < 0) {
+    return Status(StatusCode::kInvalidArgument, "server.inline_max_us: must be >= 0");
+  }
+  o.inline_max = std::chrono::microseconds(*inline_max);
   PRPC_RETURN_IF_ERROR(duration("server.visibility_timeout", o.visibility_timeout));
   PRPC_RETURN_IF_ERROR(duration("server.call_timeout", o.call_timeout));
   PRPC_RETURN_IF_ERROR(duration("server.drain_grace", o.drain_grace));

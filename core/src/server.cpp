@@ -150,6 +150,22 @@ struct Call {
 };
 using CallPtr = std::shared_ptr<Call>;
 
+namespace {
+
+// The quick calls of the deliveries being handed out on this thread (Impl::dispatch()), and
+// the server handing them out.
+struct InlineCall {
+  CallPtr call;
+  Invocation invocation;
+};
+struct Gathering {
+  const void* server = nullptr;
+  std::vector<InlineCall>* calls = nullptr;
+};
+thread_local Gathering t_gathering{};
+
+}  // namespace
+
 class Server::Impl : public std::enable_shared_from_this<Server::Impl> {
  public:
   Impl(ServerOptions options, std::shared_ptr<Broker> broker, std::shared_ptr<Codec> python_codec,
@@ -347,6 +363,7 @@ class Server::Impl : public std::enable_shared_from_this<Server::Impl> {
     s.received = received_.load();
     s.redeliveries = metrics_.redeliveries.load();
     s.deduplicated = deduplicated_.load();
+    s.inlined = inlined_.load();
     return details::service_info_json(s, functions_->list(), options_.default_worker, metrics_);
   }
 
@@ -462,6 +479,7 @@ class Server::Impl : public std::enable_shared_from_this<Server::Impl> {
     s.dead_lettered = dead_lettered_.load();
     s.deduplicated = deduplicated_.load();
     s.in_flight = executing_.load();
+    s.inlined = inlined_.load();
     return s;
   }
 
@@ -477,6 +495,13 @@ class Server::Impl : public std::enable_shared_from_this<Server::Impl> {
   }
 
   void on_deliveries(std::span<const DeliveryView> items) {
+    std::vector<InlineCall> quick;
+    Gathering outer = t_gathering;
+    t_gathering = Gathering{this, &quick};
+    struct Restore {
+      Gathering saved;
+      ~Restore() { t_gathering = saved; }
+    } restore{outer};
     for (const DeliveryView& d : items) {
       auto call = std::make_shared<Call>();
       call->id = next_call_id_.fetch_add(1) + 1;
@@ -490,6 +515,36 @@ class Server::Impl : public std::enable_shared_from_this<Server::Impl> {
       executing_.fetch_add(1);
       begin(call);
     }
+    t_gathering = outer;
+    run_inline(quick);
+  }
+
+  // Whether a call goes to run_inline() instead of its executor: a plain function of the
+  // "thread" worker that its table knows to be quick, met while a batch is being handed out.
+  bool runs_inline(const std::string& worker, std::string_view func_name) const {
+    return options_.inline_max.count() > 0 && t_gathering.server == this && worker == "thread" &&
+           functions_->quick(func_name, options_.inline_max);
+  }
+
+  // Runs the batch's quick calls one after another on this thread: no executor hand-off, and
+  // for Python one GIL acquisition for the lot. Their replies go out as each finishes.
+  void run_inline(std::vector<InlineCall>& quick) {
+    if (quick.empty()) return;
+    std::vector<Invocation> calls;
+    std::vector<OutcomeCallback> done;
+    calls.reserve(quick.size());
+    done.reserve(quick.size());
+    auto self = shared_from_this();
+    Clock::time_point now = Clock::now();
+    for (InlineCall& q : quick) {
+      q.call->executing_since = now;
+      calls.push_back(q.invocation);
+      done.emplace_back([self, call = q.call](Outcome outcome) {
+        self->complete(call, std::move(outcome));
+      });
+    }
+    inlined_.fetch_add(quick.size(), std::memory_order_relaxed);
+    functions_->invoke_batch(calls, done);
   }
 
   void begin(const CallPtr& call) {
@@ -679,6 +734,10 @@ class Server::Impl : public std::enable_shared_from_this<Server::Impl> {
     if (!req.traceparent.empty() && !req.extensions.empty()) {
       call->tracestate = json::get_string_member(req.extensions, "tracestate").value_or("");
       inv.tracestate = call->tracestate;
+    }
+    if (runs_inline(worker, req.func_name)) {
+      t_gathering.calls->push_back(InlineCall{call, inv});
+      return;
     }
     auto self = shared_from_this();
     call->executing_since = Clock::now();
@@ -919,6 +978,7 @@ class Server::Impl : public std::enable_shared_from_this<Server::Impl> {
   std::atomic<std::uint64_t> failed_{0};
   std::atomic<std::uint64_t> dead_lettered_{0};
   std::atomic<std::uint64_t> deduplicated_{0};
+  std::atomic<std::uint64_t> inlined_{0};
   std::atomic<std::uint64_t> executing_{0};  // delivered and not yet handed back to the broker
 };
 

@@ -75,6 +75,7 @@ std::string service_info_json(const ServiceSnapshot& s, const std::vector<Functi
   for (std::size_t o = 0; o < totals.size(); ++o) append_count(out, kOutcomeNames[o], totals[o]);
   append_count(out, "redeliveries", s.redeliveries);
   append_count(out, "deduplicated", s.deduplicated);
+  append_count(out, "inlined", s.inlined);
   out += "}, \"latency\": {\"bounds_s\": [";
   for (std::size_t i = 0; i < kLatencyBounds.size(); ++i) {
     if (i > 0) out += ", ";

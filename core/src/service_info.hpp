@@ -32,6 +32,7 @@ struct ServiceSnapshot {
   std::uint64_t received = 0;
   std::uint64_t redeliveries = 0;
   std::uint64_t deduplicated = 0;
+  std::uint64_t inlined = 0;
 };
 
 // The info object: the snapshot, the call totals by outcome, the execution-time histogram of

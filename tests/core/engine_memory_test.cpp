@@ -5,6 +5,8 @@
 
 #include <atomic>
 #include <future>
+#include <mutex>
+#include <set>
 #include <thread>
 
 #include "process.hpp"
@@ -493,6 +495,80 @@ TEST_F(EngineTest, ThousandConcurrentCalls) {
   ASSERT_TRUE(wait_until([&] { return finished.load() == kCalls; }, 30s));
   EXPECT_EQ(ok.load(), kCalls);
   EXPECT_EQ(server->stats().succeeded, static_cast<std::uint64_t>(kCalls));
+}
+
+// Says "noop" and "summ" are quick, and records on which threads calls ran, one by one
+// (executor threads) or in batches (the thread that received them).
+class QuickTable final : public FunctionTable {
+ public:
+  explicit QuickTable(std::shared_ptr<FunctionTable> inner) : inner_(std::move(inner)) {}
+  std::vector<FunctionInfo> list() const override { return inner_->list(); }
+  bool quick(std::string_view name, std::chrono::microseconds limit) const override {
+    return limit.count() > 0 && (name == "noop" || name == "summ");
+  }
+  void invoke(const Invocation& call, OutcomeCallback done) override {
+    {
+      std::lock_guard lock(mutex);
+      one_by_one.insert(std::string(call.func_name));
+      executor_threads.insert(std::this_thread::get_id());
+    }
+    inner_->invoke(call, std::move(done));
+  }
+  void invoke_batch(std::span<const Invocation> calls, std::span<OutcomeCallback> done) override {
+    {
+      std::lock_guard lock(mutex);
+      batch_sizes.push_back(calls.size());
+      batch_threads.insert(std::this_thread::get_id());
+      for (const Invocation& c : calls) batched.insert(std::string(c.func_name));
+    }
+    // Called back one by one here, as the default does, but through invoke() of the inner table.
+    for (std::size_t i = 0; i < calls.size(); ++i) inner_->invoke(calls[i], std::move(done[i]));
+  }
+
+  std::mutex mutex;
+  std::set<std::string> one_by_one, batched;
+  std::set<std::thread::id> executor_threads, batch_threads;
+  std::vector<std::size_t> batch_sizes;
+
+ private:
+  std::shared_ptr<FunctionTable> inner_;
+};
+
+TEST_F(EngineTest, QuickFunctionsRunInBatchesOnTheReceivingThreadAndOthersOnTheExecutor) {
+  auto table = std::make_shared<QuickTable>(functions_);
+  functions_ = table;
+  // Requests waiting before the server starts arrive together.
+  constexpr int kWaiting = 40;
+  for (int i = 0; i < kWaiting; ++i) {
+    publish_raw(R"({"func_name": "summ", "func_args": [)" + std::to_string(i) +
+                R"(, 1], "message_id": ")" + new_uuid() + R"("})");
+  }
+  auto server = start_server();
+  ASSERT_TRUE(wait_until(
+      [&] { return server->stats().succeeded == static_cast<std::uint64_t>(kWaiting); }, 10s));
+  EXPECT_EQ(call("noop").result, "null");
+  EXPECT_EQ(call("summ", "[2, 3]", R"({"z": 0})").result, "5");
+  EXPECT_EQ(call("slow", "[0.01]").result, "0.01");
+  EXPECT_EQ(server->stats().inlined, static_cast<std::uint64_t>(kWaiting + 2));
+  std::lock_guard lock(table->mutex);
+  EXPECT_EQ(table->batched, (std::set<std::string>{"noop", "summ"}));
+  EXPECT_EQ(table->one_by_one, (std::set<std::string>{"slow"}));
+  EXPECT_GT(*std::max_element(table->batch_sizes.begin(), table->batch_sizes.end()), 1U);
+  for (const auto& id : table->batch_threads) EXPECT_EQ(table->executor_threads.count(id), 0U);
+}
+
+TEST_F(EngineTest, InlineMaxZeroSendsEveryCallToItsExecutor) {
+  auto table = std::make_shared<QuickTable>(functions_);
+  functions_ = table;
+  ServerOptions options;
+  options.inline_max = std::chrono::microseconds(0);
+  auto server = start_server(options);
+  EXPECT_EQ(call("noop").result, "null");
+  EXPECT_EQ(call("summ", "[2, 3]", R"({"z": 0})").result, "5");
+  EXPECT_EQ(server->stats().inlined, 0U);
+  std::lock_guard lock(table->mutex);
+  EXPECT_TRUE(table->batched.empty());
+  EXPECT_EQ(table->one_by_one, (std::set<std::string>{"noop", "summ"}));
 }
 
 }  // namespace

@@ -30,6 +30,11 @@ struct ServerOptions {
   std::size_t max_message_bytes = std::size_t{16} << 20;
   std::size_t max_json_depth = 512;
   std::string default_worker = "thread";
+  // A function of the "thread" worker whose runs take less than this on average
+  // (FunctionTable::quick) runs on the thread that received its request, the requests that
+  // arrived together in one batch, without an executor hand-off (server.inline_max_us).
+  // 0: every call goes to its executor.
+  std::chrono::microseconds inline_max{200};
   // With a key: requests must be signed with an accepted key (others are dead-lettered, never
   // run), and replies are signed.
   SigningOptions signing{};
@@ -50,6 +55,7 @@ struct ServerStats {
   std::uint64_t deduplicated = 0;  // redeliveries answered from the stored result or the run
                                    // of the same request already under way here
   std::uint64_t in_flight = 0;     // delivered, not yet finished (at most max_in_flight)
+  std::uint64_t inlined = 0;       // calls run on the receiving thread (ServerOptions::inline_max)
 };
 
 using ExecutorMap = std::map<std::string, std::shared_ptr<Executor>, std::less<>>;
