@@ -52,6 +52,25 @@ std::vector<FunctionInfo> PythonFunctions::list() const {
   return out;
 }
 
+bool PythonFunctions::quick(std::string_view name, std::chrono::microseconds limit) const {
+  std::shared_lock lock(mutex_);
+  auto it = functions_.find(name);
+  if (it == functions_.end() || it->second.coroutine) return false;
+  return it->second.pace->under(limit);
+}
+
+void PythonFunctions::invoke_batch(std::span<const Invocation> calls,
+                                   std::span<OutcomeCallback> done) {
+  std::vector<std::optional<Outcome>> outcomes(calls.size());
+  {
+    pyb::gil_scoped_acquire gil;
+    for (std::size_t i = 0; i < calls.size(); ++i) outcomes[i] = run(calls[i], done[i]);
+  }
+  for (std::size_t i = 0; i < calls.size(); ++i) {
+    if (outcomes[i]) done[i](std::move(*outcomes[i]));
+  }
+}
+
 void PythonFunctions::invoke(const Invocation& call, OutcomeCallback done) {
   std::optional<Outcome> outcome;
   {
@@ -62,6 +81,21 @@ void PythonFunctions::invoke(const Invocation& call, OutcomeCallback done) {
 }
 
 std::optional<Outcome> PythonFunctions::run(const Invocation& call, OutcomeCallback& done) {
+  RunPace* pace = nullptr;
+  {
+    std::shared_lock lock(mutex_);
+    auto it = functions_.find(call.func_name);
+    if (it != functions_.end() && !it->second.coroutine) pace = it->second.pace.get();
+  }
+  auto started = std::chrono::steady_clock::now();
+  std::optional<Outcome> outcome = run_entry(call, done);
+  // Entries are never removed, so `pace` outlives the call.
+  if (pace != nullptr) pace->record(std::chrono::steady_clock::now() - started);
+  return outcome;
+}
+
+std::optional<Outcome> PythonFunctions::run_entry(const Invocation& call,
+                                                  OutcomeCallback& done) {
   pyb::object fn;
   bool coroutine = false;
   {

@@ -4,7 +4,9 @@
 
 #include <pybind11/pybind11.h>
 
+#include <atomic>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <shared_mutex>
 #include <string>
@@ -12,6 +14,7 @@
 #include <vector>
 
 #include "prpc/functions.hpp"
+#include "prpc/run_pace.hpp"
 
 namespace prpc::python {
 
@@ -36,16 +39,24 @@ class PythonFunctions final : public FunctionTable {
   std::vector<FunctionInfo> list() const override;
   void invoke(const Invocation& call, OutcomeCallback done) override;
   void cancel(std::uint64_t call_id) override;
+  // A plain function whose last runs took under `limit` on average, measured with the GIL held
+  // from decoding its arguments to encoding its result (so the time spent waiting for the GIL
+  // or blocked with it released, as in time.sleep, counts as running).
+  bool quick(std::string_view name, std::chrono::microseconds limit) const override;
+  // One GIL acquisition for the whole batch; the outcomes are delivered after it is released.
+  void invoke_batch(std::span<const Invocation> calls, std::span<OutcomeCallback> done) override;
 
  private:
   struct Entry {
     pyb::object fn;
     FunctionInfo info;
     bool coroutine = false;
+    std::unique_ptr<RunPace> pace = std::make_unique<RunPace>();
   };
   // GIL held. Runs a plain function, or starts a coroutine (then returns nullopt and `done`
   // is called when it finishes).
   std::optional<Outcome> run(const Invocation& call, OutcomeCallback& done);
+  std::optional<Outcome> run_entry(const Invocation& call, OutcomeCallback& done);
 
   mutable std::shared_mutex mutex_;
   std::map<std::string, Entry, std::less<>> functions_;

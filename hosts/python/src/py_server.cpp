@@ -56,6 +56,7 @@ pyb::dict PyServer::stats() const {
   d["dead_lettered"] = s.dead_lettered;
   d["deduplicated"] = s.deduplicated;
   d["in_flight"] = s.in_flight;
+  d["inlined"] = s.inlined;
   return d;
 }
 
