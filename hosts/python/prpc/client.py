@@ -9,6 +9,7 @@ import json
 import os
 import threading
 import uuid
+import weakref
 from collections.abc import Generator, Mapping, Sequence
 from typing import Any
 
@@ -66,6 +67,62 @@ def _raise_for(status: str, value: Any, func_name: str, message_id: str,
 def _wake(future: asyncio.Future[None]) -> None:
     if not future.done():
         future.set_result(None)
+
+
+class _LoopWaker:
+    """Wakes one event loop's awaiting calls. The thread that receives a reply queues its handle
+    in C++ without taking the GIL (_core.Waker), and the loop, woken through an eventfd it
+    watches, resolves the futures of every reply that came in together in one pass."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._core = _core.Waker()
+        self._waiting: dict[_core.CallHandle, list[asyncio.Future[None]]] = {}
+        loop.add_reader(self._core.fd, self._ready)  # no reference back to the loop
+
+    def future(self, handle: _core.CallHandle,
+               loop: asyncio.AbstractEventLoop) -> asyncio.Future[None]:
+        future: asyncio.Future[None] = loop.create_future()
+        waiting = self._waiting.get(handle)
+        if waiting:
+            waiting.append(future)
+        else:
+            self._waiting[handle] = [future]
+            handle.notify(self._core)
+        return future
+
+    def forget(self, handle: _core.CallHandle, future: asyncio.Future[None]) -> None:
+        waiting = self._waiting.get(handle)
+        if waiting and future in waiting:
+            waiting.remove(future)
+            if not waiting:
+                del self._waiting[handle]
+
+    def _ready(self) -> None:
+        for handle in self._core.drain():
+            for future in self._waiting.pop(handle, ()):
+                if not future.done():
+                    future.set_result(None)
+
+
+_loop_wakers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopWaker | None] = \
+    weakref.WeakKeyDictionary()
+_loop_wakers_lock = threading.Lock()
+
+
+def _waker_for(loop: asyncio.AbstractEventLoop) -> _LoopWaker | None:
+    """The loop's waker; None for a loop that cannot watch a descriptor (then each reply wakes
+    the loop through call_soon_threadsafe)."""
+    try:
+        return _loop_wakers[loop]
+    except KeyError:
+        pass
+    with _loop_wakers_lock:
+        if loop not in _loop_wakers:
+            try:
+                _loop_wakers[loop] = _LoopWaker(loop)
+            except (NotImplementedError, OSError):
+                _loop_wakers[loop] = None
+        return _loop_wakers[loop]
 
 
 class AwaitableTask:
@@ -200,16 +257,25 @@ class AwaitableTask:
     async def _wait(self) -> Any:
         if not self._handle.done():
             loop = asyncio.get_running_loop()
-            future: asyncio.Future[None] = loop.create_future()
+            waker = _waker_for(loop)
+            if waker is None:
+                future: asyncio.Future[None] = loop.create_future()
 
-            def wake() -> None:  # on the thread that received the reply, with the GIL
+                def wake() -> None:  # on the thread that received the reply, with the GIL
+                    try:
+                        loop.call_soon_threadsafe(_wake, future)
+                    except RuntimeError:  # the loop is closed: nobody waits any more
+                        pass
+
+                self._handle.add_done_callback(wake)
+                await future
+            else:
+                future = waker.future(self._handle, loop)
                 try:
-                    loop.call_soon_threadsafe(_wake, future)
-                except RuntimeError:  # the loop is closed: nobody waits any more
-                    pass
-
-            self._handle.add_done_callback(wake)
-            await future
+                    await future
+                except BaseException:  # cancelled (a timeout around the await): stop waiting
+                    waker.forget(self._handle, future)
+                    raise
         return self._value()
 
     def _timed_out(self, timeout: datetime.timedelta | float | None) -> ClientTimeOutError:

@@ -111,12 +111,18 @@ PYBIND11_MODULE(_core, m) {
       .def_property_readonly("metrics_port", &PyServer::metrics_port)
       .def_property_readonly("queue", &PyServer::queue);
 
+  pyb::class_<Waker, std::shared_ptr<Waker>>(m, "Waker")
+      .def(pyb::init<>())
+      .def_property_readonly("fd", &Waker::fd)
+      .def("drain", &Waker::drain);
+
   pyb::class_<CallHandle, std::shared_ptr<CallHandle>>(m, "CallHandle")
       .def_readonly("message_id", &CallHandle::message_id)
       .def_readonly("func_name", &CallHandle::func_name)
       .def("done", &CallHandle::done)
       .def("wait", &CallHandle::wait, pyb::arg("timeout") = -1.0)
       .def("add_done_callback", &CallHandle::add_done_callback)
+      .def("notify", &CallHandle::notify, pyb::arg("waker"))
       .def("outcome", &CallHandle::outcome)
       .def("kind", &CallHandle::kind)
       .def("reply_fields", &CallHandle::reply_fields)

@@ -1,11 +1,48 @@
 #include "py_client.hpp"
 
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdint>
+#include <system_error>
+
 #include "prpc/json.hpp"
 #include "prpc/runtime.hpp"
 #include "py_runtime.hpp"
 #include "py_values.hpp"
 
 namespace prpc::python {
+
+Waker::Waker() : fd_(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) {
+  if (fd_ < 0) throw std::system_error(errno, std::generic_category(), "eventfd");
+}
+
+Waker::~Waker() { ::close(fd_); }
+
+void Waker::push(std::shared_ptr<CallHandle> handle) {
+  bool first = false;
+  {
+    std::lock_guard lock(mutex_);
+    first = ready_.empty();
+    ready_.push_back(std::move(handle));
+  }
+  if (!first) return;  // the loop has a wake-up coming and drains this one with it
+  std::uint64_t one = 1;
+  while (::write(fd_, &one, sizeof one) < 0 && errno == EINTR) {
+  }
+}
+
+std::vector<std::shared_ptr<CallHandle>> Waker::drain() {
+  std::uint64_t count = 0;
+  // Reset before taking the queue: a push after this point writes again.
+  while (::read(fd_, &count, sizeof count) < 0 && errno == EINTR) {
+  }
+  std::vector<std::shared_ptr<CallHandle>> out;
+  std::lock_guard lock(mutex_);
+  out.swap(ready_);
+  return out;
+}
 
 CallHandle::CallHandle(std::string dialect, std::string func)
     : func_name(std::move(func)), dialect_(std::move(dialect)) {}
@@ -25,6 +62,7 @@ CallHandle::~CallHandle() {
 
 void CallHandle::complete(Result<Message> result) {
   std::vector<pyb::object> callbacks;
+  std::vector<std::shared_ptr<Waker>> wakers;
   {
     std::lock_guard lock(mutex_);
     if (done_) return;
@@ -32,8 +70,10 @@ void CallHandle::complete(Result<Message> result) {
     done_ = true;
     finished_ = std::chrono::steady_clock::now();
     callbacks.swap(callbacks_);
+    wakers.swap(wakers_);
   }
   cv_.notify_all();
+  for (const auto& waker : wakers) waker->push(shared_from_this());
   if (callbacks.empty()) return;  // synchronous waiters need no GIL here
   pyb::gil_scoped_acquire gil;
   for (pyb::object& cb : callbacks) {
@@ -79,6 +119,17 @@ void CallHandle::add_done_callback(pyb::object callback) {
     }
   }
   callback();
+}
+
+void CallHandle::notify(const std::shared_ptr<Waker>& waker) {
+  {
+    std::lock_guard lock(mutex_);
+    if (!done_) {
+      wakers_.push_back(waker);
+      return;
+    }
+  }
+  waker->push(shared_from_this());
 }
 
 std::string CallHandle::kind() const {
@@ -216,11 +267,11 @@ std::shared_ptr<CallHandle> PyClient::call(const std::string& func_name, pyb::ha
   auto handle = std::make_shared<CallHandle>(dialect, func_name);
   auto timeout =
       std::chrono::milliseconds(timeout_s > 0 ? static_cast<std::int64_t>(timeout_s * 1000) : 0);
-  {
-    pyb::gil_scoped_release nogil;
-    handle->message_id = client_->call(
-        std::move(m), timeout, [handle](Result<Message> r) { handle->complete(std::move(r)); });
-  }
+  // Sent with the GIL held: the send is a queue push and at most one non-blocking write, and
+  // never waits for a thread that needs the GIL (a new handle has no callbacks to run), while
+  // releasing and taking the GIL back costs a thread switch when other threads want it.
+  handle->message_id = client_->call(
+      std::move(m), timeout, [handle](Result<Message> r) { handle->complete(std::move(r)); });
   return handle;
 }
 

@@ -1,6 +1,6 @@
 // The client side of the extension: one prpc::Client (one broker connection set, one reply
 // listener) per queue, and a CallHandle per call that Python waits on, synchronously (with the
-// GIL released) or from asyncio (through a done callback).
+// GIL released) or from asyncio (through a Waker, or a done callback).
 #pragma once
 
 #include <pybind11/pybind11.h>
@@ -20,7 +20,32 @@ namespace prpc::python {
 
 namespace pyb = pybind11;
 
-class CallHandle {
+class CallHandle;
+
+// Hands completed calls to one asyncio event loop without the GIL: the thread that received a
+// reply queues its handle and writes to an eventfd only when the queue was empty, and the loop,
+// which watches the descriptor (loop.add_reader), takes every queued handle in one pass. Replies
+// that arrive together cost the loop one wake-up and the receiving thread no GIL at all.
+class Waker {
+ public:
+  Waker();
+  ~Waker();
+  Waker(const Waker&) = delete;
+  Waker& operator=(const Waker&) = delete;
+
+  int fd() const { return fd_; }
+  // Any thread, without the GIL.
+  void push(std::shared_ptr<CallHandle> handle);
+  // GIL held: the handles completed since the last drain, in the order they completed.
+  std::vector<std::shared_ptr<CallHandle>> drain();
+
+ private:
+  int fd_ = -1;
+  std::mutex mutex_;
+  std::vector<std::shared_ptr<CallHandle>> ready_;
+};
+
+class CallHandle : public std::enable_shared_from_this<CallHandle> {
  public:
   CallHandle(std::string dialect, std::string func_name);
   ~CallHandle();
@@ -34,6 +59,8 @@ class CallHandle {
   // GIL held. Called (with the GIL, from whichever thread completes the call) once done;
   // immediately when already done.
   void add_done_callback(pyb::object callback);
+  // Any thread. Queues this handle on `waker` once done (at once when it already is).
+  void notify(const std::shared_ptr<Waker>& waker);
   // GIL held. (status, value): status "ok" -> the result; "remote" -> (type, message, traceback);
   // otherwise the local status name (e.g. "Timeout", "Unavailable") -> its message.
   pyb::tuple outcome();
@@ -53,6 +80,7 @@ class CallHandle {
   bool done_ = false;
   std::optional<Result<Message>> result_;
   std::vector<pyb::object> callbacks_;
+  std::vector<std::shared_ptr<Waker>> wakers_;
   pyb::object cached_;
   std::chrono::steady_clock::time_point sent_ = std::chrono::steady_clock::now();
   std::chrono::steady_clock::time_point finished_{};
