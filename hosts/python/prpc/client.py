@@ -8,6 +8,7 @@ import datetime
 import json
 import os
 import threading
+import time
 import uuid
 import weakref
 from collections.abc import Generator, Mapping, Sequence
@@ -139,7 +140,9 @@ class AwaitableTask:
 
     __slots__ = ("_handle", "_request", "_reply", "_client", "_limit", "_breakdown")
     _handle: _core.CallHandle
-    _request: PRPCMessage
+    # The request as a PRPCMessage, built when first asked for: until then its parts and the
+    # time it was sent (building it costs more than a no-op call's Python work on the client).
+    _request: PRPCMessage | tuple[str, Sequence[Any], dict[str, Any], float]
     _reply: PRPCMessage | None
     _client: _core.Client
     _limit: datetime.timedelta | float | None
@@ -160,7 +163,9 @@ class AwaitableTask:
         self._breakdown = None
 
     @classmethod
-    def _attach(cls, handle: _core.CallHandle, request: PRPCMessage, client: _core.Client,
+    def _attach(cls, handle: _core.CallHandle,
+                request: PRPCMessage | tuple[str, Sequence[Any], dict[str, Any], float],
+                client: _core.Client,
                 limit: datetime.timedelta | float | None = None) -> AwaitableTask:
         task = cls.__new__(cls)
         task._handle = handle
@@ -186,7 +191,14 @@ class AwaitableTask:
             fields = self._handle.reply_fields()
             if fields:
                 self._reply = PRPCMessage._from_fields(fields)
-        return self._reply if self._reply is not None else self._request
+        if self._reply is not None:
+            return self._reply
+        if isinstance(self._request, tuple):
+            func_name, args, kwargs, sent = self._request
+            self._request = PRPCMessage(
+                func_name, args, kwargs, uuid.UUID(self._handle.message_id),
+                date_create_message=datetime.datetime.fromtimestamp(sent, datetime.timezone.utc))
+        return self._request
 
     @property
     def time_execution(self) -> datetime.timedelta | None:
@@ -390,8 +402,8 @@ class Client:
             handle.add_done_callback(lambda: _tracing.end_client_span(span, handle))
         if _metrics.enabled:
             _metrics.record_call(self._core.queue, func_name, handle)
-        request = PRPCMessage(func_name, args, kwargs, uuid.UUID(handle.message_id))
-        return AwaitableTask._attach(handle, request, self._core, timeout)
+        return AwaitableTask._attach(handle, (func_name, args, kwargs, time.time()), self._core,
+                                     timeout)
 
     def ping(self, timeout: datetime.timedelta | float = 10.0) -> str:
         return self.call("ping").sync_wait_result_task(timeout)

@@ -6,6 +6,7 @@ through the event loop's eventfd, in one pass for replies that arrive together."
 from __future__ import annotations
 
 import asyncio
+import datetime
 import threading
 import time
 
@@ -138,3 +139,21 @@ def test_asyncio_callers_are_woken_together_and_cancellation_is_clean(start_app,
     # A second event loop gets a waker of its own; the first one's is gone with its loop.
     asyncio.run(main())
     assert client._core.pending == 0
+
+
+def test_a_pending_task_shows_its_request(start_app, client):
+    # The request's PRPCMessage is built only when asked for; it still says when it was sent.
+    start(start_app, {})
+    before = datetime.datetime.now(datetime.timezone.utc)
+    task = client.call("slow", 0.3)
+    time.sleep(0.1)
+    request = task.message
+    assert request.func_name == "slow"
+    assert list(request.func_args) == [0.3]
+    assert request.func_kwargs == {}
+    assert str(request.message_id) == task.message_id
+    assert before <= request.date_create_message <= before + datetime.timedelta(seconds=0.09)
+    assert request.result is None and request.date_done_message is None
+    assert task.result(20) == 0.3
+    assert task.message.result == 0.3
+    assert task.message.date_done_message >= task.message.date_create_message
