@@ -217,9 +217,25 @@ Status KafkaBroker::Impl::connect() {
     return Status(s.code(), s.message() + " (" + log_context_.last_error + ")");
   }
   rd_kafka_metadata_destroy(md);
+  if (settings_.eager_produce) {
+    PRPC_ASSIGN_OR_RETURN(
+        ConfPtr eager_conf,
+        make_conf(true, {{"enable.idempotence", "true"}, {"acks", "all"}, {"linger.ms", "0"}}));
+    rd_kafka_conf_set_dr_msg_cb(eager_conf.get(), &Impl::on_delivery_report);
+    rd_kafka_t* eager = rd_kafka_new(RD_KAFKA_PRODUCER, eager_conf.get(), err, sizeof(err));
+    if (eager == nullptr) return Status(StatusCode::kInvalidArgument, std::string("kafka: ") + err);
+    (void)eager_conf.release();
+    eager_.reset(eager);
+  }
   producer_ = std::move(producer);
   running_ = true;
   producer_thread_ = std::thread([this] { producer_loop(); });
+  if (eager_) {
+    // Its delivery reports are served at once: until they are, records take the other producer.
+    eager_thread_ = std::thread([this] {
+      while (running_.load()) rd_kafka_poll(eager_.get(), 100);
+    });
+  }
   log_.info("connected to " + settings_.bootstrap);
   return Status::ok();
 }
@@ -312,12 +328,18 @@ void KafkaBroker::Impl::producer_loop() {
   }
 }
 
-// Produces one record; `done` runs once with the delivery report's error.
+// Produces one record; `done` runs once with the delivery report's error. `batched`: through the
+// lingering producer even when the eager one could take it (records that must stay in order).
 void KafkaBroker::Impl::produce(const std::string& topic, std::int32_t partition,
                                 std::string_view key, std::string_view value,
                                 const Headers& headers,
-                                std::function<void(rd_kafka_resp_err_t)> done, bool traced) {
-  auto* waiter = new ProduceWaiter{std::move(done), traced};
+                                std::function<void(rd_kafka_resp_err_t)> done, bool traced,
+                                bool batched) {
+  auto* waiter = new ProduceWaiter(std::move(done), traced, &unacknowledged_);
+  // Nothing else on its way: no batch to wait for, so this record goes out at once.
+  rd_kafka_t* rk = !batched && eager_ && unacknowledged_.load() == 1 && eager_knows(topic)
+                       ? eager_.get()
+                       : producer_.get();
   std::vector<rd_kafka_vu_t> vus;
   vus.reserve(6 + headers.size());
   rd_kafka_vu_t v{};
@@ -356,7 +378,7 @@ void KafkaBroker::Impl::produce(const std::string& topic, std::int32_t partition
   v.vtype = RD_KAFKA_VTYPE_OPAQUE;
   v.u.ptr = waiter;
   vus.push_back(v);
-  ErrorPtr error(rd_kafka_produceva(producer_.get(), vus.data(), vus.size()));
+  ErrorPtr error(rd_kafka_produceva(rk, vus.data(), vus.size()));
   if (error) {
     rd_kafka_resp_err_t code = rd_kafka_error_code(error.get());
     std::unique_ptr<ProduceWaiter> owned(waiter);
@@ -364,11 +386,24 @@ void KafkaBroker::Impl::produce(const std::string& topic, std::int32_t partition
   }
 }
 
+bool KafkaBroker::Impl::eager_knows(const std::string& topic) {
+  std::lock_guard lock(eager_mutex_);
+  if (eager_topics_.count(topic) != 0) return true;
+  // A new topic handle asks the cluster for the topic's metadata in the background.
+  if (rd_kafka_topic_t* t = rd_kafka_topic_new(eager_.get(), topic.c_str(), nullptr)) {
+    eager_topics_.emplace(topic, TopicPtr(t));
+  }
+  return false;
+}
+
 // Whether the caller runs on one of this broker's threads (a callback that dropped the last
 // reference to the broker): such a thread cannot join itself.
 bool KafkaBroker::Impl::on_own_thread() {
   auto me = std::this_thread::get_id();
-  if (me == producer_thread_.get_id() || me == lookup_thread_.get_id()) return true;
+  if (me == producer_thread_.get_id() || me == eager_thread_.get_id() ||
+      me == lookup_thread_.get_id()) {
+    return true;
+  }
   if (auto sub = subscription(); sub && me == sub->thread.get_id()) return true;
   std::lock_guard lock(replies_mutex_);
   for (const auto& [q, l] : listeners_) {
@@ -407,10 +442,20 @@ void KafkaBroker::Impl::shutdown() {
   if (producer_) {
     // Replies in flight still get their chance to be delivered.
     rd_kafka_flush(producer_.get(), 5000);
+    if (eager_) rd_kafka_flush(eager_.get(), 5000);
     running_ = false;
     if (producer_thread_.joinable()) producer_thread_.join();
-    rd_kafka_purge(producer_.get(), RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
-    rd_kafka_poll(producer_.get(), 0);  // runs the purged records' callbacks
+    if (eager_thread_.joinable()) eager_thread_.join();
+    for (KafkaPtr* p : {&eager_, &producer_}) {
+      if (!*p) continue;
+      rd_kafka_purge(p->get(), RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+      rd_kafka_poll(p->get(), 0);  // runs the purged records' callbacks
+    }
+    {
+      std::lock_guard lock(eager_mutex_);
+      eager_topics_.clear();
+    }
+    eager_.reset();
     producer_.reset();
   }
 }

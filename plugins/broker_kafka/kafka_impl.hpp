@@ -163,9 +163,18 @@ class KafkaBroker::Impl : public std::enable_shared_from_this<KafkaBroker::Impl>
  private:
   using Headers = std::vector<std::pair<std::string, std::string>>;
   struct ProduceWaiter {
+    ProduceWaiter(std::function<void(rd_kafka_resp_err_t)> d, bool t,
+                  std::atomic<std::uint32_t>* count)
+        : done(std::move(d)), traced(t), unacknowledged(count) {
+      unacknowledged->fetch_add(1);
+    }
+    ~ProduceWaiter() { unacknowledged->fetch_sub(1); }
+    ProduceWaiter(const ProduceWaiter&) = delete;
+    ProduceWaiter& operator=(const ProduceWaiter&) = delete;
     std::function<void(rd_kafka_resp_err_t)> done;
     bool traced = false;  // trace_offsets: log where the record went
     int resends = 0;      // after deliveries reported without an offset (on_delivery_report)
+    std::atomic<std::uint32_t>* unacknowledged;  // the broker's count of records awaiting a report
   };
   static constexpr int kMaxResends = 3;
   struct ReplyListener {
@@ -259,7 +268,8 @@ class KafkaBroker::Impl : public std::enable_shared_from_this<KafkaBroker::Impl>
   // Produces one record; `done` runs once with the delivery report's error.
   void produce(const std::string& topic, std::int32_t partition, std::string_view key,
                std::string_view value, const Headers& headers,
-               std::function<void(rd_kafka_resp_err_t)> done, bool traced = false);
+               std::function<void(rd_kafka_resp_err_t)> done, bool traced = false,
+               bool batched = false);
 
   // ---- admin.cpp ----
   Status ensure_topics(std::string_view queue);
@@ -313,6 +323,17 @@ class KafkaBroker::Impl : public std::enable_shared_from_this<KafkaBroker::Impl>
   std::mutex connect_mutex_;
   KafkaPtr producer_;
   std::thread producer_thread_;
+  // Settings::eager_produce: the producer without linger, its poll thread, and the records of
+  // both producers that await their delivery report (none: the next one goes eagerly).
+  KafkaPtr eager_;
+  std::thread eager_thread_;
+  std::atomic<std::uint32_t> unacknowledged_{0};
+  // Whether the eager producer may take a record for `topic`: not the first one, which goes
+  // through the other producer while this one learns the topic's partitions (a record would
+  // otherwise wait for that metadata).
+  bool eager_knows(const std::string& topic);
+  std::mutex eager_mutex_;
+  std::map<std::string, TopicPtr, std::less<>> eager_topics_;
   std::atomic<bool> running_{false};
 
   std::mutex topics_mutex_;

@@ -7,8 +7,8 @@ namespace prpc::kafka {
 namespace {
 
 // Keys this plugin interprets itself; everything else goes to librdkafka.
-constexpr std::array<std::string_view, 15> kOwnKeys = {
-    "lookup_by_timestamp",  "trace_offsets",  "url",           "partitions",
+constexpr std::array<std::string_view, 16> kOwnKeys = {
+    "lookup_by_timestamp",  "trace_offsets",  "url",           "partitions",  "eager_produce",
     "replication_factor",   "linger_ms",      "client_id",     "connect_timeout",
     "admin_timeout",        "lookup_timeout", "lookup_window", "lookup_skew",
     "result_cache_entries", "ledger_bytes",   "server_history"};
@@ -30,6 +30,10 @@ std::vector<sdk::OptionSpec> option_specs() {
        "replication factor of created topics; -1 takes the cluster's default", 0},
       {"linger_ms", PRPC_OPT_DOUBLE, "0.5",
        "librdkafka linger.ms for requests and replies: small for latency, larger for batching", 0},
+      {"eager_produce", PRPC_OPT_BOOL, "true",
+       "a record produced while no other awaits its delivery goes out at once (a second "
+       "producer, linger.ms 0); false: every record waits linger_ms",
+       0},
       {"client_id", PRPC_OPT_STRING, "prpc", "client.id of every Kafka handle", 0},
       {"connect_timeout", PRPC_OPT_DURATION_MS, "10000",
        "how long connect() waits for the cluster's metadata", 0},
@@ -83,6 +87,7 @@ Result<Settings> read_settings(const sdk::Options& options) {
                   "kafka: replication_factor must be -1 (cluster default) or at least 1");
   }
   s.linger_ms = options.get("linger_ms", s.linger_ms);
+  s.eager_produce = options.get_bool("eager_produce", s.eager_produce);
   s.client_id = options.get("client_id", s.client_id);
   s.connect_timeout = options.get_duration("connect_timeout", s.connect_timeout);
   s.admin_timeout = options.get_duration("admin_timeout", s.admin_timeout);

@@ -19,6 +19,9 @@ struct Settings {
   std::int32_t partitions = 4;           // of the topics this broker creates
   std::int32_t replication_factor = -1;  // -1: the cluster's default
   std::string linger_ms = "0.5";
+  // A record produced while no other awaits its delivery report goes out at once, through a
+  // second producer with linger.ms 0; the others wait linger_ms to share a request.
+  bool eager_produce = true;
   std::string client_id = "prpc";
   std::chrono::milliseconds connect_timeout{10'000};
   std::chrono::milliseconds admin_timeout{10'000};

@@ -124,7 +124,10 @@ void KafkaBroker::Impl::finish(const DeliveryView& d, const FinishRequest& what,
       headers.emplace_back(protocol::kSignatureHeader, std::string(d.signature));
       headers.emplace_back(protocol::kKeyIdHeader, std::string(d.key_id));
     }
-    produce(dead_topic(d.queue), RD_KAFKA_PARTITION_UA, job->key, d.payload, headers, on_report);
+    // With the reply through the same producer, which sends them in order: a caller that has
+    // its DeadLetterError finds the dead letter.
+    produce(dead_topic(d.queue), RD_KAFKA_PARTITION_UA, job->key, d.payload, headers, on_report,
+            false, /*batched=*/true);
   }
   Headers signature_headers;
   if (reply != nullptr && !reply->signature.empty()) {

@@ -588,6 +588,38 @@ TEST_F(KafkaTest, CallsEndToEndInBothFlavours) {
   }
 }
 
+// A record goes through the producer without linger when nothing else awaits delivery, and
+// through the batching one otherwise; with eager_produce off, always the batching one. Either
+// way every call is answered, one at a time and many at once.
+TEST_F(KafkaTest, CallsAreAnsweredThroughEitherProducer) {
+  prepare(2);
+  start_server({}, 4, {{"eager_produce", "false"}});
+  for (const char* eager : {"true", "false"}) {
+    SCOPED_TRACE(std::string("client eager_produce=") + eager);
+    auto c = std::make_unique<Client>(ClientOptions{queue_, Flavour::kRaw},
+                                      broker({{"eager_produce", eager}}), codec_);
+    ASSERT_TRUE(c->start().is_ok());
+    for (int i = 0; i < 5; ++i) {
+      auto r = c->call_sync(request("summ", "[" + std::to_string(i) + ", 1, 0]"), 30s);
+      ASSERT_TRUE(r.is_ok()) << r.status().to_string();
+      EXPECT_EQ(r->result, std::to_string(i + 1));
+    }
+    constexpr int kCalls = 200;
+    std::atomic<int> right{0};
+    std::atomic<int> finished{0};
+    for (int i = 0; i < kCalls; ++i) {
+      c->call(request("summ", "[" + std::to_string(i) + ", 2, 0]"), 60s,
+              [&, i](const Result<Message>& r) {
+                if (r.is_ok() && r->result == std::to_string(i + 2)) right.fetch_add(1);
+                finished.fetch_add(1);
+              });
+    }
+    ASSERT_TRUE(wait_until([&] { return finished.load() == kCalls; }, 90s)) << finished.load();
+    EXPECT_EQ(right.load(), kCalls);
+    clients_.push_back(std::move(c));
+  }
+}
+
 TEST_F(KafkaTest, TwoServersInOneGroupServeEveryRequestExactlyOnce) {
   prepare(4);
   Server& a = start_server();

@@ -146,6 +146,17 @@ TEST(Settings, PassesUnknownKeysToLibrdkafka) {
   EXPECT_EQ(s->common.count("partitions"), 0u);
 }
 
+TEST(Settings, EagerProduceIsOnByDefaultAndStaysOutOfLibrdkafka) {
+  auto s = read_settings(options({}));
+  ASSERT_TRUE(s.is_ok());
+  EXPECT_TRUE(s->eager_produce);
+  EXPECT_EQ(s->linger_ms, "0.5");
+  s = read_settings(options({{"eager_produce", "false"}}));
+  ASSERT_TRUE(s.is_ok());
+  EXPECT_FALSE(s->eager_produce);
+  EXPECT_EQ(s->common.count("eager_produce"), 0u);
+}
+
 TEST(Settings, RefusesImpossibleValues) {
   EXPECT_FALSE(read_settings(options({{"partitions", "0"}})).is_ok());
   EXPECT_FALSE(read_settings(options({{"replication_factor", "0"}})).is_ok());
