@@ -267,11 +267,13 @@ std::shared_ptr<CallHandle> PyClient::call(const std::string& func_name, pyb::ha
   auto handle = std::make_shared<CallHandle>(dialect, func_name);
   auto timeout =
       std::chrono::milliseconds(timeout_s > 0 ? static_cast<std::int64_t>(timeout_s * 1000) : 0);
-  // Sent with the GIL held: the send is a queue push and at most one non-blocking write, and
-  // never waits for a thread that needs the GIL (a new handle has no callbacks to run), while
-  // releasing and taking the GIL back costs a thread switch when other threads want it.
-  handle->message_id = client_->call(
-      std::move(m), timeout, [handle](Result<Message> r) { handle->complete(std::move(r)); });
+  {
+    // Keeping the GIL here measured the same (A/B in docs/benchmarks.md), and a broker's send
+    // path may block.
+    pyb::gil_scoped_release nogil;
+    handle->message_id = client_->call(
+        std::move(m), timeout, [handle](Result<Message> r) { handle->complete(std::move(r)); });
+  }
   return handle;
 }
 
