@@ -113,11 +113,26 @@ def test_targets_compare_prpc_with_celery_and_the_best_other_peer() -> None:
             "memory_gib": 1, "kernel": "k", "python": "3", "redis_server": "7",
             "prpc_commit": "abc", "packages": {"celery": "5"}}
     md = report.markdown(meta, rows)
-    assert "| PRPC Python no-op (thread workers) p50 / floor p50 | 1.50x | <= 2x | yes |" in md
-    assert "calls/s at 64 callers / floor | 0.60x | >= 0.5x | yes |" in md
+    assert "| PRPC Python no-op (thread workers) p50 / floor p50 | 1.50x | <= 1.5x | yes |" in md
+    assert "calls/s at 64 callers / floor | 0.60x | >= 0.6x | yes |" in md
     assert "Celery best (celery-threads), calls/s at 64 | 12x | >= 10x | yes |" in md
     assert "best other peer (grpc) | 4.00x | >= 3x | yes |" in md
     assert "- n/a (it broke): taskiq" in md
+
+
+def test_the_second_rounds_goals_cover_the_cpp_path_kafka_and_the_sleep_workload() -> None:
+    rows = [row("floor", "noop", 100, (5000, 15000, 20000), "floor"),
+            row("prpc-host-cpp", "noop", 140, (4000, 12000, 15000), "prpc"),
+            row("prpc-py-thread-kafka", "noop", 1800, (400, 2000, 5000), "prpc"),
+            row("prpc-py-async", "sleep", 10500, (90, 700, 5000), "prpc"),
+            row("grpc", "sleep", 10400, (90, 700, 4000))]
+    md = report.markdown(META, rows)
+    assert "| C++ client -> prpc-host no-op p50 / floor p50 | 1.40x | <= 1.3x | **no** |" in md
+    # row() sets p99 to twice the p50.
+    assert "over Kafka (thread workers), sequential p50 | 1.80 ms | <= 2 ms | yes |" in md
+    assert "over Kafka (thread workers), sequential p99 | 3.60 ms | <= 5 ms | yes |" in md
+    assert "| 10 ms sleep, async workers, calls/s at 64 callers / gRPC | 1.25x | >= 2x | **no** |" \
+        in md
 
 
 FLOOR_HIREDIS = """\
