@@ -539,9 +539,8 @@ class Server::Impl : public std::enable_shared_from_this<Server::Impl> {
     for (InlineCall& q : quick) {
       q.call->executing_since = now;
       calls.push_back(q.invocation);
-      done.emplace_back([self, call = q.call](Outcome outcome) {
-        self->complete(call, std::move(outcome));
-      });
+      done.emplace_back(
+          [self, call = q.call](Outcome outcome) { self->complete(call, std::move(outcome)); });
     }
     inlined_.fetch_add(quick.size(), std::memory_order_relaxed);
     functions_->invoke_batch(calls, done);

@@ -8,10 +8,10 @@ namespace {
 
 // Keys this plugin interprets itself; everything else goes to librdkafka.
 constexpr std::array<std::string_view, 16> kOwnKeys = {
-    "lookup_by_timestamp",  "trace_offsets",  "url",           "partitions",  "eager_produce",
-    "replication_factor",   "linger_ms",      "client_id",     "connect_timeout",
-    "admin_timeout",        "lookup_timeout", "lookup_window", "lookup_skew",
-    "result_cache_entries", "ledger_bytes",   "server_history"};
+    "lookup_by_timestamp", "trace_offsets", "url",         "partitions",           "eager_produce",
+    "replication_factor",  "linger_ms",     "client_id",   "connect_timeout",      "admin_timeout",
+    "lookup_timeout",      "lookup_window", "lookup_skew", "result_cache_entries", "ledger_bytes",
+    "server_history"};
 
 bool starts_with(std::string_view s, std::string_view prefix) {
   return s.substr(0, prefix.size()) == prefix;

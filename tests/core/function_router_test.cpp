@@ -5,9 +5,9 @@
 
 #include <chrono>
 #include <memory>
-#include <thread>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "prpc/function_router.hpp"
@@ -144,8 +144,8 @@ class TimedTable final : public FunctionTable {
 TEST(FunctionRouter, AFunctionIsQuickOnlyAfterEnoughShortRuns) {
   using std::chrono::microseconds;
   FunctionRouter router;
-  ASSERT_TRUE(router.add(std::make_shared<TimedTable>(std::vector<std::string>{"a", "slow"}))
-                  .is_ok());
+  ASSERT_TRUE(
+      router.add(std::make_shared<TimedTable>(std::vector<std::string>{"a", "slow"})).is_ok());
   for (std::uint32_t i = 0; i < RunPace::kRunsBeforeJudged; ++i) {
     EXPECT_FALSE(router.quick("a", microseconds(1'000'000))) << "after " << i << " runs";
     router.invoke(call_of(i, "a"), [](Outcome) {});
@@ -170,14 +170,13 @@ TEST(FunctionRouter, ABatchGoesToEachTableInRunsAndUnknownNamesAreAnswered) {
   std::vector<std::string> results(names.size());
   std::vector<OutcomeCallback> done;
   for (std::size_t i = 0; i < names.size(); ++i) {
-    done.emplace_back([&results, i](Outcome o) {
-      results[i] = o.ok() ? o.result : std::string(o.error_type);
-    });
+    done.emplace_back(
+        [&results, i](Outcome o) { results[i] = o.ok() ? o.result : std::string(o.error_type); });
   }
   router.invoke_batch(calls, done);
-  EXPECT_EQ(results, (std::vector<std::string>{"\"a\"", "\"a\"", "\"b\"", "\"b\"", "\"b\"",
-                                               std::string(error_types::kUnknownFunction),
-                                               "\"a\""}));
+  EXPECT_EQ(results,
+            (std::vector<std::string>{"\"a\"", "\"a\"", "\"b\"", "\"b\"", "\"b\"",
+                                      std::string(error_types::kUnknownFunction), "\"a\""}));
   EXPECT_EQ(left->batches, (std::vector<std::size_t>{2, 1}));
   EXPECT_EQ(right->batches, (std::vector<std::size_t>{3}));
 }

@@ -142,7 +142,7 @@ class AwaitableTask:
     _handle: _core.CallHandle
     # The request as a PRPCMessage, built when first asked for: until then its parts and the
     # time it was sent (building it costs more than a no-op call's Python work on the client).
-    _request: PRPCMessage | tuple[str, Sequence[Any], dict[str, Any], float]
+    _request: PRPCMessage | tuple[str, list[Any] | tuple[Any, ...], dict[str, Any], float]
     _reply: PRPCMessage | None
     _client: _core.Client
     _limit: datetime.timedelta | float | None
@@ -164,7 +164,8 @@ class AwaitableTask:
 
     @classmethod
     def _attach(cls, handle: _core.CallHandle,
-                request: PRPCMessage | tuple[str, Sequence[Any], dict[str, Any], float],
+                request: PRPCMessage | tuple[str, list[Any] | tuple[Any, ...], dict[str, Any],
+                                             float],
                 client: _core.Client,
                 limit: datetime.timedelta | float | None = None) -> AwaitableTask:
         task = cls.__new__(cls)
@@ -378,8 +379,8 @@ class Client:
         call locally when no reply came in time; `deadline` also tells the server not to start
         it after then."""
         kwargs = dict(kwargs) if kwargs else {}
-        if not isinstance(args, (list, tuple)):
-            args = list(args)
+        positional: list[Any] | tuple[Any, ...] = \
+            args if isinstance(args, (list, tuple)) else list(args)
         deadline_text = ""
         if deadline is not None:
             if deadline.tzinfo is None:
@@ -389,12 +390,13 @@ class Client:
             if _tracing.available else None
         if traced is None:
             handle = self._core.call(
-                func_name, list(args), kwargs, _seconds(timeout) or 0.0, deadline_text
+                func_name, list(positional), kwargs, _seconds(timeout) or 0.0, deadline_text
             )
         else:
             span, traceparent, tracestate = traced
             try:
-                handle = self._core.call(func_name, list(args), kwargs, _seconds(timeout) or 0.0,
+                handle = self._core.call(func_name, list(positional), kwargs,
+                                         _seconds(timeout) or 0.0,
                                          deadline_text, traceparent, tracestate)
             except BaseException:
                 span.end()
@@ -402,8 +404,8 @@ class Client:
             handle.add_done_callback(lambda: _tracing.end_client_span(span, handle))
         if _metrics.enabled:
             _metrics.record_call(self._core.queue, func_name, handle)
-        return AwaitableTask._attach(handle, (func_name, args, kwargs, time.time()), self._core,
-                                     timeout)
+        return AwaitableTask._attach(handle, (func_name, positional, kwargs, time.time()),
+                                     self._core, timeout)
 
     def ping(self, timeout: datetime.timedelta | float = 10.0) -> str:
         return self.call("ping").sync_wait_result_task(timeout)

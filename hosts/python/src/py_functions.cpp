@@ -94,8 +94,7 @@ std::optional<Outcome> PythonFunctions::run(const Invocation& call, OutcomeCallb
   return outcome;
 }
 
-std::optional<Outcome> PythonFunctions::run_entry(const Invocation& call,
-                                                  OutcomeCallback& done) {
+std::optional<Outcome> PythonFunctions::run_entry(const Invocation& call, OutcomeCallback& done) {
   pyb::object fn;
   bool coroutine = false;
   {
