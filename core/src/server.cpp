@@ -536,14 +536,31 @@ class Server::Impl : public std::enable_shared_from_this<Server::Impl> {
     done.reserve(quick.size());
     auto self = shared_from_this();
     Clock::time_point now = Clock::now();
-    for (InlineCall& q : quick) {
-      q.call->executing_since = now;
-      calls.push_back(q.invocation);
-      done.emplace_back(
-          [self, call = q.call](Outcome outcome) { self->complete(call, std::move(outcome)); });
+    // Which calls have their outcome: a table that throws leaves the rest to be answered here.
+    auto answered = std::make_shared<std::vector<std::atomic<bool>>>(quick.size());
+    for (std::size_t i = 0; i < quick.size(); ++i) {
+      quick[i].call->executing_since = now;
+      calls.push_back(quick[i].invocation);
+      done.emplace_back([self, answered, i, call = quick[i].call](Outcome outcome) {
+        if ((*answered)[i].exchange(true)) return;
+        self->complete(call, std::move(outcome));
+      });
     }
     inlined_.fetch_add(quick.size(), std::memory_order_relaxed);
-    functions_->invoke_batch(calls, done);
+    std::string thrown;
+    try {
+      functions_->invoke_batch(calls, done);
+    } catch (const std::exception& e) {
+      thrown = std::string("the function table threw: ") + e.what();
+    } catch (...) {
+      thrown = "the function table threw an unknown exception";
+    }
+    if (thrown.empty()) return;
+    for (std::size_t i = 0; i < quick.size(); ++i) {
+      if ((*answered)[i].exchange(true)) continue;
+      complete(quick[i].call,
+               Outcome::failure(StatusCode::kInternal, error_types::kInternal, thrown));
+    }
   }
 
   void begin(const CallPtr& call) {

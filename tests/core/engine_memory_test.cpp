@@ -557,6 +557,56 @@ TEST_F(EngineTest, QuickFunctionsRunInBatchesOnTheReceivingThreadAndOthersOnTheE
   for (const auto& id : table->batch_threads) EXPECT_EQ(table->executor_threads.count(id), 0U);
 }
 
+// Answers the first call of a batch, then throws: the server answers the rest itself.
+class ThrowingBatchTable final : public FunctionTable {
+ public:
+  explicit ThrowingBatchTable(std::shared_ptr<FunctionTable> inner) : inner_(std::move(inner)) {}
+  std::vector<FunctionInfo> list() const override { return inner_->list(); }
+  bool quick(std::string_view name, std::chrono::microseconds) const override {
+    return name == "noop";
+  }
+  void invoke(const Invocation& call, OutcomeCallback done) override {
+    inner_->invoke(call, std::move(done));
+  }
+  void invoke_batch(std::span<const Invocation> calls, std::span<OutcomeCallback> done) override {
+    inner_->invoke(calls[0], std::move(done[0]));
+    if (calls.size() > 1) throw std::runtime_error("boom");
+  }
+
+ private:
+  std::shared_ptr<FunctionTable> inner_;
+};
+
+TEST_F(EngineTest, ATableThatThrowsMidBatchLeavesNoCallUnanswered) {
+  functions_ = std::make_shared<ThrowingBatchTable>(functions_);
+  constexpr int kWaiting = 20;
+  std::vector<std::string> ids;
+  for (int i = 0; i < kWaiting; ++i) {
+    ids.push_back(new_uuid());
+    publish_raw(R"({"func_name": "noop", "message_id": ")" + ids.back() + R"("})");
+  }
+  auto server = start_server();
+  ASSERT_TRUE(wait_until(
+      [&] {
+        ServerStats s = server->stats();
+        return s.succeeded + s.failed == static_cast<std::uint64_t>(kWaiting);
+      },
+      10s));
+  EXPECT_GE(server->stats().failed, 1U);
+  for (const std::string& id : ids) {
+    auto reply = stored(id);
+    ASSERT_TRUE(reply.has_value()) << id;
+    if (reply->failed()) {
+      EXPECT_NE(reply->exception_info->find("the function table threw: boom"), std::string::npos)
+          << *reply->exception_info;
+    } else {
+      EXPECT_EQ(reply->result, "null");
+    }
+  }
+  EXPECT_EQ(call("noop").result, "null");  // alone in its batch: answered by the table
+  ASSERT_TRUE(wait_until([&] { return stats().pending == 0; }, 5s));
+}
+
 TEST_F(EngineTest, InlineMaxZeroSendsEveryCallToItsExecutor) {
   auto table = std::make_shared<QuickTable>(functions_);
   functions_ = table;
